@@ -1,0 +1,223 @@
+"""Typed configuration: one dataclass whose defaults are the paper run.
+
+    python train.py --seed 42                     # paper preset
+    python train.py --preset tiny --lr 3e-3       # CPU preset with an override
+
+Every field can be overridden on the command line as `--field value` (dashes or underscores);
+the value must parse as the type of the default, and an unknown field is an error.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line with exit code 2 (see `fail`)."""
+
+
+def fail(msg: str, code: int = 2):
+    """Print one clear line to stderr and exit (no traceback)."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+@dataclass
+class Config:
+    # --- run ---
+    preset: str = "paper"          # "paper" or "tiny"; set first, other overrides apply on top
+    seed: int = 42                 # seeds init, data order, probe codewords and eval sets
+    name: str = ""                 # run folder name under out_dir; "" -> seed{seed} / tiny_seed{seed}
+    out_dir: str = "runs"          # parent folder of run folders
+    device: str = "auto"           # auto | cuda | mps | cpu
+    compile: bool = True           # torch.compile the training model when available (CUDA only)
+    progress: bool = True          # tqdm bar
+    # --- data ---
+    data: str = "synthetic"        # synthetic | tinystories | path to .txt/.jsonl/.parquet
+    n_train_stories: int = 200_000 # stories in the train split (synthetic and tinystories)
+    n_val_stories: int = 5_000     # stories in the validation split
+    cache_dir: str = ".cache"      # tokenized corpora (uint16 .npy), built once
+    p_probe: float = 0.10          # probability that a training sequence is a probe sequence
+    n_codewords: int = 512         # probe codewords (single tokens)
+    gap_min: int = 5               # training/in-distribution probe gap, U{gap_min..gap_max}
+    gap_max: int = 30
+    ood_gap_min: int = 80          # out-of-distribution probe gap for p_ood
+    ood_gap_max: int = 200
+    n_eval_probe: int = 2000       # probe sequences per eval set (p_in, p_ood)
+    n_eval_lm: int = 512           # fixed validation LM windows
+    # --- model ---
+    n_layer: int = 8
+    d_model: int = 512
+    n_head: int = 16
+    d_ff: int = 2048
+    ctx: int = 256                 # context length (sequences are ctx + 1 tokens)
+    # --- optimizer ---
+    optimizer: str = "adamw"       # adamw | sgd
+    lr: float = 1e-3               # peak learning rate
+    beta1: float = 0.9             # AdamW beta1
+    beta2: float = 0.95            # AdamW beta2 (0 allowed: the beta2 ablation)
+    eps: float = 1e-8
+    weight_decay: float = 0.5      # on every parameter except LayerNorm
+    wd_mode: str = "decoupled"     # decoupled (AdamW / SGDW by hand) | l2 (added to the gradient)
+    momentum: float = 0.0          # SGD momentum
+    nesterov: bool = False         # SGD Nesterov momentum
+    grad_clip: float = 1.0         # global norm clip; 0 disables
+    # --- schedule ---
+    steps: int = 10_000
+    warmup: int = 1_500            # linear warmup steps, then cosine to the end of the run
+    min_lr_frac: float = 0.1       # cosine is clamped at this fraction of the peak
+    batch_size: int = 64           # sequences per micro-batch
+    grad_accum: int = 2            # micro-batches per step (effective batch 128)
+    lambda_probe: float = 2.0      # probe loss weight before lambda_step
+    lambda_probe_late: float = 4.0 # probe loss weight from lambda_step on
+    lambda_step: int = 4_000
+    # --- eval and snapshots ---
+    eval_every: int = 200          # eval at step 0 and every eval_every steps (and at the end)
+    snapshot_every: int = 200      # snapshot at step 0 and every snapshot_every steps
+    snapshot_extra: str = ""       # extra "start:end:every" segments, comma-separated, e.g. "600:2000:50"
+    state_every: int = 1_000       # write state_latest.pt (resume point) every this many steps and at the end
+    stop_rule: str = ""            # "" or "step:max_val:min_best_p_ood": stop at `step` if val > max_val and best p_ood < min (run C')
+    init_from: str = ""            # safetensors snapshot to start from instead of a fresh init (reheating)
+
+    @property
+    def run_dir(self) -> str:
+        import os
+        name = self.name or (f"seed{self.seed}" if self.preset == "paper" else f"{self.preset}_seed{self.seed}")
+        return os.path.join(self.out_dir, name)
+
+    def lambda_at(self, step: int) -> float:
+        return self.lambda_probe if step < self.lambda_step else self.lambda_probe_late
+
+    def snapshot_steps(self) -> list[int]:
+        """Sorted steps at which weights are saved: 0, every snapshot_every, extra segments, last."""
+        steps = set(range(0, self.steps + 1, self.snapshot_every)) if self.snapshot_every > 0 else {0}
+        for seg in filter(None, self.snapshot_extra.split(",")):
+            a, b, k = (int(x) for x in seg.split(":"))
+            steps.update(range(a, min(b, self.steps) + 1, k))
+        steps.add(self.steps)
+        return sorted(s for s in steps if 0 <= s <= self.steps)
+
+    def eval_steps(self) -> list[int]:
+        return sorted(set(range(0, self.steps + 1, self.eval_every)) | {self.steps})
+
+    def validate(self) -> "Config":
+        checks = [
+            (self.preset in PRESETS, f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})"),
+            (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
+            (self.wd_mode in ("decoupled", "l2"), f"wd_mode must be decoupled or l2, got {self.wd_mode!r}"),
+            (self.d_model % self.n_head == 0, "d_model must be divisible by n_head"),
+            (self.steps > 0 and self.batch_size > 0 and self.grad_accum > 0, "steps, batch_size, grad_accum must be > 0"),
+            (0 <= self.p_probe <= 1, "p_probe must be in [0, 1]"),
+            (0 < self.gap_min <= self.gap_max and 0 < self.ood_gap_min <= self.ood_gap_max, "gap ranges must be positive and ordered"),
+            (self.ood_gap_max + 24 <= self.ctx and self.gap_max + 24 <= self.ctx, f"probe gaps must fit the context ({self.ctx}) with room for the key and query"),
+            (self.eval_every > 0 and self.state_every > 0, "eval_every and state_every must be > 0"),
+            (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
+        ]
+        for seg in filter(None, self.snapshot_extra.split(",")):
+            checks.append((len(seg.split(":")) == 3 and all(x.strip().isdigit() for x in seg.split(":")),
+                           f"snapshot_extra segment {seg!r} is not start:end:every"))
+        if self.stop_rule:
+            checks.append((len(self.stop_rule.split(":")) == 3, f"stop_rule {self.stop_rule!r} is not step:max_val:min_best_p_ood"))
+        for ok, msg in checks:
+            if not ok:
+                raise UsageError(msg)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Fields that may differ between the run that made a folder and the command that resumes it.
+RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every"}
+
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    # A 2-layer model on a small corpus: trains on a 2-core CPU in about a minute.
+    "tiny": dict(
+        n_train_stories=4_000, n_val_stories=300, n_layer=2, d_model=64, n_head=4, d_ff=256,
+        ctx=128, batch_size=16, grad_accum=2, steps=400, warmup=40, lambda_step=160,
+        eval_every=20, snapshot_every=20, gap_min=5, gap_max=20, ood_gap_min=40, ood_gap_max=90,
+        n_eval_probe=200, n_eval_lm=64, lr=3e-3, compile=False, state_every=100,
+    ),
+}
+
+
+def _parse_bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(s)
+
+
+def _typed(f: dataclasses.Field):
+    tname = f.type if isinstance(f.type, str) else f.type.__name__
+    kind = {"int": int, "float": float, "str": str, "bool": _parse_bool}[tname]
+
+    def convert(s: str):
+        try:
+            return kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects {tname}, got {s!r}")
+    convert.__name__ = tname
+    return convert
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit code 2."""
+
+    def error(self, message):
+        fail(message)
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one `--field` option per Config field (default None: 'not given')."""
+    g = parser.add_argument_group("config (any Config field; defaults are the paper run)")
+    for f in fields(Config):
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        g.add_argument(*names, dest=f"cfg_{f.name}", type=_typed(f), default=None, metavar=str(f.type).upper(),
+                       help=f"(default {f.default!r})")
+    return parser
+
+
+def config_from_args(ns: argparse.Namespace, **forced) -> Config:
+    """Preset first, then explicit overrides, then `forced` (values a script fixes)."""
+    given = {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
+    return make_config(**given, **forced)
+
+
+def make_config(**overrides) -> Config:
+    preset = overrides.get("preset", "paper")
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    known = {f.name for f in fields(Config)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise UsageError(f"unknown config field(s): {', '.join(bad)}")
+    return Config(**{**PRESETS[preset], **overrides}).validate()
+
+
+def config_from_dict(d: dict) -> Config:
+    known = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in d.items() if k in known})
+
+
+def diff_configs(a: Config, b: Config, ignore=RUNTIME_FIELDS) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [k for k in da if k not in ignore and da[k] != db.get(k)]
+
+
+def parse_config(argv=None, description=__doc__) -> Config:
+    """Parse a command line made only of Config overrides."""
+    p = add_config_args(Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter))
+    try:
+        return config_from_args(p.parse_args(argv))
+    except UsageError as e:
+        fail(str(e))
+
+
+if __name__ == "__main__":
+    print(parse_config())
