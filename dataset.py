@@ -171,7 +171,7 @@ def _load_texts(cfg: Config) -> tuple[list[str], list[str]]:
     if kind is None:
         raise UsageError(f"unsupported data file type: {path} (use .txt, .jsonl or .parquet)")
     try:
-        texts = datasets.load_dataset(kind, data_files=path, split="train")["text"]
+        texts = datasets.load_dataset(kind, data_files=path, split="train", cache_dir=os.path.join(cfg.cache_dir, "hf"))["text"]
     except Exception as e:
         raise UsageError(f"cannot read {path} as {kind} with a `text` field: {type(e).__name__}")
     n_val = min(cfg.n_val_stories, max(1, len(texts) // 20))
@@ -206,12 +206,12 @@ def load_corpus(cfg: Config) -> Corpus:
         val = _cached(_cache_path(cfg, f"{key}_val{cfg.n_val_stories}"), lambda: _generate_synthetic("val", cfg.n_val_stories))
         desc = f"synthetic stories v{SYNTHETIC_VERSION} (word tokenizer)"
     else:
+        if cfg.data != "tinystories" and not os.path.isfile(cfg.data):
+            raise UsageError(f"data file not found: {cfg.data}")
         tok = GPT2Tokenizer(cfg.n_codewords, cfg.seed)
         if cfg.data == "tinystories":
             key = f"tinystories_gpt2_{cfg.n_train_stories}_{cfg.n_val_stories}"
         else:
-            if not os.path.isfile(cfg.data):
-                raise UsageError(f"data file not found: {cfg.data}")
             st = os.stat(cfg.data)
             h = hashlib.sha1(f"{os.path.abspath(cfg.data)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
             key = f"file_{h}_gpt2_{cfg.n_train_stories}_{cfg.n_val_stories}"

@@ -1,0 +1,68 @@
+"""Corpus, probe sequences, local files and the n-gram baseline."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from config import UsageError, make_config  # noqa: E402
+from dataset import PROBE_TEMPLATES, _load_texts, load_corpus, ngram_baseline, probe_sequence  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("c")
+    return load_corpus(make_config(preset="tiny", n_train_stories=200, n_val_stories=50, cache_dir=str(tmp)))
+
+
+def test_word_tokenizer_is_exact_and_codewords_are_single_tokens(corpus):
+    tok = corpus.tok
+    assert len(set(tok.itos)) == tok.vocab_size and tok.itos[tok.eot] == "<eot>"
+    assert len(tok.codewords) == 512 and all(c.isupper() for c in tok.codewords)
+    story = corpus.train[: int(np.argmax(corpus.train == tok.eot))]
+    assert tok.encode(" ".join(tok.itos[i] for i in story)) == story.tolist()
+    assert not np.isin(corpus.train, corpus.codeword_ids).any()  # codewords appear only in probes
+    assert corpus.train.max() < tok.vocab_size
+
+
+def test_probe_sequence_layout(corpus):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        seq, a = probe_sequence(corpus, corpus.val, rng, 257, 80, 200)
+        assert len(seq) == 257 and seq[a] in corpus.codeword_ids
+        occ = np.flatnonzero(seq == seq[a])
+        assert len(occ) == 2 and occ[1] == a  # stated once in the key, asked once at the end of the query
+        key_lens = [len(k.split()) for k, _ in PROBE_TEMPLATES]
+        query_lens = [len(q.split()) for _, q in PROBE_TEMPLATES]
+        # distance between the two occurrences = rest of key + gap + query, with gap in [80, 200]
+        d = occ[1] - occ[0]
+        assert any(80 + ql <= d <= 200 + ql + max(key_lens) for ql in query_lens)
+
+
+def test_local_files_are_read_through_datasets(tmp_path):
+    texts = [f"once upon a time there was story number {i} ." for i in range(40)]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    (tmp_path / "s.txt").write_text("\n".join(texts))
+    for name in ("s.jsonl", "s.txt"):
+        cfg = make_config(data=str(tmp_path / name), cache_dir=str(tmp_path / "c"))
+        tr, va = _load_texts(cfg)
+        assert len(tr) + len(va) == 40 and set(tr) | set(va) == set(texts) and not set(tr) & set(va)
+    with pytest.raises(UsageError, match="not found"):
+        _load_texts(make_config(data=str(tmp_path / "nope.parquet")))
+    with pytest.raises(UsageError, match="not found"):
+        load_corpus(make_config(data=str(tmp_path / "nope.jsonl")))
+
+
+def test_ngram_baseline_known_answers():
+    rng = np.random.default_rng(0)
+    V = 50
+    iid = rng.integers(0, V, 200_000)
+    res = ngram_baseline(iid[:150_000], iid[150_000:], V, max_n=3)
+    assert abs(res[1] - np.log(V)) < 0.01  # nothing to learn beyond the unigram
+    assert res[3] > res[1]                 # sparse trigram counts only add noise
+    cyc = np.tile(np.arange(V), 2_000)     # deterministic given one previous token
+    res = ngram_baseline(cyc[:80_000], cyc[80_000:], V, max_n=2)
+    assert abs(res[1] - np.log(V)) < 0.01 and res[2] < 0.01
