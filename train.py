@@ -139,6 +139,29 @@ def save_snapshot(model, run_dir: str, step: int) -> threading.Thread:
     return t
 
 
+def plot_metrics(run_dir: str) -> str:
+    """training_curves.png: validation loss, p_in and p_ood against step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(steps, [r["val_loss"] for r in rows], color="k", label="val loss")
+    ax.set_xlabel("step"), ax.set_ylabel("validation loss")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r["p_in"] for r in rows], color="tab:blue", label="p_in")
+    ax2.plot(steps, [r["p_ood"] for r in rows], color="grey", label="p_ood")
+    ax2.set_ylim(0, 1), ax2.set_ylabel("probe accuracy")
+    fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88), fontsize=8)
+    ax.set_title(os.path.basename(os.path.normpath(run_dir)), fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(run_dir, "training_curves.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def load_state(path: str) -> dict:
     """Load state_latest.pt safely (weights_only: a malicious pickle executes nothing)."""
     try:
@@ -248,6 +271,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
         save_state(step)
         st = dict(status=kind, step=step, **extra)
         json.dump(st, open(os.path.join(run_dir, "status.json"), "w"))
+        plot_metrics(run_dir)
         log.write(f"# {kind} at step {step}\n")
         log.close()
         return st
