@@ -221,3 +221,18 @@ def parse_config(argv=None, description=__doc__) -> Config:
 
 if __name__ == "__main__":
     print(parse_config())
+
+
+# Experiments (SGD controls, beta2, reheating) state their schedules in paper steps; the tiny
+# preset runs them shrunk by this factor (paper 10,000 steps -> tiny 400, like the tiny preset).
+STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
+
+
+def exp_steps(preset: str, n: int) -> int:
+    """Paper step count `n` in the preset's time scale."""
+    return n if STEP_SCALE[preset] == 1.0 else max(1, round(n * STEP_SCALE[preset]))
+
+
+def run_prefix(preset: str) -> str:
+    """Prefix of experiment run names: '' for the paper preset, 'tiny_' for tiny."""
+    return "" if preset == "paper" else f"{preset}_"

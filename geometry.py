@@ -419,3 +419,28 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
     top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})
     return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K), lambda1=top["lambda1"], trace=top["trace"],
                 u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()})
+
+
+def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
+                   null_draws: int = 1000, progress: bool = False) -> dict:
+    """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
+    PC1 and k95/k99 of raw and row-normalized rows, drift ||theta(last) - theta(start)||, update alignment
+    C(t) = <u(t), v_b>/||u(t)|| of consecutive-snapshot updates, and PC1 against the three null models."""
+    traj = Trajectory(run_dir, anchor=start, end=end, device=device)
+    grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress)
+    out = {}
+    for name, G in group_grams(grams, {g: traj.groups[g] for g in groups}).items():
+        p, pn = pca(G), pca(G, rows(G, "normalized"))
+        A = rows(G, "increments")
+        C = (A @ G @ p.coef(1)[:, 0]) / (A @ G @ A.T).diagonal().clamp(min=1e-300).sqrt()
+        T = G.shape[0]
+        out[name] = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(),
+                         pc1_normalized=pn.pc1, k95_normalized=pn.k95, k99_normalized=pn.k99,
+                         drift=float(G[-1, -1].sqrt()), update_C=C.tolist(),
+                         update_abs_C_mean=float(C.abs().mean()), update_C_mean=float(C.mean()),
+                         null_theory_pc1=random_walk_theory(T, k=1)["uncentered_T"][0],
+                         null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, traj.numel(traj.groups[name]), null_draws))
+    return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, groups=out,
+                definitions=dict(rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
+                                 drift="||theta(end) - theta(anchor)||", update_C="u(t) = theta(t) - theta(previous snapshot); C = <u, v_b>/||u||",
+                                 v_b="first right singular vector of the raw rows, sign with a(end) > 0"))
