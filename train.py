@@ -79,9 +79,7 @@ def losses(model, x, y, probe_pos, lam: float):
     """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere."""
     logits = model(x)
     ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
-    mask = torch.zeros_like(y, dtype=torch.bool)
-    rows = probe_pos >= 0
-    mask[rows.nonzero().squeeze(1), probe_pos[rows]] = True
+    mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
     lm = (ce * ~mask).sum() / (~mask).sum()
     probe = (ce * mask).sum() / mask.sum().clamp(min=1)
     return lm + lam * probe, lm, probe
@@ -216,6 +214,8 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
         print(f"{run_dir}: already {status['status']} at step {status['step']}; nothing to do")
         return status
     device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
     torch.manual_seed(cfg.seed)
     corpus = load_corpus(cfg)
     ev = make_eval_sets(corpus, cfg)
