@@ -36,7 +36,8 @@ class Config:
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic | tinystories | path to .txt/.jsonl/.parquet
-    n_train_stories: int = 200_000 # stories in the train split (synthetic and tinystories)
+    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (about 1.3 epochs of the
+                                   # paper run, so it never repeats much) or the first 200,000 of a text corpus
     n_val_stories: int = 5_000     # stories in the validation split
     cache_dir: str = ".cache"      # tokenized corpora (uint16 .npy), built once
     p_probe: float = 0.10          # probability that a training sequence is a probe sequence
@@ -86,6 +87,10 @@ class Config:
         import os
         name = self.name or (f"seed{self.seed}" if self.preset == "paper" else f"{self.preset}_seed{self.seed}")
         return os.path.join(self.out_dir, name)
+
+    @property
+    def train_stories(self) -> int:
+        return self.n_train_stories or (1_000_000 if self.data == "synthetic" else 200_000)
 
     def lambda_at(self, step: int) -> float:
         return self.lambda_probe if step < self.lambda_step else self.lambda_probe_late

@@ -159,7 +159,7 @@ def _load_texts(cfg: Config) -> tuple[list[str], list[str]]:
         raise UsageError(f"--data {cfg.data} needs the `datasets` package (pip install datasets)")
     if cfg.data == "tinystories":
         try:
-            tr = datasets.load_dataset("roneneldan/TinyStories", split=f"train[:{cfg.n_train_stories}]")
+            tr = datasets.load_dataset("roneneldan/TinyStories", split=f"train[:{cfg.train_stories}]")
             va = datasets.load_dataset("roneneldan/TinyStories", split=f"validation[:{cfg.n_val_stories}]")
         except Exception as e:
             raise UsageError(f"cannot load TinyStories (it needs the network once; offline?): {type(e).__name__}")
@@ -177,7 +177,7 @@ def _load_texts(cfg: Config) -> tuple[list[str], list[str]]:
     n_val = min(cfg.n_val_stories, max(1, len(texts) // 20))
     if len(texts) < 2:
         raise UsageError(f"{path} holds fewer than 2 texts")
-    return texts[n_val:][: cfg.n_train_stories], texts[:n_val]
+    return texts[n_val:][: cfg.train_stories], texts[:n_val]
 
 
 def _cache_path(cfg: Config, key: str) -> str:
@@ -202,7 +202,7 @@ def load_corpus(cfg: Config) -> Corpus:
     if cfg.data == "synthetic":
         tok = WordTokenizer(cfg.n_codewords)
         key = f"synthetic_v{SYNTHETIC_VERSION}_{tok.vocab_size - cfg.n_codewords}"
-        train = _cached(_cache_path(cfg, f"{key}_train{cfg.n_train_stories}"), lambda: _generate_synthetic("train", cfg.n_train_stories))
+        train = _cached(_cache_path(cfg, f"{key}_train{cfg.train_stories}"), lambda: _generate_synthetic("train", cfg.train_stories))
         val = _cached(_cache_path(cfg, f"{key}_val{cfg.n_val_stories}"), lambda: _generate_synthetic("val", cfg.n_val_stories))
         desc = f"synthetic stories v{SYNTHETIC_VERSION} (word tokenizer)"
     else:
@@ -210,11 +210,11 @@ def load_corpus(cfg: Config) -> Corpus:
             raise UsageError(f"data file not found: {cfg.data}")
         tok = GPT2Tokenizer(cfg.n_codewords, cfg.seed)
         if cfg.data == "tinystories":
-            key = f"tinystories_gpt2_{cfg.n_train_stories}_{cfg.n_val_stories}"
+            key = f"tinystories_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
         else:
             st = os.stat(cfg.data)
             h = hashlib.sha1(f"{os.path.abspath(cfg.data)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-            key = f"file_{h}_gpt2_{cfg.n_train_stories}_{cfg.n_val_stories}"
+            key = f"file_{h}_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
         paths = [_cache_path(cfg, f"{key}_{s}") for s in ("train", "val")]
         if not all(os.path.exists(p) for p in paths):
             tr_texts, va_texts = _load_texts(cfg)

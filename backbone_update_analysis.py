@@ -1,0 +1,212 @@
+"""Update-direction alignment with the backbone: C(t) = <u(t), v_b> / ||u(t)||, its sign flip and phase means.
+
+    python backbone_update_analysis.py --run runs/seed42                  # paper Tables 3-4, Figure 2 (red lines)
+    python backbone_update_analysis.py --run runs/tiny_seed42 --anchor 0
+
+u(t) = theta(t) - theta(t_prev), t_prev the previous snapshot step (200 steps earlier on the standard
+schedule; `--lag L` takes t_prev = t - L instead). u(t) is a difference of drift rows, so C(t) comes from
+the T x T Gram of one streamed pass over the snapshots, as does v_b (first right singular vector of the
+uncentered drift rows, a(T) > 0: the same v_b as trajectory_pca_uncentered.py).
+Writes <run>/analysis/backbone_update_analysis.json and backbone_update_alignment.png (next to --out).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import geometry as geo
+from config import Parser, UsageError, fail
+from trajectory_pca_uncentered import lambda_step, open_run, provenance, write_json
+
+PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)  # paper phases: early t < 2000, mid 2000-6000, late t > 6000
+
+DEFINITIONS = {
+    "anchor": "theta(anchor) is the snapshot at step `anchor` (default 0); only snapshots at or after it are used.",
+    "rows": "x(t) = theta(t) - theta(anchor) per group (block<l>: its 4 weight matrices; trunk: all blocks), canonical "
+            "order of model.trunk_keys; G = X X^T accumulated in float64 from float32 snapshots, TF32 off.",
+    "backbone": "v_b = first right singular vector of the uncentered rows X (unit norm), sign fixed so that "
+                "a(T) = <x(T), v_b> > 0 (the paper's signs may be the opposite: its SVD sign was not fixed).",
+    "u": "u(t) = theta(t) - theta(t_prev) = x(t) - x(t_prev), x(anchor) = 0; t_prev in u_prev_steps.",
+    "C": "C(t) = <u(t), v_b> / ||u(t)|| (signed); abs_C = |C(t)|; from G: C = (e G c_b) / sqrt(e G e^T) with e the "
+         "coefficients of u(t) over the rows and v_b = X^T c_b.",
+    "early_sign": "sign of the mean of C over the early phase (of C at the first u when the early phase is empty).",
+    "t_star": "the first step t (in the order of u) whose C(t) has the sign opposite to early_sign (the paper's "
+              "'first checkpoint where C(t) crosses zero'); t_star_persistent: the first step from which C keeps "
+              "the opposite sign to the end of the run; None when there is none.",
+    "phases": "the paper's phases of its 10,000-step run, early t < 2000, mid 2000 <= t <= 6000, late t > 6000, scaled "
+              "to this run's length L: early t < 0.2 L, mid 0.2 L <= t <= 0.6 L, late t > 0.6 L (t = the later step of u).",
+    "phase_means": "mean of |C| and of C over the u(t) of each phase; abs_C_peak: the largest |C| in the phase.",
+}
+
+
+def parse_args(argv):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (with snapshots/)")
+    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--lag", type=int, default=0, help="u(t) = theta(t) - theta(t - lag); 0 (default): the previous snapshot")
+    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/backbone_update_analysis.json); "
+                                               "the figure goes to the same folder")
+    args = p.parse_args(argv)
+    if args.lag < 0:
+        p.error("--lag must be >= 0")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    try:
+        run(args, argv)
+    except UsageError as e:
+        fail(str(e))
+
+
+def update_pairs(row_steps, anchor: int, lag: int) -> list[tuple[int, int]]:
+    """(t, t_prev) for every u(t): consecutive snapshots (lag 0) or t_prev = t - lag when it has a snapshot."""
+    have = [anchor] + list(row_steps)
+    if lag == 0:
+        return list(zip(have[1:], have[:-1]))
+    return [(t, t - lag) for t in row_steps if t - lag in have]
+
+
+def alignment(G: torch.Tensor, E: torch.Tensor) -> dict:
+    """C(t) for the updates u = E X (E: n_u x T) against v_b of G."""
+    G = G.double()
+    cb = geo.pca(G).coef(1)[:, 0]
+    dot = E @ G @ cb
+    norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
+    C = torch.where(norm > 0, dot / norm.clamp(min=1e-300), torch.full_like(dot, float("nan")))
+    return dict(C=C, u_dot_vb=dot, u_norm=norm)
+
+
+def sign_flip(steps, C, early_mask) -> dict:
+    early = [c for c, e in zip(C, early_mask) if e]
+    s0 = np.sign(np.mean(early) if early else C[0])
+    flips = [t for t, c in zip(steps, C) if np.sign(c) == -s0]
+    persistent = None
+    for i in range(len(C) - 1, -1, -1):  # walk back from the end while C keeps the opposite sign
+        if np.sign(C[i]) != -s0:
+            break
+        persistent = steps[i]
+    return dict(early_sign=int(s0), t_star=flips[0] if flips else None, t_star_persistent=persistent)
+
+
+def run(args, argv):
+    t0 = time.perf_counter()
+    # --- load: one streamed pass over the snapshots
+    traj = open_run(args)
+    rows = traj.row_steps
+    pairs = update_pairs(rows, args.anchor, args.lag)
+    if not pairs:
+        raise UsageError(f"no snapshot pair {args.lag} steps apart at or after the anchor {args.anchor}")
+    grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
+
+    # --- compute
+    idx = {s: i for i, s in enumerate(rows)}
+    E = torch.zeros(len(pairs), len(rows), dtype=torch.float64)  # u(t) = x(t) - x(t_prev), x(anchor) = 0
+    for j, (t, tp) in enumerate(pairs):
+        E[j, idx[t]] += 1
+        if tp in idx:
+            E[j, idx[tp]] -= 1
+    steps = [t for t, _ in pairs]
+    L = int(traj.config.get("steps") or traj.steps[-1])
+    b1, b2 = (b * L / PAPER_STEPS for b in PAPER_BOUNDS)
+    phases = dict(early=lambda t: t < b1, mid=lambda t: b1 <= t <= b2, late=lambda t: t > b2)
+    groups = {}
+    for g in traj.groups:
+        al = alignment(grams[g], E)
+        C = al["C"].tolist()
+        ok = [i for i, c in enumerate(C) if np.isfinite(c)]
+        res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
+                   u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(), phase_means={})
+        for name, inside in phases.items():
+            sel = [C[i] for i in ok if inside(steps[i])]
+            res["phase_means"][name] = dict(abs_C=float(np.mean(np.abs(sel))) if sel else None, C=float(np.mean(sel)) if sel else None,
+                                            abs_C_peak=float(np.max(np.abs(sel))) if sel else None, n=len(sel))
+        res.update(sign_flip([steps[i] for i in ok], [C[i] for i in ok], [phases["early"](steps[i]) for i in ok]))
+        groups[g] = res
+    summary = {g: dict(t_star=r["t_star"], t_star_persistent=r["t_star_persistent"], early_sign=r["early_sign"],
+                       **{f"{ph}_abs_C": r["phase_means"][ph]["abs_C"] for ph in phases},
+                       **{f"{ph}_C": r["phase_means"][ph]["C"] for ph in phases}) for g, r in groups.items()}
+    others = [g for g in traj.groups if g not in ("block0", "trunk")]
+    if others:
+        summary["median_of_blocks_1_on"] = {f"{ph}_abs_C": _median([groups[g]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases}
+
+    # --- save
+    out_path = args.out or os.path.join(args.run, "analysis", "backbone_update_analysis.json")
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    fig = plot_alignment(groups, steps, lambda_step(traj), out_dir)
+    gaps = sorted({t - tp for t, tp in pairs})
+    result = dict(
+        definitions=dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
+                         + f"; gaps t - t_prev in this run: {gaps}"),
+        anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
+        phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
+        summary=summary, groups=groups, files=[os.path.basename(fig)])
+    result["provenance"] = provenance(traj, __file__, argv, t0)
+    write_json(out_path, result)
+    s = summary["block0"]
+    print(f"{out_path}: {len(steps)} updates; block0 early |C| {_fmt(s['early_abs_C'])}, t* {s['t_star']}; "
+          f"wall {result['provenance']['wall_s']} s")
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.median(xs)) if xs else None
+
+
+def _fmt(x):
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ----------------------------------------------------------------------------- figure
+def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
+    """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0; small multiples for every group."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def draw(ax, r, title, fs):
+        nan = lambda xs: [np.nan if x is None else x for x in xs]
+        ax.plot(steps, nan(r["abs_C"]), color="tab:red", lw=1.5, label="|C(t)|")
+        ax.plot(steps, nan(r["C"]), color="tab:red", ls="--", lw=1, label="C(t)")
+        ax.axhline(0, color="k", lw=0.5)
+        if lam_step is not None:
+            ax.axvline(lam_step, color="k", ls=":", lw=0.8, label="lambda step")
+        if r["t_star"] is not None:
+            ax.axvline(r["t_star"], color="tab:red", ls=":", lw=0.8, alpha=0.6)
+        ax.set_title(title, fontsize=fs, loc="left", pad=2)
+        ax.tick_params(labelsize=fs - 1)
+
+    names = list(groups)
+    ncol = min(3, len(names))
+    nrow = -(-len(names) // ncol)
+    fig = plt.figure(figsize=(5 + 2.4 * ncol, max(3.8, 1.9 * nrow)))
+    gs = fig.add_gridspec(1, 2, width_ratios=[5, 2.4 * ncol])
+    ax = fig.add_subplot(gs[0])
+    draw(ax, groups["block0"], "block 0: update-backbone alignment", 9)
+    ax.set_xlabel("step"), ax.set_ylabel("cos(u(t), v_b)"), ax.legend(fontsize=8)
+    sub = gs[1].subgridspec(nrow, ncol)
+    axes = []
+    for i, g in enumerate(names):
+        a = fig.add_subplot(sub[i // ncol, i % ncol], sharex=axes[0] if axes else None, sharey=axes[0] if axes else None)
+        draw(a, groups[g], g, 8)
+        a.tick_params(labelbottom=i >= len(names) - ncol, labelleft=i % ncol == 0)  # outer labels only
+        a.xaxis.set_major_locator(plt.MaxNLocator(3))
+        axes.append(a)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "backbone_update_alignment.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,452 @@
+"""Uncentered trajectory PCA of the trunk: the backbone, null models, stability, decomposition, switching.
+
+    python trajectory_pca_uncentered.py --run runs/seed42                 # paper Table 2, Figure 1, section 7
+    python trajectory_pca_uncentered.py --run runs/tiny_seed42 --null-draws 200
+
+Drift rows x(t) = theta(t) - theta(anchor), per block and for the whole trunk, analysed through their
+T x T Gram matrix (float64, TF32 off), accumulated in one streamed pass over the snapshots. A second
+pass rebuilds only the directions that are saved (v_b, PC2, switch directions).
+Writes, next to --out (default <run>/analysis/trajectory_pca_uncentered.json):
+  trajectory_pca_uncentered.json     definitions, results, provenance
+  backbone_directions.safetensors    v_b.<group>, pc2.<group>, v_sw.<group> (first switch pair)
+  switch_directions.safetensors      v_sw<i>.<group> for every switch pair (when they fit in 1 GiB)
+  trajectory_pca_pc1.png, trajectory_pca_decomposition_block0.png, trajectory_pca_spectrum.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+import geometry as geo
+from config import Parser, UsageError, fail
+
+PROMINENCE, RADIUS = 0.03, 3      # switching extrema: prominence >= 0.03 over +-3 evals (SPEC 6)
+N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
+SWITCH_FILE_LIMIT = 1 << 30       # save every switch pair when they take at most 1 GiB
+
+DEFINITIONS = {
+    "anchor": "theta(anchor) is the snapshot at step `anchor` (default 0: the true initialization).",
+    "rows": "x(t) = theta(t) - theta(anchor) for every snapshot step t > anchor (snapshot_steps), restricted to a "
+            "group: block<l> = the q/k/v, attention output, MLP up and MLP down weight matrices of block l; "
+            "trunk = all blocks; flattened in the canonical order of model.trunk_keys. LayerNorm and embeddings excluded.",
+    "gram": "G = X X^T (T x T), accumulated tensor by tensor in float64 from the float32 snapshots, TF32 off; "
+            "every quantity below comes from G; directions v = X^T c are rebuilt by a second streamed pass.",
+    "uncentered": "raw rows (primary): SVD X = U S V^T of the rows as they are, no mean subtracted; "
+                  "rho_k = sigma_k^2 / sum_j sigma_j^2; pc1 = rho_1; k95 / k99 = smallest k with sum_{j<=k} rho_j >= 0.95 / 0.99.",
+    "normalized": "the same on the unit rows x(t) / ||x(t)|| (every snapshot weighs the same).",
+    "centered": "standard PCA: rows x(t) - mean_t x(t).",
+    "backbone": "v_b = first right singular vector of the raw rows (unit norm), sign fixed so that a(T) = <x(T), v_b> > 0; "
+                "pc2 = second right singular vector, sign fixed so that <x(T), pc2> >= 0.",
+    "theory": "a random walk from its start: uncentered PC_k = 8 / ((2k-1)^2 pi^2) (PC1 = 81.1%), centered 6 / (k^2 pi^2) "
+              "(PC1 = 60.8%); *_T: the exact values for T orthogonal equal-norm increments (iid isotropic, D -> inf).",
+    "null_shuffle": "increments d(t) = x(t) - x(t_prev) (x(anchor) = 0) put in a uniformly random order, path rebuilt by "
+                    "cumulative sums, its uncentered PC1; from the Gram of the increments.",
+    "null_random_directions": "each increment keeps its norm ||d(t)|| but points in an independent uniformly random "
+                              "direction of R^D (D = numbers in the group); uncentered PC1 of the rebuilt path.",
+    "null_summary": "mean and sd of the null PC1 over n draws (seeded); percentile = 100 * (fraction of draws below the "
+                    "observed PC1 + half the ties).",
+    "windows": "window of W consecutive snapshots, stride 1; its rows are the drift from the GLOBAL anchor x(t) (not "
+               "re-anchored); window PC1 = first right singular vector of those W rows (uncentered). "
+               "cos_global = |cos(window PC1, v_b)|; cos_prev = |cos(window PC1, PC1 of the window one snapshot earlier)|.",
+    "decomposition": "a(t) = <x(t), v_b>; ||r(t)|| = sqrt(||x(t)||^2 - a(t)^2); f_b(t) = a(t)^2 / ||x(t)||^2; "
+                     "norm = ||x(t)||.",
+    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have an eval in metrics.jsonl.",
+    "extrema": f"p_ood from metrics.jsonl, in step order. Peaks: local maxima (a flat top counts once, at its middle; "
+               f"not the first or last eval) whose prominence, measured within +-{RADIUS} evals, is >= {PROMINENCE}: "
+               f"scipy.signal.find_peaks(p_ood, prominence={PROMINENCE}, wlen={2 * RADIUS + 1}). Troughs: the same for -p_ood.",
+    "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the previous "
+             "extremum when it is a trough not paired yet. Both steps need a snapshot at or after the anchor.",
+    "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - theta_trough = "
+            "x(peak) - x(trough), a combination of drift rows (x(anchor) = 0).",
+    "backbone_overlap": "|<v_sw, v_b>| (signed value in vsw_dot_vb; its square is the backbone share of v_sw).",
+    "E_2_6": "E_2:6 = sum_{k=2..6} <v_sw_perp, v_k>^2 with v_sw_perp = v_sw - <v_sw, v_b> v_b renormalized, v_k the raw "
+             "PCs (fewer when the rows have lower rank).",
+    "pairwise_cos": "|cos| between the switch directions of different pairs, per group.",
+}
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def open_run(args) -> geo.Trajectory:
+    """Validate the run folder and the device; the Trajectory checks snapshots and the anchor."""
+    if not os.path.isdir(args.run):
+        raise UsageError(f"run folder not found: {args.run}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device} asked for, but CUDA is not available")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise UsageError(f"unknown device {args.device!r} (auto, cpu, cuda, cuda:N)")
+    try:
+        return geo.Trajectory(args.run, anchor=args.anchor, device=args.device)
+    except ValueError as e:  # a corrupt config.json
+        raise UsageError(f"config.json in {args.run} is not readable ({type(e).__name__})")
+
+
+def read_metrics(traj: geo.Trajectory) -> list[dict]:
+    """Rows of metrics.jsonl in step order, one per step (the last one written)."""
+    try:
+        rows = {int(r["step"]): r for r in traj.metrics()}
+        return [rows[s] for s in sorted(rows)]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"metrics.jsonl in {traj.run_dir} is not readable ({type(e).__name__})")
+
+
+def provenance(traj: geo.Trajectory, script: str, argv: list[str], t0: float) -> dict:
+    from train import environment
+    env = environment(traj.device)
+    out = dict(git_commit=env["git_commit"], git_dirty=env["git_dirty"], command=shlex.join(["python", os.path.basename(script)] + argv),
+               device=str(traj.device), device_name=env["device_name"], torch=env["torch"], cuda=env["cuda"],
+               run_config=traj.config, wall_s=round(time.perf_counter() - t0, 2),
+               peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    if traj.device.type == "cuda":
+        out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(traj.device) / 2**20, 1)
+    return out
+
+
+def lambda_step(traj: geo.Trajectory) -> int | None:
+    s = traj.config.get("lambda_step")
+    return s if s is not None and traj.row_steps[0] <= s <= traj.row_steps[-1] else None
+
+
+def write_json(path: str, obj: dict):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
+
+
+# ----------------------------------------------------------------------------- switching
+def find_extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS) -> tuple[list[int], list[int]]:
+    """Indices of the peaks and troughs of `values` (see DEFINITIONS["extrema"])."""
+    from scipy.signal import find_peaks
+    v = np.asarray(values, dtype=float)
+    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts despite rounding
+    return find_peaks(v, **kw)[0].tolist(), find_peaks(-v, **kw)[0].tolist()
+
+
+def pair_switches(steps, p, snap_steps, anchor) -> dict:
+    """Peaks and troughs of p_ood at `steps`, and the (peak, trough) pairs whose steps both have snapshots."""
+    pk, tr = find_extrema(p)
+    ext = sorted([(steps[i], "peak") for i in pk] + [(steps[i], "trough") for i in tr])
+    pairs, used, skipped = [], set(), []
+    for j, (s, kind) in enumerate(ext):
+        if kind != "peak":
+            continue
+        nxt, prv = ext[j + 1] if j + 1 < len(ext) else None, ext[j - 1] if j > 0 else None
+        if nxt and nxt[1] == "trough":
+            t = nxt[0]
+        elif prv and prv[1] == "trough" and prv[0] not in used:
+            t = prv[0]
+        else:
+            skipped.append(dict(peak=s, reason="no adjacent trough"))
+            continue
+        missing = [x for x in (s, t) if x not in snap_steps or x < anchor]
+        if missing:
+            skipped.append(dict(peak=s, trough=t, reason=f"no snapshot at or after the anchor for step {missing[0]}"))
+            continue
+        used.add(t)
+        pairs.append(dict(peak=s, trough=t, p_ood_peak=float(p[steps.index(s)]), p_ood_trough=float(p[steps.index(t)])))
+    return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs, skipped=skipped)
+
+
+def switch_coefs(pairs, row_steps) -> torch.Tensor:
+    """(T x n_pairs) coefficients of theta_peak - theta_trough = x(peak) - x(trough) (x(anchor) = 0)."""
+    C = torch.zeros(len(row_steps), len(pairs), dtype=torch.float64)
+    idx = {s: i for i, s in enumerate(row_steps)}
+    for j, pr in enumerate(pairs):
+        if pr["peak"] in idx:
+            C[idx[pr["peak"]], j] += 1
+        if pr["trough"] in idx:
+            C[idx[pr["trough"]], j] -= 1
+    return C
+
+
+def unit(G, c):
+    n = float(c @ G @ c)
+    return c / math.sqrt(n) if n > 0 else None
+
+
+def switching(G, P: geo.PCA, c_sw: torch.Tensor) -> dict:
+    """|<v_sw, v_b>|, E_2:6 and pairwise |cos| of the switch directions X^T c_sw[:, j] of one group."""
+    G = G.double()
+    n_pc = min(N_SWITCH_PCS, int((P.sigma > 1e-12 * P.sigma[0]).sum()))
+    Ck = P.coef(n_pc)
+    cb = Ck[:, 0]
+    out, units = [], []
+    for j in range(c_sw.shape[1]):
+        c = unit(G, c_sw[:, j])
+        units.append(c)
+        if c is None:
+            out.append(dict(vsw_dot_vb=None, backbone_overlap=None, E_2_6=None, note="theta_peak == theta_trough"))
+            continue
+        d = float(c @ G @ cb)
+        perp = unit(G, c - d * cb)
+        E = None if perp is None else float(sum(float(perp @ G @ Ck[:, k]) ** 2 for k in range(1, n_pc)))
+        out.append(dict(vsw_dot_vb=d, backbone_overlap=abs(d), backbone_share=d * d, E_2_6=E, pcs_used=list(range(2, n_pc + 1))))
+    n = len(units)
+    pw = [[None if units[i] is None or units[j] is None else abs(float(units[i] @ G @ units[j])) for j in range(n)] for i in range(n)]
+    off = [pw[i][j] for i in range(n) for j in range(i + 1, n) if pw[i][j] is not None]
+    return dict(pairs=out, pairwise_cos=pw, pairwise_cos_max=max(off) if off else None,
+                pairwise_cos_mean=sum(off) / len(off) if off else None, coefs=units)
+
+
+def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: dict) -> tuple[dict, dict]:
+    """Extrema and pairs of p_ood, and per group the results of `switching`; {group: unit v_sw coefficients}."""
+    if len(evals) < 3:
+        return dict(peaks=[], troughs=[], pairs=[], skipped=[], reason="metrics.jsonl missing or with fewer than 3 p_ood evals"), {}
+    sw = pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps), traj.anchor)
+    if not sw["pairs"]:
+        sw["reason"] = (f"no peaks/troughs of p_ood with prominence >= {PROMINENCE} over +-{RADIUS} evals"
+                        if not (sw["peaks"] and sw["troughs"]) else "no peak/trough pair with snapshots at both steps")
+        return sw, {}
+    c_sw, coefs, sw["groups"] = switch_coefs(sw["pairs"], traj.row_steps), {}, {}
+    for g in traj.groups:
+        sw["groups"][g] = switching(grams[g], pcas[g], c_sw)
+        coefs[g] = sw["groups"][g].pop("coefs")
+    return sw, coefs
+
+
+def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, n_save: int) -> tuple[dict, list[str]]:
+    """{"<name>.<group>": {key: tensor (CPU)}} for v_b, pc2 and the first n_save switch directions, in one more
+    pass over the snapshots: per block, the block's and the trunk's coefficients together (each key read once)."""
+    T = len(traj.row_steps)
+    n_pc = 2 if T >= 2 and all(p.sigma[1] > 1e-12 * p.sigma[0] for p in pcas.values()) else 1
+    names = ["v_b"] + (["pc2"] if n_pc == 2 else []) + [f"v_sw{j}" for j in range(n_save)]
+
+    def columns(g):  # zero columns for degenerate switch pairs (theta_peak == theta_trough)
+        return torch.cat([pcas[g].coef(n_pc)] + [torch.zeros(T, 1, dtype=torch.float64) if c is None else c[:, None]
+                                                 for c in sw_coefs.get(g, [])[:n_save]], 1)
+    dirs = {f"{n}.{g}": {} for g in traj.groups for n in names}
+    for l in range(traj.n_layer):
+        g = f"block{l}"
+        vs = traj.directions(traj.groups[g], torch.cat([columns(g), columns("trunk")], 1))
+        for j, n in enumerate(names):
+            dirs[f"{n}.{g}"] = {k: t.cpu() for k, t in vs[j].items()}
+            dirs[f"{n}.trunk"].update({k: t.cpu() for k, t in vs[len(names) + j].items()})
+    return dirs, names
+
+
+# ----------------------------------------------------------------------------- analysis of one group
+def summarize_windows(ws: list[dict]) -> dict:
+    g = [w["cos_global"] for w in ws]
+    p = [w["cos_prev"] for w in ws if w["cos_prev"] is not None]
+    return dict(cos_global_mean=float(np.mean(g)), cos_global_min=float(np.min(g)),
+                cos_prev_mean=float(np.mean(p)) if p else None, cos_prev_min=float(np.min(p)) if p else None, windows=ws)
+
+
+def pearson(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[dict, geo.PCA]:
+    P = geo.pca(G)
+    cb = P.coef(1)[:, 0]
+    out = dict(D=D, raw=P.summary(), normalized=geo.pca(G, geo.rows(G, "normalized")).summary(),
+               centered=geo.pca(G, geo.rows(G, "centered")).summary())
+    out["null_shuffle"] = geo.shuffle_null(G, n_draws, seed=0)
+    out["null_random_directions"] = geo.direction_null(G, D, n_draws, seed=0)
+    if len(steps) >= W:
+        out["stability"] = dict(rows="x(t) = theta(t) - theta(anchor): drift from the global anchor, not re-anchored per window",
+                                W=W, **summarize_windows(geo.windows(G, W, steps, cb)))
+    else:
+        out["stability"] = dict(skipped=f"{len(steps)} drift rows, fewer than the window of {W} snapshots")
+    dec = geo.decompose(G, cb)
+    have = [i for i, s in enumerate(steps) if s in p_ood]
+    corr = pearson([dec["r"][i] for i in have], [p_ood[steps[i]] for i in have])
+    dec.update(f_b_final=dec["f_b"][-1], corr_r_p_ood=corr, corr_n=len(have),
+               **({} if corr is not None else {"corr_note": "fewer than 3 evals at snapshot steps, or a constant series"}))
+    out["decomposition"] = dec
+    return out, P
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (with snapshots/ and metrics.jsonl)")
+    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--window", type=int, default=10, help="window width W in snapshots for the stability analysis (default 10)")
+    p.add_argument("--null-draws", type=int, default=1000, help="draws per null model (default 1000)")
+    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/trajectory_pca_uncentered.json); "
+                                               "figures and direction files go to the same folder")
+    args = p.parse_args(argv)
+    if args.window < 2 or args.null_draws < 2:
+        p.error("--window and --null-draws must be >= 2")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    try:
+        run(args, argv)
+    except UsageError as e:
+        fail(str(e))
+
+
+def run(args, argv):
+    t0 = time.perf_counter()
+    # --- load: one streamed pass over the snapshots
+    traj = open_run(args)
+    metrics = read_metrics(traj)
+    steps, T = traj.row_steps, len(traj.row_steps)
+    grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
+
+    # --- compute: everything from the T x T Grams
+    evals = [r for r in metrics if isinstance(r.get("p_ood"), (int, float)) and math.isfinite(r["p_ood"])]
+    p_ood = {r["step"]: float(r["p_ood"]) for r in evals}
+    groups, pcas = {}, {}
+    for g, keys in traj.groups.items():
+        groups[g], pcas[g] = analyse_group(grams[g], traj.numel(keys), steps, args.window, args.null_draws, p_ood)
+
+    sw, sw_coefs = switch_analysis(evals, traj, grams, pcas)
+
+    # --- second pass: only the directions that are saved
+    n_sw = len(sw["pairs"])
+    n_save = n_sw if n_sw * 2 * 4 * traj.numel(traj.groups["trunk"]) <= SWITCH_FILE_LIMIT else min(n_sw, 1)
+    dirs, names = rebuild_directions(traj, pcas, sw_coefs, n_save)
+
+    # --- save
+    out_path = args.out or os.path.join(args.run, "analysis", "trajectory_pca_uncentered.json")
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
+                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (first switch pair: unit theta_peak - theta_trough)",
+                switch_pairs=sw["pairs"][:n_save])
+    short = {"v_b": "v_b", "pc2": "pc2", "v_sw0": "v_sw"}
+    backbone = {f"{short[n]}.{g}": dirs[f"{n}.{g}"] for n in names if n in short for g in traj.groups}
+    geo.save_directions(os.path.join(out_dir, "backbone_directions.safetensors"), backbone, meta)
+    saved = ["backbone_directions.safetensors"]
+    if n_save:
+        geo.save_directions(os.path.join(out_dir, "switch_directions.safetensors"),
+                            {f"v_sw{j}.{g}": dirs[f"v_sw{j}.{g}"] for j in range(n_save) for g in traj.groups},
+                            dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
+        saved.append("switch_directions.safetensors")
+    sw["saved_pairs"] = n_save
+    figs = [plot_pc1(groups, T, out_dir), plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj), out_dir),
+            plot_spectrum(groups, out_dir)]
+    result = dict(definitions=dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0),
+                  anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood), groups=dict(traj.groups),
+                  theory=geo.random_walk_theory(T), summary=summary_table(groups, sw), results=groups, switching=sw,
+                  files=saved + [os.path.basename(f) for f in figs])
+    result["provenance"] = provenance(traj, __file__, argv, t0)
+    write_json(out_path, result)
+    pv = result["provenance"]
+    print(f"{out_path}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
+          f"wall {pv['wall_s']} s, peak host memory {pv['peak_host_memory_mib']} MiB")
+
+
+def summary_table(groups: dict, sw: dict) -> dict:
+    """One row per group: the numbers of the paper's tables."""
+    out = {}
+    for g, r in groups.items():
+        row = dict(pc1=r["raw"]["pc1"], k95=r["raw"]["k95"], k99=r["raw"]["k99"], pc1_normalized=r["normalized"]["pc1"],
+                   pc1_centered=r["centered"]["pc1"], null_shuffle_mean=r["null_shuffle"]["mean"],
+                   null_shuffle_percentile=r["null_shuffle"]["percentile"], null_directions_mean=r["null_random_directions"]["mean"],
+                   null_directions_percentile=r["null_random_directions"]["percentile"],
+                   window_cos_global_mean=r["stability"].get("cos_global_mean"), window_cos_prev_mean=r["stability"].get("cos_prev_mean"),
+                   f_b_final=r["decomposition"]["f_b_final"], corr_r_p_ood=r["decomposition"]["corr_r_p_ood"])
+        if sw.get("groups"):
+            ov = [p["backbone_overlap"] for p in sw["groups"][g]["pairs"] if p["backbone_overlap"] is not None]
+            E = [p["E_2_6"] for p in sw["groups"][g]["pairs"] if p["E_2_6"] is not None]
+            row.update(switch_overlap_mean=float(np.mean(ov)) if ov else None, E_2_6_mean=float(np.mean(E)) if E else None,
+                       switch_pairwise_cos_max=sw["groups"][g]["pairwise_cos_max"])
+        out[g] = row
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
+    """Observed PC1 per group (bars) with the null models' mean +- 2 sd and the random-walk theory."""
+    plt = _plt()
+    names = list(groups)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(3.5 + 0.6 * len(names), 3.6))
+    ax.bar(x, [groups[g]["raw"]["pc1"] for g in names], color="tab:red", alpha=0.75, label="observed PC1 (raw)")
+    for dx, key, color, label in ((-0.15, "null_shuffle", "k", "shuffled increments"),
+                                  (0.15, "null_random_directions", "tab:blue", "random directions")):
+        m = [groups[g][key]["mean"] for g in names]
+        s = [2 * groups[g][key]["sd"] for g in names]
+        ax.errorbar(x + dx, m, yerr=s, fmt="o", ms=3, color=color, capsize=3, label=f"{label} (mean +- 2 sd)")
+    theory = geo.random_walk_theory(T)
+    ax.axhline(8 / math.pi**2, color="grey", ls="--", lw=1, label="8/pi^2")
+    ax.axhline(theory["uncentered_T"][0], color="grey", ls=":", lw=1, label=f"finite T = {T}")
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(0, 1.05), ax.set_ylabel("uncentered PC1 (rho_1)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = os.path.join(out_dir, "trajectory_pca_pc1.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) -> str:
+    """Paper Figure 1: left a(t) and ||r(t)||, right p_ood (grey) with ||r(t)||, block 0."""
+    plt = _plt()
+    dec = res["decomposition"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(steps, dec["a"], color="tab:red", label="a(t)")
+    ax1.plot(steps, dec["r"], color="tab:blue", label="||r(t)||")
+    ax1.set_xlabel("step"), ax1.set_title("block 0: backbone coordinate and residual", fontsize=9)
+    ev = sorted(p_ood)
+    ax2.plot(ev, [p_ood[s] for s in ev], color="grey", label="p_ood")
+    ax2.set_ylim(0, 1), ax2.set_xlabel("step"), ax2.set_ylabel("p_ood")
+    ax2.set_title("block 0: p_ood and residual norm", fontsize=9)
+    ax3 = ax2.twinx()
+    ax3.plot(steps, dec["r"], color="tab:blue", label="||r(t)||")
+    ax3.set_ylabel("||r(t)||")
+    for ax in (ax1, ax2):
+        if lam_step is not None:
+            ax.axvline(lam_step, color="k", ls="--", lw=0.8, label="lambda step")
+    ax1.legend(fontsize=8)
+    h2, l2 = ax2.get_legend_handles_labels()
+    h3, l3 = ax3.get_legend_handles_labels()
+    ax2.legend(h2 + h3, l2 + l3, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "trajectory_pca_decomposition_block0.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_spectrum(groups: dict, out_dir: str) -> str:
+    """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    cmap = plt.get_cmap("viridis")
+    blocks = [g for g in groups if g != "trunk"]
+    for i, g in enumerate(blocks):
+        rho = groups[g]["raw"]["rho"]
+        ax.semilogy(range(1, len(rho) + 1), rho, "o-", ms=3, lw=1, color=cmap(i / max(1, len(blocks) - 1)), label=g)
+    rho = groups["trunk"]["raw"]["rho"]
+    ax.semilogy(range(1, len(rho) + 1), rho, "s-", ms=4, color="k", label="trunk")
+    k = np.arange(1, len(rho) + 1)
+    ax.semilogy(k, 8 / ((2 * k - 1) ** 2 * math.pi**2), "--", color="grey", label="random walk")
+    ax.set_xlabel("k"), ax.set_ylabel("rho_k (uncentered)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "trajectory_pca_spectrum.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main()
