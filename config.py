@@ -139,8 +139,10 @@ RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name
 
 PRESETS: dict[str, dict] = {
     "paper": {},
-    # A 2-layer model on a small corpus: trains on a 2-core CPU in about a minute.
-    "tiny": dict(
+    # A 2-layer model on a small corpus: trains on a 2-core CPU in about a minute. With 32
+    # sequences a step (3 probe answers) the probe gradient would swamp the LM gradient at the
+    # paper's lambda, so the probe weights are 4x smaller.
+    "tiny": dict(lambda_probe=0.5, lambda_probe_late=1.0,
         n_train_stories=4_000, n_val_stories=300, n_layer=2, d_model=64, n_head=4, d_ff=256,
         ctx=128, batch_size=16, grad_accum=2, steps=400, warmup=40, lambda_step=160,
         eval_every=20, snapshot_every=20, gap_min=5, gap_max=20, ood_gap_min=40, ood_gap_max=90,

@@ -58,7 +58,15 @@ def pick_device(name: str = "auto") -> torch.device:
     torch.backends.cudnn.allow_tf32 = False
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but CUDA is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported analysis device {name!r}")
+    return dev
 
 
 def canonical(keys) -> list[str]:
@@ -114,8 +122,11 @@ class Trajectory:
         cfg = os.path.join(run_dir, "config.json")
         self.config = {}
         if os.path.exists(cfg):
-            with open(cfg) as f:
-                self.config = json.load(f).get("config", {})
+            try:
+                with open(cfg) as f:
+                    self.config = json.load(f).get("config", {})
+            except (ValueError, AttributeError):
+                raise UsageError(f"{cfg} is not a valid run config")
 
     def check_steps(self, steps, what="step"):
         missing = [s for s in steps if s not in self.paths]
@@ -126,8 +137,8 @@ class Trajectory:
     def numel(self, keys) -> int:
         return sum(math.prod(self.shapes[k]) for k in keys)
 
-    def load(self, step: int, keys) -> dict[str, torch.Tensor]:
-        """fp32 tensors `keys` of the snapshot at `step`, on the device; NaN/inf is an error."""
+    def load(self, step: int, keys, check: bool = True) -> dict[str, torch.Tensor]:
+        """fp32 tensors `keys` of the snapshot at `step`, on the device; NaN/inf is an error (`check`)."""
         from safetensors import safe_open
         self.check_steps([step])
         out = {}
@@ -136,15 +147,22 @@ class Trajectory:
                 if k not in self.shapes:
                     raise UsageError(f"snapshot step {step} has no tensor {k!r}")
                 t = f.get_tensor(k).to(self.device, torch.float32)
-                if not torch.isfinite(t).all():
+                if check and not torch.isfinite(t).all():
                     raise UsageError(f"snapshot step {step}: {k} contains NaN/inf ({self.paths[step]})")
                 out[k] = t
         return out
 
     def drift(self, key: str) -> torch.Tensor:
         """Rows x(t) of one tensor, (T x n) float64 on the device."""
-        a = self.load(self.anchor, [key])[key].reshape(-1).double()
-        return torch.stack([self.load(s, [key])[key].reshape(-1).double() - a for s in self.row_steps])
+        a = self.load(self.anchor, [key], check=False)[key].reshape(-1).double()
+        x = torch.empty(len(self.row_steps), a.numel(), dtype=torch.float64, device=self.device)
+        for i, s in enumerate(self.row_steps):
+            x[i].copy_(self.load(s, [key], check=False)[key].reshape(-1)).sub_(a)
+        bad = ~torch.isfinite(x).all(1)  # one check per tensor, not per (step, tensor)
+        if bad.any():
+            step = self.anchor if bad.all() else self.row_steps[int(bad.nonzero()[0])]
+            raise UsageError(f"snapshot step {step}: {key} contains NaN/inf ({self.paths[step]})")
+        return x
 
     def grams(self, keys=None, progress=False) -> dict[str, torch.Tensor]:
         """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk)."""
@@ -169,8 +187,11 @@ class Trajectory:
         path = os.path.join(self.run_dir, "metrics.jsonl")
         if not os.path.exists(path):
             return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        try:
+            with open(path) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except ValueError:
+            raise UsageError(f"{path} is not valid JSON lines")
 
 
 def group_grams(grams: dict, groups: dict) -> dict[str, torch.Tensor]:

@@ -79,7 +79,7 @@ def test_one_pass_gives_blocks_and_trunk(tmp_path, monkeypatch):
     traj = geo.Trajectory(run, device="cpu")
     reads = []
     orig = traj.load
-    monkeypatch.setattr(traj, "load", lambda s, keys: reads.extend((s, k) for k in keys) or orig(s, keys))
+    monkeypatch.setattr(traj, "load", lambda s, keys, **kw: reads.extend((s, k) for k in keys) or orig(s, keys, **kw))
     grams = traj.grams()
     rows_read = [r for r in reads if r[0] != 0]
     assert len(rows_read) == len(set(rows_read)) == len(traj.row_steps) * len(traj.groups["trunk"])
