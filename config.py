@@ -124,7 +124,10 @@ class Config:
             checks.append((len(seg.split(":")) == 3 and all(x.strip().isdigit() for x in seg.split(":")),
                            f"snapshot_extra segment {seg!r} is not start:end:every"))
         if self.stop_rule:
-            checks.append((len(self.stop_rule.split(":")) == 3, f"stop_rule {self.stop_rule!r} is not step:max_val:min_best_p_ood"))
+            parts = self.stop_rule.split(":")
+            checks.append((len(parts) == 3 and parts[0].isdigit(), f"stop_rule {self.stop_rule!r} is not step:max_val:min_best_p_ood"))
+            checks.append((len(parts) == 3 and parts[0].isdigit() and self.eval_every > 0 and int(parts[0]) in self.eval_steps() and int(parts[0]) < self.steps,
+                           f"stop_rule step must be an eval step before the last step ({self.steps})"))
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg)
@@ -193,7 +196,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def config_from_args(ns: argparse.Namespace, **forced) -> Config:
     """Preset first, then explicit overrides, then `forced` (values a script fixes)."""
     given = {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
-    return make_config(**given, **forced)
+    clash = sorted(k for k in set(given) & set(forced) if given[k] != forced[k])
+    if clash:
+        raise UsageError(f"this script sets {', '.join(clash)} itself; do not override it")
+    return make_config(**{**given, **forced})
 
 
 def make_config(**overrides) -> Config:
@@ -237,7 +243,7 @@ STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
 
 def exp_steps(preset: str, n: int) -> int:
     """Paper step count `n` in the preset's time scale."""
-    return n if STEP_SCALE[preset] == 1.0 else max(1, round(n * STEP_SCALE[preset]))
+    return n if STEP_SCALE[preset] == 1.0 or n == 0 else max(1, round(n * STEP_SCALE[preset]))
 
 
 def run_prefix(preset: str) -> str:

@@ -19,6 +19,6 @@ stage() {  # stage NAME: run NAME.py on the run unless its analysis JSON exists
   python3 "$name.py" --run "$RUN" "$@"
 }
 for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis; do
-  if [ -f "$s.py" ]; then stage "$s"; fi
+  stage "$s"
 done
 echo "== done: $RUN"

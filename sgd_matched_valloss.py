@@ -1,0 +1,193 @@
+"""Trajectory geometry at matched validation loss (paper section 5.2, Table 10): runs A and C.
+
+    python sgd_matched_valloss.py                # paper preset; needs runs A and C of sgd_control.py
+    python sgd_matched_valloss.py --preset tiny  # CPU, seconds (after sgd_control.py --preset tiny)
+
+Momentum-SGD (run C) never gets below val ~5.1; AdamW (run A) passes that loss before its first
+evaluation after step 0. The comparison therefore takes:
+  * AdamW's earliest windows [0, 200, 400], [0, 200, 400, 600] and [200, 400, 600] (the paper's
+    step 1 is our step 0, the true initialization);
+  * run C's plateau windows, found from its validation loss by `plateau_windows`: the plateau
+    starts at the first evaluation t* whose val lies within --band (default 0.1 nats) of C's best
+    val, and the windows are the 3 and 5 evaluations centred on t* (shifted to stay inside the run
+    when t* is near either end). With the paper's run C (best 5.10, val within 5.1-5.2 from step
+    2,200) this gives its windows [2000, 2400] and [1800, 2600];
+  * the reference windows AdamW [200, 1000], AdamW [600, 2000] and SGD+momentum [600, 2000].
+Each window [s, e] is analysed with geometry.window_summary, anchor s, over every snapshot in
+(s, e] (runs A and C have snapshots every 200 steps, every 50 in [600, 2000], every 100 after):
+PC1 of raw and row-normalized rows, k95, k99, drift ||theta(e) - theta(s)||, and the range of val
+over the evaluations in the window, and whether that range contains C's best val + band
+(spans_target). The JSON also says between which evaluations run A passes that loss.
+
+Writes <out_dir>/[tiny_]sgd_control/sgd_matched_valloss.{json,csv,png} (or --out DIR); for the
+paper preset, or with --results DIR, copies them into results/sgd_control/.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+from config import Parser, UsageError, add_config_args, exp_steps, fail
+import sgd_control as sc
+
+ADAMW_EARLY = [(0, 400), (0, 600), (200, 600)]             # paper steps; [1, 200, 400] etc. in the paper
+REFERENCE = [("A", 200, 1000), ("A", 600, 2000), ("C", 600, 2000)]
+HALF_WIDTHS = (1, 2)                                        # plateau windows of 3 and 5 evaluations
+BAND = 0.1                                                  # nats above C's best val
+COLUMNS = ["run", "optimizer", "kind", "window", "start", "end", "n_snapshots", "val_max", "val_min", "pc1_pct",
+           "pc1_normalized_pct", "k95", "k99", "drift", "spans_target"]
+
+
+def plateau_windows(steps, vals, band: float = BAND, half_widths=HALF_WIDTHS) -> dict:
+    """Plateau windows of an evaluation series (steps ascending, vals their validation losses).
+
+    best = min(vals); the plateau starts at t* = the first step with val <= best + band; for each h in
+    `half_widths` the window is the 2h + 1 evaluations centred on t*, shifted (not cut) to stay within
+    the series, or the whole series when it is shorter. Returns best_val, best_step, target
+    (= best + band), entry_step (t*) and windows [(start step, end step), ...]."""
+    steps, vals = list(steps), [float(v) for v in vals]
+    if len(steps) != len(vals) or len(steps) < 2:
+        raise UsageError(f"need at least 2 evaluations with a val loss each, got {len(steps)} steps and {len(vals)} values")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise UsageError("evaluation steps must be strictly increasing")
+    if not all(map(math.isfinite, vals)) or not band >= 0:
+        raise UsageError("val losses must be finite and the band >= 0")
+    best_i = min(range(len(vals)), key=vals.__getitem__)
+    target = vals[best_i] + band
+    i = next(j for j, v in enumerate(vals) if v <= target)
+    wins = []
+    for h in half_widths:
+        lo = min(max(0, i - h), max(0, len(steps) - 1 - 2 * h))
+        hi = min(len(steps) - 1, lo + 2 * h)
+        wins.append((steps[lo], steps[hi]))
+    return dict(best_val=vals[best_i], best_step=steps[best_i], band=band, target=target, entry_step=steps[i], windows=wins)
+
+
+def first_crossing(steps, vals, target: float):
+    """(s_before, s_after): the first consecutive evaluations between which val falls to <= target;
+    (None, steps[0]) if the first one is already there, None if it never gets there."""
+    for j, v in enumerate(vals):
+        if v <= target:
+            return (steps[j - 1] if j else None, steps[j])
+    return None
+
+
+def window_label(steps: list[int]) -> str:
+    return "[" + ", ".join(map(str, steps)) + "]" if len(steps) <= 4 else f"[{steps[0]}, ..., {steps[-1]}]"
+
+
+def window_row(run: str, kind: str, cfg, metrics: list[dict], start: int, end: int) -> tuple[dict, dict]:
+    ws = sc.window_geometry(cfg, start, end, groups=["trunk"])
+    t = ws["groups"]["trunk"]
+    vals = [r["val_loss"] for r in metrics if start <= r["step"] <= end]
+    snaps = [start] + ws["row_steps"]
+    row = dict(run=run, optimizer=sc.RUNS[run]["label"], kind=kind, window=window_label(snaps), start=start, end=end,
+               n_snapshots=len(snaps), val_max=max(vals, default=None), val_min=min(vals, default=None),
+               pc1_pct=100 * t["pc1"], pc1_normalized_pct=100 * t["pc1_normalized"], k95=t["k95"], k99=t["k99"],
+               drift=t["drift"])
+    return row, ws
+
+
+def spans(row: dict, target: float) -> bool:
+    """Whether the window's evaluations reach down to `target` from above (val_max >= target >= val_min)."""
+    return row["val_min"] is not None and row["val_min"] <= target <= row["val_max"]
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = ["optimizer", "kind", "window", "val range", "PC1 %", "PC1n %", "k95", "k99", "drift"]
+    body = [[r["optimizer"], r["kind"], r["window"], f"{sc._fmt(r['val_max'], 2)}-{sc._fmt(r['val_min'], 2)}",
+             sc._fmt(r["pc1_pct"], 1), sc._fmt(r["pc1_normalized_pct"], 1), str(r["k95"]), str(r["k99"]),
+             sc._fmt(r["drift"], 3)] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *body])
+
+
+def plot(record: dict, path: str):
+    """Validation loss of A and C with the windows marked; PC1 (raw, row-normalized) per window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = {"A": "tab:blue", "C": "tab:green"}
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for run, c in record["curves"].items():
+        ax[0].plot(c["step"], c["val_loss"], color=colors[run], label=f"{run} {sc.RUNS[run]['label']}")
+    p = record["plateau"]
+    ax[0].axhspan(p["best_val"], p["target"], color="tab:green", alpha=0.15, label=f"C's best val + {p['band']}")
+    vals = [v for c in record["curves"].values() for v in c["val_loss"]]
+    top, span = max(vals), max(vals) - min(vals) or 1.0
+    for k, r in enumerate(x for x in record["rows"] if x["kind"] == "matched"):  # matched windows, stacked above the curves
+        y = top + (0.05 + 0.04 * k) * span
+        ax[0].plot([r["start"], r["end"]], [y, y], color=colors[r["run"]], lw=3, alpha=0.8, solid_capstyle="butt")
+    ax[0].set_xlabel("step"), ax[0].set_ylabel("validation loss"), ax[0].legend(fontsize=7)
+    rows = record["rows"]
+    x = range(len(rows))
+    ax[1].bar([i - 0.2 for i in x], [r["pc1_pct"] for r in rows], width=0.4, color=[colors[r["run"]] for r in rows], label="raw rows")
+    ax[1].bar([i + 0.2 for i in x], [r["pc1_normalized_pct"] for r in rows], width=0.4, color=[colors[r["run"]] for r in rows],
+              alpha=0.45, label="row-normalized")
+    ax[1].set_xticks(list(x), [f"{r['run']} {r['window']}" + ("*" if r["kind"] == "reference" else "") for r in rows],
+                     rotation=60, ha="right", fontsize=7)
+    ax[1].set_ylim(0, 105), ax[1].set_ylabel("trunk PC1 (%)"), ax[1].legend(fontsize=7)
+    ax[1].set_title("* reference windows", fontsize=8)
+    fig.suptitle(f"Matched validation loss ({record['preset']} preset, seed {record['seed']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
+    p.add_argument("--band", type=float, default=BAND, help=f"plateau band above C's best val, nats (default {BAND})")
+    p.add_argument("--out", default=None, help="output folder (default <out_dir>/[tiny_]sgd_control)")
+    p.add_argument("--results", default=None, help="copy the files here (default results/sgd_control for the paper preset)")
+    ns = p.parse_args(argv)
+    try:
+        given = sc.given_overrides(ns)
+        cfgs = {r: sc.run_config(r, given) for r in ("A", "C")}
+        runs = {}
+        for r, cfg in cfgs.items():
+            info = sc.existing_run(cfg)
+            if info is None or not info["metrics"]:
+                raise UsageError(f"run {r} not found at {cfg.run_dir}; train it first: python sgd_control.py --runs A,C "
+                                 f"(with the same options)")
+            if info["status"] is None or info["status"]["status"] == "running":
+                raise UsageError(f"run {r} at {cfg.run_dir} is not finished; finish it first: python sgd_control.py --runs {r}")
+            runs[r] = info
+        preset = cfgs["A"].preset
+        e = lambda n: n and exp_steps(preset, n)  # noqa: E731  (exp_steps maps 0 to 1; step 0 stays 0)
+        mc = runs["C"]["metrics"]
+        plateau = plateau_windows([m["step"] for m in mc], [m["val_loss"] for m in mc], ns.band)
+        ma = runs["A"]["metrics"]
+        crossing = first_crossing([m["step"] for m in ma], [m["val_loss"] for m in ma], plateau["target"])
+        todo = ([("A", "matched", e(s), e(t)) for s, t in ADAMW_EARLY] + [("C", "matched", s, t) for s, t in plateau["windows"]]
+                + [(r, "reference", e(s), e(t)) for r, s, t in REFERENCE])
+        rows, summaries = [], []
+        for run, kind, s, t in todo:
+            row, ws = window_row(run, kind, cfgs[run], runs[run]["metrics"], s, t)
+            row["spans_target"] = spans(row, plateau["target"])
+            rows.append(row)
+            summaries.append(ws)
+        record = dict(experiment="sgd_matched_valloss", preset=preset, seed=cfgs["A"].seed,
+                      run_dirs={r: c.run_dir for r, c in cfgs.items()}, plateau=plateau,
+                      adamw_crossing=dict(target=plateau["target"], between_steps=crossing),
+                      rule=("plateau: first evaluation t* of run C with val <= best val + band; windows: the 3 and 5 "
+                            "evaluations centred on t* (shifted to fit); AdamW: its earliest windows, fixed"),
+                      rows=rows, window_summaries=summaries,
+                      curves={r: sc.curves(info["metrics"]) for r, info in runs.items()})
+        out = sc.table_dir(cfgs["A"], ns.out)
+        os.makedirs(out, exist_ok=True)
+        paths = [os.path.join(out, f"sgd_matched_valloss.{x}") for x in ("json", "csv", "png")]
+        sc.dump_json(record, paths[0])
+        sc.write_csv(paths[1], rows, COLUMNS)
+        plot(record, paths[2])
+        paths += sc.copy_results(paths, sc.results_dir(preset, ns.results))
+    except UsageError as e:
+        fail(str(e))
+    print(f"run C: best val {plateau['best_val']:.3f} at step {plateau['best_step']}; plateau (val <= {plateau['target']:.3f}) "
+          f"from step {plateau['entry_step']}; run A passes it between steps {crossing}")
+    print(format_rows(rows))
+    print("wrote " + ", ".join(paths))
+
+
+if __name__ == "__main__":
+    main()
