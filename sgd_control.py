@@ -37,8 +37,8 @@ import math
 import os
 import shutil
 
-from config import (Config, Parser, UsageError, add_config_args, config_from_dict, diff_configs, exp_steps, fail,
-                    make_config, run_prefix)
+from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config, run_prefix
+from train import check_run_dir
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -109,18 +109,9 @@ def parse_runs(text: str) -> list[str]:
 def existing_run(cfg: Config) -> dict | None:
     """{config, metrics, status} of the run folder of `cfg`, None when it does not exist;
     a folder made with another config is an error."""
-    path = os.path.join(cfg.run_dir, "config.json")
-    if not os.path.exists(path):
-        if os.path.isdir(cfg.run_dir) and os.listdir(cfg.run_dir):
-            raise UsageError(f"{cfg.run_dir} exists but has no config.json; use another --out_dir or remove the folder")
+    old = check_run_dir(cfg)
+    if old is None:
         return None
-    try:
-        old = config_from_dict(json.load(open(path))["config"])
-    except Exception:
-        raise UsageError(f"{path} is unreadable; use another --out_dir or remove the folder")
-    changed = diff_configs(old, cfg)
-    if changed:
-        raise UsageError(f"{cfg.run_dir} was made with another config (differs in: {', '.join(changed)}); use another --out_dir")
     mpath, spath = os.path.join(cfg.run_dir, "metrics.jsonl"), os.path.join(cfg.run_dir, "status.json")
     try:
         metrics = [json.loads(l) for l in open(mpath) if l.strip()] if os.path.exists(mpath) else []

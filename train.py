@@ -181,20 +181,29 @@ def load_init(model, path: str):
         raise UsageError(f"cannot load {path} into this model: {str(e).splitlines()[0][:200]}")
 
 
+def check_run_dir(cfg: Config) -> Config | None:
+    """The config that made cfg.run_dir (None when there is no run yet); a folder made with
+    another config, or one that is not a run folder, is an error."""
+    run_dir = cfg.run_dir
+    cfg_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(cfg_path):
+        if os.path.isdir(run_dir) and os.listdir(run_dir):
+            raise UsageError(f"{run_dir} exists but has no config.json; use another --name or remove the folder")
+        return None
+    try:
+        old = config_from_dict(json.load(open(cfg_path))["config"])
+    except Exception:
+        raise UsageError(f"{cfg_path} is unreadable; use another --name or remove the folder")
+    changed = diff_configs(old, cfg)
+    if changed:
+        raise UsageError(f"{run_dir} was made with another config (differs in: {', '.join(changed)}); use another --name")
+    return old
+
+
 def prepare_run_dir(cfg: Config) -> tuple[str, dict | None]:
     """Check an existing run folder against cfg; return (run_dir, state or None)."""
     run_dir = cfg.run_dir
-    cfg_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(cfg_path):
-        try:
-            old = config_from_dict(json.load(open(cfg_path))["config"])
-        except Exception:
-            raise UsageError(f"{cfg_path} is unreadable; use another --name or remove the folder")
-        changed = diff_configs(old, cfg)
-        if changed:
-            raise UsageError(f"{run_dir} was made with another config (differs in: {', '.join(changed)}); use another --name")
-    elif os.path.isdir(run_dir) and os.listdir(run_dir):
-        raise UsageError(f"{run_dir} exists but has no config.json; use another --name or remove the folder")
+    check_run_dir(cfg)
     state_path = os.path.join(run_dir, "state_latest.pt")
     return run_dir, (load_state(state_path) if os.path.exists(state_path) else None)
 
