@@ -200,8 +200,10 @@ def _cached(path: str, build) -> np.ndarray:
 
 def load_corpus(cfg: Config) -> Corpus:
     if cfg.data == "synthetic":
+        import storygen
         tok = WordTokenizer(cfg.n_codewords)
-        key = f"synthetic_v{SYNTHETIC_VERSION}_{tok.vocab_size - cfg.n_codewords}"
+        src = hashlib.sha1(open(storygen.__file__, "rb").read()).hexdigest()[:10]  # a changed generator gets a new cache
+        key = f"synthetic_v{SYNTHETIC_VERSION}_{src}_{tok.vocab_size - cfg.n_codewords}"
         train = _cached(_cache_path(cfg, f"{key}_train{cfg.train_stories}"), lambda: _generate_synthetic("train", cfg.train_stories))
         val = _cached(_cache_path(cfg, f"{key}_val{cfg.n_val_stories}"), lambda: _generate_synthetic("val", cfg.n_val_stories))
         desc = f"synthetic stories v{SYNTHETIC_VERSION} (word tokenizer)"
@@ -227,7 +229,7 @@ def load_corpus(cfg: Config) -> Corpus:
         if len(arr) < 4 * (cfg.ctx + 1):
             raise UsageError(f"the {name} split has only {len(arr)} tokens, too few for context {cfg.ctx}")
     templates = [(_encode_template(tok, k), _encode_template(tok, q)) for k, q in PROBE_TEMPLATES]
-    return Corpus(np.asarray(train), np.asarray(val), tok, templates, desc)
+    return Corpus(np.asarray(train), np.asarray(val), tok, templates, f"{desc}, cache {key}, {len(train):,} train tokens")
 
 
 def _encode_template(tok, s: str) -> list[int]:

@@ -431,10 +431,14 @@ def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
     return dict(u1=u1, lambda1=float(lam[-1]) / G.shape[0], trace=float(GG.trace()) / G.shape[0])
 
 
-def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10, seed: int = 0) -> dict:
-    """q of each named direction and of K random unit directions orthogonal to dirs[backbone];
-    alpha = q(backbone) / mean q(random); top Fisher eigenvector's |overlap| with each named direction."""
-    rand = random_directions(dirs[backbone], K, [dirs[backbone]], seed)
+def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10, seed: int = 0,
+                   rand: list[dict] | None = None) -> dict:
+    """q of each named direction and of K random unit directions orthogonal to dirs[backbone] (made
+    here, or `rand` made once by the caller for many steps); alpha = q(backbone) / mean q(random);
+    top Fisher eigenvector's |overlap| with each named direction."""
+    if rand is None:
+        rand = random_directions(dirs[backbone], K, [dirs[backbone]], seed)
+    K = len(rand)
     q = rayleigh(G, list(dirs.values()) + rand, keys).tolist()
     qn, qr = dict(zip(dirs, q)), q[len(dirs):]
     top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})

@@ -242,7 +242,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
 
     os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
     env = environment(device)
-    json.dump({"config": cfg.to_dict(), "env": env}, open(os.path.join(run_dir, "config.json"), "w"), indent=1)
+    json.dump({"config": cfg.to_dict(), "env": env, "corpus": corpus.description}, open(os.path.join(run_dir, "config.json"), "w"), indent=1)
     json.dump({"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]},
               open(os.path.join(run_dir, "codewords.json"), "w"))
     metrics_path, log_path = os.path.join(run_dir, "metrics.jsonl"), os.path.join(run_dir, "log.txt")
