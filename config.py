@@ -81,6 +81,8 @@ class Config:
     state_every: int = 1_000       # write state_latest.pt (resume point) every this many steps and at the end
     stop_rule: str = ""            # "" or "step:max_val:min_best_p_ood": stop at `step` if val > max_val and best p_ood < min (run C')
     init_from: str = ""            # safetensors snapshot to start from instead of a fresh init (reheating)
+    data_offset: int = 0           # step t trains on the batches of data step t + data_offset (reheating
+                                   # continues the data stream of its source run instead of replaying it)
 
     @property
     def run_dir(self) -> str:
@@ -115,6 +117,9 @@ class Config:
             (self.d_model % self.n_head == 0, "d_model must be divisible by n_head"),
             (self.steps > 0 and self.batch_size > 0 and self.grad_accum > 0, "steps, batch_size, grad_accum must be > 0"),
             (0 <= self.p_probe <= 1, "p_probe must be in [0, 1]"),
+            (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0, "need lr > 0, eps > 0, beta1 and beta2 in [0, 1)"),
+            (self.momentum >= 0 and self.weight_decay >= 0 and 0 <= self.min_lr_frac <= 1, "need momentum >= 0, weight_decay >= 0, min_lr_frac in [0, 1]"),
+            (self.data_offset >= 0 and self.warmup >= 0, "data_offset and warmup must be >= 0"),
             (0 < self.gap_min <= self.gap_max and 0 < self.ood_gap_min <= self.ood_gap_max, "gap ranges must be positive and ordered"),
             (self.ood_gap_max + 24 <= self.ctx and self.gap_max + 24 <= self.ctx, f"probe gaps must fit the context ({self.ctx}) with room for the key and query"),
             (self.eval_every > 0 and self.state_every > 0, "eval_every and state_every must be > 0"),

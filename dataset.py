@@ -8,7 +8,7 @@ Corpora (`--data`): `synthetic` (the embedded story generator, word-level tokeni
 .txt/.jsonl/.parquet file with a `text` field (tiktoken `gpt2`). Every corpus is tokenized once
 into a uint16 stream (stories separated by an end-of-text token) cached under `cache_dir`.
 
-Batches are a pure function of (seed, step, micro-step): `get_batch` draws 257-token windows of
+Batches are a pure function of (seed, step + data_offset, micro-step): `get_batch` draws 257-token windows of
 the train stream; with probability p_probe a window is replaced by a probe sequence: story text,
 a key sentence stating a codeword, g tokens of story text, a query sentence whose last token is
 the codeword, story text again. The probe loss is the cross-entropy at that answer position.
@@ -269,7 +269,7 @@ def get_batch(corpus: Corpus, cfg: Config, step: int, micro: int, batch_size: in
     Returns x (B, ctx), y (B, ctx) int64 and probe_pos (B,): the target index whose label is the
     probe answer, or -1 for plain LM sequences."""
     B, L = batch_size or cfg.batch_size, cfg.ctx + 1
-    rng = np.random.default_rng([cfg.seed, step, micro, 1])
+    rng = np.random.default_rng([cfg.seed, step + cfg.data_offset, micro, 1])
     is_probe = rng.random(B) < cfg.p_probe
     seqs = _windows(corpus.train, rng.integers(0, len(corpus.train) - L, B), L)
     pos = np.full(B, -1, dtype=np.int64)

@@ -294,7 +294,7 @@ def random_walk_theory(T: int | None = None, k: int = 5) -> dict:
                centered=[6 / (j**2 * math.pi**2) for j in range(1, k + 1)])
     if T:
         L = torch.ones(T, T, dtype=torch.float64).tril()
-        for name in ("raw", "centered"):
+        for name in ("raw", "centered") if T > 1 else ("raw",):  # one centered row is zero
             rho = PCA(L @ L.T, rows(L, name)).rho[:k].tolist()
             out["uncentered_T" if name == "raw" else "centered_T"] = rho
     return out

@@ -84,7 +84,8 @@ def reheat_config(src: dict, given: dict, run: str, step: int, snap: str, lr: fl
     e = lambda n: exp_steps(src["preset"], n)  # noqa: E731
     lam = src["lambda_probe_late"]  # the doubled probe weight: 4 in the paper (the tiny preset scales it down)
     protocol = dict(steps=e(2000), warmup=e(200), eval_every=e(100), snapshot_every=e(100), snapshot_extra="",
-                    lambda_probe=lam, lambda_probe_late=lam, lambda_step=0, min_lr_frac=0.1, stop_rule="")
+                    lambda_probe=lam, lambda_probe_late=lam, lambda_step=0, min_lr_frac=0.1, stop_rule="",
+                    data_offset=src.get("data_offset", 0) + step)  # fresh data: the stream after the source's steps
     base = {k: v for k, v in src.items() if k not in ("name", "out_dir", "init_from")}
     extra = {k: v for k, v in given.items() if k not in LOCATING}
     src_name = os.path.basename(os.path.normpath(run))

@@ -312,10 +312,12 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
             train_sum.zero_()
             n_sum = 0
             first_val = first_val or row["val_loss"]
+            limit = max(1.5 * first_val, math.log(corpus.vocab_size) + 1)  # well above a uniform guess
             losses_now = [v for v in (row["val_loss"], row["lm_loss"]) if v is not None]
-            if not all(map(math.isfinite, losses_now)) or max(losses_now) > 1.5 * first_val:
+            if not all(map(math.isfinite, losses_now)) or max(losses_now) > limit:
                 bar.close()
-                return finish("diverged", step, reason=f"loss non-finite or above 1.5x its step-0 value ({max(losses_now):.4g})")
+                return finish("diverged", step, reason=f"loss non-finite or above {limit:.3g} "
+                              f"(max of 1.5x its first value and ln V + 1): {max(losses_now):.4g}")
             if stop and step == stop[0] and row["val_loss"] > stop[1] and best_ood < stop[2]:
                 bar.close()
                 return finish("stopped_early", step, reason=f"val {row['val_loss']:.3f} > {stop[1]} and best p_ood {best_ood:.3f} < {stop[2]}")
