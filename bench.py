@@ -1,7 +1,7 @@
 """Time the real training step (forward, backward, clip, optimizer) and print a table.
 
     python bench.py                         # paper preset, corpus vocabulary and GPT-2 vocabulary
-    python bench.py --preset tiny --steps 5 # quick look on a CPU
+    python bench.py --preset tiny --bench-steps 5   # quick look on a CPU
 
 MFU = model FLOPs per second / the device's dense bf16 peak. Model FLOPs per token are
 6 * (trunk matmul parameters + vocabulary * d_model for the tied head) + 12 * n_layer * d_model * ctx
@@ -75,7 +75,7 @@ def bench(cfg, vocab_size: int, steps: int, warmup: int, device: torch.device) -
 def main(argv=None):
     ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both", help="vocabulary size(s) to time")
-    ap.add_argument("--steps", dest="bench_steps", type=int, default=20, help="timed steps")
+    ap.add_argument("--bench-steps", dest="bench_steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup-steps", type=int, default=5, help="untimed steps first (compilation)")
     args = ap.parse_args(argv)
     try:

@@ -20,7 +20,6 @@ so that their long tail keeps being learned late in training.
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import random
 import re
@@ -1808,7 +1807,8 @@ def detokenize(tokens: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- main
 def main():
-    ap = argparse.ArgumentParser(description="Print sample stories and time the generator.")
+    from config import Parser  # one-line errors, exit code 2
+    ap = Parser(description="Print sample stories and time the generator.")
     ap.add_argument("--n", type=int, default=3, help="stories to print")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="train", choices=sorted(_SPLITS))
