@@ -35,17 +35,15 @@ log scale, the lambda step dashed; right: alpha against step).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
 
 import numpy as np
-import torch
 
-from backbone_gradient_analysis import (backbone, batch_record, load_model, load_run, loss_fn, provenance,
+from backbone_gradient_analysis import (backbone, batch_record, load_model, load_run, loss_fn, provenance, replay_parser,
                                         replay_batches, save_json, snapshot_selection)
-from config import Parser, UsageError, fail
+from config import UsageError, fail
 from geometry import batch_gradients, dot, fisher_summary, random_directions
 from trajectory_pca_uncentered import PROMINENCE, RADIUS, pair_switches
 
@@ -231,22 +229,13 @@ def analyse(args) -> dict:
 
 
 def main(argv=None):
-    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
-    ap.add_argument("--anchor", type=int, default=0, help="snapshot step of theta(anchor) (default 0, the initialization)")
+    ap = replay_parser(__doc__, batches=32)
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--steps", default=None, help="comma-separated snapshot steps, e.g. 200,1800,4800,9600 (the paper's Table 6)")
     which.add_argument("--every", type=int, default=None, help="every k-th snapshot from the anchor on (default: 1, all)")
-    ap.add_argument("--batches", type=int, default=32, help="M, mini-batches per step (default 32)")
-    ap.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                    help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
     ap.add_argument("--K", type=int, default=10, help="random directions for the anisotropy (default 10)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     ap.add_argument("--group", default="trunk", help="trunk (default) | blockN | all (trunk and every block)")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    ap.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
-                    help="tokenized-corpus cache (default: the run's config cache_dir)")
-    ap.add_argument("--fp32", action="store_true", help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")
     args = ap.parse_args(argv)
     try:
         out = analyse(args)

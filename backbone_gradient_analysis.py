@@ -357,18 +357,24 @@ def analyse(args) -> dict:
     return out
 
 
-def main(argv=None):
-    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/ and config.json")
+def replay_parser(doc: str, batches: int) -> Parser:
+    """The options every gradient-replaying analysis takes (this script and the Fisher analysis)."""
+    ap = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
     ap.add_argument("--anchor", type=int, default=0, help="snapshot step of theta(anchor) (default 0, the initialization)")
-    ap.add_argument("--every", type=int, default=1, help="analyse every k-th snapshot from the anchor on (default 1)")
-    ap.add_argument("--batches", type=int, default=16, help="mini-batches per snapshot (default 16)")
+    ap.add_argument("--batches", type=int, default=batches, help=f"mini-batches per snapshot (default {batches})")
     ap.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
                     help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     ap.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
                     help="tokenized-corpus cache (default: the run's config cache_dir)")
     ap.add_argument("--fp32", action="store_true", help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")
+    return ap
+
+
+def main(argv=None):
+    ap = replay_parser(__doc__, batches=16)
+    ap.add_argument("--every", type=int, default=1, help="analyse every k-th snapshot from the anchor on (default 1)")
     args = ap.parse_args(argv)
     try:
         out = analyse(args)

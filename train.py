@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import threading
 import time
 from contextlib import nullcontext
