@@ -21,14 +21,17 @@ bench:
 	$(PY) bench.py
 
 # A GPU session in one command: benchmark, the paper run of one seed and its analyses, and a
-# compact bundle (metrics, analysis JSON, figures; never snapshots) in $(BUNDLE)/.
+# compact bundle (metrics, analysis JSON, figures; never snapshots) in $(BUNDLE)/ and $(BUNDLE).tar.gz.
+# ARGS go to bench.py and train.py (e.g. ARGS="--preset tiny" to try it on a CPU).
+ARGS ?=
 bundle:
 	mkdir -p $(BUNDLE)
-	$(PY) bench.py 2>&1 | tee $(BUNDLE)/bench.txt
-	( time bash run_seed.sh $(SEED) --progress false ) 2>&1 | tee $(BUNDLE)/run_seed.log
-	cp runs/seed$(SEED)/metrics.jsonl runs/seed$(SEED)/config.json runs/seed$(SEED)/training_curves.png $(BUNDLE)/
-	cp runs/seed$(SEED)/analysis/*.json runs/seed$(SEED)/analysis/*.png $(BUNDLE)/ 2>/dev/null || true
-	tar czf $(BUNDLE).tar.gz $(BUNDLE)
+	$(PY) bench.py $(ARGS) 2>&1 | tee $(BUNDLE)/bench.txt
+	( time bash run_seed.sh $(SEED) --progress false $(ARGS) ) 2>&1 | tee $(BUNDLE)/run_seed.log
+	run=$$($(PY) -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' --seed $(SEED) $(ARGS)) && \
+	cp $$run/metrics.jsonl $$run/config.json $$run/log.txt $$run/training_curves.png $(BUNDLE)/ && \
+	cp $$run/analysis/*.json $$run/analysis/*.png $(BUNDLE)/
+	tar czf $(BUNDLE).tar.gz -C $(dir $(abspath $(BUNDLE))) $(notdir $(abspath $(BUNDLE)))
 
 clean-runs:
 	rm -rf runs
