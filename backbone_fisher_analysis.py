@@ -44,7 +44,7 @@ import numpy as np
 from backbone_gradient_analysis import (backbone, batch_record, load_model, load_run, loss_fn, provenance, replay_parser,
                                         replay_batches, save_json, snapshot_selection)
 from config import UsageError, fail
-from geometry import batch_gradients, dot, fisher_summary, random_directions
+from geometry import batch_gradients, dot, fisher_summary, group_slices, random_directions
 from trajectory_pca_uncentered import PROMINENCE, RADIUS, pair_switches
 
 
@@ -154,9 +154,7 @@ def analyse(args) -> dict:
     D = {g: traj.numel(traj.groups[g]) for g in groups}
     # gradient columns: the trunk, or one block alone; a group's columns are a contiguous slice (canonical order)
     keys = traj.groups[groups[0]] if len(groups) == 1 else traj.groups["trunk"]
-    offsets = np.cumsum([0] + [traj.numel(traj.groups[f"block{l}"]) for l in range(traj.n_layer)])
-    cols = {g: slice(0, D[g]) if g in ("trunk", groups[0]) else slice(int(offsets[int(g[5:])]), int(offsets[int(g[5:]) + 1]))
-            for g in groups}
+    cols = {groups[0]: slice(0, D[groups[0]])} if len(groups) == 1 else group_slices(traj)
 
     # directions: v_b, v_PC2 (one Gram pass), v_sw (two snapshots), K random ones per group
     pcas, pcs = backbone(traj, groups, k=2)

@@ -46,7 +46,7 @@ import torch
 
 from config import Parser, UsageError, config_from_dict, fail
 from dataset import get_batch, load_corpus
-from geometry import Trajectory, batch_gradients, group_grams, pca
+from geometry import Trajectory, analysis_parser, batch_gradients, group_grams, group_slices, pca
 from model import GPT, flatten
 from train import autocast, environment, losses
 
@@ -284,9 +284,7 @@ def analyse(args) -> dict:
     groups = list(traj.groups)  # block0 .. block{L-1}, trunk
     keys = traj.groups["trunk"]
     D = {g: traj.numel(traj.groups[g]) for g in groups}
-    offsets = np.cumsum([0] + [D[f"block{l}"] for l in range(traj.n_layer)])
-    slices = {f"block{l}": slice(int(offsets[l]), int(offsets[l + 1])) for l in range(traj.n_layer)}
-    slices["trunk"] = slice(0, D["trunk"])
+    slices = group_slices(traj)
 
     # backbone per group (one Gram pass + one direction pass)
     pcas, dirs = backbone(traj, groups, k=1)
@@ -359,13 +357,10 @@ def analyse(args) -> dict:
 
 def replay_parser(doc: str, batches: int) -> Parser:
     """The options every gradient-replaying analysis takes (this script and the Fisher analysis)."""
-    ap = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
-    ap.add_argument("--anchor", type=int, default=0, help="snapshot step of theta(anchor) (default 0, the initialization)")
+    ap = analysis_parser(doc)
     ap.add_argument("--batches", type=int, default=batches, help=f"mini-batches per snapshot (default {batches})")
     ap.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
                     help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     ap.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
                     help="tokenized-corpus cache (default: the run's config cache_dir)")
     ap.add_argument("--fp32", action="store_true", help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")

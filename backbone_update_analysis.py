@@ -11,7 +11,6 @@ Writes <run>/analysis/backbone_update_analysis.json and backbone_update_alignmen
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import Parser, UsageError, fail
+from config import UsageError, fail
 from trajectory_pca_uncentered import lambda_step, open_run, provenance, write_json
 
 PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)  # paper phases: early t < 2000, mid 2000-6000, late t > 6000
@@ -45,10 +44,7 @@ DEFINITIONS = {
 
 
 def parse_args(argv):
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder (with snapshots/)")
-    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p = geo.analysis_parser(__doc__)
     p.add_argument("--lag", type=int, default=0, help="u(t) = theta(t) - theta(t - lag); 0 (default): the previous snapshot")
     p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/backbone_update_analysis.json); "
                                                "the figure goes to the same folder")

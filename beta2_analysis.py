@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 
 import torch
 
@@ -71,11 +70,6 @@ def sweep_config(given: dict, beta2: float) -> Config:
     cfg = make_config(**{**sched, **given})
     name = f"{run_prefix(cfg.preset)}beta2_{beta2:g}_seed{cfg.seed}"
     return dataclasses.replace(cfg, beta2=beta2, optimizer="adamw", name=name).validate()
-
-
-def analysis_device(cfg: Config) -> str:
-    """Geometry runs on CUDA when training may; float64 Grams are not for MPS."""
-    return cfg.device if cfg.device == "auto" or cfg.device.startswith("cuda") else "cpu"
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -256,7 +250,7 @@ def main(argv=None):
         fail(str(err))
     out = ns.out or os.path.join(base.out_dir, f"{run_prefix(base.preset)}beta2")
     results = ns.results or (os.path.join(ROOT, "results", "beta2") if base.preset == "paper" else None)
-    device = analysis_device(base)
+    device = base.device
 
     runs = []
     for b in cfgs:  # the order asked for, then the other finished runs
@@ -302,11 +296,7 @@ def main(argv=None):
     plot(record, stem + ".png")
     print(format_table(table, window))
     files = [stem + x for x in (".json", ".csv", ".png")]
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for x in files:
-            shutil.copy(x, results)
-        files += [os.path.join(results, os.path.basename(x)) for x in files]
+    files += geo.copy_results(files, results)
     print("wrote " + ", ".join(files))
 
 

@@ -53,7 +53,7 @@ _SNAP = re.compile(r"^step_(\d+)\.safetensors$")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """The analysis device; float32 matmuls stay exact-fp32 (TF32 off) on CUDA."""
+    """The analysis device (MPS falls back to the CPU); float32 matmuls stay exact-fp32 (TF32 off) on CUDA."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if name == "auto":
@@ -66,7 +66,7 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UsageError(f"device {name!r} asked for, but CUDA is not available")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"unsupported analysis device {name!r}")
-    return dev
+    return torch.device("cpu") if dev.type == "mps" else dev  # the float64 Gram math does not run on MPS
 
 
 def canonical(keys) -> list[str]:
@@ -192,6 +192,25 @@ class Trajectory:
                 return [json.loads(line) for line in f if line.strip()]
         except ValueError:
             raise UsageError(f"{path} is not valid JSON lines")
+
+
+def group_slices(traj: "Trajectory") -> dict[str, slice]:
+    """Columns of each group (block<l>, trunk) in the canonical flattening of the whole trunk."""
+    ends = np.cumsum([0] + [traj.numel(traj.groups[f"block{l}"]) for l in range(traj.n_layer)])
+    out = {f"block{l}": slice(int(ends[l]), int(ends[l + 1])) for l in range(traj.n_layer)}
+    out["trunk"] = slice(0, int(ends[-1]))
+    return out
+
+
+def analysis_parser(doc: str, run_help: str = "run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl"):
+    """The options every analysis script starts from: --run, --anchor, --device."""
+    import argparse
+    from config import Parser
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help=run_help)
+    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    return p
 
 
 def group_grams(grams: dict, groups: dict) -> dict[str, torch.Tensor]:
@@ -359,6 +378,15 @@ def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     from safetensors.torch import save_file
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
     save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+
+
+def copy_results(paths: list[str], dest: str | None) -> list[str]:
+    """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
+    import shutil
+    if not dest:
+        return []
+    os.makedirs(dest, exist_ok=True)
+    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:

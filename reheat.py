@@ -30,14 +30,13 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 
 import torch
 
 from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config
 import geometry as geo
 import train
-from beta2_analysis import analysis_device, finite_or_none, last_finite_step, parse_floats, read_metrics
+from beta2_analysis import finite_or_none, last_finite_step, parse_floats, read_metrics
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER_LRS = "1e-3,6e-4,3e-4"
@@ -240,7 +239,7 @@ def main(argv=None):
         except UsageError as err:
             fail(str(err))
     try:
-        proj = backbone_projection(run, {cfg.name: cfg.run_dir for cfg in cfgs.values()}, analysis_device(base))
+        proj = backbone_projection(run, {cfg.name: cfg.run_dir for cfg in cfgs.values()}, base.device)
     except UsageError as err:
         fail(str(err))
 
@@ -292,11 +291,7 @@ def main(argv=None):
               f" {f(r['final_p_ood'], '.3f'):>6} {r['status']:>9} |        {f(r['a_start'], '.4g'):>8} {f(r['a_end'], '.4g'):>8}"
               f" {f(r['r_start'], '.4g'):>9} {f(r['r_max'], '.4g'):>8} {f(r['r_end'], '.4g'):>8}")
     files = [stem + x for x in (".json", ".csv", ".png")]
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for x in files:
-            shutil.copy(x, results)
-        files += [os.path.join(results, os.path.basename(x)) for x in files]
+    files += geo.copy_results(files, results)
     print("wrote " + ", ".join(files))
 
 

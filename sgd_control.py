@@ -35,9 +35,9 @@ import csv
 import json
 import math
 import os
-import shutil
 
 from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config, run_prefix
+from geometry import copy_results
 from train import check_run_dir
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -121,10 +121,6 @@ def existing_run(cfg: Config) -> dict | None:
     return dict(config=old, metrics=metrics, status=status)
 
 
-def analysis_device(device: str) -> str:
-    return "cpu" if device == "mps" else device  # the float64 Gram math does not run on MPS
-
-
 def window_geometry(cfg: Config, start: int, end: int, groups=None, null_draws: int | None = None):
     """geometry.window_summary of the run on [start, end] with anchor `start`, trunk and every block
     (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
@@ -139,7 +135,7 @@ def window_geometry(cfg: Config, start: int, end: int, groups=None, null_draws: 
         raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: no snapshot at step {missing[0]} "
                          f"({len(missing)} of {len(want)} missing)")
     groups = groups or ["trunk"] + [f"block{l}" for l in range(cfg.n_layer)]
-    return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=analysis_device(cfg.device),
+    return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
                           null_draws=null_draws or NULL_DRAWS)
 
 
@@ -270,13 +266,6 @@ def table_dir(cfg: Config, out: str | None) -> str:
 def results_dir(preset: str, results: str | None) -> str | None:
     """Where the small files are copied: --results, else results/sgd_control for the paper preset."""
     return results or (os.path.join(ROOT, "results", "sgd_control") if preset == "paper" else None)
-
-
-def copy_results(paths: list[str], dest: str | None) -> list[str]:
-    if not dest:
-        return []
-    os.makedirs(dest, exist_ok=True)
-    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
 
 
 def build_table(given: dict) -> tuple[dict, dict]:

@@ -14,7 +14,6 @@ Writes, next to --out (default <run>/analysis/trajectory_pca_uncentered.json):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import Parser, UsageError, fail
+from config import UsageError, fail
 
 PROMINENCE, RADIUS = 0.03, 3      # switching extrema: prominence >= 0.03 over +-3 evals (SPEC 6)
 N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
@@ -270,10 +269,7 @@ def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv):
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder (with snapshots/ and metrics.jsonl)")
-    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p = geo.analysis_parser(__doc__)
     p.add_argument("--window", type=int, default=10, help="window width W in snapshots for the stability analysis (default 10)")
     p.add_argument("--null-draws", type=int, default=1000, help="draws per null model (default 1000)")
     p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/trajectory_pca_uncentered.json); "
