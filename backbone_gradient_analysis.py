@@ -47,8 +47,9 @@ import torch
 from config import Parser, UsageError, config_from_dict, fail
 from dataset import get_batch, load_corpus
 from geometry import Trajectory, analysis_parser, batch_gradients, group_grams, group_slices, pca
-from model import GPT, flatten
-from train import autocast, environment, losses
+from common import environment
+from model import GPT, flatten, losses
+from train import autocast
 
 LOSSES = ("combined", "lm", "probe")
 

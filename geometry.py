@@ -46,6 +46,7 @@ import re
 import numpy as np
 import torch
 
+from common import exact_fp32, pick_device as common_pick_device
 from config import UsageError
 from model import flatten, trunk_keys
 
@@ -53,20 +54,9 @@ _SNAP = re.compile(r"^step_(\d+)\.safetensors$")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """The analysis device (MPS falls back to the CPU); float32 matmuls stay exact-fp32 (TF32 off) on CUDA."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} asked for, but CUDA is not available")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported analysis device {name!r}")
-    return torch.device("cpu") if dev.type == "mps" else dev  # the float64 Gram math does not run on MPS
+    """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
+    exact_fp32()
+    return common_pick_device(name, float64=True)
 
 
 def canonical(keys) -> list[str]:

@@ -98,7 +98,7 @@ def read_metrics(traj: geo.Trajectory) -> list[dict]:
 
 
 def provenance(traj: geo.Trajectory, script: str, argv: list[str], t0: float) -> dict:
-    from train import environment
+    from common import environment
     env = environment(traj.device)
     out = dict(git_commit=env["git_commit"], git_dirty=env["git_dirty"], command=shlex.join(["python", os.path.basename(script)] + argv),
                device=str(traj.device), device_name=env["device_name"], torch=env["torch"], cuda=env["cuda"],

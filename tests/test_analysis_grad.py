@@ -20,7 +20,7 @@ import geometry as geo  # noqa: E402
 import train  # noqa: E402
 from config import make_config  # noqa: E402
 from dataset import get_batch  # noqa: E402
-from model import trunk_keys  # noqa: E402
+from model import losses, trunk_keys  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -52,12 +52,12 @@ def dense_pcs(cfg, keys, k=2, anchor=0):
 
 
 def direct_gradients(model, batches, lam, which=0):
-    """One row per batch: gradient of train.losses(...)[which], trunk tensors in model.trunk_keys order."""
+    """One row per batch: gradient of losses(...)[which], trunk tensors in model.trunk_keys order."""
     params = dict(model.named_parameters())
     keys = trunk_keys(model.n_layer)
     rows = []
     for x, y, pos in batches:
-        loss = train.losses(model, x, y, pos, lam)[which]
+        loss = losses(model, x, y, pos, lam)[which]
         rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [params[k] for k in keys])]).double())
     return torch.stack(rows)
 
@@ -94,7 +94,7 @@ def test_gradients_are_those_of_the_runs_own_batches(run):
     g_script = (G_lm + lam * G_pr).double().mean(0)
     model.zero_grad()
     for m in range(cfg.grad_accum):  # exactly as train.py accumulates
-        (train.losses(model, *get_batch(corpus, cfg, 0, m), lam)[0] / cfg.grad_accum).backward()
+        (losses(model, *get_batch(corpus, cfg, 0, m), lam)[0] / cfg.grad_accum).backward()
     params = dict(model.named_parameters())
     g_direct = torch.cat([params[k].grad.reshape(-1) for k in keys]).double()
     assert (g_script - g_direct).norm() < 1e-5 * g_direct.norm()  # float32 rounding only
