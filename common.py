@@ -8,9 +8,13 @@ write_csv(path, rows, columns)     atomic CSV of dict rows
 write_result(path, experiment, config, definitions, results, t0, ...)  the JSON shape of every result
 format_table(head, body)           plain-text table, columns right-aligned
 fmt(x, nd)                         a number for a table cell ("-" for None)
+analysis_parser(doc, name, ...)    the options of every analysis: --run --anchor --device --partial --out
+parse_floats(text, what, lo, hi)   a comma-separated list of numbers in a range
+cli(fn, *args)                     run a script's main body: bad input, a full disk or Ctrl-C is one line
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import io
@@ -23,10 +27,11 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
 
-from config import UsageError
+from config import Parser, UsageError, fail
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,6 +56,11 @@ def pick_device(name: str = "auto", float64: bool = False) -> torch.device:
     if dev.type == "mps" and not mps:
         raise UsageError(f"device {name!r} asked for, but MPS is not available")
     return torch.device("cpu") if (float64 and dev.type == "mps") else dev
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full fp32 elsewhere (CPU runs stay bitwise reproducible)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def exact_fp32():
@@ -180,3 +190,65 @@ def format_table(head: list[str], body: list[list]) -> str:
     lines = [[str(x) for x in line] for line in [head, *body]]
     widths = [max(len(x) for x in col) for col in zip(*lines)]
     return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in lines)
+
+
+# ----------------------------------------------------------------------------- command lines
+def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> Parser:
+    """The options every analysis takes; with `replay_batches`, also those of the analyses that replay
+    the run's training batches (gradient and Fisher), that many mini-batches by default."""
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
+    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--partial", action="store_true",
+                   help="analyse an unfinished run, or one with missing snapshots, on the snapshots it has")
+    p.add_argument("--out", default=None, help=f"output JSON (default <run>/analysis/{name}.json); "
+                                               "figures and other files go to the same folder")
+    if replay_batches:
+        p.add_argument("--batches", type=int, default=replay_batches,
+                       help=f"mini-batches per snapshot (default {replay_batches})")
+        p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+                       help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
+        p.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
+                       help="tokenized-corpus cache (default: the run's config cache_dir)")
+        p.add_argument("--fp32", action="store_true",
+                       help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")
+    return p
+
+
+def out_path(args, name: str) -> str:
+    """The output JSON of an analysis (--out or <run>/analysis/<name>.json), its folder checked writable."""
+    path = args.out or os.path.join(args.run, "analysis", f"{name}.json")
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path} is a folder; give the JSON file to write")
+    check_writable(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def parse_floats(text: str, what: str, lo: float, hi: float, hi_open: bool) -> list[float]:
+    """Comma-separated numbers in [lo, hi) or [lo, hi], distinct; UsageError otherwise."""
+    try:
+        vals = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}")
+    for v in vals:
+        if not (math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)):
+            raise UsageError(f"{what}: {v:g} is outside [{lo:g}, {hi:g}{')' if hi_open else ']'}")
+    if len(set(vals)) != len(vals):
+        raise UsageError(f"{what} has duplicates: {text!r}")
+    return vals
+
+
+def cli(fn, *args, **kw):
+    """fn(*args, **kw), with bad input, an OS error on writing (full disk, read-only folder) and Ctrl-C
+    reported as one line on stderr (exit 2, or 130 for Ctrl-C) instead of a traceback."""
+    try:
+        return fn(*args, **kw)
+    except UsageError as e:
+        fail(str(e))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        fail(f"cannot write {e.filename or 'a file'}: {os_reason(e)}")
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)

@@ -124,7 +124,7 @@ def trajectory_state(run_dir: str, cfg: Config) -> dict:
     st = read_status(run_dir)
     have = set(list_snapshots(run_dir))
     end = st["step"] if st and st["status"] != "running" else cfg.steps
-    want = [s for s in cfg.snapshot_steps() if s <= end] + ([end] if end not in cfg.snapshot_steps() else [])
+    want = [s for s in cfg.snapshot_steps() if s <= end]  # a diverged or stopped run ends between snapshots
     missing = [s for s in want if s not in have]
     finished = bool(st) and st["status"] != "running"
     return dict(status=st["status"] if st else "running", step=st["step"] if st else None, finished=finished,
@@ -228,6 +228,116 @@ def check_corpus(run_record: dict, cfg: Config):
     if diff:
         raise UsageError(f"the corpus rebuilt for {cfg.run_dir} is not the one it trained on ({', '.join(diff)} "
                          f"differ(s): the corpus generator or data changed); check out the commit of the run")
+
+
+def existing_run(cfg: Config) -> dict | None:
+    """{config, metrics, status} of the run folder of `cfg`, None when there is no run yet;
+    a folder made with another config is an error."""
+    old = check_run_dir(cfg)
+    if old is None:
+        return None
+    return dict(config=old, metrics=read_metrics(cfg.run_dir), status=read_status(cfg.run_dir))
+
+
+def lambda_step(config: dict, steps) -> int | None:
+    """The run's lambda step when it falls within `steps` (for a marker in figures)."""
+    s = config.get("lambda_step")
+    return s if s is not None and steps and steps[0] <= s <= steps[-1] else None
+
+
+def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int | None:
+    """Latest snapshot step (<= end) whose tensors `keys` are all finite (a diverged run may end in NaN)."""
+    import torch
+    from safetensors import safe_open
+    for s in sorted((s for s in paths if end is None or s <= end), reverse=True):
+        with safe_open(paths[s], framework="pt") as f:
+            if all(torch.isfinite(f.get_tensor(k)).all() for k in keys):
+                return s
+    return None
+
+
+# ----------------------------------------------------------------------------- analyses: loading a run
+def open_trajectory(args, partial_ok: bool | None = None):
+    """The validated snapshots of an analysis' --run (geometry.Trajectory from --anchor, on --device) and
+    the trajectory state; an unfinished run or missing snapshots are an error unless --partial."""
+    from geometry import Trajectory
+    if not os.path.isdir(args.run):
+        raise UsageError(f"run folder not found: {args.run}")
+    traj = Trajectory(args.run, anchor=args.anchor, device=args.device)
+    rec = read_record(args.run)
+    if rec is None:
+        if not args.partial:
+            raise UsageError(f"no readable config.json in {args.run}: not a training run (pass --partial to "
+                             f"analyse the snapshots anyway)")
+        return traj, dict(partial=True, config_sha=None)
+    cfg = config_from_dict(rec["config"])
+    return traj, run_state(args.run, cfg, args.partial)
+
+
+def load_run(args):
+    """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
+    its Config (--cache_dir overridable) and its corpus, checked against the recorded corpus identity
+    and codewords.json."""
+    from dataset import load_corpus
+    if not os.path.isdir(args.run):
+        raise UsageError(f"run folder not found: {args.run}")
+    cfg = run_config(args.run, **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
+    traj, state = open_trajectory(args)
+    try:
+        corpus = load_corpus(cfg)
+    except UsageError as e:
+        raise UsageError(f"cannot load the data of {args.run}: {e}")
+    except Exception as e:  # e.g. the corpus generator missing, or an unreadable cache
+        raise UsageError(f"cannot load the data of {args.run}: {type(e).__name__}: {e}")
+    check_corpus(read_record(args.run), cfg)
+    ids = read_codewords(args.run)
+    if ids is not None and ids != [int(i) for i in corpus.codeword_ids]:
+        raise UsageError(f"the corpus rebuilt from {args.run}/config.json is not the one the run trained on "
+                         f"(codewords differ from codewords.json: corpus generator or tokenizer changed?)")
+    return traj, cfg, corpus, state
+
+
+def load_model(traj, cfg: Config, corpus, step: int, model=None):
+    """The run's model (uncompiled) with the weights of snapshot `step`, on traj.device."""
+    from model import GPT
+    model = model or GPT.from_config(cfg, corpus.vocab_size).to(traj.device)
+    try:
+        model.load_state_dict(traj.load(step, list(traj.shapes)))
+    except RuntimeError as e:
+        raise UsageError(f"snapshot step {step} does not fit the model built from config.json and the corpus "
+                         f"(vocabulary {corpus.vocab_size}): {str(e).splitlines()[-1].strip()[:160]}")
+    return model
+
+
+def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
+    """n mini-batches of batch_size sequences: the training stream from step on, i.e. the run's
+    micro-batches get_batch(corpus, cfg, s, m) in the order (step, 0), ..., (step, grad_accum - 1),
+    (step + 1, 0), ..., concatenated and cut into consecutive mini-batches (the first n * batch_size
+    sequences). Returns (batches, used): used = the (step, micro) pairs read, in order."""
+    import torch
+    from dataset import get_batch
+    xs, ys, ps, used = [], [], [], []
+    s, m, have = step, 0, 0
+    while have < n * batch_size:
+        x, y, p = get_batch(corpus, cfg, s, m)
+        xs.append(x), ys.append(y), ps.append(p), used.append((s, m))
+        have += len(x)
+        s, m = (s + 1, 0) if m + 1 == cfg.grad_accum else (s, m + 1)
+    x, y, p = (torch.cat(t)[: n * batch_size] for t in (xs, ys, ps))
+    return [(x[i : i + batch_size], y[i : i + batch_size], p[i : i + batch_size])
+            for i in range(0, n * batch_size, batch_size)], used
+
+
+def batch_record(cfg: Config, used) -> dict:
+    """Which micro-batches a snapshot's mini-batches came from; trained_on: all of them are steps the run took."""
+    return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
+
+
+def snapshot_selection(traj, every: int) -> list[int]:
+    """Every `every`-th snapshot step from the anchor on."""
+    if every < 1:
+        raise UsageError(f"--every must be >= 1, got {every}")
+    return [s for s in traj.steps if s >= traj.anchor][::every]
 
 
 # ----------------------------------------------------------------------------- analysis freshness
