@@ -83,7 +83,7 @@ def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
     out_json = out_path(args, "backbone_update_analysis")
-    traj, state = open_trajectory(args)
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     rows = traj.row_steps
     pairs = update_pairs(rows, args.anchor, args.lag)
     if not pairs:

@@ -257,42 +257,41 @@ def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int
 
 
 # ----------------------------------------------------------------------------- analyses: loading a run
-def open_trajectory(args, partial_ok: bool | None = None):
-    """The validated snapshots of an analysis' --run (geometry.Trajectory from --anchor, on --device) and
-    the trajectory state; an unfinished run or missing snapshots are an error unless --partial."""
+def open_trajectory(run: str, anchor: int = 0, device="auto", partial: bool = False):
+    """(geometry.Trajectory of the run's snapshots from `anchor`, trajectory state): an unfinished run or
+    missing snapshots are an error unless `partial` (the analyses' --partial)."""
     from geometry import Trajectory
-    if not os.path.isdir(args.run):
-        raise UsageError(f"run folder not found: {args.run}")
-    traj = Trajectory(args.run, anchor=args.anchor, device=args.device)
-    rec = read_record(args.run)
+    if not os.path.isdir(run):
+        raise UsageError(f"run folder not found: {run}")
+    traj = Trajectory(run, anchor=anchor, device=device)
+    rec = read_record(run)
     if rec is None:
-        if not args.partial:
-            raise UsageError(f"no readable config.json in {args.run}: not a training run (pass --partial to "
+        if not partial:
+            raise UsageError(f"no readable config.json in {run}: not a training run (pass --partial to "
                              f"analyse the snapshots anyway)")
         return traj, dict(partial=True, config_sha=None)
-    cfg = config_from_dict(rec["config"])
-    return traj, run_state(args.run, cfg, args.partial)
+    return traj, run_state(run, config_from_dict(rec["config"]), partial)
 
 
-def load_run(args):
+def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="auto", partial: bool = False):
     """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
-    its Config (--cache_dir overridable) and its corpus, checked against the recorded corpus identity
+    its Config (cache_dir overridable) and its corpus, checked against the recorded corpus identity
     and codewords.json."""
     from dataset import load_corpus
-    if not os.path.isdir(args.run):
-        raise UsageError(f"run folder not found: {args.run}")
-    cfg = run_config(args.run, **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
-    traj, state = open_trajectory(args)
+    if not os.path.isdir(run):
+        raise UsageError(f"run folder not found: {run}")
+    cfg = run_config(run, **({"cache_dir": cache_dir} if cache_dir else {}))
+    traj, state = open_trajectory(run, anchor, device, partial)
     try:
         corpus = load_corpus(cfg)
     except UsageError as e:
-        raise UsageError(f"cannot load the data of {args.run}: {e}")
+        raise UsageError(f"cannot load the data of {run}: {e}")
     except Exception as e:  # e.g. the corpus generator missing, or an unreadable cache
-        raise UsageError(f"cannot load the data of {args.run}: {type(e).__name__}: {e}")
-    check_corpus(read_record(args.run), cfg)
-    ids = read_codewords(args.run)
+        raise UsageError(f"cannot load the data of {run}: {type(e).__name__}: {e}")
+    check_corpus(read_record(run), cfg)
+    ids = read_codewords(run)
     if ids is not None and ids != [int(i) for i in corpus.codeword_ids]:
-        raise UsageError(f"the corpus rebuilt from {args.run}/config.json is not the one the run trained on "
+        raise UsageError(f"the corpus rebuilt from {run}/config.json is not the one the run trained on "
                          f"(codewords differ from codewords.json: corpus generator or tokenizer changed?)")
     return traj, cfg, corpus, state
 
@@ -326,6 +325,20 @@ def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
     x, y, p = (torch.cat(t)[: n * batch_size] for t in (xs, ys, ps))
     return [(x[i : i + batch_size], y[i : i + batch_size], p[i : i + batch_size])
             for i in range(0, n * batch_size, batch_size)], used
+
+
+def loss_fn(which: int, lam: float, device, fp32: bool):
+    """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM, 2 probe),
+    in the run's bf16 autocast on CUDA unless `fp32`."""
+    from contextlib import nullcontext
+    from common import autocast
+    from model import losses
+    ctx = nullcontext if fp32 else (lambda: autocast(device))
+
+    def f(model, batch):
+        with ctx():
+            return losses(model, *(t.to(device) for t in batch), lam)[which]
+    return f
 
 
 def batch_record(cfg: Config, used) -> dict:

@@ -239,7 +239,7 @@ def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
     out_json = out_path(args, "trajectory_pca_uncentered")
-    traj, state = open_trajectory(args)
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     metrics = read_metrics(args.run)
     steps, T = traj.row_steps, len(traj.row_steps)
     grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
