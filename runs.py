@@ -239,6 +239,11 @@ def existing_run(cfg: Config) -> dict | None:
     return dict(config=old, metrics=read_metrics(cfg.run_dir), status=read_status(cfg.run_dir))
 
 
+def curves(metrics: list[dict], keys=("step", "val_loss", "p_in", "p_ood")) -> dict:
+    """{key: [value per eval]} of metrics rows (for figures and the experiment records)."""
+    return {k: [r.get(k) for r in metrics] for k in keys}
+
+
 def lambda_step(config: dict, steps) -> int | None:
     """The run's lambda step when it falls within `steps` (for a marker in figures)."""
     s = config.get("lambda_step")
