@@ -31,7 +31,7 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, fmt, format_table, write_csv, write_result
+from common import cli, fmt, format_table, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import curves, existing_run
@@ -108,9 +108,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def plot(record: dict, path: str):
     """Validation loss of A and C with the windows marked; PC1 (raw, row-normalized) per window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     colors = {"A": "tab:blue", "C": "tab:green"}
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for run, c in record["curves"].items():
@@ -133,9 +131,7 @@ def plot(record: dict, path: str):
     ax[1].set_ylim(0, 105), ax[1].set_ylabel("trunk PC1 (%)"), ax[1].legend(fontsize=7)
     ax[1].set_title("* reference windows", fontsize=8)
     fig.suptitle(f"Matched validation loss ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run(ns, argv) -> tuple[dict, list[str]]:
