@@ -154,7 +154,7 @@ def analyse(args) -> dict:
     slices = group_slices(traj)
 
     # backbone per group (one Gram pass + one direction pass)
-    pcas, dirs = backbone(traj, groups, k=1)
+    pcas, dirs = backbone(traj, groups, k=1, progress=sys.stderr.isatty())
     vb = {g: flatten(dirs[g][0], traj.groups[g]) for g in groups}
 
     # gradients at each snapshot

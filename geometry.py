@@ -148,9 +148,10 @@ class Trajectory:
         """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk)."""
         from tqdm import tqdm
         out = {}
-        for k in tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress):
-            x = self.drift(k)
-            out[k] = (x @ x.T).cpu()
+        with tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress, leave=False) as bar:
+            for k in bar:  # leave=False: an error line is never printed under a half-drawn bar
+                x = self.drift(k)
+                out[k] = (x @ x.T).cpu()
         return out
 
     def directions(self, keys, C: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -462,7 +463,7 @@ def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000) -> dict:
     return out
 
 
-def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
+def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = False):
     """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
     singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
     Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""

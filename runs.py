@@ -378,11 +378,12 @@ def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: 
     import sys
     from tqdm import tqdm
     model = None
-    for t in tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty()):
-        model = load_model(traj, cfg, corpus, t, model)
-        batches, used = replay_batches(corpus, cfg, t, n, batch_size)
-        record[str(t)] = batch_record(cfg, used)
-        yield t, cfg.lambda_at(t), model, batches
+    with tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty(), leave=False) as bar:
+        for t in bar:
+            model = load_model(traj, cfg, corpus, t, model)
+            batches, used = replay_batches(corpus, cfg, t, n, batch_size)
+            record[str(t)] = batch_record(cfg, used)
+            yield t, cfg.lambda_at(t), model, batches
 
 
 def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
