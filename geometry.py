@@ -18,7 +18,7 @@ put in the canonical order of `model.trunk_keys` (`canonical`), whatever order a
     shuffle_null(G); direction_null(G, traj.numel(keys)); random_walk_theory(T)
 
 Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams, .directions
-pick_device(name)                 torch.device ("auto": CUDA when present); turns TF32 off
+pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns TF32 off
 canonical(keys)                   the keys in canonical trunk order (UsageError for a non-trunk key)
 group_grams(grams, groups)        {group: sum of its tensors' Grams}
 rows(G, variant)                  R for "raw", "normalized" (unit rows), "centered", "increments"
@@ -27,6 +27,9 @@ pca(G, R=None) -> PCA             eigen-decomposition of R G R^T: .rho .sigma .U
 project(G, c), decompose(G, c)    <x(t), v>; a(t), ||r(t)||, f_b(t) for v = X^T c
 gram_cos(G, c1, c2)               cosine of X^T c1 and X^T c2
 windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and previous
+update_cos(G, c, E=None)          C(t) = <u(t), v>/||u(t)|| of updates u = E X (default: consecutive rows)
+rows_summary(G, D, null_draws)    PC1, k95/k99 (raw, normalized), drift, update alignment, nulls of one group
+backbone(traj, groups, k)         {group: PCA}, {group: [v_1..v_k]} from one Gram pass and one direction pass
 random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D values for T steps
 shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random directions
 dot(a, b), cos(a, b), save_directions(path, dirs, meta), load_directions(path)   dict-directions
