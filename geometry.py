@@ -346,15 +346,6 @@ def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
 
 
-def copy_results(paths: list[str], dest: str | None) -> list[str]:
-    """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
-    import shutil
-    if not dest:
-        return []
-    os.makedirs(dest, exist_ok=True)
-    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
-
-
 def load_directions(path: str, device="cpu") -> dict[str, dict]:
     from safetensors.torch import load_file
     out = {}

@@ -8,8 +8,9 @@ import pytest
 import train
 
 # (script, arguments, text the error line must contain). Placeholders: {run} a finished micro run (snapshots
-# 0, 4, 8), {nan} a copy with NaN in one snapshot, {nodata} a copy whose data file is gone, {src} an unfinished run folder, {missing} a path that does not
-# exist, {empty} an empty folder, {micro} the overrides of a micro run under {tmp}/new (never created).
+# 0, 4, 8), {nan} a copy with NaN in one snapshot, {nodata} a copy whose data file is gone, {src} an
+# unfinished run folder, {missing} a path that does not exist, {empty} an empty folder, {micro} the overrides
+# of a micro run under {tmp}/new (never created).
 CASES = [
     ("train", ["--no_such_field", "1"], "unrecognized arguments"),
     ("train", ["--steps", "1.5"], "expects int"),
@@ -22,7 +23,7 @@ CASES = [
     ("trajectory_pca_uncentered", ["--run", "{run}", "--anchor", "7"], "anchor 7 has no snapshot"),
     ("trajectory_pca_uncentered", ["--run", "{run}", "--anchor", "8"], "no snapshot after anchor step 8"),
     ("trajectory_pca_uncentered", ["--run", "{run}", "--device", "tpu"], "unknown device"),
-    ("trajectory_pca_uncentered", ["--run", "{run}", "--window", "1"], "--window and --null-draws must be >= 2"),
+    ("trajectory_pca_uncentered", ["--run", "{run}", "--window", "1"], "--window and --null-draws must be"),
     ("trajectory_pca_uncentered", ["--run", "{nan}"], "step 4: blocks.1.mlp.fc.weight contains NaN"),
     ("trajectory_pca_uncentered", ["--run", "{src}"], "has not finished training"),
     ("backbone_update_analysis", ["--run", "{missing}"], "run folder not found"),
@@ -89,8 +90,8 @@ def world(tmp_path_factory, micro_cfg, micro, argv, snapshots):
     rec["config"]["data"] = str(tmp / "gone.jsonl")
     json.dump(rec, open(os.path.join(nodata, "config.json"), "w"))
     os.makedirs(tmp / "empty")
-    return dict(run=cfg.run_dir, nan=nan, src=src, nodata=nodata, missing=str(tmp / "missing"), empty=str(tmp / "empty"),
-                tmp=str(tmp), micro=argv(micro(tmp / "new", steps=8)))
+    return dict(run=cfg.run_dir, nan=nan, src=src, nodata=nodata, missing=str(tmp / "missing"),
+                empty=str(tmp / "empty"), tmp=str(tmp), micro=argv(micro(tmp / "new", steps=8)))
 
 
 def expand(args, world):

@@ -68,7 +68,7 @@ def _equal(a, b):
 
 @pytest.fixture(scope="module")
 def three_runs(micro_cfg, tmp_path_factory):
-    """Runs a and b trained straight through; c "killed" after 7 updates (last state at step 4), then resumed."""
+    """Runs a and b trained straight through; c "killed" after 7 updates (last state at step 4), resumed."""
     tmp = tmp_path_factory.mktemp("three")
     c1, c2, c3 = (micro_cfg(tmp, **RUN, name=n) for n in ("a", "b", "c"))
     assert train.train(c1)["status"] == "complete" and train.train(c2)["status"] == "complete"
@@ -80,12 +80,12 @@ def three_runs(micro_cfg, tmp_path_factory):
 
 def test_run_is_bitwise_reproducible(three_runs, snapshots):
     c1, c2, _ = three_runs
-    assert all(_equal(snapshots.read(c1.run_dir, s), snapshots.read(c2.run_dir, s)) for s in c1.snapshot_steps())
+    assert all(_equal(*(snapshots.read(c.run_dir, s) for c in (c1, c2))) for s in c1.snapshot_steps())
 
 
 def test_resumed_run_is_bitwise_the_uninterrupted_one(three_runs, snapshots):
     c1, _, c3 = three_runs
-    assert all(_equal(snapshots.read(c1.run_dir, s), snapshots.read(c3.run_dir, s)) for s in c1.snapshot_steps())
+    assert all(_equal(*(snapshots.read(c.run_dir, s) for c in (c1, c3))) for s in c1.snapshot_steps())
     st = [torch.load(os.path.join(c.run_dir, "state_latest.pt"), weights_only=True) for c in (c1, c3)]
     assert _equal(st[0]["model"], st[1]["model"])
 
@@ -136,7 +136,7 @@ def test_train_step_clips_only_when_asked(micro_run, clip):
     torch.manual_seed(0)
     model = GPT(50, 1, 8, 2, 16, 8)
     opt = train.make_optimizer(model, cfg, torch.device("cpu"))
-    batches = [(torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8)), torch.tensor([3, -1])) for _ in range(2)]
+    batches = [(torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8)), torch.tensor([3, -1]))] * 2
     before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
     sums, norm = train.train_step(model, opt, batches, cfg, lr=0.5, lam=2.0)
     step = torch.cat([p.detach().reshape(-1) for p in model.parameters()]) - before
@@ -160,7 +160,8 @@ def test_lr_schedule():
 
 def test_tinystories_offline_is_one_line(micro, argv, tmp_path, cli_error):
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": str(tmp_path / "tk"),
-           "HF_HOME": str(tmp_path / "hf"), "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+           "HF_HOME": str(tmp_path / "hf"), "https_proxy": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9"}
     cli_error("train.py", argv(micro(tmp_path, **RUN, data="tinystories")), env=dict(os.environ, **env))
 
 
