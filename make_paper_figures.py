@@ -429,7 +429,8 @@ def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[s
             continue
         fig.tight_layout(rect=getattr(fig, "_rect", (0, 0, 1, 1)))
         for ext in ("pdf", "png"):
-            fig.savefig(os.path.join(out, f"{name}.{ext}"), dpi=150 if ext == "png" else None)
+            meta = {"CreationDate": None} if ext == "pdf" else {}  # same inputs, same bytes
+            fig.savefig(os.path.join(out, f"{name}.{ext}"), dpi=150 if ext == "png" else None, metadata=meta)
         p.close(fig)
         made.append(name)
     return made
@@ -469,9 +470,9 @@ def tex_sci(x, nd=1):
 
 def tex_escape(s: str) -> str:
     rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+           "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
            "|": r"\textbar{}"}
-    return "".join(rep.get(c, c) for c in str(s))
+    return "".join(rep.get(c, c) for c in str(s)).replace("--", "-{}-")  # no en-dash ligature in options
 
 
 def md_escape(s: str) -> str:
@@ -532,6 +533,7 @@ def seed_numbers(s: Seed) -> dict:
                 m[macro_name(nm, "C", ph)] = f3(get(s.update, f"groups.{g}.phase_means.{ph}.abs_C"))
                 m[macro_name(nm, "SignedC", ph)] = f3(get(s.update, f"groups.{g}.phase_means.{ph}.C"))
             m[macro_name(nm, "TStar")] = str(get(s.update, f"summary.{g}.t_star"))
+        m["updateLabel"] = "its midpoint" if cl.labels_by_midpoint(s.update) else "its later step"
         for ph in ("early", "mid", "late"):
             m[macro_name("medianBlocksC", ph)] = f3(get(s.update, f"summary.median_of_blocks_1_on.{ph}_abs_C"))
     if s.grad:
@@ -583,6 +585,8 @@ def seed_numbers(s: Seed) -> dict:
         m["poodBest"], m["poodBestStep"], m["poodFinal"] = f2(best[1]), str(best[0]), f3(po[-1][1])
         pin = next((r["step"] for r in s.metrics if (r.get("p_in") or 0) >= 0.95), None)
         m["pinStep"] = str(pin)
+        four = get(s.res.corpus_stats(), "ngram_val_nats.4") if s.res.corpus_stats() else None
+        m["valVsFourgram"] = compare(val[T], four, 0.0005)
         m["runSteps"] = f"{T:,}".replace(",", "{,}")
     return {k: v for k, v in m.items() if v is not None}
 
@@ -625,6 +629,29 @@ def global_numbers(res: Results) -> dict:
     m["deviceName"] = prov.get("device_name") or "--"
     m["torchVersion"] = tex_escape(prov.get("torch") or "--")
     m["runDate"] = prov.get("date") or "--"
+    return m
+
+
+NUMWORDS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve",
+            "Thirteen", "Fourteen", "Fifteen", "Sixteen", "Seventeen", "Eighteen", "Nineteen", "Twenty"]
+
+
+def compare(x, ref, tol=0.0005) -> str:
+    """'above' / 'below' / 'equal to': the word the text uses for a number against its null."""
+    if x is None or ref is None:
+        return "not comparable with"
+    return "equal to" if abs(x - ref) <= tol else ("above" if x > ref else "below")
+
+
+def claim_numbers(rows: list[dict], seed: int | None) -> dict:
+    """Per claim: verdict, our number, its null and the rule's reason (the figure seed's row where per seed)."""
+    m = {}
+    for r in rows:
+        if seed is not None and r["seed"] != seed and any(x["id"] == r["id"] and x["seed"] == seed for x in rows):
+            continue
+        c = "C" + NUMWORDS[int(r["id"][1:])]
+        m[f"verdict{c}"], m[f"ours{c}"] = tex_escape(r["verdict"]), tex_escape(r["ours"])
+        m[f"null{c}"], m[f"reason{c}"] = tex_escape(r["null"]), tex_escape(r["reason"])
     return m
 
 
@@ -749,8 +776,8 @@ def tab_provenance(res: Results) -> str:
 
 
 def tab_claims(rows: list[dict]) -> str:
-    out = ["\\begin{longtable}{@{}p{0.035\\linewidth}p{0.2\\linewidth}p{0.13\\linewidth}p{0.24\\linewidth}"
-           "p{0.2\\linewidth}p{0.1\\linewidth}@{}}", "\\toprule",
+    col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
+    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}", "\\toprule",
            "id & claim & paper & ours & null & verdict \\\\", "\\midrule", "\\endhead"]
     multi = len({r["seed"] for r in rows}) > 1
     for r in rows:
@@ -803,9 +830,14 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
     os.makedirs(gen, exist_ok=True)
     rows = cl.evaluate_cache(res)
     nums = global_numbers(res)
+    nums.update(claim_numbers(rows, seed.seed if seed else None))
     if seed:
         nums.update(seed_numbers(seed))
         nums["figSeed"] = str(seed.seed)
+        tn = seed.nulls("trunk")
+        nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
+        nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
+        nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
     write_macros(nums, os.path.join(gen, "macros.tex"))
     tables = {"tab_claims": lambda: tab_claims(rows), "tab_sgd": lambda: tab_sgd(res), "tab_matched": lambda: tab_matched(res),
               "tab_beta2": lambda: tab_beta2(res), "tab_bench": lambda: tab_bench(res),
