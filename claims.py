@@ -19,6 +19,7 @@ The rules read the keys the analyses write today and pick up the newer keys when
 committed files allow (the matched null, coherence, the matched walk's C(t) and window cosines from the
 increment norms u_norm of the update analysis) and says which it used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,12 @@ import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from config import Parser, fail
 
 HOLDS, ABOVE, NOT, NA = "holds", "holds only above null", "does not hold", "not measurable here"
 VERDICTS = (HOLDS, ABOVE, NOT, NA)
@@ -79,28 +81,39 @@ class Results:
         return sorted(found)
 
     def corpus_stats(self) -> dict | None:
-        """The corpus statistics (n-gram baselines) of this version: results/<version>/corpus/, else results/corpus/."""
-        for f in sorted(glob.glob(self.path("corpus/*.json")) + glob.glob(os.path.join(self.root, "corpus", "*.json"))):
+        """Corpus statistics (n-gram baselines) of this version: results/<version>/corpus/, else
+        results/corpus/.
+        """
+        for f in sorted(
+            glob.glob(self.path("corpus/*.json")) + glob.glob(os.path.join(self.root, "corpus", "*.json"))
+        ):
             try:
                 d = json.load(open(f))
             except (OSError, ValueError):
                 continue
-            if "ngram_val_nats" in d and (self.version is None or f" {self.version} " in f" {d.get('corpus', '')} "
-                                          or f"_{self.version}_" in d.get("corpus", "") or "/" + self.version + "/" in f):
+            if "ngram_val_nats" in d and (
+                self.version is None
+                or f" {self.version} " in f" {d.get('corpus', '')} "
+                or f"_{self.version}_" in d.get("corpus", "")
+                or "/" + self.version + "/" in f
+            ):
                 return d
         return None
 
 
 def newest_version(root: str) -> str | None:
     """The highest results/v<N> holding a seed run with its PCA analysis (else the highest v<N>)."""
-    vs = sorted((int(m.group(1)), d) for d in (os.listdir(root) if os.path.isdir(root) else [])
-                if (m := re.fullmatch(r"v(\d+)", d)))
+    vs = sorted(
+        (int(m.group(1)), d)
+        for d in (os.listdir(root) if os.path.isdir(root) else [])
+        if (m := re.fullmatch(r"v(\d+)", d))
+    )
     full = [d for _, d in vs if glob.glob(os.path.join(root, d, "seed*", PCA_JSON))]
     return (full or [d for _, d in vs] or [None])[-1]
 
 
 def get(d, path: str, default=None):
-    """d at the dotted `path` (list indices as numbers); then the same under d['results'] (the SPEC-5 wrapper)."""
+    """d at the dotted `path` (list indices as numbers); else the same under d['results'] (SPEC-5 wrapper)."""
     for p in (path, "results." + path):
         cur, ok = d, True
         for k in p.split("."):
@@ -132,8 +145,16 @@ def find(d, key: str, depth: int = 3):
 
 def group_entries(doc, group: str) -> list:
     """Where an analysis keeps one group's numbers (old and new layouts)."""
-    return [e for e in (get(doc, f"summary.{group}"), get(doc, f"results.{group}"), get(doc, f"groups.{group}"),
-                        get(doc, f"results.results.{group}")) if isinstance(e, dict)]
+    return [
+        e
+        for e in (
+            get(doc, f"summary.{group}"),
+            get(doc, f"results.{group}"),
+            get(doc, f"groups.{group}"),
+            get(doc, f"results.results.{group}"),
+        )
+        if isinstance(e, dict)
+    ]
 
 
 def group_key(doc, group: str, key: str):
@@ -172,7 +193,9 @@ except Exception:  # noqa: BLE001 - geometry absent, or an older geometry withou
 
 def matched_null_pc1(norms_sq) -> float:
     """Uncentered PC1 of the matched null: top eigenvalue / trace of L diag(||d||^2) L^T."""
-    return float(_geo_matched(list(map(float, norms_sq)))) if _geo_matched else _matched_null_pc1_local(norms_sq)
+    return (
+        float(_geo_matched(list(map(float, norms_sq)))) if _geo_matched else _matched_null_pc1_local(norms_sq)
+    )
 
 
 def walk_update_C(norms_sq) -> np.ndarray:
@@ -196,7 +219,10 @@ def walk_window_cos(norms_sq, W: int) -> dict:
             j, lp, ap = prev
             prev_c.append(abs(aw @ K[np.ix_(i, j)] @ ap) / math.sqrt(lw * lp))
         prev = (i, lw, aw)
-    return {"cos_global_mean": float(np.mean(glob_c)), "cos_prev_mean": float(np.mean(prev_c)) if prev_c else None}
+    return {
+        "cos_global_mean": float(np.mean(glob_c)),
+        "cos_prev_mean": float(np.mean(prev_c)) if prev_c else None,
+    }
 
 
 def walk_fb_final(norms_sq) -> float:
@@ -235,8 +261,11 @@ class Seed:
         u = self.update
         if u is None or self.pca is None:
             return None
-        same = get(u, "u_steps") == self.steps() and get(u, "anchor") == get(self.pca, "anchor") and \
-            get(u, "u_prev_steps", [None])[0] == get(self.pca, "anchor")
+        same = (
+            get(u, "u_steps") == self.steps()
+            and get(u, "anchor") == get(self.pca, "anchor")
+            and get(u, "u_prev_steps", [None])[0] == get(self.pca, "anchor")
+        )
         n = get(u, f"groups.{group}.u_norm")
         return np.asarray(n, float) ** 2 if same and n else None
 
@@ -246,9 +275,12 @@ class Seed:
     def nulls(self, group: str) -> dict:
         """PC1 and its nulls: theory (8/pi^2 at this T), shuffle, random directions, matched (with source)."""
         p = self.pca
-        out = {"pc1": self.pc1(group), "theory": get(p, "theory.uncentered_T.0", 8 / math.pi**2),
-               "shuffle": get(p, f"results.{group}.null_shuffle") or {},
-               "directions": get(p, f"results.{group}.null_random_directions") or {}}
+        out = {
+            "pc1": self.pc1(group),
+            "theory": get(p, "theory.uncentered_T.0", 8 / math.pi**2),
+            "shuffle": get(p, f"results.{group}.null_shuffle") or {},
+            "directions": get(p, f"results.{group}.null_random_directions") or {},
+        }
         m, src = group_key(p, group, "null_matched_pc1"), "analysis"
         if m is None and (n2 := self.increment_norms_sq(group)) is not None:
             m, src = matched_null_pc1(n2), "increment norms"
@@ -328,9 +360,15 @@ def rule_c1(s: Seed) -> Verdict:
     in_range = all(0.75 <= p <= 0.85 for p in pcs)  # the paper's 77.9-81.2% with 3 points either side
     above = [n["matched"] is not None and n["pc1"] > n["matched"] for n in nl.values()]
     src = next(iter(nl.values()))["matched_source"]
-    null = f"matched {pct_range(matched)} ({src}); 8/pi^2 {pct(nl[next(iter(nl))]['theory'])}; shuffle {pct_range(shuffle)}"
-    nums = {"pc1_min": min(pcs), "pc1_max": max(pcs), "matched_min": min(m for m in matched if m is not None),
-            "matched_max": max(m for m in matched if m is not None), "blocks_above_matched": sum(above)}
+    theory = pct(nl[next(iter(nl))]["theory"])
+    null = f"matched {pct_range(matched)} ({src}); 8/pi^2 {theory}; shuffle {pct_range(shuffle)}"
+    nums = {
+        "pc1_min": min(pcs),
+        "pc1_max": max(pcs),
+        "matched_min": min(m for m in matched if m is not None),
+        "matched_max": max(m for m in matched if m is not None),
+        "blocks_above_matched": sum(above),
+    }
     if None in matched:
         return Verdict(NA, pct_range(pcs), null, "no matched null for some blocks", nums)
     if all(above):
@@ -338,8 +376,9 @@ def rule_c1(s: Seed) -> Verdict:
         why = "every block above its matched null" + ("" if in_range else ", but outside the paper's 78-81%")
     else:
         v = NOT
-        why = (f"{len(above) - sum(above)} of {len(above)} blocks at or below their matched null"
-               + (" (the paper's value is reproduced; a walk with these step sizes gives more)" if in_range else ""))
+        why = f"{len(above) - sum(above)} of {len(above)} blocks at or below their matched null" + (
+            " (the paper's value is reproduced; a walk with these step sizes gives more)" if in_range else ""
+        )
     return Verdict(v, pct_range(pcs), null, why, nums)
 
 
@@ -350,19 +389,27 @@ def rule_c2(s: Seed) -> Verdict:
     W, obs_prev, obs_glob = st.get("W", 10), st.get("cos_prev_mean"), st.get("cos_global_mean")
     n2 = s.increment_norms_sq("block0")
     if n2 is None:
-        return Verdict(NA, f"consecutive {obs_prev:.4f}", "-", "no increment norms for the walk's window cosines", {})
+        return Verdict(
+            NA, f"consecutive {obs_prev:.4f}", "-", "no increment norms for the walk's window cosines", {}
+        )
     nw = walk_window_cos(n2, W)
     ours = f"block 0: consecutive {obs_prev:.4f}, vs global {obs_glob:.3f}"
     null = f"matched walk: consecutive {nw['cos_prev_mean']:.4f}, vs global {nw['cos_global_mean']:.3f}"
-    nums = {"cos_prev": obs_prev, "cos_global": obs_glob, "null_cos_prev": nw["cos_prev_mean"],
-            "null_cos_global": nw["cos_global_mean"]}
+    nums = {
+        "cos_prev": obs_prev,
+        "cos_global": obs_glob,
+        "null_cos_prev": nw["cos_prev_mean"],
+        "null_cos_global": nw["cos_global_mean"],
+    }
     reproduced = obs_prev >= 0.99
-    # beyond the walk: at least half the walk's angle deficit 1 - cos (windows sharing W-1 rows are near 1 anyway)
+    # beyond the walk: at most half its angle deficit 1 - cos (windows sharing W-1 rows are near 1 anyway)
     beyond = (1 - obs_prev) < 0.5 * (1 - nw["cos_prev_mean"])
     if reproduced and beyond:
         return Verdict(HOLDS, ours, null, "consecutive windows more stable than the walk's", nums)
     if reproduced:
-        return Verdict(NOT, ours, null, "the paper's 0.997 is reproduced, and a random walk gives the same", nums)
+        return Verdict(
+            NOT, ours, null, "the paper's 0.997 is reproduced, and a random walk gives the same", nums
+        )
     return Verdict(NOT, ours, null, "consecutive-window cosine below 0.99", nums)
 
 
@@ -388,16 +435,21 @@ def rule_c3(s: Seed) -> Verdict:
     lev = dec.get("corr_r_p_ood")
     dif, n = _diff_corr(s, "block0")
     level = 2 / math.sqrt(n) if n else None  # |r| above 2/sqrt(n): unlikely for uncorrelated differences
-    ours = (f"a(t) peaks at step {steps[peak]} and falls {100 * retreat:.0f}% by {steps[-1]}; "
-            f"corr(|r|, p_ood) {lev:.2f} levels, {dif:.2f} differences" if dif is not None else "")
+    ours = (
+        f"a(t) peaks at step {steps[peak]} and falls {100 * retreat:.0f}% by {steps[-1]}; "
+        f"corr(|r|, p_ood) {lev:.2f} levels, {dif:.2f} differences"
+        if dif is not None
+        else ""
+    )
     nums = {"a_peak_step": steps[peak], "a_retreat": retreat, "corr_levels": lev, "corr_diff": dif}
     null = f"|corr| of differences 2/sqrt(n) = {level:.2f}" if level else "-"
     monotone = retreat < 0.02
     osc = dif is not None and level is not None and dif > level
     if monotone and osc:
         return Verdict(HOLDS, ours, null, "a(t) monotone; |r| and p_ood move together step by step", nums)
-    parts = ([] if monotone else ["a(t) is not monotone"]) + \
-            ([] if osc else ["the |r|-p_ood correlation of levels does not survive differencing"])
+    parts = ([] if monotone else ["a(t) is not monotone"]) + (
+        [] if osc else ["the |r|-p_ood correlation of levels does not survive differencing"]
+    )
     return Verdict(NOT, ours, null, "; ".join(parts), nums)
 
 
@@ -410,18 +462,36 @@ def rule_c4(s: Seed) -> Verdict:
     nulls = [walk_fb_final(n2) for g in groups if (n2 := s.increment_norms_sq(g)) is not None]
     ours = f"final {pct_range(fin)} (time average {pct_range(avg)})"
     null = f"matched walk f_b(T) {pct_range(nulls)}" if nulls else "-"
-    nums = {"fb_final_min": min(fin), "fb_final_max": max(fin), "fb_avg_min": min(avg), "fb_avg_max": max(avg),
-            "null_fb_min": min(nulls) if nulls else None}
+    nums = {
+        "fb_final_min": min(fin),
+        "fb_final_max": max(fin),
+        "fb_avg_min": min(avg),
+        "fb_avg_max": max(avg),
+        "null_fb_min": min(nulls) if nulls else None,
+    }
     in_range = all(0.63 <= f <= 0.77 for f in fin)
     avg_in = all(0.63 <= f <= 0.77 for f in avg)
     if not nulls:
         return Verdict(NA, ours, null, "no increment norms for the walk's f_b", nums)
     above = all(f > n for f, n in zip(fin, nulls))
     if in_range:
-        return Verdict(HOLDS if above else NOT, ours, null, "final f_b in the paper's range" +
-                       ("" if above else ", at or below the walk's"), nums)
-    why = "final f_b outside 68-72%" + ("; its time average is in range (what the original code printed)" if avg_in else "")
-    return Verdict(NOT if not above else ABOVE, ours, null, why + ("" if above else "; below the matched walk's f_b(T)"), nums)
+        return Verdict(
+            HOLDS if above else NOT,
+            ours,
+            null,
+            "final f_b in the paper's range" + ("" if above else ", at or below the walk's"),
+            nums,
+        )
+    why = "final f_b outside 68-72%" + (
+        "; its time average is in range (what the original code printed)" if avg_in else ""
+    )
+    return Verdict(
+        NOT if not above else ABOVE,
+        ours,
+        null,
+        why + ("" if above else "; below the matched walk's f_b(T)"),
+        nums,
+    )
 
 
 def rule_c5(s: Seed) -> Verdict:
@@ -434,12 +504,19 @@ def rule_c5(s: Seed) -> Verdict:
     m = float(np.mean(cos))
     ratio = m / floor
     same_sign = float(max(np.mean(b < 0), np.mean(b > 0))) if len(b) else None
-    ours = f"block 0 mean |cos| {m:.4f} = {ratio:.1f}x floor; b_0 one sign at {100 * same_sign:.0f}% of snapshots"
+    ours = (f"block 0 mean |cos| {m:.4f} = {ratio:.1f}x floor; "
+            f"b_0 one sign at {100 * same_sign:.0f}% of snapshots")
     null = f"noise floor sqrt(2/(pi D)) = {floor:.1e}"
     nums = {"cos_mean": m, "floor": floor, "ratio": ratio, "same_sign": same_sign}
     if ratio <= 2:
         return Verdict(HOLDS, ours, null, "gradients at the noise floor", nums)
-    return Verdict(NOT, ours, null, f"gradients are {ratio:.0f}x the noise floor with a consistent sign, not near it", nums)
+    return Verdict(
+        NOT,
+        ours,
+        null,
+        f"gradients are {ratio:.0f}x the noise floor with a consistent sign, not near it",
+        nums,
+    )
 
 
 def _phase_of(mid: float, T: float) -> str:
@@ -482,10 +559,16 @@ def rule_c6(s: Seed) -> Verdict:
     early_above = obs["early"] > nul["early"]
     mid_above = obs["mid"] > nul["mid"]
     if shape and early_above and mid_above:
-        return Verdict(HOLDS, ours, null, "early alignment as in the paper and above the walk in every phase", nums)
+        return Verdict(
+            HOLDS, ours, null, "early alignment as in the paper and above the walk in every phase", nums
+        )
     if shape and early_above:
-        return Verdict(ABOVE, ours, null, "early |C| above the matched walk's; the mid phase is below it", nums)
-    return Verdict(NOT, ours, null, "early |C| not above the matched walk's" if shape else "phase pattern differs", nums)
+        return Verdict(
+            ABOVE, ours, null, "early |C| above the matched walk's; the mid phase is below it", nums
+        )
+    return Verdict(
+        NOT, ours, null, "early |C| not above the matched walk's" if shape else "phase pattern differs", nums
+    )
 
 
 def rule_c7(s: Seed) -> Verdict:
@@ -510,8 +593,11 @@ def rule_c8(s: Seed) -> Verdict:
         return na(f"no {s.dir}/{GRAD_JSON}")
     lam = np.asarray(get(g, "lambda"), float)
     first = lam == lam[0]  # the lambda = 2 phase
-    b = {k: float(np.mean(np.asarray(get(g, f"results.combined.{k}.b"), float)[first])) for k in BLOCKS
-         if get(g, f"results.combined.{k}.b")}
+    b = {
+        k: float(np.mean(np.asarray(get(g, f"results.combined.{k}.b"), float)[first]))
+        for k in BLOCKS
+        if get(g, f"results.combined.{k}.b")
+    }
     others = max(abs(v) for k, v in b.items() if k != "block0")
     ratio = abs(b["block0"]) / others if others > 0 else float("inf")
     ours = f"mean b_0 {b['block0']:.4f}; {ratio:.1f}x the largest other block"
@@ -528,8 +614,11 @@ def _fisher_rows(s: Seed, group: str = "trunk") -> list[tuple[int, dict]]:
 
 def rank1_snapshots(s: Seed, after: int = 4400) -> tuple[int, int]:
     """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9)."""
-    rows = [(st, x.get("lambda1_frac", (x["lambda1"] / x["trace"]) if x.get("trace") else None))
-            for st, x in _fisher_rows(s) if st > after]
+    rows = [
+        (st, x.get("lambda1_frac", (x["lambda1"] / x["trace"]) if x.get("trace") else None))
+        for st, x in _fisher_rows(s)
+        if st > after
+    ]
     return sum(1 for _, f in rows if f is not None and f > RANK1), len(rows)
 
 
@@ -553,11 +642,25 @@ def rule_c9(s: Seed) -> Verdict:
     null = f"alpha = 1 for random directions; rank-1 Fisher at {r1} of {n} snapshots after 4400"
     nums = {"rise_orders": rise, "alpha_spike": spike, "rank1": r1, "rank1_of": n}
     if not lm and n and r1 / n > 0.5:
-        return Verdict(NOT if rise < 1 else NA, ours, null, "one batch owns the late combined Fisher (rank 1)"
-                       + ("; q(v_b) does not rise 3 orders even so" if rise < 1 else ": needs q_lm / q_probe"), nums)
+        return Verdict(
+            NOT if rise < 1 else NA,
+            ours,
+            null,
+            "one batch owns the late combined Fisher (rank 1)"
+            + ("; q(v_b) does not rise 3 orders even so" if rise < 1 else ": needs q_lm / q_probe"),
+            nums,
+        )
     if rise >= 2 and spike and spike >= 3:
-        return Verdict(HOLDS, ours, null, "q(v_b) rises by orders of magnitude; alpha peaks at the lambda switch", nums)
-    return Verdict(NOT, ours, null, "q(v_b) does not rise by ~3 orders" if rise < 2 else "no alpha spike at the switch", nums)
+        return Verdict(
+            HOLDS, ours, null, "q(v_b) rises by orders of magnitude; alpha peaks at the lambda switch", nums
+        )
+    return Verdict(
+        NOT,
+        ours,
+        null,
+        "q(v_b) does not rise by ~3 orders" if rise < 2 else "no alpha spike at the switch",
+        nums,
+    )
 
 
 def rule_c10(s: Seed) -> Verdict:
@@ -572,7 +675,13 @@ def rule_c10(s: Seed) -> Verdict:
     null = f"random overlap sqrt(2/(pi D)) = {floor:.1e}"
     nums = {"overlap_median": med, "overlap_max": max(ov), "floor": floor}
     if max(ov) < 0.1:
-        return Verdict(HOLDS, ours, null, f"v_b is not the top Fisher eigenvector ({med / floor:.0f}x the random level)", nums)
+        return Verdict(
+            HOLDS,
+            ours,
+            null,
+            f"v_b is not the top Fisher eigenvector ({med / floor:.0f}x the random level)",
+            nums,
+        )
     return Verdict(NOT, ours, null, "v_b overlaps the top Fisher eigenvector", nums)
 
 
@@ -580,8 +689,14 @@ def rule_c11(s: Seed) -> Verdict:
     sw = get(s.pca, "switching") if s.pca else None
     if not sw or not get(sw, "groups.block0.pairs"):
         return na("no switching pairs")
-    ov = [s.pca["summary"][g]["switch_overlap_mean"] for g in BLOCKS if get(s.pca, f"summary.{g}.switch_overlap_mean") is not None]
-    e26 = [s.pca["summary"][g]["E_2_6_mean"] for g in BLOCKS if get(s.pca, f"summary.{g}.E_2_6_mean") is not None]
+    ov = [
+        s.pca["summary"][g]["switch_overlap_mean"]
+        for g in BLOCKS
+        if get(s.pca, f"summary.{g}.switch_overlap_mean") is not None
+    ]
+    e26 = [
+        s.pca["summary"][g]["E_2_6_mean"] for g in BLOCKS if get(s.pca, f"summary.{g}.E_2_6_mean") is not None
+    ]
     share = max(o * o for o in ov)
     # ordinary 200-step updates over the same spans (midpoints inside the peak-trough intervals)
     u, spans = s.update, [(min(p["peak"], p["trough"]), max(p["peak"], p["trough"])) for p in sw["pairs"]]
@@ -591,10 +706,18 @@ def rule_c11(s: Seed) -> Verdict:
         mids = np.asarray(get(u, "u_steps"), float) - 100 * get(u, "phases.scale", 1.0)
         inside = [c for c, m in zip(C, mids) if any(a <= m <= b for a, b in spans)]
         ordinary = float(np.mean(inside)) if inside else None
-    ours = f"|<v_sw, v_b>| {min(ov):.2f}-{max(ov):.2f} (backbone share <= {100 * share:.0f}%); E_2:6 {pct_range(e26, 0)}"
-    null = (f"ordinary 200-step updates, same spans: |C| {ordinary:.2f}" if ordinary is not None else "-") + \
-        "; random direction ~4e-4"
-    nums = {"overlap_min": min(ov), "overlap_max": max(ov), "ordinary_abs_C": ordinary, "E26_min": min(e26), "E26_max": max(e26)}
+    ours = (f"|<v_sw, v_b>| {min(ov):.2f}-{max(ov):.2f} (backbone share <= {100 * share:.0f}%); "
+            f"E_2:6 {pct_range(e26, 0)}")
+    null = (
+        f"ordinary 200-step updates, same spans: |C| {ordinary:.2f}" if ordinary is not None else "-"
+    ) + "; random direction ~4e-4"
+    nums = {
+        "overlap_min": min(ov),
+        "overlap_max": max(ov),
+        "ordinary_abs_C": ordinary,
+        "E26_min": min(e26),
+        "E26_max": max(e26),
+    }
     transverse = share <= 0.2
     if ordinary is None:
         return Verdict(NA, ours, null, "no update alignment to compare with", nums)
@@ -602,7 +725,13 @@ def rule_c11(s: Seed) -> Verdict:
     if transverse and more:
         return Verdict(HOLDS, ours, null, "switches >= 80% transverse, more than ordinary updates", nums)
     if transverse:
-        return Verdict(NOT, ours, null, "switches are transverse, but no more than ordinary updates of the same spans", nums)
+        return Verdict(
+            NOT,
+            ours,
+            null,
+            "switches are transverse, but no more than ordinary updates of the same spans",
+            nums,
+        )
     return Verdict(NOT, ours, null, "switch directions carry more than 20% backbone", nums)
 
 
@@ -627,24 +756,52 @@ def rule_c12(res: Results) -> Verdict:
         return na("no sgd_control results")
     uni = unigram(res)
     sgd = [k for k in ("D", "C", "B", "C'") if k in rows and rows[k].get("pc1_pct") is not None]
-    learns = {k: uni is not None and rows[k].get("final_val") is not None and rows[k]["final_val"] < uni - 0.5 for k in sgd}
+    learns = {
+        k: uni is not None and rows[k].get("final_val") is not None and rows[k]["final_val"] < uni - 0.5
+        for k in sgd
+    }
     A = rows["A"]
     ours = f"AdamW {A['pc1_pct']:.1f}% (k95 {A['k95']}); " + ", ".join(
-        f"{k} {rows[k]['pc1_pct']:.1f}% (val {rows[k]['final_val']:.2f})" for k in sgd if rows[k].get("final_val") is not None)
-    null = "shuffle: " + ", ".join(f"{k} {rows[k]['null_shuffle_pc1_pct']:.1f}%" for k in ["A"] + sgd
-                                   if rows[k].get("null_shuffle_pc1_pct") is not None) + \
-        (f"; unigram val {uni:.2f}" if uni is not None else "")
+        f"{k} {rows[k]['pc1_pct']:.1f}% (val {rows[k]['final_val']:.2f})"
+        for k in sgd
+        if rows[k].get("final_val") is not None
+    )
+    null = (
+        "shuffle: "
+        + ", ".join(
+            f"{k} {rows[k]['null_shuffle_pc1_pct']:.1f}%"
+            for k in ["A"] + sgd
+            if rows[k].get("null_shuffle_pc1_pct") is not None
+        )
+        + (f"; unigram val {uni:.2f}" if uni is not None else "")
+    )
     nums = {"A_pc1": A["pc1_pct"], **{f"{k}_pc1": rows[k]["pc1_pct"] for k in sgd}, "unigram": uni}
     colinear = [k for k in sgd if rows[k]["pc1_pct"] >= 99]
-    beyond = [k for k in colinear if rows[k].get("null_shuffle_pc1_pct") is not None
-              and rows[k]["pc1_pct"] - rows[k]["null_shuffle_pc1_pct"] > 0.5]
+    beyond = [
+        k
+        for k in colinear
+        if rows[k].get("null_shuffle_pc1_pct") is not None
+        and rows[k]["pc1_pct"] - rows[k]["null_shuffle_pc1_pct"] > 0.5
+    ]
     if not any(learns.values()):
-        return Verdict(NOT, ours, null, "no SGD run learns (validation not below the unigram baseline by 0.5)"
-                       + ("; their PC1 equals their shuffle null" if colinear and not beyond else ""), nums)
+        return Verdict(
+            NOT,
+            ours,
+            null,
+            "no SGD run learns (validation not below the unigram baseline by 0.5)"
+            + ("; their PC1 equals their shuffle null" if colinear and not beyond else ""),
+            nums,
+        )
     good = [k for k in sgd if learns[k]]
     if all(rows[k]["pc1_pct"] >= 99 for k in good) and A["pc1_pct"] < 90:
-        return Verdict(HOLDS if all(k in beyond for k in good) else NOT, ours, null,
-                       "learning SGD runs colinear" + ("" if all(k in beyond for k in good) else ", as their shuffle null"), nums)
+        return Verdict(
+            HOLDS if all(k in beyond for k in good) else NOT,
+            ours,
+            null,
+            "learning SGD runs colinear"
+            + ("" if all(k in beyond for k in good) else ", as their shuffle null"),
+            nums,
+        )
     return Verdict(NOT, ours, null, "a learning SGD run is not colinear", nums)
 
 
@@ -658,25 +815,48 @@ def rule_c13(res: Results) -> Verdict:
         return na("no matched-validation-loss windows")
     ws = {r["window"]: w for r, w in zip(rows, get(d, "window_summaries", []))}
     nullA = [get(ws.get(r["window"]), "groups.trunk.null_theory_pc1") for r in A]
-    ours = (f"AdamW {min(r['pc1_pct'] for r in A):.1f}-{max(r['pc1_pct'] for r in A):.1f}% "
-            f"({min(r['n_snapshots'] for r in A)}-{max(r['n_snapshots'] for r in A)} snapshots); "
-            f"SGD+mom {min(r['pc1_pct'] for r in S):.1f}-{max(r['pc1_pct'] for r in S):.1f}%, "
-            f"drift {max(r['drift'] for r in S):.2f}")
+    ours = (
+        f"AdamW {min(r['pc1_pct'] for r in A):.1f}-{max(r['pc1_pct'] for r in A):.1f}% "
+        f"({min(r['n_snapshots'] for r in A)}-{max(r['n_snapshots'] for r in A)} snapshots); "
+        f"SGD+mom {min(r['pc1_pct'] for r in S):.1f}-{max(r['pc1_pct'] for r in S):.1f}%, "
+        f"drift {max(r['drift'] for r in S):.2f}"
+    )
     nulls = [x for x in nullA if x is not None]
     null = f"random walk of the AdamW windows' rows: {pct_range(nulls)}" if nulls else "-"
-    nums = {"A_pc1_max": max(r["pc1_pct"] for r in A), "S_pc1_min": min(r["pc1_pct"] for r in S),
-            "S_drift_max": max(r["drift"] for r in S)}
-    stated = (min(r["pc1_pct"] for r in S) >= 97 and max(r["drift"] for r in S) < 1
-              and max(r["pc1_pct"] for r in A) < min(r["pc1_pct"] for r in S) - 5)
+    nums = {
+        "A_pc1_max": max(r["pc1_pct"] for r in A),
+        "S_pc1_min": min(r["pc1_pct"] for r in S),
+        "S_drift_max": max(r["drift"] for r in S),
+    }
+    stated = (
+        min(r["pc1_pct"] for r in S) >= 97
+        and max(r["drift"] for r in S) < 1
+        and max(r["pc1_pct"] for r in A) < min(r["pc1_pct"] for r in S) - 5
+    )
     uni, val = unigram(res), (get(d, "plateau.best_val"))
     if not stated:
         return Verdict(NOT, ours, null, "the matched windows do not separate AdamW from SGD+momentum", nums)
     if uni is not None and val is not None and val > uni - 0.5:
-        return Verdict(NOT, ours, null, f"the statement's numbers hold, but SGD+momentum does not learn beyond unigram "
-                       f"statistics (best val {val:.2f}, unigram {uni:.2f}): its plateau is not a matched loss", nums)
+        return Verdict(
+            NOT,
+            ours,
+            null,
+            f"the statement's numbers hold, but SGD+momentum does not learn beyond unigram "
+            f"statistics (best val {val:.2f}, unigram {uni:.2f}): its plateau is not a matched loss",
+            nums,
+        )
     lowA = nulls and all(r["pc1_pct"] / 100 < n for r, n in zip(A, nullA) if n is not None)
-    return Verdict(HOLDS if lowA else NOT, ours, null, "AdamW below its windows' walk PC1" if lowA
-                   else "AdamW's windows have 2-4 rows: their PC1 is what a walk of so few rows gives", nums)
+    return Verdict(
+        HOLDS if lowA else NOT,
+        ours,
+        null,
+        (
+            "AdamW below its windows' walk PC1"
+            if lowA
+            else "AdamW's windows have 2-4 rows: their PC1 is what a walk of so few rows gives"
+        ),
+        nums,
+    )
 
 
 def rule_c14(res: Results) -> Verdict:
@@ -685,10 +865,18 @@ def rule_c14(res: Results) -> Verdict:
     rows = {r["beta2"]: r for r in table}
     A = _sgd_rows(res).get("A")
     if 0.95 not in rows and A:  # run A of sgd_control.py is the beta2 = 0.95 run
-        rows[0.95] = {"beta2": 0.95, "status": A["status"], "window_pc1": A["pc1_pct"] / 100, "window_k95": A["k95"],
-                      "window_drift": A["drift"], "null_direction": A.get("null_direction_pc1_pct", 0) / 100}
-    done = sorted((b for b, r in rows.items() if r.get("status") == "complete" and r.get("window_pc1") is not None),
-                  reverse=True)
+        rows[0.95] = {
+            "beta2": 0.95,
+            "status": A["status"],
+            "window_pc1": A["pc1_pct"] / 100,
+            "window_k95": A["k95"],
+            "window_drift": A["drift"],
+            "null_direction": A.get("null_direction_pc1_pct", 0) / 100,
+        }
+    done = sorted(
+        (b for b, r in rows.items() if r.get("status") == "complete" and r.get("window_pc1") is not None),
+        reverse=True,
+    )
     if len(done) < 3:
         return na(f"{len(done)} finished beta2 runs with window geometry (need 3)")
     # the window's matched (random-directions) null per beta2, to read the PC1 change against
@@ -699,25 +887,46 @@ def rule_c14(res: Results) -> Verdict:
     pc1 = [rows[b]["window_pc1"] for b in done]
     k95 = [rows[b]["window_k95"] for b in done]
     drift = [rows[b]["window_drift"] for b in done]
-    exc = [rows[b]["window_pc1"] - rows[b]["null_direction"] if rows[b].get("null_direction") is not None else None
-           for b in done]
+    exc = [
+        (
+            rows[b]["window_pc1"] - rows[b]["null_direction"]
+            if rows[b].get("null_direction") is not None
+            else None
+        )
+        for b in done
+    ]
     dec = lambda xs: all(x > y for x, y in zip(xs, xs[1:]))  # noqa: E731 - along falling beta2
     inc = lambda xs: all(x < y for x, y in zip(xs, xs[1:]))  # noqa: E731
     diverged = [b for b, r in rows.items() if r.get("status") == "diverged"]
-    ours = ("beta2 " + ", ".join(f"{b:g}" for b in done) + f": PC1 {', '.join(f'{100 * p:.1f}' for p in pc1)}%; "
-            f"k95 {', '.join(map(str, k95))}; drift {', '.join(f'{x:.0f}' for x in drift)}"
+    b2s = ", ".join(f"{b:g}" for b in done)
+    ours = (f"beta2 {b2s}: PC1 {', '.join(f'{100 * p:.1f}' for p in pc1)}%; k95 {', '.join(map(str, k95))}; "
+            f"drift {', '.join(f'{x:.0f}' for x in drift)}"
             + (f"; diverged: {', '.join(f'{b:g}' for b in diverged)}" if diverged else ""))
-    null = "PC1 minus random-directions null: " + ", ".join("-" if e is None else f"{100 * e:+.1f}" for e in exc)
+    null = "PC1 minus random-directions null: " + ", ".join(
+        "-" if e is None else f"{100 * e:+.1f}" for e in exc
+    )
     nums = {"pc1": pc1, "k95": k95, "drift": drift, "excess": exc}
     pc1_ok, exc_ok = dec(pc1), None not in exc and dec(exc)
-    parts = {"PC1 falls": pc1_ok, "k95 rises": inc(k95) or (k95[-1] > k95[0] and k95 == sorted(k95)),
-             "drift rises": inc(drift), "beta2 = 0 diverges": 0.0 in diverged}
+    parts = {
+        "PC1 falls": pc1_ok,
+        "k95 rises": inc(k95) or (k95[-1] > k95[0] and k95 == sorted(k95)),
+        "drift rises": inc(drift),
+        "beta2 = 0 diverges": 0.0 in diverged,
+    }
     missing = [k for k, v in parts.items() if not v]
     if pc1_ok and exc_ok and not missing:
         return Verdict(HOLDS, ours, null, "every part reproduced, PC1 change beyond the null's change", nums)
     if pc1_ok and exc_ok:
-        return Verdict(ABOVE, ours, null, "PC1 falls beyond its null; not reproduced: " + ", ".join(missing), nums)
-    return Verdict(NOT, ours, null, "PC1 does not fall with beta2" if not pc1_ok else "the PC1 change is the null's", nums)
+        return Verdict(
+            ABOVE, ours, null, "PC1 falls beyond its null; not reproduced: " + ", ".join(missing), nums
+        )
+    return Verdict(
+        NOT,
+        ours,
+        null,
+        "PC1 does not fall with beta2" if not pc1_ok else "the PC1 change is the null's",
+        nums,
+    )
 
 
 def rule_c15(res: Results, seed: int) -> Verdict:
@@ -731,9 +940,12 @@ def rule_c15(res: Results, seed: int) -> Verdict:
     peak = max((t.get("peak_p_ood") or 0) for t in table.values())
     da = abs(r["a_end"] - r["a_start"]) / abs(r["a_start"]) if r.get("a_start") else None
     dr = r["r_max"] / r["r_start"] if r.get("r_start") else None
-    ours = (f"lr 6e-4: peak p_ood {r['peak_p_ood']:.2f} at {r['peak_step']}, final {r['final_p_ood']:.3f}; "
-            f"best of all lrs {peak:.2f}; |a| changes {100 * da:.0f}%, |r| max x{dr:.1f}")
-    null = f"re-entry threshold p_ood >= {thr:.2f}; training's best {get(d, 'source.best_p_ood', float('nan')):.2f}"
+    ours = (
+        f"lr 6e-4: peak p_ood {r['peak_p_ood']:.2f} at {r['peak_step']}, final {r['final_p_ood']:.3f}; "
+        f"best of all lrs {peak:.2f}; |a| changes {100 * da:.0f}%, |r| max x{dr:.1f}"
+    )
+    best = get(d, "source.best_p_ood", float("nan"))
+    null = f"re-entry threshold p_ood >= {thr:.2f}; training's best {best:.2f}"
     nums = {"peak_6e4": r["peak_p_ood"], "peak_any": peak, "a_change": da, "r_growth": dr}
     reenters = r["peak_p_ood"] >= thr
     transient = r["final_p_ood"] < r["peak_p_ood"] - 0.1
@@ -741,8 +953,14 @@ def rule_c15(res: Results, seed: int) -> Verdict:
     if reenters and transient and a_still:
         return Verdict(HOLDS, ours, null, "transient re-entry, backbone coordinate nearly still", nums)
     if not reenters:
-        return Verdict(NOT, ours, null, f"no learning rate re-enters the probe basin (p_ood < {thr:.2f})"
-                       + ("; a(t) does barely move" if a_still else ""), nums)
+        return Verdict(
+            NOT,
+            ours,
+            null,
+            f"no learning rate re-enters the probe basin (p_ood < {thr:.2f})"
+            + ("; a(t) does barely move" if a_still else ""),
+            nums,
+        )
     return Verdict(ABOVE, ours, null, "re-entry, but not transient or a(t) moves", nums)
 
 
@@ -758,15 +976,30 @@ def rule_c16(s: Seed) -> Verdict:
     before = p[(steps >= 0.1 * T) & (steps <= 0.7 * T)]
     after = p[steps > 0.7 * T]
     amp_b, amp_a = float(np.nanmax(before) - np.nanmin(before)), float(np.nanmax(after) - np.nanmin(after))
-    ours = (f"{n_pairs} peak-trough pairs; p_ood max {np.nanmax(p):.2f}; after step {int(0.7 * T)} range {amp_a:.2f} "
-            f"(before {amp_b:.2f}), final {p[-1]:.3f}; val {val[0]:.2f} -> {val[-1]:.2f}")
-    nums = {"pairs": n_pairs, "p_max": float(np.nanmax(p)), "amp_before": amp_b, "amp_after": amp_a, "final": float(p[-1])}
+    ours = (
+        f"{n_pairs} peak-trough pairs; p_ood max {np.nanmax(p):.2f}; "
+        f"after step {int(0.7 * T)} range {amp_a:.2f} "
+        f"(before {amp_b:.2f}), final {p[-1]:.3f}; val {val[0]:.2f} -> {val[-1]:.2f}"
+    )
+    nums = {
+        "pairs": n_pairs,
+        "p_max": float(np.nanmax(p)),
+        "amp_before": amp_b,
+        "amp_after": amp_a,
+        "final": float(p[-1]),
+    }
     osc = n_pairs >= 3 and 0.6 <= np.nanmax(p) <= 0.9
     damp = p[-1] < 0.2 and amp_a < amp_b
     falls = val[-1] < val[0]
     if osc and damp and falls:
         return Verdict(HOLDS, ours, "-", "oscillates, peaks near 0.78, settles below 0.2 after ~7000", nums)
-    return Verdict(NOT, ours, "-", "no oscillation" if not osc else ("no damping" if not damp else "val does not fall"), nums)
+    return Verdict(
+        NOT,
+        ours,
+        "-",
+        "no oscillation" if not osc else ("no damping" if not damp else "val does not fall"),
+        nums,
+    )
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -782,46 +1015,138 @@ class Claim:
 
 
 CLAIMS = [
-    Claim("C1", "per-block uncentered PC1 of the drift is 78-81%", "77.9-81.2% (both seeds)",
-          "seed<N>/analysis/trajectory_pca_uncentered.json: summary.block<l>.pc1",
-          "matched null (null_matched_pc1, else from u_norm); 8/pi^2; shuffle", rule_c1),
-    Claim("C2", "backbone direction stable over training (mean c(w) 0.997)", "0.997-0.998",
-          "trajectory_pca_uncentered.json: results.block0.stability.cos_prev_mean",
-          "the matched walk's consecutive windows (W-1 shared rows)", rule_c2),
-    Claim("C3", "a(t) grows monotonically; ||r|| oscillates with p_ood", "orig CSV: a(t) peaks ~139 at 5800, falls to 127",
-          "trajectory_pca_uncentered.json: results.block0.decomposition.{a,r}; metrics.jsonl p_ood",
-          "corr of first differences vs 2/sqrt(n)", rule_c3),
-    Claim("C4", "backbone fraction f_b at the end is 68-72%", "68-72% (code prints the time average)",
-          "trajectory_pca_uncentered.json: results.block<l>.decomposition.f_b", "matched walk f_b(T)", rule_c4),
-    Claim("C5", "per-batch gradient |cos| with v_b ~0.01, near the noise floor", "0.008-0.012; floor 4.5e-4",
-          "backbone_gradient_analysis.json: results.combined.block0.{cos_mean,b}", "sqrt(2/(pi D))", rule_c5),
-    Claim("C6", "200-step update |C| early 0.20-0.34, mid ~0.05, late 0.06-0.14", "block 0: 0.27, 0.054, 0.110",
-          "backbone_update_analysis.json: groups.block0.phase_means", "matched walk of the same increments", rule_c6),
-    Claim("C7", "signed C(t) flips sign at t* ~5000-5200", "~5200 (s42), ~5000 (s271)",
-          "backbone_update_analysis.json: summary.block0.t_star", "matched walk never flips", rule_c7),
-    Claim("C8", "block 0 dominates the signed gradient projection b_l (3-10x)", "3-10x",
-          "backbone_gradient_analysis.json: results.combined.block<l>.b (lambda = 2 phase)", "-", rule_c8),
-    Claim("C9", "Fisher q(v_b) rises ~3 orders; anisotropy spikes at the lambda switch", "x3400; alpha 12x (s42), 41x (s271)",
-          "backbone_fisher_analysis.json: table[].groups.trunk.{q.v_b,alpha,lambda1,trace} (q_lm when present)",
-          "alpha = 1 (K = 10 random directions); rank-1 Fisher", rule_c9),
-    Claim("C10", "the backbone is not the top Fisher eigenvector (overlap ~0.001)", "~0.001",
-          "backbone_fisher_analysis.json: table[].groups.trunk.u1_overlap.v_b", "sqrt(2/(pi D))", rule_c10),
-    Claim("C11", "switching is ~80% transverse: |<v_sw, v_b>| 0.20-0.31", "0.20-0.25 (s42), 0.28-0.31 (s271); E_2:6 15-22%",
-          "trajectory_pca_uncentered.json: summary.block<l>.{switch_overlap_mean,E_2_6_mean}",
-          "ordinary 200-step updates over the same spans", rule_c11),
-    Claim("C12", "SGD trajectories colinear (PC1 100%, k95 1); AdamW 61.5%, k95 9", "Table 9",
-          "sgd_control/sgd_control.json: rows[].{pc1_pct,k95,final_val,null_shuffle_pc1_pct}",
-          "shuffle null of each; unigram baseline", rule_c12, "global"),
-    Claim("C13", "at matched val loss AdamW is non-colinear, SGD+momentum ~98% PC1 with drift < 1", "Table 10",
-          "sgd_control/sgd_matched_valloss.json: rows[kind=matched]", "walk PC1 of the windows' rows", rule_c13, "global"),
-    Claim("C14", "lower beta2 lowers PC1, raises k95 and drift; beta2 = 0 diverges", "README table",
-          "beta2/beta2_seed42.json: table[].{window_pc1,window_k95,window_drift,status}",
-          "random-directions null per window", rule_c14, "global"),
-    Claim("C15", "reheating at lr 6e-4 re-enters the probe basin transiently; a(t) barely moves", "peak 0.78 at 1000",
-          "reheat/seed<N>/reheat.json: table[].{peak_p_ood,final_p_ood,a_start,a_end,r_max}", "threshold 0.60",
-          rule_c15, "reheat"),
-    Claim("C16", "p_ood oscillates (0.40-0.78) while val falls; damps after ~7000", "0.40-0.78; val 10 -> 1.2",
-          "seed<N>/metrics.jsonl: p_ood, val_loss; PCA switching pairs", "-", rule_c16),
+    Claim(
+        "C1",
+        "per-block uncentered PC1 of the drift is 78-81%",
+        "77.9-81.2% (both seeds)",
+        "seed<N>/analysis/trajectory_pca_uncentered.json: summary.block<l>.pc1",
+        "matched null (null_matched_pc1, else from u_norm); 8/pi^2; shuffle",
+        rule_c1,
+    ),
+    Claim(
+        "C2",
+        "backbone direction stable over training (mean c(w) 0.997)",
+        "0.997-0.998",
+        "trajectory_pca_uncentered.json: results.block0.stability.cos_prev_mean",
+        "the matched walk's consecutive windows (W-1 shared rows)",
+        rule_c2,
+    ),
+    Claim(
+        "C3",
+        "a(t) grows monotonically; ||r|| oscillates with p_ood",
+        "orig CSV: a(t) peaks ~139 at 5800, falls to 127",
+        "trajectory_pca_uncentered.json: results.block0.decomposition.{a,r}; metrics.jsonl p_ood",
+        "corr of first differences vs 2/sqrt(n)",
+        rule_c3,
+    ),
+    Claim(
+        "C4",
+        "backbone fraction f_b at the end is 68-72%",
+        "68-72% (code prints the time average)",
+        "trajectory_pca_uncentered.json: results.block<l>.decomposition.f_b",
+        "matched walk f_b(T)",
+        rule_c4,
+    ),
+    Claim(
+        "C5",
+        "per-batch gradient |cos| with v_b ~0.01, near the noise floor",
+        "0.008-0.012; floor 4.5e-4",
+        "backbone_gradient_analysis.json: results.combined.block0.{cos_mean,b}",
+        "sqrt(2/(pi D))",
+        rule_c5,
+    ),
+    Claim(
+        "C6",
+        "200-step update |C| early 0.20-0.34, mid ~0.05, late 0.06-0.14",
+        "block 0: 0.27, 0.054, 0.110",
+        "backbone_update_analysis.json: groups.block0.phase_means",
+        "matched walk of the same increments",
+        rule_c6,
+    ),
+    Claim(
+        "C7",
+        "signed C(t) flips sign at t* ~5000-5200",
+        "~5200 (s42), ~5000 (s271)",
+        "backbone_update_analysis.json: summary.block0.t_star",
+        "matched walk never flips",
+        rule_c7,
+    ),
+    Claim(
+        "C8",
+        "block 0 dominates the signed gradient projection b_l (3-10x)",
+        "3-10x",
+        "backbone_gradient_analysis.json: results.combined.block<l>.b (lambda = 2 phase)",
+        "-",
+        rule_c8,
+    ),
+    Claim(
+        "C9",
+        "Fisher q(v_b) rises ~3 orders; anisotropy spikes at the lambda switch",
+        "x3400; alpha 12x (s42), 41x (s271)",
+        "backbone_fisher_analysis.json: table[].groups.trunk.{q.v_b,alpha,lambda1,trace} (q_lm when present)",
+        "alpha = 1 (K = 10 random directions); rank-1 Fisher",
+        rule_c9,
+    ),
+    Claim(
+        "C10",
+        "the backbone is not the top Fisher eigenvector (overlap ~0.001)",
+        "~0.001",
+        "backbone_fisher_analysis.json: table[].groups.trunk.u1_overlap.v_b",
+        "sqrt(2/(pi D))",
+        rule_c10,
+    ),
+    Claim(
+        "C11",
+        "switching is ~80% transverse: |<v_sw, v_b>| 0.20-0.31",
+        "0.20-0.25 (s42), 0.28-0.31 (s271); E_2:6 15-22%",
+        "trajectory_pca_uncentered.json: summary.block<l>.{switch_overlap_mean,E_2_6_mean}",
+        "ordinary 200-step updates over the same spans",
+        rule_c11,
+    ),
+    Claim(
+        "C12",
+        "SGD trajectories colinear (PC1 100%, k95 1); AdamW 61.5%, k95 9",
+        "Table 9",
+        "sgd_control/sgd_control.json: rows[].{pc1_pct,k95,final_val,null_shuffle_pc1_pct}",
+        "shuffle null of each; unigram baseline",
+        rule_c12,
+        "global",
+    ),
+    Claim(
+        "C13",
+        "at matched val loss AdamW is non-colinear, SGD+momentum ~98% PC1 with drift < 1",
+        "Table 10",
+        "sgd_control/sgd_matched_valloss.json: rows[kind=matched]",
+        "walk PC1 of the windows' rows",
+        rule_c13,
+        "global",
+    ),
+    Claim(
+        "C14",
+        "lower beta2 lowers PC1, raises k95 and drift; beta2 = 0 diverges",
+        "README table",
+        "beta2/beta2_seed42.json: table[].{window_pc1,window_k95,window_drift,status}",
+        "random-directions null per window",
+        rule_c14,
+        "global",
+    ),
+    Claim(
+        "C15",
+        "reheating at lr 6e-4 re-enters the probe basin transiently; a(t) barely moves",
+        "peak 0.78 at 1000",
+        "reheat/seed<N>/reheat.json: table[].{peak_p_ood,final_p_ood,a_start,a_end,r_max}",
+        "threshold 0.60",
+        rule_c15,
+        "reheat",
+    ),
+    Claim(
+        "C16",
+        "p_ood oscillates (0.40-0.78) while val falls; damps after ~7000",
+        "0.40-0.78; val 10 -> 1.2",
+        "seed<N>/metrics.jsonl: p_ood, val_loss; PCA switching pairs",
+        "-",
+        rule_c16,
+    ),
 ]
 
 
@@ -842,9 +1167,21 @@ def evaluate(res: Results) -> list[dict]:
             except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration) as e:
                 v = na(f"results incomplete ({type(e).__name__}: {e})")
             assert v.verdict in VERDICTS
-            out.append({"id": c.id, "seed": seed, "claim": c.claim, "paper": c.paper, "quantity": c.quantity,
-                        "null_model": c.null, "ours": v.ours, "null": v.null, "verdict": v.verdict, "reason": v.reason,
-                        "numbers": v.numbers})
+            out.append(
+                {
+                    "id": c.id,
+                    "seed": seed,
+                    "claim": c.claim,
+                    "paper": c.paper,
+                    "quantity": c.quantity,
+                    "null_model": c.null,
+                    "ours": v.ours,
+                    "null": v.null,
+                    "verdict": v.verdict,
+                    "reason": v.reason,
+                    "numbers": v.numbers,
+                }
+            )
     return out
 
 
@@ -856,25 +1193,28 @@ def evaluate_cache(res: Results) -> list[dict]:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results root (results/<version>/...)")
-    p.add_argument("--version", default=None, help="corpus version folder (default: the newest with a seed run)")
+    p.add_argument(
+        "--version", default=None, help="corpus version folder (default: the newest with a seed run)"
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     ns = p.parse_args(argv)
     if not os.path.isdir(ns.results):
-        print(f"error: --results {ns.results}: not a folder", file=sys.stderr)
-        sys.exit(2)
+        fail(f"--results {ns.results}: not a folder")
     res = Results(ns.results, ns.version)
-    if ns.version and not os.path.isdir(res.dir):
-        print(f"error: no {res.dir}", file=sys.stderr)
-        sys.exit(2)
+    if res.dir is None or not os.path.isdir(res.dir):
+        fail(f"no corpus version folder {res.dir or ns.results + '/v<N>'}")
     rows = evaluate(res)
     if ns.json:
         print(json.dumps(rows, indent=1, default=float))
         return
     print(f"claims against {res.dir}")
     for r in rows:
-        print(f"{r['id']:>4} s{r['seed']}  {r['verdict']:<22} {r['ours']}\n{'':>10}null: {r['null']} | {r['reason']}")
+        print(
+            f"{r['id']:>4} s{r['seed']}  {r['verdict']:<22} {r['ours']}\n"
+            f"{'':>10}null: {r['null']} | {r['reason']}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Every figure, table and number of the reproduction report, from results/ only (never snapshots).
 
-    python make_paper_figures.py                                   # results/ -> paper/figures, paper/generated, README
+    python make_paper_figures.py           # results/ -> paper/figures, paper/generated, README block
     python make_paper_figures.py --results results --version v1 --out paper --readme README.md
 
 Writes paper/figures/<name>.{pdf,png}; paper/generated/macros.tex (one \\newcommand per quoted number),
@@ -8,19 +8,21 @@ paper/generated/tab_*.tex (LaTeX tables), claims.md and numbers.json; and the RE
 (between the `<!-- generated:results:start -->` and `<!-- generated:results:end -->` lines). A figure
 whose inputs are missing is skipped with one line naming what is missing; the rest are still made.
 """
+
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
 import re
-import sys
 
 import numpy as np
 
 import claims as cl
 from claims import BLOCKS, Results, Seed, get, group_key
+from config import Parser, fail
 
 FIG_W = 7.0  # inches: a full text width of the report
 README_START, README_END = "<!-- generated:results:start -->", "<!-- generated:results:end -->"
@@ -40,11 +42,25 @@ def need(x, what: str):
 
 def plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as p
-    p.rcParams.update({"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "legend.fontsize": 6.5,
-                       "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.1, "figure.dpi": 100,
-                       "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42})
+
+    p.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8.5,
+            "axes.labelsize": 8,
+            "legend.fontsize": 6.5,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "lines.linewidth": 1.1,
+            "figure.dpi": 100,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "pdf.fonttype": 42,
+        }
+    )
     return p
 
 
@@ -62,7 +78,10 @@ def mark_lambda(ax, s: Seed):
 # ----------------------------------------------------------------------------- figures
 def fig_decomposition(p, s: Seed):
     """Figure 1: a(t), ||r(t)|| and p_ood (block 0)."""
-    dec, steps = need(s.decomposition("block0"), "trajectory_pca_uncentered.json (block0 decomposition)"), s.steps()
+    dec, steps = (
+        need(s.decomposition("block0"), "trajectory_pca_uncentered.json (block0 decomposition)"),
+        s.steps(),
+    )
     pood = s.p_ood_at(steps)
     need([x for x in pood if x is not None], "metrics.jsonl (p_ood)")
     fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
@@ -75,7 +94,12 @@ def fig_decomposition(p, s: Seed):
     a1.set(xlabel="step", ylabel="drift from theta(0)", title="block 0: backbone and residual")
     a1.legend(frameon=False)
     a2.plot(steps, dec["r"], color="C0", label="||r(t)||")
-    a2.set(xlabel="step", ylabel="||r(t)||", title=f"residual and p_ood (corr of levels {dec.get('corr_r_p_ood', float('nan')):.2f})")
+    c = dec.get("corr_r_p_ood")
+    a2.set(
+        xlabel="step",
+        ylabel="||r(t)||",
+        title="residual and p_ood" + (f" (corr of levels {c:.2f})" if c is not None else ""),
+    )
     b = a2.twinx()
     b.spines["right"].set_visible(True)
     (hp,) = b.plot(steps, pood, color="0.45", lw=0.9, label="p_ood")
@@ -86,7 +110,7 @@ def fig_decomposition(p, s: Seed):
 
 
 def fig_alignment(p, s: Seed):
-    """Figure 2: per-batch gradient |cos| with v_b against the noise floor; 200-step update C(t) and the walk's."""
+    """Figure 2: per-batch gradient |cos| with v_b against the noise floor; update C(t) and the walk's."""
     g, u = need(s.grad, "backbone_gradient_analysis.json"), need(s.update, "backbone_update_analysis.json")
     gs, cosm = get(g, "steps"), need(get(g, "results.combined.block0.cos_mean"), "gradient cos_mean (block0)")
     cossd, floor = get(g, "results.combined.block0.cos_sd"), get(g, "noise_floor.block0")
@@ -96,12 +120,26 @@ def fig_alignment(p, s: Seed):
     if wc is None and (n2 := s.increment_norms_sq("block0")) is not None:
         wc = cl.walk_update_C(n2)
     fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 3.0))
-    a1.errorbar(gs, cosm, yerr=cossd, fmt="o", ms=2.5, color="C0", elinewidth=0.6, label="per-batch gradient |cos(g, v_b)|")
+    a1.errorbar(
+        gs,
+        cosm,
+        yerr=cossd,
+        fmt="o",
+        ms=2.5,
+        color="C0",
+        elinewidth=0.6,
+        label="per-batch gradient |cos(g, v_b)|",
+    )
     a1.plot(mids, np.abs(C), color="C3", label="200-step update |C(t)|")
     if wc is not None:
         a1.plot(mids, np.abs(wc), color="0.4", ls="--", label="matched random walk |C(t)|")
     a1.axhline(floor, color="k", ls=":", lw=0.8, label=f"noise floor sqrt(2/(pi D)) = {floor:.1e}")
-    a1.set(yscale="log", xlabel="step (updates at their midpoint)", ylabel="|cos| with v_b", title="block 0: gradient vs update")
+    a1.set(
+        yscale="log",
+        xlabel="step (updates at their midpoint)",
+        ylabel="|cos| with v_b",
+        title="block 0: gradient vs update",
+    )
     a2.plot(mids, C, color="C3", label="update C(t) (signed)")
     if wc is not None:
         a2.plot(mids, wc, color="0.4", ls="--", label="matched walk C(t)")
@@ -125,7 +163,9 @@ def fisher_series(s: Seed, key: str = "q") -> dict:
     rk = "q_random" if key == "q" else f"{key}_random"
     out["random"] = [x.get(rk) for _, x in rows]
     out["alpha"] = [x.get("alpha") for _, x in rows]
-    out["frac"] = [x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None) for _, x in rows]
+    out["frac"] = [
+        x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None) for _, x in rows
+    ]
     return out
 
 
@@ -141,7 +181,9 @@ def fig_fisher(p, s: Seed):
     f = fisher_series(s)
     fig, (a1, a2, a3) = p.subplots(1, 3, figsize=(FIG_W, 2.9))
     R = np.asarray([r if r else [np.nan] for r in f["random"]], float)
-    a1.fill_between(f["steps"], np.nanmin(R, 1), np.nanmax(R, 1), color="0.8", label="K = 10 random directions")
+    a1.fill_between(
+        f["steps"], np.nanmin(R, 1), np.nanmax(R, 1), color="0.8", label="K = 10 random directions"
+    )
     for name, c in (("v_b", "C3"), ("v_sw", "C0"), ("v_PC2", "C2")):
         a1.plot(f["steps"], f[name], color=c, label=f"q({name})")
     n1 = mark_rank1(a1, f)
@@ -154,15 +196,22 @@ def fig_fisher(p, s: Seed):
     a2.set(yscale="log", xlabel="step", ylabel="alpha = q(v_b) / mean q(w_k)", title="anisotropy")
     a3.plot(f["steps"], f["frac"], color="C1", marker="o", ms=2)
     a3.axhline(cl.RANK1, color="k", ls=":", lw=0.8)
-    a3.set(xlabel="step", ylabel="lambda_1 / trace", ylim=(0, 1.05), title=f"rank-1 (> {cl.RANK1}): {n1} snapshots")
+    a3.set(
+        xlabel="step",
+        ylabel="lambda_1 / trace",
+        ylim=(0, 1.05),
+        title=f"rank-1 (> {cl.RANK1}): {n1} snapshots",
+    )
     return fig
 
 
 def fig_fisher_split(p, s: Seed):
-    """The Fisher of the LM loss and of the probe loss separately, rank-1 snapshots of the combined one shaded."""
+    """The Fisher of the LM loss and of the probe loss, rank-1 snapshots of the combined one shaded."""
     rows = need(cl._fisher_rows(s), "backbone_fisher_analysis.json (table)")
     if not any(isinstance(x.get("q_lm"), dict) for _, x in rows):
-        raise Missing("q_lm / q_probe in backbone_fisher_analysis.json (the Fisher split of the new analysis)")
+        raise Missing(
+            "q_lm / q_probe in backbone_fisher_analysis.json (the Fisher split of the new analysis)"
+        )
     f, lm, pr = fisher_series(s), fisher_series(s, "q_lm"), fisher_series(s, "q_probe")
     fig, axes = p.subplots(1, 2, figsize=(FIG_W, 2.4), sharey=True)
     for ax, ser, title in ((axes[0], lm, "LM loss"), (axes[1], pr, "probe loss")):
@@ -187,9 +236,16 @@ def fig_reheat(p, s: Seed):
     a1.plot([m["step"] for m in src], [m["p_ood"] for m in src], color="0.6", label="original training")
     for i, r in enumerate(get(d, "runs", [])):
         ms = r.get("metrics") or []
-        a1.plot([T0 + m["step"] for m in ms], [m["p_ood"] for m in ms], color=f"C{i}", label=f"reheat lr {r['lr']:.0e}".replace("e-0", "e-"))
+        a1.plot(
+            [T0 + m["step"] for m in ms],
+            [m["p_ood"] for m in ms],
+            color=f"C{i}",
+            label=f"reheat lr {r['lr']:.0e}".replace("e-0", "e-"),
+        )
     a1.axhline(get(d, "threshold", 0.6), color="k", ls=":", lw=0.7)
-    a1.set(xlabel="step (reheating after the original run's last step)", ylabel="p_ood", title="probe re-entry")
+    a1.set(
+        xlabel="step (reheating after the original run's last step)", ylabel="p_ood", title="probe re-entry"
+    )
     a1.legend(frameon=False, loc="upper right")
     srcg = get(d, "projection.source.groups.trunk")
     need(srcg, "reheat.json projection (trunk)")
@@ -198,27 +254,59 @@ def fig_reheat(p, s: Seed):
     a2.plot(st, srcg["r"], color="0.6", ls="--", label="||r(t)||, original")
     for i, (name, r) in enumerate(get(d, "projection.runs", {}).items()):
         lr = name.rsplit("lr", 1)[-1]
-        a2.plot([T0 + x for x in r["steps"]], r["groups"]["trunk"]["a"], color=f"C{i}", label=f"a(t), lr {lr}")
+        a2.plot(
+            [T0 + x for x in r["steps"]], r["groups"]["trunk"]["a"], color=f"C{i}", label=f"a(t), lr {lr}"
+        )
         a2.plot([T0 + x for x in r["steps"]], r["groups"]["trunk"]["r"], color=f"C{i}", ls="--")
-    a2.set(xlabel="step", ylabel="trunk drift from theta(0)", title="backbone coordinate and residual (original v_b)")
+    a2.set(
+        xlabel="step",
+        ylabel="trunk drift from theta(0)",
+        title="backbone coordinate and residual (original v_b)",
+    )
     a2.legend(frameon=False, loc="center left")
     return fig
 
 
 def fig_pc1_nulls(p, s: Seed):
-    """Observed PC1 per block and trunk against its nulls: equal-norm theory, shuffle, random directions, matched."""
+    """Observed PC1 per block and trunk against its nulls: equal-norm walk, shuffle, directions, matched."""
     need(s.pca, "trajectory_pca_uncentered.json")
     groups = [g for g in BLOCKS + ["trunk"] if s.pc1(g) is not None]
     nl = [s.nulls(g) for g in groups]
     x = np.arange(len(groups))
     fig, ax = p.subplots(figsize=(FIG_W, 2.5))
-    ax.axhline(100 * nl[0]["theory"], color="k", ls=":", lw=0.8, label=f"equal-norm walk 8/pi^2 (T = {len(s.steps())})")
+    ax.axhline(
+        100 * nl[0]["theory"],
+        color="k",
+        ls=":",
+        lw=0.8,
+        label=f"equal-norm walk 8/pi^2 (T = {len(s.steps())})",
+    )
     sh = [n["shuffle"] for n in nl]
-    ax.errorbar(x - 0.15, [100 * d.get("mean", np.nan) for d in sh], yerr=[100 * d.get("sd", 0) for d in sh], fmt="s",
-                ms=3, color="C0", label="time-shuffle null (mean +- sd)")
-    ax.plot(x + 0.15, [100 * n["directions"].get("mean", np.nan) for n in nl], "x", color="C2", label="random-directions null")
-    ax.plot(x, [100 * n["matched"] if n["matched"] is not None else np.nan for n in nl], "_", ms=14, mew=2, color="C3",
-            label=f"matched null (from {nl[0]['matched_source']})")
+    ax.errorbar(
+        x - 0.15,
+        [100 * d.get("mean", np.nan) for d in sh],
+        yerr=[100 * d.get("sd", 0) for d in sh],
+        fmt="s",
+        ms=3,
+        color="C0",
+        label="time-shuffle null (mean +- sd)",
+    )
+    ax.plot(
+        x + 0.15,
+        [100 * n["directions"].get("mean", np.nan) for n in nl],
+        "x",
+        color="C2",
+        label="random-directions null",
+    )
+    ax.plot(
+        x,
+        [100 * n["matched"] if n["matched"] is not None else np.nan for n in nl],
+        "_",
+        ms=14,
+        mew=2,
+        color="C3",
+        label=f"matched null (from {nl[0]['matched_source']})",
+    )
     ax.plot(x, [100 * n["pc1"] for n in nl], "o", color="k", ms=4, label="observed PC1")
     ax.set_xticks(x, [g.replace("block", "block ") for g in groups])
     ax.set(ylabel="uncentered PC1 (%)", title=f"PC1 of the drift against its nulls (seed {s.seed})")
@@ -234,9 +322,17 @@ def window_rows(res: Results) -> list[dict]:
     for k, r in cl._sgd_rows(res).items():
         if r.get("pc1_pct") is None:
             continue
-        rows.append({"label": f"{k}: {r.get('optimizer', '')}".strip(), "pc1": r["pc1_pct"], "k95": r["k95"],
-                     "drift": r["drift"], "shuffle": r.get("null_shuffle_pc1_pct"),
-                     "null": r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct")), "val": r.get("final_val")})
+        rows.append(
+            {
+                "label": f"{k}: {r.get('optimizer', '')}".strip(),
+                "pc1": r["pc1_pct"],
+                "k95": r["k95"],
+                "drift": r["drift"],
+                "shuffle": r.get("null_shuffle_pc1_pct"),
+                "null": r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct")),
+                "val": r.get("final_val"),
+            }
+        )
     b2 = res.json("beta2/beta2_seed42.json")
     for r in get(b2, "table", []) if b2 else []:
         run = next((x for x in get(b2, "runs", []) if x["beta2"] == r["beta2"]), {})
@@ -244,9 +340,17 @@ def window_rows(res: Results) -> list[dict]:
         if r.get("window_pc1") is None:
             continue
         m = w.get("null_matched_pc1", get(w, "null_direction.mean"))
-        rows.append({"label": f"AdamW beta2 {r['beta2']:g}", "pc1": 100 * r["window_pc1"], "k95": r["window_k95"],
-                     "drift": r["window_drift"], "shuffle": 100 * get(w, "null_shuffle.mean", np.nan),
-                     "null": 100 * m if m is not None else None, "val": r.get("final_val")})
+        rows.append(
+            {
+                "label": f"AdamW beta2 {r['beta2']:g}",
+                "pc1": 100 * r["window_pc1"],
+                "k95": r["window_k95"],
+                "drift": r["window_drift"],
+                "shuffle": 100 * get(w, "null_shuffle.mean", np.nan),
+                "null": 100 * m if m is not None else None,
+                "val": r.get("final_val"),
+            }
+        )
     return rows
 
 
@@ -256,9 +360,23 @@ def fig_windows(p, res: Results):
     x = np.arange(len(rows))
     fig, (a1, a2, a3) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw={"width_ratios": [1.4, 1, 1]})
     a1.bar(x, [r["pc1"] for r in rows], color="0.75", label="observed PC1")
-    a1.plot(x, [r["shuffle"] if r["shuffle"] is not None else np.nan for r in rows], "s", ms=3, color="C0", label="shuffle null")
-    a1.plot(x, [r["null"] if r["null"] is not None else np.nan for r in rows], "_", ms=10, mew=2, color="C3",
-            label="matched (random-directions) null")
+    a1.plot(
+        x,
+        [r["shuffle"] if r["shuffle"] is not None else np.nan for r in rows],
+        "s",
+        ms=3,
+        color="C0",
+        label="shuffle null",
+    )
+    a1.plot(
+        x,
+        [r["null"] if r["null"] is not None else np.nan for r in rows],
+        "_",
+        ms=10,
+        mew=2,
+        color="C3",
+        label="matched (random-directions) null",
+    )
     a1.set(ylabel="PC1 (%)", ylim=(50, 101), title="window [600, 2000], anchor 600")
     fig.legend(handles=a1.get_legend_handles_labels()[0], frameon=False, loc="upper center", ncol=3)
     fig._rect = (0, 0, 1, 0.9)
@@ -276,7 +394,7 @@ def fig_windows(p, res: Results):
 
 
 def fig_training(p, s: Seed):
-    """Training curves: validation loss (with n-gram baselines) and probe accuracies, plus the SGD-family runs."""
+    """Training curves: validation loss (n-gram baselines beside it), probe accuracies, the SGD runs."""
     m = need(s.metrics, f"{s.dir}/metrics.jsonl")
     fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
     st = [r["step"] for r in m]
@@ -301,7 +419,7 @@ def fig_training(p, s: Seed):
 
 
 def fig_spectrum(p, s: Seed):
-    """rho_k of the trunk drift (raw, row-normalized, centered) against random-walk theory and the matched null."""
+    """rho_k of the trunk drift (raw, row-normalized, centered) against the walk theory and matched null."""
     r = need(get(s.pca, "results.trunk"), "trajectory_pca_uncentered.json (trunk)")
     k = np.arange(1, 11)
     fig, ax = p.subplots(figsize=(FIG_W * 0.6, 2.5))
@@ -331,12 +449,21 @@ def fig_coherence(p, s: Seed):
     for i, g in enumerate(BLOCKS + ["trunk"]):
         run = s.coherence_running(g)
         if run:
-            ax.plot(s.steps()[: len(run)], run, color="k" if g == "trunk" else p.cm.viridis(i / 8),
-                    lw=1.6 if g == "trunk" else 0.8, label=g)
+            ax.plot(
+                s.steps()[: len(run)],
+                run,
+                color="k" if g == "trunk" else p.cm.viridis(i / 8),
+                lw=1.6 if g == "trunk" else 0.8,
+                label=g,
+            )
             n += 1
     need(n or None, "coherence_running, or the update analysis' u_norm to compute it")
     ax.axhline(1, color="k", ls=":", lw=0.8)
-    ax.set(xlabel="step", ylabel="||x(t)||^2 / sum ||d||^2", title="coherence of the increments (< 1: mean-reverting)")
+    ax.set(
+        xlabel="step",
+        ylabel="||x(t)||^2 / sum ||d||^2",
+        title="coherence of the increments (< 1: mean-reverting)",
+    )
     ax.legend(frameon=False, ncol=3)
     return fig
 
@@ -353,7 +480,13 @@ def fig_switching(p, s: Seed):
     groups = [g for g in BLOCKS + ["trunk"] if g in sw]
     if s.update:
         C = np.abs(np.asarray(get(s.update, "groups.block0.C"), float))
-        a1.axhline(float(np.mean(C)), color="C3", ls="--", lw=0.8, label="ordinary 200-step updates, mean |C| (block 0)")
+        a1.axhline(
+            float(np.mean(C)),
+            color="C3",
+            ls="--",
+            lw=0.8,
+            label="ordinary 200-step updates, mean |C| (block 0)",
+        )
         a1.legend(frameon=False)
     for ax in (a1, a2):
         ax.set_xticks(range(len(groups)), [g.replace("block", "b") for g in groups])
@@ -392,7 +525,9 @@ def fig_decay_share(p, s: Seed):
     fig, ax = p.subplots(figsize=(FIG_W * 0.6, 2.4))
     for i, (g, sh) in enumerate(share.items()):
         if sh:
-            ax.plot(s.steps()[: len(sh)], sh, color="k" if g == "trunk" else p.cm.viridis(i / 8), lw=0.9, label=g)
+            ax.plot(
+                s.steps()[: len(sh)], sh, color="k" if g == "trunk" else p.cm.viridis(i / 8), lw=0.9, label=g
+            )
     ds = group_key(s.pca, "trunk", "decay_share")
     if ds:
         ax.plot(s.steps()[: len(ds)], ds, "--", color="C3", label="decay alone (trunk)")
@@ -402,11 +537,20 @@ def fig_decay_share(p, s: Seed):
 
 
 def seed_figs(s):
-    return [("fig1_decomposition", fig_decomposition), ("fig2_alignment", fig_alignment), ("fig3_fisher", fig_fisher),
-            ("fig4_reheat", fig_reheat), ("fig_pc1_nulls", fig_pc1_nulls), ("fig_training", fig_training),
-            ("fig_spectrum", fig_spectrum), ("fig_coherence", fig_coherence), ("fig_switching", fig_switching),
-            ("fig_block_projection", fig_block_projection), ("fig_decay_share", fig_decay_share),
-            ("fig_fisher_split", fig_fisher_split)]
+    return [
+        ("fig1_decomposition", fig_decomposition),
+        ("fig2_alignment", fig_alignment),
+        ("fig3_fisher", fig_fisher),
+        ("fig4_reheat", fig_reheat),
+        ("fig_pc1_nulls", fig_pc1_nulls),
+        ("fig_training", fig_training),
+        ("fig_spectrum", fig_spectrum),
+        ("fig_coherence", fig_coherence),
+        ("fig_switching", fig_switching),
+        ("fig_block_projection", fig_block_projection),
+        ("fig_decay_share", fig_decay_share),
+        ("fig_fisher_split", fig_fisher_split),
+    ]
 
 
 def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[str]:
@@ -457,6 +601,10 @@ def f3(x):
     return "--" if x is None else f"{x:.3f}"
 
 
+def f4(x):
+    return "--" if x is None else f"{x:.4f}"
+
+
 def p1(x):
     return "--" if x is None else f"{100 * x:.1f}"
 
@@ -469,9 +617,21 @@ def tex_sci(x, nd=1):
 
 
 def tex_escape(s: str) -> str:
-    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-           "|": r"\textbar{}"}
+    rep = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"$\sim$",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "|": r"\textbar{}",
+    }
     return "".join(rep.get(c, c) for c in str(s)).replace("--", "-{}-")  # no en-dash ligature in options
 
 
@@ -479,9 +639,7 @@ def md_escape(s: str) -> str:
     return str(s).replace("|", "\\|")
 
 
-def seed_numbers(s: Seed) -> dict:
-    """Every number the report quotes about one seed run (macro name -> text)."""
-    m = {}
+def _numbers_pca(s: Seed, m: dict):
     if s.pca:
         pcs = {g: s.pc1(g) for g in BLOCKS + ["trunk"]}
         nl = {g: s.nulls(g) for g in pcs if pcs[g] is not None}
@@ -497,9 +655,13 @@ def seed_numbers(s: Seed) -> dict:
         blocks = [g for g in BLOCKS if g in nl]
         rng = lambda xs: (p1(min(xs)), p1(max(xs)))  # noqa: E731
         m["blockPConeMin"], m["blockPConeMax"] = rng([nl[g]["pc1"] for g in blocks])
-        m["blockMatchedNullMin"], m["blockMatchedNullMax"] = rng([nl[g]["matched"] for g in blocks if nl[g]["matched"]])
+        m["blockMatchedNullMin"], m["blockMatchedNullMax"] = rng(
+            [nl[g]["matched"] for g in blocks if nl[g]["matched"]]
+        )
         m["blockShuffleNullMin"], m["blockShuffleNullMax"] = rng([nl[g]["shuffle"]["mean"] for g in blocks])
-        m["blockDirectionNullMin"], m["blockDirectionNullMax"] = rng([nl[g]["directions"]["mean"] for g in blocks])
+        m["blockDirectionNullMin"], m["blockDirectionNullMax"] = rng(
+            [nl[g]["directions"]["mean"] for g in blocks]
+        )
         m["directionNullSdMax"] = tex_sci(max(nl[g]["directions"].get("sd", 0) for g in blocks), 0)
         m["theoryPCone"] = p1(nl["block0"]["theory"])
         m["matchedNullSource"] = nl["block0"]["matched_source"] or "--"
@@ -509,7 +671,9 @@ def seed_numbers(s: Seed) -> dict:
         m["nSnapshots"] = str(len(s.steps()) + 1)
         m["nRows"] = str(len(s.steps()))
         st = get(s.pca, "results.block0.stability") or {}
-        m["blockZeroCosPrev"], m["blockZeroCosGlobal"] = f"{st.get('cos_prev_mean', float('nan')):.4f}", f3(st.get("cos_global_mean"))
+        m["blockZeroCosPrev"], m["blockZeroCosGlobal"] = f4(st.get("cos_prev_mean")), f3(
+            st.get("cos_global_mean")
+        )
         m["blockZeroCosGlobalMin"] = f3(st.get("cos_global_min"))
         dec = s.decomposition("block0")
         if dec.get("a"):
@@ -527,6 +691,9 @@ def seed_numbers(s: Seed) -> dict:
         pw = [get(s.pca, f"summary.{g}.switch_pairwise_cos_max") for g in blocks]
         if None not in pw:
             m["switchPairwiseMax"] = f2(max(pw))
+
+
+def _numbers_update(s: Seed, m: dict):
     if s.update:
         for g, nm in (("block0", "blockZero"), ("trunk", "trunk")):
             for ph in ("early", "mid", "late"):
@@ -535,7 +702,12 @@ def seed_numbers(s: Seed) -> dict:
             m[macro_name(nm, "TStar")] = str(get(s.update, f"summary.{g}.t_star"))
         m["updateLabel"] = "its midpoint" if cl.labels_by_midpoint(s.update) else "its later step"
         for ph in ("early", "mid", "late"):
-            m[macro_name("medianBlocksC", ph)] = f3(get(s.update, f"summary.median_of_blocks_1_on.{ph}_abs_C"))
+            m[macro_name("medianBlocksC", ph)] = f3(
+                get(s.update, f"summary.median_of_blocks_1_on.{ph}_abs_C")
+            )
+
+
+def _numbers_grad(s: Seed, m: dict):
     if s.grad:
         floor = get(s.grad, "noise_floor.block0")
         cos = np.asarray(get(s.grad, "results.combined.block0.cos_mean", []), float)
@@ -544,6 +716,9 @@ def seed_numbers(s: Seed) -> dict:
             m["gradCosRatio"] = f1(cos.mean() / floor)
             m["noiseFloorBlockZero"] = tex_sci(floor)
             m["noiseFloorTrunk"] = tex_sci(get(s.grad, "noise_floor.trunk"))
+
+
+def _numbers_claims(s: Seed, m: dict):
     for r in cl.evaluate_cache(s.res):
         if r["seed"] != s.seed:
             continue
@@ -569,10 +744,15 @@ def seed_numbers(s: Seed) -> dict:
             m["fisherRankOne"], m["fisherRankOneOf"] = str(nums["rank1"]), str(nums["rank1_of"])
             m["alphaSpike"] = f1(nums["alpha_spike"])
         if r["id"] == "C10" and nums:
-            m["fisherOverlapMedian"], m["fisherOverlapMax"] = tex_sci(nums["overlap_median"]), tex_sci(nums["overlap_max"])
+            m["fisherOverlapMedian"], m["fisherOverlapMax"] = tex_sci(nums["overlap_median"]), tex_sci(
+                nums["overlap_max"]
+            )
             m["fisherOverlapFloor"] = tex_sci(nums["floor"])
         if r["id"] == "C11" and nums.get("ordinary_abs_C") is not None:
             m["ordinaryUpdateC"] = f2(nums["ordinary_abs_C"])
+
+
+def _numbers_metrics(s: Seed, m: dict):
     if s.metrics:
         val = {r["step"]: r.get("val_loss") for r in s.metrics}
         T = max(val)
@@ -588,11 +768,32 @@ def seed_numbers(s: Seed) -> dict:
         four = get(s.res.corpus_stats(), "ngram_val_nats.4") if s.res.corpus_stats() else None
         m["valVsFourgram"] = compare(val[T], four, 0.0005)
         m["runSteps"] = f"{T:,}".replace(",", "{,}")
+
+
+def seed_numbers(s: Seed, log=print) -> dict:
+    """Every number the report quotes about one seed run (macro name -> text); a part whose inputs are
+    missing or malformed is left out with one line (the text then shows "--" for its macros)."""
+    m = {}
+    for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics):
+        try:
+            part(s, m)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            log(f"numbers: {part.__name__[9:]} of {s.dir} left out ({type(e).__name__}: {e})")
     return {k: v for k, v in m.items() if v is not None}
 
 
-def global_numbers(res: Results) -> dict:
+def global_numbers(res: Results, log=print) -> dict:
+    """The numbers of the experiments beyond one seed run, the verdict counts and the provenance."""
     m = {"corpusVersion": res.version or "--"}
+    for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench):
+        try:
+            part(res, m)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            log(f"numbers: {part.__name__[9:]} left out ({type(e).__name__}: {e})")
+    return m
+
+
+def _numbers_sgd(res: Results, m: dict):
     rows = cl._sgd_rows(res)
     for k, r in rows.items():
         nm = {"C'": "Cp"}.get(k, k)
@@ -602,6 +803,9 @@ def global_numbers(res: Results) -> dict:
         m[macro_name("sgd", nm, "Val")] = f2(r.get("final_val"))
         m[macro_name("sgd", nm, "Shuffle")] = f1(r.get("null_shuffle_pc1_pct"))
         m[macro_name("sgd", nm, "DirNull")] = f1(r.get("null_direction_pc1_pct"))
+
+
+def _numbers_corpus(res: Results, m: dict):
     uni = cl.unigram(res)
     st = res.corpus_stats()
     if uni is not None:
@@ -609,15 +813,23 @@ def global_numbers(res: Results) -> dict:
         m["fourgramVal"] = f3(get(st, "ngram_val_nats.4"))
         m["corpusVocab"] = f"{get(st, 'vocab'):,}".replace(",", "{,}")
         m["corpusTrainTokens"] = f"{get(st, 'train_tokens') / 1e6:.0f}"
+
+
+def _numbers_verdicts(res: Results, m: dict):
     for r in cl.evaluate_cache(res):
         if r["id"] == "C15" and r["numbers"]:
-            m["reheatPeakSixE"], m["reheatPeakAny"] = f2(r["numbers"]["peak_6e4"]), f2(r["numbers"]["peak_any"])
+            m["reheatPeakSixE"], m["reheatPeakAny"] = f2(r["numbers"]["peak_6e4"]), f2(
+                r["numbers"]["peak_any"]
+            )
             m["reheatAChange"] = f"{100 * r['numbers']['a_change']:.0f}"
             m["reheatRGrowth"] = f1(r["numbers"]["r_growth"])
     counts = {v: 0 for v in cl.VERDICTS}
     for r in cl.evaluate_cache(res):
         counts[r["verdict"]] += 1
     m["nHolds"], m["nHoldsAbove"], m["nNotHold"], m["nNotMeasurable"] = (str(counts[v]) for v in cl.VERDICTS)
+
+
+def _numbers_bench(res: Results, m: dict):
     b = res.json("bench/bench.json")
     for r in get(b, "rows", []) if b else []:
         nm = "Corpus" if r["vocab"] < 10000 else "Gpt"
@@ -629,11 +841,31 @@ def global_numbers(res: Results) -> dict:
     m["deviceName"] = prov.get("device_name") or "--"
     m["torchVersion"] = tex_escape(prov.get("torch") or "--")
     m["runDate"] = prov.get("date") or "--"
-    return m
 
 
-NUMWORDS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten", "Eleven", "Twelve",
-            "Thirteen", "Fourteen", "Fifteen", "Sixteen", "Seventeen", "Eighteen", "Nineteen", "Twenty"]
+NUMWORDS = [
+    "Zero",
+    "One",
+    "Two",
+    "Three",
+    "Four",
+    "Five",
+    "Six",
+    "Seven",
+    "Eight",
+    "Nine",
+    "Ten",
+    "Eleven",
+    "Twelve",
+    "Thirteen",
+    "Fourteen",
+    "Fifteen",
+    "Sixteen",
+    "Seventeen",
+    "Eighteen",
+    "Nineteen",
+    "Twenty",
+]
 
 
 def compare(x, ref, tol=0.0005) -> str:
@@ -644,10 +876,14 @@ def compare(x, ref, tol=0.0005) -> str:
 
 
 def claim_numbers(rows: list[dict], seed: int | None) -> dict:
-    """Per claim: verdict, our number, its null and the rule's reason (the figure seed's row where per seed)."""
+    """Per claim: verdict, our number, its null and the rule's reason (the figure seed's row)."""
     m = {}
     for r in rows:
-        if seed is not None and r["seed"] != seed and any(x["id"] == r["id"] and x["seed"] == seed for x in rows):
+        if (
+            seed is not None
+            and r["seed"] != seed
+            and any(x["id"] == r["id"] and x["seed"] == seed for x in rows)
+        ):
             continue
         c = "C" + NUMWORDS[int(r["id"][1:])]
         m[f"verdict{c}"], m[f"ours{c}"] = tex_escape(r["verdict"]), tex_escape(r["ours"])
@@ -655,12 +891,24 @@ def claim_numbers(rows: list[dict], seed: int | None) -> dict:
     return m
 
 
-def write_macros(nums: dict, path: str):
+def used_macros(src_dir: str) -> set[str]:
+    """Every \\word of the report's sources (paper.tex, sections/*.tex)."""
+    files = [os.path.join(src_dir, "paper.tex")] + sorted(
+        glob.glob(os.path.join(src_dir, "sections", "*.tex"))
+    )
+    return {w for f in files if os.path.exists(f) for w in re.findall(r"\\([A-Za-z]+)", open(f).read())}
+
+
+def write_macros(nums: dict, path: str, used: set[str] = frozenset()):
+    """One \\newcommand per number; every other camelCase word the text uses gets \\providecommand{..}{--}:
+    the text shows "--" for a number that results/ does not have yet."""
     lines = ["% generated by make_paper_figures.py from results/; do not edit"]
     for k in sorted(nums):
         if not re.fullmatch(r"[A-Za-z]+", k):
             raise ValueError(f"bad macro name {k!r}")
         lines.append(f"\\newcommand{{\\{k}}}{{{nums[k]}}}")
+    ours = {k for k in used if re.fullmatch(r"[a-z]+[A-Z][A-Za-z]*", k)}  # the generated names are camelCase
+    lines += [f"\\providecommand{{\\{k}}}{{--}}" for k in sorted(ours - set(nums))]
     open(path, "w").write("\n".join(lines) + "\n")
 
 
@@ -678,25 +926,79 @@ def tab_pc1(s: Seed) -> str:
             continue
         n = s.nulls(g)
         sh = n["shuffle"]
-        rows.append([g.replace("block", "block "), p1(n["pc1"]), str(get(s.pca, f"summary.{g}.k95")), p1(n["theory"]),
-                     f"{p1(sh.get('mean'))} $\\pm$ {p1(sh.get('sd'))}", p1(n["directions"].get("mean")), p1(n["matched"]),
-                     f2(s.coherence(g)), p1(get(s.pca, f"summary.{g}.f_b_final"))])
-    return tabular("lrrrrrrrr", ["group", "PC1", "$k_{95}$", "$8/\\pi^2$", "shuffle", "rand.\\ dir.", "matched",
-                                 "coherence", "$f_b(T)$"], rows)
+        rows.append(
+            [
+                g.replace("block", "block "),
+                p1(n["pc1"]),
+                str(get(s.pca, f"summary.{g}.k95")),
+                p1(n["theory"]),
+                f"{p1(sh.get('mean'))} $\\pm$ {p1(sh.get('sd'))}",
+                p1(n["directions"].get("mean")),
+                p1(n["matched"]),
+                f2(s.coherence(g)),
+                p1(get(s.pca, f"summary.{g}.f_b_final")),
+            ]
+        )
+    return tabular(
+        "lrrrrrrrr",
+        [
+            "group",
+            "PC1",
+            "$k_{95}$",
+            "$8/\\pi^2$",
+            "shuffle",
+            "rand.\\ dir.",
+            "matched",
+            "coherence",
+            "$f_b(T)$",
+        ],
+        rows,
+    )
 
 
 def tab_update(s: Seed) -> str:
     u = s.update
     rows = []
-    nums = next((r["numbers"] for r in cl.evaluate_cache(s.res) if r["id"] == "C6" and r["seed"] == s.seed), {})
-    for ph, lab in (("early", "early ($t<2000$)"), ("mid", "mid ($2000\\le t\\le6000$)"), ("late", "late ($t>6000$)")):
-        rows.append([lab, f3(get(u, f"groups.block0.phase_means.{ph}.abs_C")),
-                     f3(get(u, f"summary.median_of_blocks_1_on.{ph}_abs_C")), f3(get(u, f"groups.trunk.phase_means.{ph}.abs_C")),
-                     f3(get(u, f"groups.block0.phase_means.{ph}.C")), f3(nums.get(f"null_{ph}"))])
-    rows.append(["sign flip $t^*$", str(get(u, "summary.block0.t_star")), "--", str(get(u, "summary.trunk.t_star")), "--",
-                 "none"])
-    return tabular("lrrrrr", ["phase (midpoint)", "$|C|$ block 0", "$|C|$ blocks 1--7 (median)", "$|C|$ trunk",
-                              "signed $C$ block 0", "matched walk $|C|$ block 0"], rows)
+    nums = next(
+        (r["numbers"] for r in cl.evaluate_cache(s.res) if r["id"] == "C6" and r["seed"] == s.seed), {}
+    )
+    for ph, lab in (
+        ("early", "early ($t<2000$)"),
+        ("mid", "mid ($2000\\le t\\le6000$)"),
+        ("late", "late ($t>6000$)"),
+    ):
+        rows.append(
+            [
+                lab,
+                f3(get(u, f"groups.block0.phase_means.{ph}.abs_C")),
+                f3(get(u, f"summary.median_of_blocks_1_on.{ph}_abs_C")),
+                f3(get(u, f"groups.trunk.phase_means.{ph}.abs_C")),
+                f3(get(u, f"groups.block0.phase_means.{ph}.C")),
+                f3(nums.get(f"null_{ph}")),
+            ]
+        )
+    rows.append(
+        [
+            "sign flip $t^*$",
+            str(get(u, "summary.block0.t_star")),
+            "--",
+            str(get(u, "summary.trunk.t_star")),
+            "--",
+            "none",
+        ]
+    )
+    return tabular(
+        "lrrrrr",
+        [
+            "phase (midpoint)",
+            "$|C|$ block 0",
+            "$|C|$ blocks 1--7 (median)",
+            "$|C|$ trunk",
+            "signed $C$ block 0",
+            "matched walk $|C|$ block 0",
+        ],
+        rows,
+    )
 
 
 def tab_fisher(s: Seed) -> str:
@@ -707,20 +1009,67 @@ def tab_fisher(s: Seed) -> str:
         if st not in want:
             continue
         fr = x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None)
-        out.append([str(st), tex_sci(x["q"]["v_b"]), tex_sci(x["q"].get("v_sw")), tex_sci(x["q"].get("v_PC2")),
-                    tex_sci(x.get("q_random_mean")), f1(x["alpha"]), f3(fr), tex_sci(x["u1_overlap"]["v_b"])])
-    return tabular("rrrrrrrr", ["step", "$q(v_b)$", "$q(v_{sw})$", "$q(v_{PC2})$", "mean $q(w_k)$", "$\\alpha$",
-                                "$\\lambda_1/\\mathrm{tr}$", "$|\\langle u_1, v_b\\rangle|$"], out)
+        out.append(
+            [
+                str(st),
+                tex_sci(x["q"]["v_b"]),
+                tex_sci(x["q"].get("v_sw")),
+                tex_sci(x["q"].get("v_PC2")),
+                tex_sci(x.get("q_random_mean")),
+                f1(x["alpha"]),
+                f3(fr),
+                tex_sci(x["u1_overlap"]["v_b"]),
+            ]
+        )
+    return tabular(
+        "rrrrrrrr",
+        [
+            "step",
+            "$q(v_b)$",
+            "$q(v_{sw})$",
+            "$q(v_{PC2})$",
+            "mean $q(w_k)$",
+            "$\\alpha$",
+            "$\\lambda_1/\\mathrm{tr}$",
+            "$|\\langle u_1, v_b\\rangle|$",
+        ],
+        out,
+    )
 
 
 def tab_sgd(res: Results) -> str:
     rows = []
     for k, r in cl._sgd_rows(res).items():
-        rows.append([tex_escape(k), tex_escape(r.get("optimizer", "")), tex_escape(r.get("status", "")), f2(r.get("final_val")),
-                     f3(r.get("best_p_ood")), f1(r.get("pc1_pct")), str(r.get("k95")), f1(r.get("drift")),
-                     f1(r.get("null_shuffle_pc1_pct")), f1(r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct")))])
-    return tabular("llllrrrrrr", ["run", "optimizer", "status", "final val", "best $p_{ood}$", "PC1 \\%", "$k_{95}$", "drift",
-                                  "shuffle \\%", "matched \\%"], rows)
+        rows.append(
+            [
+                tex_escape(k),
+                tex_escape(r.get("optimizer", "")),
+                tex_escape(r.get("status", "")),
+                f2(r.get("final_val")),
+                f3(r.get("best_p_ood")),
+                f1(r.get("pc1_pct")),
+                str(r.get("k95")),
+                f1(r.get("drift")),
+                f1(r.get("null_shuffle_pc1_pct")),
+                f1(r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct"))),
+            ]
+        )
+    return tabular(
+        "llllrrrrrr",
+        [
+            "run",
+            "optimizer",
+            "status",
+            "final val",
+            "best $p_{ood}$",
+            "PC1 \\%",
+            "$k_{95}$",
+            "drift",
+            "shuffle \\%",
+            "matched \\%",
+        ],
+        rows,
+    )
 
 
 def tab_matched(res: Results) -> str:
@@ -729,23 +1078,49 @@ def tab_matched(res: Results) -> str:
     rows = []
     for i, r in enumerate(get(d, "rows", [])):
         th = get(ws[i], "groups.trunk.null_theory_pc1") if i < len(ws) else None
-        rows.append([tex_escape(r.get("optimizer", r["run"])), r["kind"], tex_escape(r["window"]),
-                     f"{r['val_max']:.2f}--{r['val_min']:.2f}", f1(r["pc1_pct"]), str(r["k95"]), str(r["k99"]),
-                     f3(r["drift"]), p1(th)])
-    return tabular("lllrrrrrr", ["optimizer", "kind", "window", "val", "PC1 \\%", "$k_{95}$", "$k_{99}$", "drift",
-                                 "walk PC1 \\%"], rows)
+        rows.append(
+            [
+                tex_escape(r.get("optimizer", r["run"])),
+                r["kind"],
+                tex_escape(r["window"]),
+                f"{r['val_max']:.2f}--{r['val_min']:.2f}",
+                f1(r["pc1_pct"]),
+                str(r["k95"]),
+                str(r["k99"]),
+                f3(r["drift"]),
+                p1(th),
+            ]
+        )
+    return tabular(
+        "lllrrrrrr",
+        ["optimizer", "kind", "window", "val", "PC1 \\%", "$k_{95}$", "$k_{99}$", "drift", "walk PC1 \\%"],
+        rows,
+    )
 
 
 def tab_beta2(res: Results) -> str:
     rows = []
     for r in window_rows(res):
-        rows.append([tex_escape(r["label"]), f2(r["val"]), f1(r["pc1"]), str(r["k95"]), f1(r["drift"]), f1(r["shuffle"]),
-                     f1(r["null"])])
+        rows.append(
+            [
+                tex_escape(r["label"]),
+                f2(r["val"]),
+                f1(r["pc1"]),
+                str(r["k95"]),
+                f1(r["drift"]),
+                f1(r["shuffle"]),
+                f1(r["null"]),
+            ]
+        )
     b2 = res.json("beta2/beta2_seed42.json")
     for r in get(b2, "table", []) if b2 else []:
         if r.get("status") == "diverged":
-            rows.append([f"AdamW beta2 {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"])
-    return tabular("lrrrrrr", ["run", "final val", "PC1 \\%", "$k_{95}$", "drift", "shuffle \\%", "matched \\%"], rows)
+            rows.append(
+                [f"AdamW beta2 {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
+            )
+    return tabular(
+        "lrrrrrr", ["run", "final val", "PC1 \\%", "$k_{95}$", "drift", "shuffle \\%", "matched \\%"], rows
+    )
 
 
 def tab_reheat(res: Results, seed: int) -> str:
@@ -753,17 +1128,59 @@ def tab_reheat(res: Results, seed: int) -> str:
     rows = []
     for r in get(d, "table", []) if d else []:
         fs = r.get("first_step_at_threshold")
-        rows.append([f"{r['lr']:g}", f3(r["peak_p_ood"]), str(r["peak_step"]), "--" if fs is None else str(fs),
-                     f3(r["final_p_ood"]), f1(r["a_start"]), f1(r["a_end"]), f1(r["r_start"]), f1(r["r_max"]), f1(r["r_end"])])
-    return tabular("rrrrrrrrrr", ["lr", "peak $p_{ood}$", "at step", "first $\\ge$ 0.60", "final", "$a$ start", "$a$ end",
-                                  "$\\|r\\|$ start", "$\\|r\\|$ max", "$\\|r\\|$ end"], rows)
+        rows.append(
+            [
+                f"{r['lr']:g}",
+                f3(r["peak_p_ood"]),
+                str(r["peak_step"]),
+                "--" if fs is None else str(fs),
+                f3(r["final_p_ood"]),
+                f1(r["a_start"]),
+                f1(r["a_end"]),
+                f1(r["r_start"]),
+                f1(r["r_max"]),
+                f1(r["r_end"]),
+            ]
+        )
+    return tabular(
+        "rrrrrrrrrr",
+        [
+            "lr",
+            "peak $p_{ood}$",
+            "at step",
+            "first $\\ge$ 0.60",
+            "final",
+            "$a$ start",
+            "$a$ end",
+            "$\\|r\\|$ start",
+            "$\\|r\\|$ max",
+            "$\\|r\\|$ end",
+        ],
+        rows,
+    )
 
 
 def tab_bench(res: Results) -> str:
     b = res.json("bench/bench.json")
-    rows = [[f"{r['vocab']:,}", f"{r['params']:,}", f1(r["ms_per_step"]), f"{r['tok_per_s']:,.0f}", f1(r["tflops"]),
-             f1(r["mfu_pct"]), f1(r["mem_gib"])] for r in get(b, "rows", [])] if b else []
-    return tabular("rrrrrrr", ["vocabulary", "parameters", "ms/step", "tokens/s", "TFLOP/s", "MFU \\%", "GiB"], rows)
+    rows = (
+        [
+            [
+                f"{r['vocab']:,}",
+                f"{r['params']:,}",
+                f1(r["ms_per_step"]),
+                f"{r['tok_per_s']:,.0f}",
+                f1(r["tflops"]),
+                f1(r["mfu_pct"]),
+                f1(r["mem_gib"]),
+            ]
+            for r in get(b, "rows", [])
+        ]
+        if b
+        else []
+    )
+    return tabular(
+        "rrrrrrr", ["vocabulary", "parameters", "ms/step", "tokens/s", "TFLOP/s", "MFU \\%", "GiB"], rows
+    )
 
 
 def tab_provenance(res: Results) -> str:
@@ -771,32 +1188,70 @@ def tab_provenance(res: Results) -> str:
     for folder in ("seed42", "sgd_control", "beta2", "reheat/seed42", "bench"):
         pv = res.json(f"{folder}/provenance.json")
         for stg in (pv or {}).get("stages", []):
-            rows.append([tex_escape(folder), f"\\texttt{{{tex_escape(stg['command'])}}}", f1(stg.get("wall_s"))])
+            rows.append(
+                [tex_escape(folder), f"\\texttt{{{tex_escape(stg['command'])}}}", f1(stg.get("wall_s"))]
+            )
     return tabular("llr", ["results folder", "command", "wall s"], rows)
 
 
 def tab_claims(rows: list[dict]) -> str:
     col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
-    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}", "\\toprule",
-           "id & claim & paper & ours & null & verdict \\\\", "\\midrule", "\\endhead"]
+    out = [
+        "\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
+        "\\toprule",
+        "id & claim & paper & ours & null & verdict \\\\",
+        "\\midrule",
+        "\\endhead",
+    ]
     multi = len({r["seed"] for r in rows}) > 1
     for r in rows:
         idc = r["id"] + (f" (s{r['seed']})" if multi else "")
-        out.append(" & ".join([idc, tex_escape(r["claim"]), tex_escape(r["paper"]), tex_escape(r["ours"]),
-                               tex_escape(r["null"]), f"\\textbf{{{tex_escape(r['verdict'])}}}"]) + " \\\\")
-        out.append(f"\\multicolumn{{6}}{{@{{}}p{{0.97\\linewidth}}}}{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]")
+        out.append(
+            " & ".join(
+                [
+                    idc,
+                    tex_escape(r["claim"]),
+                    tex_escape(r["paper"]),
+                    tex_escape(r["ours"]),
+                    tex_escape(r["null"]),
+                    f"\\textbf{{{tex_escape(r['verdict'])}}}",
+                ]
+            )
+            + " \\\\"
+        )
+        out.append(
+            "\\multicolumn{6}{@{}p{0.97\\linewidth}}"
+            f"{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]"
+        )
     out += ["\\bottomrule", "\\end{longtable}"]
     return "\n".join(out) + "\n"
 
 
 def md_claims(rows: list[dict], res: Results) -> str:
-    out = [f"Claims of the paper against `results/{res.version}` (verdicts computed by `claims.py`):", "",
-           "| id | claim | paper | ours | null | verdict |", "|---|---|---|---|---|---|"]
+    out = [
+        f"Claims of the paper against `results/{res.version}` (verdicts computed by `claims.py`):",
+        "",
+        "| id | claim | paper | ours | null | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     multi = len({r["seed"] for r in rows}) > 1
     for r in rows:
         idc = r["id"] + (f" s{r['seed']}" if multi else "")
-        out.append("| " + " | ".join(md_escape(x) for x in (idc, r["claim"], r["paper"], r["ours"], r["null"],
-                                                              f"**{r['verdict']}**: {r['reason']}")) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                md_escape(x)
+                for x in (
+                    idc,
+                    r["claim"],
+                    r["paper"],
+                    r["ours"],
+                    r["null"],
+                    f"**{r['verdict']}**: {r['reason']}",
+                )
+            )
+            + " |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -806,13 +1261,15 @@ def md_pc1(s: Seed) -> str:
         if s.pc1(g) is None:
             continue
         n = s.nulls(g)
-        out.append(f"| {g} | {p1(n['pc1'])}% | {p1(n['theory'])}% | {p1(n['shuffle'].get('mean'))}% | "
-                   f"{p1(n['matched'])}% | {f2(s.coherence(g))} |")
+        out.append(
+            f"| {g} | {p1(n['pc1'])}% | {p1(n['theory'])}% | {p1(n['shuffle'].get('mean'))}% | "
+            f"{p1(n['matched'])}% | {f2(s.coherence(g))} |"
+        )
     return "\n".join(out) + "\n"
 
 
 def update_readme(path: str, block: str) -> bool:
-    """Replace the generated block of the README (between the marker lines); False when there are no markers."""
+    """Replace the README's generated block (between the marker lines); False when it has no markers."""
     if not os.path.exists(path):
         return False
     text = open(path).read()
@@ -829,22 +1286,35 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
     gen = os.path.join(out, "generated")
     os.makedirs(gen, exist_ok=True)
     rows = cl.evaluate_cache(res)
-    nums = global_numbers(res)
+    nums = global_numbers(res, log)
     nums.update(claim_numbers(rows, seed.seed if seed else None))
     if seed:
-        nums.update(seed_numbers(seed))
+        nums.update(seed_numbers(seed, log))
         nums["figSeed"] = str(seed.seed)
-        tn = seed.nulls("trunk")
-        nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
-        nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
-        nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
-    write_macros(nums, os.path.join(gen, "macros.tex"))
-    tables = {"tab_claims": lambda: tab_claims(rows), "tab_sgd": lambda: tab_sgd(res), "tab_matched": lambda: tab_matched(res),
-              "tab_beta2": lambda: tab_beta2(res), "tab_bench": lambda: tab_bench(res),
-              "tab_provenance": lambda: tab_provenance(res)}
+        if seed.pc1("trunk") is not None:
+            tn = seed.nulls("trunk")
+            nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
+            nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
+            nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
+    src = out if os.path.exists(os.path.join(out, "paper.tex")) else os.path.join(ROOT, "paper")
+    write_macros(nums, os.path.join(gen, "macros.tex"), used_macros(src))
+    tables = {
+        "tab_claims": lambda: tab_claims(rows),
+        "tab_sgd": lambda: tab_sgd(res),
+        "tab_matched": lambda: tab_matched(res),
+        "tab_beta2": lambda: tab_beta2(res),
+        "tab_bench": lambda: tab_bench(res),
+        "tab_provenance": lambda: tab_provenance(res),
+    }
     if seed:
-        tables.update({"tab_pc1": lambda: tab_pc1(seed), "tab_update": lambda: tab_update(seed),
-                       "tab_fisher": lambda: tab_fisher(seed), "tab_reheat": lambda: tab_reheat(res, seed.seed)})
+        tables.update(
+            {
+                "tab_pc1": lambda: tab_pc1(seed),
+                "tab_update": lambda: tab_update(seed),
+                "tab_fisher": lambda: tab_fisher(seed),
+                "tab_reheat": lambda: tab_reheat(res, seed.seed),
+            }
+        )
     for name, make in tables.items():
         try:
             text = make()
@@ -854,40 +1324,54 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
         open(os.path.join(gen, f"{name}.tex"), "w").write(text)
     md = md_claims(rows, res)
     open(os.path.join(gen, "claims.md"), "w").write(md)
-    json.dump({"numbers": nums, "claims": rows}, open(os.path.join(gen, "numbers.json"), "w"), indent=1, default=float)
-    block = md + ("\nPer-block PC1 of the drift against its nulls (seed " + str(seed.seed) + "):\n\n" + md_pc1(seed)
-                  if seed else "")
+    json.dump(
+        {"numbers": nums, "claims": rows},
+        open(os.path.join(gen, "numbers.json"), "w"),
+        indent=1,
+        default=float,
+    )
+    block = md + (
+        "\nPer-block PC1 of the drift against its nulls (seed " + str(seed.seed) + "):\n\n" + md_pc1(seed)
+        if seed
+        else ""
+    )
     if readme and not update_readme(readme, block):
         log(f"README {readme}: no generated block markers, left as it is")
     return nums
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results root (results/<version>/<experiment>/...)")
     p.add_argument("--version", default=None, help="corpus version (default: the newest with a seed run)")
-    p.add_argument("--seed", type=int, default=None, help="seed whose run the figures show (default 42, else the first)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed whose run the figures show (default 42, else the first)"
+    )
     p.add_argument("--out", default="paper", help="writes <out>/figures and <out>/generated")
-    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"),
-                   help="README whose generated block is rewritten ('' for none)")
+    p.add_argument(
+        "--readme",
+        default=os.path.join(ROOT, "README.md"),
+        help="README whose generated block is rewritten ('' for none)",
+    )
+    p.add_argument("--no-figures", action="store_true", help="numbers, tables and README block only")
     ns = p.parse_args(argv)
     if not os.path.isdir(ns.results):
-        print(f"error: --results {ns.results}: not a folder", file=sys.stderr)
-        sys.exit(2)
+        fail(f"--results {ns.results}: not a folder")
     res = Results(ns.results, ns.version)
     if res.dir is None or not os.path.isdir(res.dir):
-        print(f"error: no corpus version folder in {ns.results}" + (f" ({ns.version})" if ns.version else ""), file=sys.stderr)
-        sys.exit(2)
+        fail(f"no corpus version folder in {ns.results}" + (f" ({ns.version})" if ns.version else ""))
     seeds = res.seeds()
     if ns.seed is not None and ns.seed not in seeds:
-        print(f"error: no {res.dir}/seed{ns.seed}", file=sys.stderr)
-        sys.exit(2)
+        fail(f"no {res.dir}/seed{ns.seed}")
     pick = ns.seed if ns.seed is not None else (42 if 42 in seeds else (seeds[0] if seeds else None))
     seed = Seed(res, pick) if pick is not None else None
-    made = make_figures(res, seed, os.path.join(ns.out, "figures"))
+    made = [] if ns.no_figures else make_figures(res, seed, os.path.join(ns.out, "figures"))
     generate(res, seed, ns.out, ns.readme or None)
-    print(f"{len(made)} figures in {os.path.join(ns.out, 'figures')}; macros and tables in {os.path.join(ns.out, 'generated')}"
-          f" (results {res.dir})")
+    print(
+        f"{len(made)} figures in {os.path.join(ns.out, 'figures')}; "
+        f"macros and tables in {os.path.join(ns.out, 'generated')}"
+        f" (results {res.dir})"
+    )
 
 
 if __name__ == "__main__":
