@@ -251,6 +251,7 @@ def our_base(path: str, ft: FTConfig, device) -> Base:
         if os.path.isdir(os.path.join(path, "snapshots")) else []
     if not snaps:
         raise UsageError(f"no snapshots in {path}/snapshots")
+    require("peft")  # before the corpus is built
     corpus = load_corpus(cfg)
     if rec.get("corpus") and rec["corpus"] != corpus.description:
         raise UsageError(f"the corpus rebuilt for {path} is not the one it trained on ({corpus.description!r} vs "
@@ -300,17 +301,16 @@ class HFLM(torch.nn.Module):
 
 
 def hf_base(name: str, ft: FTConfig, device) -> Base:
+    _offline_unless_reachable(name)
     transformers = require("transformers")
     require("peft")
-    try:
-        hf = transformers.AutoModelForCausalLM.from_pretrained(name)
-    except Exception as e:
-        raise UsageError(f"cannot load the Hugging Face model {name!r} (offline, or its weights not at hand?): "
-                         f"{type(e).__name__}")
+    hf = _hf_load(transformers.AutoModelForCausalLM, name)
     try:
         tok = transformers.AutoTokenizer.from_pretrained(name)
     except Exception:
-        tok = None  # a bare model folder: word ids are used as token ids
+        tok = None
+    if tok is not None and len(tok) < 256:
+        tok = None  # a bare model folder (transformers may make an empty tokenizer): word ids are the token ids
     for m in hf.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0  # dropout off, as in our model: the runs differ only by their parameterization
@@ -332,6 +332,27 @@ def hf_base(name: str, ft: FTConfig, device) -> Base:
     info = dict(kind="hf", model=name, tokenizer=tok is not None, corpus=corpus.description, recorded_p_ood=None)
     return Base(model.to(device), [names[i] for i in order], [layers[i] for i in order], [kinds[i] for i in order], True,
                 corpus, _task_cfg(cfg, ft, 0), info)
+
+
+def _hf_load(auto, name: str):
+    try:
+        return auto.from_pretrained(name)
+    except Exception as e:
+        why = ("not a model folder, not in the local cache, and the hub cannot be reached" if os.environ.get("HF_HUB_OFFLINE")
+               else str(e).splitlines()[0][:160] if str(e) else "")
+        raise UsageError(f"cannot load the Hugging Face model {name!r}: {why} ({type(e).__name__})")
+
+
+def _offline_unless_reachable(name: str):
+    """No network: the hub client would retry for a minute; switch it to the local cache at once
+    (before transformers is imported, which reads the switch)."""
+    import socket
+    if os.path.isdir(name) or os.environ.get("HF_HUB_OFFLINE"):
+        return
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def hf_corpus(cfg, tok, V: int):
@@ -473,10 +494,15 @@ def grad_summary(run: dict, base: Base, znorm2: np.ndarray, series: bool = False
         norms, P = group_series(run["grad_sq"], run["grad_dots"], znorm2, idx)
         out[g] = projection_stats(P, norms, sum(numel[i] for i in idx)) if len(norms) else None
         if series and g == "overall":
-            out["series"] = dict(grad_norm=norms.tolist(), proj=P.tolist(),
-                                 layer_grad_norm=[group_series(run["grad_sq"], run["grad_dots"], znorm2, base.groups()[f"layer{l}"])[0].tolist()
-                                                  for l in range(base.n_layer)])
+            layer_norms = [group_series(run["grad_sq"], run["grad_dots"], znorm2, base.groups()[f"layer{l}"])[0]
+                           for l in range(base.n_layer)]
+            out["series"] = dict(grad_norm=_round(norms), proj=_round(P), layer_grad_norm=[_round(v) for v in layer_norms])
     return out
+
+
+def _round(a: np.ndarray) -> list:
+    """Per-step series to 5 significant digits (they feed histograms; keeps the JSON small)."""
+    return np.vectorize(lambda v: float(f"{v:.5g}"), otypes=[float])(a).tolist() if np.size(a) else []
 
 
 def alignment_summary(run: dict, full: dict, base: Base, steps_total: int) -> dict:
@@ -785,16 +811,23 @@ def plot_all(folder: str) -> list[str]:
     save(fig, "alignment")
 
     act = r["activity"]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    L = len(act["full"]["final"] or [])
-    w = 0.4
-    ax.bar(np.arange(L) - w / 2, act["full"]["final"] or [], w, label=f"full (centroid {_fmt(act['full']['centroid'], 2)})")
-    ax.bar(np.arange(L) + w / 2, act["lora"]["final"] or [], w, label=f"LoRA (centroid {_fmt(act['lora']['centroid'], 2)})")
-    ax.set(xlabel="layer", ylabel="||dW|| / ||W0||", title="layer-wise activity at the end", yscale="log")
-    ax.legend()
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    L, w = len(act["full"]["final"] or []), 0.4
+    for m, off in (("full", -w / 2), ("lora", w / 2)):
+        v = np.array(act[m]["final"] or [], float)
+        lab = f"{m} (centroid {_fmt(act[m]['centroid'], 2)})"
+        ax[0].bar(np.arange(L) + off, v, w, label=lab)
+        ax[1].bar(np.arange(L) + off, v / v.sum() if v.sum() > 0 else v, w, label=lab)
+    ax[0].set(xlabel="layer", ylabel="||dW|| / ||W0||", title="layer-wise activity at the end", xticks=range(L))
+    ax[1].axhline(1 / max(L, 1), color="gray", ls="--", label="flat profile")
+    ax[1].set(xlabel="layer", ylabel="share of the summed ratios", title="activity profile", xticks=range(L))
+    for a in ax:
+        a.legend(fontsize=8)
     save(fig, "activity")
 
     lr = r["lr"]
+    if not lr["lrs"]:
+        return paths  # sweeps skipped: no sweep figures
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     for m, c in (("full", "C0"), ("lora", "C1")):
         rows = lr["rows"][m]
@@ -809,6 +842,8 @@ def plot_all(folder: str) -> list[str]:
     save(fig, "lr")
 
     rk = r["rank"]
+    if not rk["ranks"]:
+        return paths
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     ax[0].plot(rk["ranks"], [x["p_ood"] for x in rk["rows"]], "o-", label="LoRA")
     ax[0].axhline(rk["full"]["p_ood"] if rk["full"]["p_ood"] is not None else np.nan, color="C0", ls="--", label="full FT")
@@ -855,7 +890,6 @@ def main(argv=None):
             tag = "hf_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(ns.hf_model)))
             out = ns.out or os.path.join("runs", tag, "finetune")
         else:
-            require("peft")
             path = os.path.normpath(ns.base or ("runs/seed42" if ft.preset == "paper" else "runs/tiny_seed42"))
             base = our_base(path, ft, device)
             tag = os.path.basename(path)
