@@ -45,7 +45,6 @@ import json
 import math
 import os
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -53,7 +52,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from config import Parser, UsageError, config_from_dict, fail, make_config
+from common import autocast, check_writable, cli, exact_fp32, pick_device, pyplot, save_figure, write_result, write_text
+from config import Parser, UsageError, make_config
+from geometry import copy_results
+from model import losses
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 KINDS = ("qkv", "attn_out", "mlp_up", "mlp_down")          # canonical order of a block's trunk matrices
@@ -235,47 +237,21 @@ class Base:
 
 
 def our_base(path: str, ft: FTConfig, device) -> Base:
-    """The last snapshot of a run folder, its corpus and the long-gap task."""
-    from safetensors.torch import load_file
-    from dataset import load_corpus
-    from model import GPT, trunk_keys
-    cfg_path = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg_path):
-        raise UsageError(f"base run {path} not found (no config.json); train it first with train.py")
-    try:
-        rec = json.load(open(cfg_path))
-        cfg = config_from_dict(rec["config"])
-    except (ValueError, KeyError, TypeError):
-        raise UsageError(f"{cfg_path} is not a valid run config")
-    snaps = sorted(int(m.group(1)) for f in os.listdir(os.path.join(path, "snapshots")) if (m := re.match(r"step_(\d+)\.safetensors$", f))) \
-        if os.path.isdir(os.path.join(path, "snapshots")) else []
-    if not snaps:
-        raise UsageError(f"no snapshots in {path}/snapshots")
-    require("peft")  # before the corpus is built
-    corpus = load_corpus(cfg)
-    if rec.get("corpus") and rec["corpus"] != corpus.description:
-        raise UsageError(f"the corpus rebuilt for {path} is not the one it trained on ({corpus.description!r} vs "
-                         f"{rec['corpus']!r}); check out the commit of the run")
-    model = GPT.from_config(cfg, corpus.vocab_size)
-    snap = os.path.join(path, "snapshots", f"step_{snaps[-1]:06d}.safetensors")
-    try:
-        model.load_state_dict(load_file(snap))
-    except Exception as e:
-        raise UsageError(f"cannot load {snap} into the model of {cfg_path}: {str(e).splitlines()[0][:200]}")
+    """The last snapshot of a finished run folder, its corpus (identity checked) and the long-gap task."""
+    import runs
+    from model import trunk_keys
+    runs.run_config(path)  # a missing or unreadable run folder stops here, before anything is built
+    require("peft")
+    traj, cfg, corpus, state = runs.load_run(path, device=device)
+    step = traj.steps[-1]
+    model = runs.load_model(traj, cfg, corpus, step)
     keys = trunk_keys(cfg.n_layer)
-    info = dict(kind="ours", run=path, step=snaps[-1], snapshot=snap, corpus=corpus.description,
-                recorded_p_ood=_recorded_p_ood(path, snaps[-1]))
-    return Base(model.to(device), [k[: -len(".weight")] for k in keys], [int(k.split(".")[1]) for k in keys],
+    recorded = next((r.get("p_ood") for r in runs.read_metrics(path) if r.get("step") == step), None)
+    info = dict(kind="ours", run=path, step=step, snapshot=traj.paths[step], corpus=corpus.description,
+                recorded_p_ood=recorded, run_state=state)
+    return Base(model, [k[: -len(".weight")] for k in keys], [int(k.split(".")[1]) for k in keys],
                 [KINDS[OURS.index(k.split(".", 2)[2][: -len(".weight")])] for k in keys], False, corpus,
                 _task_cfg(cfg, ft, cfg.steps + cfg.data_offset), info)
-
-
-def _recorded_p_ood(path: str, step: int):
-    try:
-        rows = [json.loads(l) for l in open(os.path.join(path, "metrics.jsonl")) if l.strip()]
-        return next((r.get("p_ood") for r in rows if r.get("step") == step), None)
-    except (OSError, ValueError):
-        return None
 
 
 def _task_cfg(cfg, ft: FTConfig, data_offset: int):
@@ -338,21 +314,24 @@ def _hf_load(auto, name: str):
     try:
         return auto.from_pretrained(name)
     except Exception as e:
-        why = ("not a model folder, not in the local cache, and the hub cannot be reached" if os.environ.get("HF_HUB_OFFLINE")
+        why = ("not a model folder, not in the local cache, and the hub cannot be reached" if os.environ.get("HF_HUB_OFFLINE") == "1"
                else str(e).splitlines()[0][:160] if str(e) else "")
         raise UsageError(f"cannot load the Hugging Face model {name!r}: {why} ({type(e).__name__})")
 
 
 def _offline_unless_reachable(name: str):
-    """No network: the hub client would retry for a minute; switch it to the local cache at once
-    (before transformers is imported, which reads the switch)."""
+    """No network: the hub client would retry for a minute; switch it to the local cache at once."""
     import socket
-    if os.path.isdir(name) or os.environ.get("HF_HUB_OFFLINE"):
-        return
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and not os.path.isdir(name):
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        except OSError:
+            offline = True
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported ...
+        if "huggingface_hub.constants" in sys.modules:  # ... or, imported already, the switch it read
+            sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
 
 
 def hf_corpus(cfg, tok, V: int):
@@ -429,17 +408,17 @@ def finetune(base: Base, data, Z, ft: FTConfig, method: str, lr: float, rank: in
     S, M, k = ft.steps, len(layers), Z[0].shape[0]
     align = sorted(set(range(ft.align_every, S + 1, ft.align_every)) | {S})
     evals = sorted(set(range(ft.eval_every, S + 1, ft.eval_every)) | {S})
-    gstat, losses = torch.zeros(S, M, 1 + k, device=dev), torch.zeros(S, 3, device=dev)
+    gstat, loss_t = torch.zeros(S, M, 1 + k, device=dev), torch.zeros(S, 3, device=dev)
     out = dict(method=method, lr=lr, rank=rank, alpha=alpha, scale=alpha / rank if rank else None,
                trainable=sum(p.numel() for p in params), align_steps=[], delta_sq=[], ref_dot=[], ref_sq=[],
                deltas={}, sv2=[], evals=[dict(step=0, **eval0)] if eval0 else [], diverged_at=None)
     x, y, pos, ev = data
     for t in range(S):
-        with train.autocast(dev):
-            L = train.losses(model, x[t], y[t], pos[t], ft.lambda_task)
+        with autocast(dev):
+            L = losses(model, x[t], y[t], pos[t], ft.lambda_task)
         L[0].backward()
         with torch.no_grad():
-            losses[t] = torch.stack([l.detach().float() for l in L])
+            loss_t[t] = torch.stack([l.detach().float() for l in L])
             for i, layer in enumerate(layers):
                 g = (lora_grad(layer) if method == "lora" else layer.weight.grad).reshape(-1)
                 gstat[t, i, 0] = g.square().sum()
@@ -454,7 +433,7 @@ def finetune(base: Base, data, Z, ft: FTConfig, method: str, lr: float, rank: in
             bar.update(1)
         s = t + 1
         if s in align or s in evals:
-            bad = (~torch.isfinite(losses[:s]).all(1)).nonzero()
+            bad = (~torch.isfinite(loss_t[:s]).all(1)).nonzero()
             if len(bad):  # one host sync per alignment/eval step, not per step
                 out["diverged_at"] = int(bad[0])
                 break
@@ -463,7 +442,7 @@ def finetune(base: Base, data, Z, ft: FTConfig, method: str, lr: float, rank: in
         if s in evals:
             out["evals"].append(dict(step=s, **train.evaluate(model, ev, dev, batch_size=64)))
     n = out["diverged_at"] if out["diverged_at"] is not None else S
-    out["loss"] = losses[:n].cpu().double().numpy()
+    out["loss"] = loss_t[:n].cpu().double().numpy()
     out["grad_sq"] = gstat[:n, :, 0].cpu().double().numpy()
     out["grad_dots"] = gstat[:n, :, 1:].cpu().double().numpy()
     for key in ("delta_sq", "ref_dot", "ref_sq"):
@@ -707,33 +686,6 @@ def definitions() -> dict:
 
 
 # ----------------------------------------------------------------------------- writing and figures
-def _finite(o):
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return _finite(o.item())
-    return o
-
-
-def write_result(path: str, experiment: str, config: dict, defs: dict, results, provenance: dict):
-    """One JSON in the results schema, written atomically, non-finite numbers as null."""
-    rec = dict(experiment=experiment, config=config, definitions=defs, results=results, provenance=provenance)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(_finite(rec), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-
-
-def provenance(t0: float, device) -> dict:
-    import train
-    return dict(train.environment(device), command=shlex.join(["python", os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-                wall_s=round(time.perf_counter() - t0, 2), date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
-
-
 def load_results(folder: str) -> dict:
     """{experiment: its JSON record} of a study folder; UsageError when one is missing."""
     out = {}
@@ -769,18 +721,12 @@ def finetune_summary(results_dir: str) -> dict:
 
 def plot_all(folder: str) -> list[str]:
     """The five figures, drawn from the JSONs of `folder`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     r = {e: v["results"] for e, v in load_results(folder).items()}
     paths = []
 
     def save(fig, name):
-        p = os.path.join(folder, f"finetune_{name}.png")
-        fig.tight_layout()
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(save_figure(fig, os.path.join(folder, f"finetune_{name}.png")))
 
     fv = r["full_vs_lora"]
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -878,50 +824,49 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None):
+def run(ns, argv) -> list[str]:
+    """The study of the parsed command line; returns the files written."""
     t0 = time.perf_counter()
-    ns = parser().parse_args(argv)
-    import geometry as geo
-    try:
-        ft = ft_config(**{k[3:]: v for k, v in vars(ns).items() if k.startswith("ft_") and v is not None})
-        device = geo.pick_device(ns.device)
-        if ns.hf_model:
-            base = hf_base(ns.hf_model, ft, device)
-            tag = "hf_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(ns.hf_model)))
-            out = ns.out or os.path.join("runs", tag, "finetune")
-        else:
-            path = os.path.normpath(ns.base or ("runs/seed42" if ft.preset == "paper" else "runs/tiny_seed42"))
-            base = our_base(path, ft, device)
-            tag = os.path.basename(path)
-            out = ns.out or os.path.join(path, "analysis", "finetune")
-        os.makedirs(out, exist_ok=True)
-    except UsageError as e:
-        fail(str(e))
+    ft = ft_config(**{k[3:]: v for k, v in vars(ns).items() if k.startswith("ft_") and v is not None})
+    device = pick_device(ns.device)
+    exact_fp32()  # the statistics' fp32 matmuls stay exact; the model runs under bf16 autocast on CUDA
+    if ns.hf_model:
+        tag = "hf_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(ns.hf_model)))
+        out = ns.out or os.path.join("runs", tag, "finetune")
+        check_writable(out)
+        base = hf_base(ns.hf_model, ft, device)
+    else:
+        path = os.path.normpath(ns.base or ("runs/seed42" if ft.preset == "paper" else "runs/tiny_seed42"))
+        tag, out = os.path.basename(path), ns.out or os.path.join(path, "analysis", "finetune")
+        check_writable(out)
+        base = our_base(path, ft, device)
     results = ns.results or (os.path.join(ROOT, "results", "finetune", tag) if ft.preset == "paper" else None)
-    n_runs = len(dict.fromkeys([("full", ft.lr_full, 0), ("lora", ft.lr_lora, ft.rank)]
-                               + [(m, lr, ft.rank if m == "lora" else 0) for m in ("full", "lora") for lr in parse_list(ft.lrs, "lrs", float)]
-                               + [("lora", ft.lr_lora, r) for r in parse_list(ft.ranks, "ranks", int)]))
-    print(f"base: {base.info.get('run') or base.info.get('model')} ({len(base.names)} trunk matrices, {base.n_layer} layers); "
-          f"{n_runs} runs x {ft.steps} steps on {device}")
+    print(f"base: {base.info.get('run') or base.info.get('model')} ({len(base.names)} trunk matrices, {base.n_layer} layers) "
+          f"on {device}")
     res, defs = study(base, ft, device, ns.progress == "true")
-    config = dict(ft=dataclasses.asdict(ft), base=base.info, task=dict(
+    info = {k: v for k, v in base.info.items() if k != "run_state"}
+    config = dict(ft=dataclasses.asdict(ft), base=info, task=dict(
         gaps=[base.cfg.gap_min, base.cfg.gap_max], p_task=ft.p_task, lambda_task=ft.lambda_task, ctx=base.cfg.ctx,
         seed=base.cfg.seed, data_offset=base.cfg.data_offset, n_eval_probe=base.cfg.n_eval_probe, n_eval_lm=base.cfg.n_eval_lm),
         optimizer="AdamW betas (0.9, 0.999), eps 1e-8, weight decay 0, linear warmup then constant lr",
         lora="peft LoraConfig(r, lora_alpha, target_modules = the trunk matrices, lora_dropout 0, bias none); B = 0 at the start",
         trunk_numel=int(sum(_weight(base.model.get_submodule(n)).numel() for n in base.names)))
-    prov = provenance(t0, device)
+    extra = {"run_state": base.info["run_state"]} if "run_state" in base.info else {}
     files = []
     for e in EXPERIMENTS:
         files.append(os.path.join(out, f"finetune_{e}.json"))
-        write_result(files[-1], f"finetune_{e}", config, defs[e], res[e], prov)
-    md = os.path.join(out, "finetune_table.md")
-    with open(md, "w") as f:
-        f.write(table_markdown(res["table"]))
-    files += [md] + plot_all(out)
+        write_result(files[-1], f"finetune_{e}", config, defs[e], res[e], t0, argv, device, __file__, **extra)
+    files.append(os.path.join(out, "finetune_table.md"))
+    write_text(files[-1], table_markdown(res["table"]))
+    files += plot_all(out)
     print(table_markdown(res["table"]), end="")
     print(f"runs took {res['baseline']['wall_runs_s']} s")
-    files += geo.copy_results(files, results)
+    return files + copy_results(files, results)
+
+
+def main(argv=None):
+    ns = parser().parse_args(argv)
+    files = cli(run, ns, argv)
     print("wrote " + ", ".join(files))
 
 
