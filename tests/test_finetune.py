@@ -19,8 +19,8 @@ from model import GPT, losses  # noqa: E402
 
 pytest.importorskip("peft")
 MICRO = dict(n_layer=2, steps=4, warmup=2, lambda_step=2, eval_every=4, snapshot_every=4, state_every=4)
-STUDY = ["--preset", "tiny", "--steps", "6", "--batch_size", "4", "--warmup", "2", "--align_every", "3", "--eval_every", "3",
-         "--n_dirs", "4", "--progress", "false"]
+STUDY = ["--preset", "tiny", "--steps", "6", "--batch_size", "4", "--warmup", "2", "--align_every", "3",
+         "--eval_every", "3", "--n_dirs", "4", "--progress", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,8 @@ def test_lora_update_equals_change_of_merged_weights(which):
 
 def test_lora_effective_gradient_closed_form():
     """With W = W0 + s B A: dL/dB = s G A^T and dL/dA = s B^T G (G = dL/dW), so the effective gradient
-    s (dL/dB A + B dL/dA) = s^2 (G A^T A + B B^T G); G from an unmodified model carrying the merged weights."""
+    s (dL/dB A + B dL/dA) = s^2 (G A^T A + B B^T G); G from an unmodified model carrying the merged
+    weights."""
     model, names, _ = _tiny_models()[0]
     twin = copy.deepcopy(model)
     fg.add_lora(model, names, 3, 3.0, False, seed=0)
@@ -128,7 +129,8 @@ def test_lora_effective_gradient_closed_form():
         layer = model.get_submodule(n)
         A, B, s, _ = fg._lora(layer)
         G = twin.get_submodule(n).weight.grad
-        torch.testing.assert_close(fg.lora_grad(layer), s * s * (G @ A.T @ A + B @ B.T @ G), rtol=1e-4, atol=1e-7)
+        want = s * s * (G @ A.T @ A + B @ B.T @ G)
+        torch.testing.assert_close(fg.lora_grad(layer), want, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("rank", [5, 1])
@@ -184,7 +186,8 @@ def test_task_batches_use_long_gaps_and_record_true_gradients(base_run):
     losses(model, x[0], y[0], pos[0], ft.lambda_task)[0].backward()
     G = [model.get_submodule(n).weight.grad.reshape(-1) for n in base.names]
     np.testing.assert_allclose(run["grad_sq"][0], [float(g.square().sum()) for g in G], rtol=1e-5)
-    np.testing.assert_allclose(run["grad_dots"][0], torch.stack([z @ g for z, g in zip(Z, G)]).numpy(), rtol=1e-4, atol=1e-7)
+    dots = torch.stack([z @ g for z, g in zip(Z, G)]).numpy()
+    np.testing.assert_allclose(run["grad_dots"][0], dots, rtol=1e-4, atol=1e-7)
 
 
 def test_study_end_to_end_on_our_base(base_run, tmp_path):
@@ -201,8 +204,9 @@ def test_study_end_to_end_on_our_base(base_run, tmp_path):
     for row in res["rank"]["rows"]:
         assert abs(row["align_final"]) <= row["ceiling_final"] + 1e-6
     al = res["alignment"]["alignment"]["groups"]
-    assert all(abs(c) <= 1 + 1e-9 for g in al.values() for c in g["cos"]) and set(al) == {"layer0", "layer1", "overall"}
-    assert res["rank"]["rows"][1]["ceiling_final"] == pytest.approx(1.0)  # rank 32 = full rank of every matrix here
+    assert set(al) == {"layer0", "layer1", "overall"}
+    assert all(abs(c) <= 1 + 1e-9 for g in al.values() for c in g["cos"])
+    assert res["rank"]["rows"][1]["ceiling_final"] == pytest.approx(1.0)  # rank 32: full rank of every matrix
     assert len(res["activity"]["lora"]["final"]) == 2 and res["activity"]["full"]["overall"] > 0
     assert [r["lr"] for r in res["lr"]["rows"]["full"]] == [1e-4, 1e-3, 1e-2]
     assert (out / "finetune_table.md").read_text().count("\n|") >= 8
@@ -231,8 +235,12 @@ def test_hf_corpus_maps_words_to_the_tokenizer(base_run):
     cfg = run_config(base_run)
     words = load_corpus(cfg)
     c = fg.hf_corpus(cfg, tok, V)
-    spell = [[0] if int(w) == words.tok.eot else tok.encode(("" if not words.tok.itos[int(w)][0].isalnum() else " ") + words.tok.itos[int(w)])
-             for w in words.val[:300]]
+    def spelled(w):  # the fake tokenizer's ids of word id w (end of text: the eos id 0)
+        if w == words.tok.eot:
+            return [0]
+        word = words.tok.itos[w]
+        return tok.encode(word if not word[0].isalnum() else " " + word)
+    spell = [spelled(w) for w in words.val[:300].tolist()]
     flat = [i for s in spell for i in s]
     assert c.val[: len(flat)].tolist() == flat
     assert len(c.codeword_ids) == cfg.n_codewords and min(c.codeword_ids) >= 256
@@ -243,8 +251,9 @@ def test_hf_path_on_a_tiny_local_gpt2(base_run, tmp_path):
     transformers = pytest.importorskip("transformers")
     from dataset import WordTokenizer
     V = WordTokenizer(512).vocab_size  # no tokenizer in the folder: the word ids are the token ids
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        vocab_size=V, n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path / "gpt2")
+    config = transformers.GPT2Config(vocab_size=V, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                                     bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     cache = json.load(open(os.path.join(base_run, "config.json")))["config"]["cache_dir"]
     out = tmp_path / "out"
     fg.main(["--hf_model", str(tmp_path / "gpt2"), *STUDY, "--ranks", "2", "--lrs", "", "--hf_stories", "300",
@@ -254,8 +263,8 @@ def test_hf_path_on_a_tiny_local_gpt2(base_run, tmp_path):
     assert len(r["results"]["alignment"]["matrices"]) == 8
 
 
-@pytest.mark.parametrize("args", [["--base", "no/such/run"], ["--hf_model", "no-such-model-here"], ["--lrs", "1e-3,x"],
-                                  ["--preset", "huge"], ["--rank", "0"]])
+@pytest.mark.parametrize("args", [["--base", "no/such/run"], ["--hf_model", "no-such-model-here"],
+                                  ["--lrs", "1e-3,x"], ["--preset", "huge"], ["--rank", "0"]])
 def test_bad_input_is_one_line(args, tmp_path, usage_error, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in tests: the cache only, at once
     usage_error(fg.main, [*args, "--out", str(tmp_path / "o")])
