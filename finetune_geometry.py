@@ -285,7 +285,7 @@ class HFLM(torch.nn.Module):
         self.hf, self.vocab_size = hf, hf.config.vocab_size
 
     def forward(self, idx, positions=None):
-        h = self.hf.base_model(input_ids=idx).last_hidden_state
+        h = self.hf.base_model(input_ids=idx, use_cache=False).last_hidden_state
         if positions is not None:
             h = h[torch.arange(h.size(0), device=h.device), positions]  # the head only where it is read
         return self.hf.get_output_embeddings()(h)[..., : self.vocab_size]
