@@ -61,6 +61,7 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
     common = ["--progress", "false", "--out_dir", out_dir] + (["--preset", preset] if preset != "paper" else [])
     common += ["--device", device] if device else []
     dev = ["--device", device] if device else []
+    tiny = ["--preset", preset] if preset != "paper" else []
     prefix = "" if preset == "paper" else f"{preset}_"
     r = lambda sub: os.path.join(results, sub)  # noqa: E731
     plan = seed_stages(42, common, dev, prefix)
@@ -68,8 +69,8 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
     plan += [
         Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"),
                               *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev], 120),
-        Stage("finetune.finetune", ["finetune_geometry.py", "--base", src, "--out", r("finetune"), *common],
-              180, needs=["seed42.train"]),
+        Stage("finetune.finetune", ["finetune_geometry.py", "--base", src, "--progress", "false", *tiny, *dev],
+              120, needs=["seed42.train"]),
         Stage("controls.sgd_control", ["sgd_control.py", "--results", r("sgd_control"), *common], 420),
         Stage("controls.sgd_nesterov_run", ["sgd_nesterov_run.py", "--results", r("sgd_control"), *common], 45),
         Stage("controls.sgd_matched_valloss", ["sgd_matched_valloss.py", "--results", r("sgd_control"), *common], 10,
@@ -143,7 +144,7 @@ def run_stage(stage: Stage, out_dir: str, log_dir: str) -> int:
     return rc
 
 
-FOLDER_OF_PART = {"controls": "sgd_control", "reheat": "reheat/seed42"}
+FOLDER_OF_PART = {"controls": "sgd_control", "reheat": "reheat/seed42", "finetune": "seed42"}
 
 
 def stage_records(plan: list[Stage], out_dir: str) -> dict:
