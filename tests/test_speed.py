@@ -110,3 +110,14 @@ def test_bench_runs_on_cpu(tmp_path, micro, argv):
     assert [row["kind"] for row in res["rows"]] == ["project", "project fuse_micro=false", "reference"]
     assert res["rows"][0]["top_kernels"] and res["stretch"]["steps"] == 3
     assert "speedup" in r.stdout and "stretch" in r.stdout
+
+
+def test_corpus_generated_beside_compilation(tmp_path, micro_cfg, monkeypatch):
+    from types import SimpleNamespace
+    cfg = micro_cfg(tmp_path, compile=True, cache_dir=str(tmp_path / "fresh"))
+    calls = []
+    monkeypatch.setattr(train, "warm_compile", lambda c, vocab, device: calls.append(vocab))
+    got = train.load_corpus_while_compiling(cfg, SimpleNamespace(type="cuda"), wait=0.0)
+    want = load_corpus(dataclasses.replace(cfg, cache_dir=str(tmp_path / "direct")))  # built in this process
+    assert (got.train == want.train).all() and (got.val == want.val).all() and len(got.train) > 1000
+    assert calls in ([], [want.vocab_size])  # warm-up only while the child was still generating
