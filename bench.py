@@ -1,8 +1,8 @@
 """Time the project's training step beside a plain reference step, and a real stretch of the training loop.
 
-    python bench.py                                   # paper preset, both vocabularies (about 1.5 min on an H200)
+    python bench.py                      # paper preset, both vocabularies (about 1.5 min on an H200)
     python bench.py --variant fuse_micro=false --variant gpt2:ce_chunks=8 --stretch --profile \\
-        --json results/bench/bench_h200.json          # everything the speed notes need (about 4 min)
+        --json results/bench/bench_h200.json           # everything notes/speed.md needs (about 4 min)
     python bench.py --preset tiny --bench-steps 2 --vocab corpus   # quick look on a CPU
 
 Rows, per vocabulary: `project` is train.train_step with the config's settings (a `--variant` row: the same
@@ -18,13 +18,14 @@ reach). Model FLOPs per token = 6 * (trunk matmul parameters + vocabulary * d_mo
 discounted), with the real vocabulary (padding rows not counted). speedup = reference ms / the row's ms.
 
 --stretch: train.py's own loop (prefetched data, step, eval, snapshot) for --stretch-steps steps of the real
-corpus (--stretch-stories training stories) in a temporary run folder: step-time percentiles, the share of time
-the device waited for the host (gaps between the steps' device events), eval and snapshot costs, and eager
-against compiled evaluation. --profile: the top-15 device kernels by time over 3 project steps per vocabulary.
+corpus (--stretch-stories training stories) in a temporary run folder: step-time percentiles, the share of
+time the device waited for the host (gaps between the steps' device events), eval and snapshot costs, and
+eager against compiled evaluation. --profile: the top-15 device kernels by time over 3 project steps.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import tempfile
@@ -37,8 +38,8 @@ import torch.nn.functional as F
 
 from common import check_writable, format_table, pick_device, write_result
 from config import Parser, UsageError, add_config_args, config_from_args, fail, make_config
-from model import GPT, GPT2_VOCAB, losses, padded_vocab
-from train import Trainer, autocast, make_optimizer, train_step
+from model import GPT, GPT2_VOCAB, padded_vocab
+from train import Trainer, autocast, loss_fn, make_optimizer, train_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 
@@ -105,7 +106,8 @@ class RefBlock(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+        x = x + self.proj(y)
         return x + self.down(F.gelu(self.up(self.ln2(x))))
 
 
@@ -114,7 +116,8 @@ class RefGPT(nn.Module):
 
     def __init__(self, cfg, vocab: int):
         super().__init__()
-        self.wte, self.wpe = nn.Embedding(padded_vocab(vocab), cfg.d_model), nn.Embedding(cfg.ctx, cfg.d_model)
+        self.wte = nn.Embedding(padded_vocab(vocab), cfg.d_model)
+        self.wpe = nn.Embedding(cfg.ctx, cfg.d_model)
         self.blocks = nn.ModuleList(RefBlock(cfg.d_model, cfg.n_head, cfg.d_ff) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
 
@@ -149,7 +152,7 @@ def project_step(cfg, vocab: int, device: torch.device, batches, compiled: bool)
     torch.manual_seed(0)
     model = GPT.from_config(cfg, vocab).to(device)
     opt = make_optimizer(model, cfg, device)
-    fwd = torch.compile(losses, dynamic=False) if compiled else losses
+    fwd = loss_fn(cfg, device)
     return model, lambda: train_step(model, opt, batches, cfg, cfg.lr, 2.0, fwd)
 
 
@@ -174,7 +177,8 @@ def top_kernels(step, device: torch.device, steps: int = 3, top: int = 15) -> li
             step()
         Clock(device).sync()
     if device.type == "cuda":
-        events = [(e.key, e.device_time_total, e.count) for e in prof.key_averages() if e.device_type != DeviceType.CPU]
+        events = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()
+                  if e.device_type != DeviceType.CPU]
     else:
         events = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
     total = sum(t for _, t, _ in events) or 1
@@ -205,19 +209,35 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
     tokens = cfg.batch_size * cfg.grad_accum * cfg.ctx
     flops = flops_per_token(cfg, vocab) * tokens / dt
     name, peak = device_peak(device)
-    row = dict(kind=kind, vocab=vocab, params=sum(p.numel() for p in model.parameters()), ms_per_step=dt * 1e3,
-               tok_per_s=tokens / dt, tflops=flops / 1e12, mfu=flops / peak if peak else None,
-               mfu_matmul=flops / ceiling if ceiling else None, first_step_s=first, device=name,
+    row = dict(kind=kind, vocab=vocab, params=sum(p.numel() for p in model.parameters()),
+               ms_per_step=dt * 1e3, tok_per_s=tokens / dt, tflops=flops / 1e12,
+               mfu=flops / peak if peak else None, mfu_matmul=flops / ceiling if ceiling else None,
+               first_step_s=first, device=name,
                mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
     if args.profile and kind == "project":
-        row["top_kernels"] = top_kernels(step, device)
-    del model, step
+        try:
+            row["top_kernels"] = top_kernels(step, device)
+        except Exception as e:  # the timing above stands
+            print(f"profile failed: {_why(e)}")
     return row
+
+
+def safe_row(kind: str, make, cfg, vocab: int, device, args, ceiling) -> dict:
+    """bench_row, or a row holding its error: a failing variant or out-of-memory row does not end the run."""
+    try:
+        return bench_row(kind, make, cfg, vocab, device, args, ceiling)
+    except Exception as e:
+        print(f"{kind}, vocabulary {vocab}: failed: {_why(e)}")
+        return dict(kind=kind, vocab=vocab, error=_why(e, 500))
+    finally:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------- the stretch of the real loop
 class StepTimer:
-    """Trainer.step_timer: host time and device marks around each step (batch fetch included)."""
+    """Trainer.step_timer: host time and device marks around each step (the batch fetch is outside)."""
 
     def __init__(self, device: torch.device):
         self.clock, self.marks = Clock(device), []
@@ -227,6 +247,10 @@ class StepTimer:
         t, a = time.perf_counter(), self.clock.mark()
         yield
         self.marks.append((step, t, a, self.clock.mark()))
+
+
+def _why(e: Exception, n: int = 200) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:n]}"
 
 
 def _pct(xs: list[float]) -> dict:
@@ -262,7 +286,9 @@ def eval_costs(trainer, device: torch.device) -> dict:
             times.append(time.perf_counter() - t0)
         out[f"{name}_s"], out[f"{name}_first_s"] = times[1], times[0]
     if "compiled_s" in out and out["eager_s"] > out["compiled_s"]:
-        out["break_even_evals"] = (out["compiled_first_s"] - out["compiled_s"]) / (out["eager_s"] - out["compiled_s"])
+        # evals after which the compiled evaluation has paid for its compilation
+        saved = out["eager_s"] - out["compiled_s"]
+        out["break_even_evals"] = (out["compiled_first_s"] - out["compiled_s"]) / saved
     return out
 
 
@@ -295,8 +321,9 @@ def stretch(cfg, args, device: torch.device) -> dict:
     span = clock.seconds(steady[0][2], steady[-1][3]) if steady else 0.0
     tokens = scfg.batch_size * scfg.grad_accum * scfg.ctx
     host = [q[1] - p[1] for p, q in zip(steady, steady[1:])]
-    return dict(steps=len(m), corpus_s=t_corpus, loop_wall_s=wall, first_step_s=m[1][1] - m[0][1] if len(m) > 1 else None,
-                device_step_ms=_pct(busy), device_gap_ms=_pct(gaps), host_step_ms=_pct(host),
+    return dict(steps=len(m), corpus_s=t_corpus, loop_wall_s=wall,
+                first_step_s=m[1][1] - m[0][1] if len(m) > 1 else None, device_step_ms=_pct(busy),
+                device_gap_ms=_pct(gaps), host_step_ms=_pct(host),
                 device_wait_share=sum(gaps) / span if span else None,
                 tok_per_s=tokens * len(steady) / span if span else None, eval_s=evals, snapshot_queue_s=snaps,
                 eval_costs=costs, train_stories=scfg.train_stories)
@@ -304,7 +331,7 @@ def stretch(cfg, args, device: torch.device) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 def parse_variant(cfg, spec: str) -> tuple[str | None, str, object]:
-    """"[corpus:|gpt2:]field=value,..." -> (vocabulary or None for both, label, the config with the overrides)."""
+    """"[corpus:|gpt2:]field=value,..." -> (vocabulary or None for both, label, config with the overrides)."""
     only, _, body = spec.partition(":") if spec.split(":", 1)[0] in ("corpus", "gpt2") else (None, "", spec)
     argv = []
     for part in filter(None, body.split(",")):
@@ -332,65 +359,70 @@ def vocabularies(cfg, which: str) -> list[tuple[str, int]]:
 
 
 def print_report(cfg, rows, ceiling, st, device):
-    print(f"preset {cfg.preset}: {cfg.batch_size * cfg.grad_accum} x {cfg.ctx} tokens a step "
-          f"(project fuse_micro={cfg.fuse_micro}, reference {cfg.grad_accum} x {cfg.batch_size} accumulated), "
-          f"compile={cfg.compile and device.type == 'cuda'}, device {rows[0]['device']}, torch {torch.__version__}"
+    ok = [r for r in rows if "error" not in r]
+    print(f"preset {cfg.preset}: {cfg.batch_size * cfg.grad_accum} x {cfg.ctx} tokens a step (project "
+          f"fuse_micro={cfg.fuse_micro}, reference {cfg.grad_accum} x {cfg.batch_size} accumulated), "
+          f"compile={cfg.compile and device.type == 'cuda'}, device {ok[0]['device'] if ok else device}, "
+          f"torch {torch.__version__}"
           + (f", 8192^3 bf16 matmul {ceiling / 1e12:.0f} TFLOP/s" if ceiling else ""))
     pct = lambda v: f"{100 * v:.1f}%" if v is not None else "-"
     body = [[r["kind"], r["vocab"], f"{r['params']:,}", f"{r['ms_per_step']:.2f}", f"{r['tok_per_s']:,.0f}",
              f"{r['tflops']:.1f}", pct(r["mfu"]), pct(r["mfu_matmul"]),
              f"{r['mem_gib']:.1f}" if r["mem_gib"] is not None else "-", f"{r['first_step_s']:.1f}",
              f"{r['speedup_vs_reference']:.2f}x" if math.isfinite(r["speedup_vs_reference"]) else "-"]
-            for r in rows]
+            if "error" not in r else [r["kind"], r["vocab"], "failed"] + ["-"] * 8 for r in rows]
     print(format_table(["step", "vocab", "params", "ms/step", "tok/s", "TFLOP/s", "MFU", "MFU mm", "mem GiB",
                         "first s", "speedup"], body))
     for r in rows:
         if "top_kernels" in r:
-            print(f"\ntop kernels, project step, vocabulary {r['vocab']} (ms per step, share of device time):")
+            print(f"\ntop kernels of the project step, vocabulary {r['vocab']} (ms a step, share of time):")
             print(format_table(["kernel", "ms", "share", "calls"],
-                               [[k["kernel"][:80], f"{k['ms_per_step']:.3f}", pct(k["share"]), f"{k['calls_per_step']:g}"]
-                                for k in r["top_kernels"]]))
-    if st:
+                               [[k["kernel"][:80], f"{k['ms_per_step']:.3f}", pct(k["share"]),
+                                 f"{k['calls_per_step']:g}"] for k in r["top_kernels"]]))
+    if st and "error" not in st:
         f = lambda d: " ".join(f"{k} {v:.2f}" for k, v in d.items())
         print(f"\nstretch: {st['steps']} steps of train.py's loop, {st['train_stories']:,} training stories "
-              f"(corpus {st['corpus_s']:.1f} s), loop wall {st['loop_wall_s']:.1f} s, first step {st['first_step_s']:.1f} s")
+              f"(corpus {st['corpus_s']:.1f} s), loop wall {st['loop_wall_s']:.1f} s, "
+              f"first step {st['first_step_s'] or 0:.1f} s")
         print(f"  device ms/step {f(st['device_step_ms'])} | gaps between steps ms {f(st['device_gap_ms'])}")
-        print(f"  host ms/step {f(st['host_step_ms'])} | device waited {pct(st['device_wait_share'])} of the time, "
-              f"{st['tok_per_s'] or 0:,.0f} tok/s")
+        print(f"  host ms/step {f(st['host_step_ms'])} | device waited {pct(st['device_wait_share'])} of the "
+              f"time, {st['tok_per_s'] or 0:,.0f} tok/s")
         print("  evals s " + ", ".join(f"{t:.2f}" for t in st["eval_s"]) + " | snapshot queueing s "
               + ", ".join(f"{t:.3f}" for t in st["snapshot_queue_s"]))
         print("  eval costs: " + ", ".join(f"{k} {v:.2f}" for k, v in st["eval_costs"].items()))
 
 
 DEFINITIONS = {
-    "ms_per_step": "device time of one training step (forward, backward, clip, optimizer), mean over bench_steps",
+    "ms_per_step": "device time of one training step (forward, backward, clip, optimizer), bench_steps mean",
     "mfu": "model FLOPs per second / the device's dense bf16 peak; model FLOPs per token = 6 * (trunk matmul "
            "parameters + vocab * d_model) + 12 * n_layer * d_model * ctx, real vocabulary",
     "mfu_matmul": "the same FLOPs / the rate of one 8192^3 bf16 matmul on this device",
     "speedup_vs_reference": "reference ms/step / this row's ms/step, same vocabulary",
     "reference": "plain GPT of the same shape: bf16 autocast, torch.compile(module), fused AdamW, CE on the "
                  "logits, grad_accum micro-batches of batch_size accumulated",
-    "device_wait_share": "stretch: sum of the device gaps between consecutive steps / the device span of the steps",
+    "device_wait_share": "stretch: sum of the device gaps between consecutive steps / their device span",
 }
 
 
 def main(argv=None):
     ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both", help="vocabulary size(s) to time")
+    ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both", help="vocabularies")
     ap.add_argument("--bench-steps", dest="bench_steps", type=int, default=20, help="timed steps per row")
-    ap.add_argument("--warmup-steps", type=int, default=5, help="untimed steps after the first (compiling) one")
-    ap.add_argument("--variant", action="append", default=[], help="an extra project row: [corpus:|gpt2:]field=value,...")
+    ap.add_argument("--warmup-steps", type=int, default=5, help="untimed steps after the first (compiling)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="an extra project row: [corpus:|gpt2:]field=value,...")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference rows")
-    ap.add_argument("--stretch", action="store_true", help="also time a stretch of train.py's loop on the real corpus")
+    ap.add_argument("--stretch", action="store_true", help="also time a stretch of train.py's loop")
     ap.add_argument("--stretch-steps", type=int, default=200, help="steps of the stretch")
-    ap.add_argument("--stretch-stories", type=int, default=20_000, help="training stories of the stretch's corpus")
+    ap.add_argument("--stretch-stories", type=int, default=20_000, help="training stories of its corpus")
     ap.add_argument("--profile", action="store_true", help="top-15 device kernels of the project step")
-    ap.add_argument("--json", default="", help="write the table, definitions and provenance to this JSON file")
+    ap.add_argument("--json", default="", help="write the table, definitions and provenance here")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
         if min(args.bench_steps, args.stretch_steps, args.stretch_stories) < 1 or args.warmup_steps < 0:
-            raise UsageError("--bench-steps, --stretch-steps and --stretch-stories must be >= 1, --warmup-steps >= 0")
+            raise UsageError("--bench-steps, --stretch-steps, --stretch-stories must be >= 1, "
+                             "--warmup-steps >= 0")
         cfg = config_from_args(args)
         variants = [parse_variant(cfg, v) for v in args.variant]
         if args.json:
@@ -404,14 +436,23 @@ def main(argv=None):
     ceiling = matmul_ceiling(device)
     rows = []
     for which, vocab in vocabs:
-        group = [bench_row("project", project_step, cfg, vocab, device, args, ceiling)]
-        group += [bench_row(f"project {label}", project_step, vcfg, vocab, device, args, ceiling)
+        group = [safe_row("project", project_step, cfg, vocab, device, args, ceiling)]
+        group += [safe_row(f"project {label}", project_step, vcfg, vocab, device, args, ceiling)
                   for only, label, vcfg in variants if only in (None, which)]
-        ref = None if args.no_reference else bench_row("reference", reference_step, cfg, vocab, device, args, ceiling)
-        for r in group + ([ref] if ref else []):
-            r["speedup_vs_reference"] = ref["ms_per_step"] / r["ms_per_step"] if ref else float("nan")
-        rows += group + ([ref] if ref else [])
-    st = stretch(cfg, args, device) if args.stretch else None
+        if not args.no_reference:
+            group.append(safe_row("reference", reference_step, cfg, vocab, device, args, ceiling))
+        ref_ms = group[-1].get("ms_per_step", math.nan) if not args.no_reference else math.nan
+        for r in group:
+            if "ms_per_step" in r:
+                r["speedup_vs_reference"] = ref_ms / r["ms_per_step"]
+        rows += group
+    st = None
+    if args.stretch:
+        try:
+            st = stretch(cfg, args, device)
+        except Exception as e:
+            print(f"stretch failed: {_why(e)}")
+            st = dict(error=_why(e, 500))
     print_report(cfg, rows, ceiling, st, device)
     if args.json:
         write_result(args.json, "bench", cfg.to_dict(), DEFINITIONS,

@@ -35,8 +35,10 @@ class Config:
     compile: bool = True           # torch.compile the training model when available (CUDA only)
     fuse_micro: bool = True        # one forward/backward of all grad_accum micro-batches (the same numbers
                                    # as accumulating them; more activation memory); false for small GPUs
-    ce_chunks: int = 0             # > 0: the loss in this many token chunks, logits never kept (large vocabularies)
-    compile_eval: bool = False     # torch.compile the evaluation too (CUDA; pays for its compilation only over many evals)
+    ce_chunks: int = 0             # > 0: the loss in this many token chunks, the logits never kept (large
+                                   # vocabularies)
+    compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
+                                   # over many evals)
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic | tinystories | path to .txt/.jsonl/.parquet
@@ -171,7 +173,8 @@ def parse_stop_rule(rule: str) -> tuple[int, float, float]:
 
 
 # Fields that may differ between the run that made a folder and the command that resumes it.
-RUNTIME_FIELDS = {"device", "compile", "fuse_micro", "ce_chunks", "compile_eval", "progress", "out_dir", "cache_dir", "name", "state_every"}
+RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every",
+                  "fuse_micro", "ce_chunks", "compile_eval"}
 
 PRESETS: dict[str, dict] = {
     "paper": {},

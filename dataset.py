@@ -309,7 +309,8 @@ class Prefetcher:
     exactly [get_batch(corpus, cfg, t, m) for m < grad_accum]: a pure function of (seed, step, micro), so a
     resumed run gets the same ones. `get(t)` must be called for t = start, start + 1, ... in order."""
 
-    def __init__(self, corpus: Corpus, cfg: Config, device: torch.device, start: int, stop: int, depth: int = 3):
+    def __init__(self, corpus: Corpus, cfg: Config, device: torch.device, start: int, stop: int,
+                 depth: int = 3):
         self.device, self.next, self.micro = device, start, cfg.grad_accum
         self.queue, self.stopped = queue.Queue(maxsize=depth), threading.Event()
         self.thread = threading.Thread(target=self._work, args=(corpus, cfg, start, stop), daemon=True)

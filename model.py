@@ -88,7 +88,7 @@ class GPT(nn.Module):
 
     def head(self, h):
         """Logits over the real vocabulary. The product runs over all padded rows so that the logits' rows
-        have an aligned length (50,257 columns would not: slower matrix kernels); the pad columns are dropped."""
+        have an aligned length (50,257 columns would not: slower matrix kernels); pad columns are dropped."""
         return F.linear(h, self.wte.weight)[..., : self.vocab_size]
 
 
@@ -122,7 +122,8 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0):
     accumulation over them. `lam` may be a 0-d tensor (a compiled loss is then not specialised to its value).
     ce_chunks > 0: the cross-entropy is computed `ce_chunks` token chunks at a time without keeping the logits
     (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient)."""
-    mask = (torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]).view(n_micro, -1)  # -1: no probe
+    mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
+    mask = mask.view(n_micro, -1)
     lm_w = ~mask / (~mask).sum(1, keepdim=True)            # weight of each token in its micro-batch's LM mean
     probe_w = mask / mask.sum(1, keepdim=True).clamp(min=1)
     if ce_chunks > 0:

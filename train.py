@@ -73,8 +73,8 @@ _SCALARS: dict = {}
 
 
 def device_scalar(value, device) -> torch.Tensor:
-    """`value` as a cached 0-d fp32 tensor on `device`: a Python float would be baked into the compiled loss (a
-    recompile each time lambda changes) and a new tensor per step would be a blocking host-to-device copy."""
+    """`value` as a cached 0-d fp32 tensor on `device`: a Python float would be baked into the compiled
+    loss (a recompile each time lambda changes), a new tensor per step a blocking host-to-device copy."""
     if isinstance(value, torch.Tensor):
         return value
     key = (float(value), str(device))
@@ -86,8 +86,8 @@ def device_scalar(value, device) -> torch.Tensor:
 def train_step(model, opt, batches, cfg: Config, lr: float, lam, fwd=losses):
     """One update theta(t) -> theta(t + 1) on the step's micro-batches `batches` [(x, y, probe_pos), ...]:
     the gradient of the mean of their losses, global-norm clip (grad_clip 0: none), optimizer step, zero grad.
-    cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps its own normalisation, so the
-    numbers are those of accumulation); else one forward/backward per micro-batch, gradients accumulated.
+    cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps its own normalisation, so
+    the numbers are those of accumulation); else one forward/backward per micro-batch, gradients accumulated.
     Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient norm (no host sync)."""
     lam = device_scalar(lam, batches[0][0].device)
     n = len(batches)
@@ -151,7 +151,8 @@ class Evaluator:
 
     def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
         self.device = device
-        lm_rows = max(1, min(rows, 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))))  # logits <= 1 GiB bf16
+        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB in bf16
+        lm_rows = max(1, min(rows, logits_cap))
         self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
         self.probe = {}
         for name, (xs, pos, ans) in ev.probe.items():
@@ -162,14 +163,15 @@ class Evaluator:
         self.lm_fn, self.probe_fn = compile_(_lm_loss_sum), compile_(_probe_hits)
 
     def _batches(self, tensors, cap: int):
-        """Equal batches of at most `cap` rows (fewer than one row per batch padded) and their valid-row masks."""
+        """Equal batches of at most `cap` rows (under one padded row per batch) with their valid-row masks."""
         n = len(tensors[0])
         nb = -(-n // cap)
         rows = -(-n // nb)
         pad = nb * rows - n
         valid = torch.arange(nb * rows) < n
         padded = [torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) if pad else t for t in tensors]
-        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid)) for i in range(0, nb * rows, rows)]
+        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid))
+                for i in range(0, nb * rows, rows)]
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
@@ -187,16 +189,17 @@ class Evaluator:
 
 # ----------------------------------------------------------------------------- run-folder files
 def host_copy(obj):
-    """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function that waits
-    for the copies. On CUDA they go to pinned memory without blocking the host: the device makes them in stream
-    order (before any later update of the weights) and only the writer thread waits for them."""
+    """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function that
+    waits for the copies. On CUDA they go to pinned memory without blocking the host: the device makes them
+    in stream order (before any later update of the weights) and only the writer thread waits for them."""
     cuda = []
 
     def copy(o):
         if isinstance(o, torch.Tensor):
             if o.is_cuda:
                 cuda.append(o.device)
-                return torch.empty(o.shape, dtype=o.dtype, pin_memory=True).copy_(o.detach(), non_blocking=True)
+                pinned = torch.empty(o.shape, dtype=o.dtype, pin_memory=True)
+                return pinned.copy_(o.detach(), non_blocking=True)
             return o.detach().to("cpu", copy=True)
         if isinstance(o, dict):
             return {k: copy(v) for k, v in o.items()}
@@ -262,7 +265,8 @@ class SnapshotWriter:
         if self.errors:
             what, e = self.errors[0]
             why = os_reason(e) if isinstance(e, OSError) else str(e).splitlines()[0][:160]
-            raise UsageError(f"{what} could not be written ({why}); the run stopped, rerun the same command to resume")
+            raise UsageError(f"{what} could not be written ({why}); the run stopped, "
+                             f"rerun the same command to resume")
 
     def join(self):
         for t in self.threads:
@@ -357,7 +361,8 @@ class Trainer:
             self.train_sum, self.n_sum = self.state["train_sum"].to(device), self.state["n_sum"]
         self.snaps = SnapshotWriter(self.run_dir)
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
-        self.evaluate = Evaluator(self.ev, device, corpus.vocab_size, cfg.compile_eval and device.type == "cuda")
+        self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
+                                  compiled=cfg.compile_eval and device.type == "cuda")
         self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
 
     def missing_before(self, step: int) -> list[int]:
@@ -405,9 +410,10 @@ class Trainer:
 
     def save_state(self, step: int):
         """state_latest.pt, written in the background (`snaps.join` waits for it)."""
-        self.snaps.save_state({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
-                               "rng": torch.get_rng_state(), "train_sum": self.train_sum, "n_sum": self.n_sum,
-                               "config": self.cfg.to_dict()}, os.path.join(self.run_dir, "state_latest.pt"))
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
+                 "rng": torch.get_rng_state(), "train_sum": self.train_sum, "n_sum": self.n_sum,
+                 "config": self.cfg.to_dict()}
+        self.snaps.save_state(state, os.path.join(self.run_dir, "state_latest.pt"))
 
     def finish(self, kind: str, step: int, **extra) -> dict:
         self.save_state(step)
@@ -445,8 +451,9 @@ class Trainer:
                 if step == cfg.steps or (stop_after is not None and step - start >= stop_after):
                     break
                 t0 = time.perf_counter()
+                batches = feed.get(step)
                 with self.step_timer(step):
-                    sums, self.grad_norm = train_step(self.model, self.opt, feed.get(step), cfg, lr_at(cfg, step),
+                    sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg, lr_at(cfg, step),
                                                       cfg.lambda_at(step), fwd)
                 self.train_sum += sums
                 self.n_sum += 1

@@ -76,7 +76,8 @@ def test_chunked_loss_equals_plain(setup):
         model.zero_grad()
         loss, lm, probe = losses(model, x, y, pos, 2.0, n_micro=2, ce_chunks=chunks)
         loss.backward()
-        res[chunks] = torch.stack([loss, lm, probe]).detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        res[chunks] = torch.stack([loss, lm, probe]).detach(), grads
     (v0, g0), (v3, g3) = res[0], res[3]
     assert torch.allclose(v0, v3, rtol=1e-6)
     assert all(torch.allclose(g0[k], g3[k], rtol=1e-4, atol=1e-7) for k in g0)
@@ -103,7 +104,8 @@ def test_bench_runs_on_cpu(tmp_path, micro, argv):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *argv(over), "--vocab", "corpus",
                         "--bench-steps", "2", "--warmup-steps", "0", "--stretch", "--stretch-steps", "3",
-                        "--stretch-stories", "200", "--profile", "--variant", "fuse_micro=false", "--json", str(out)],
+                        "--stretch-stories", "200", "--profile", "--variant", "fuse_micro=false",
+                        "--json", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(out))["results"]
