@@ -504,8 +504,9 @@ def warm_compile(cfg: Config, vocab_size: int, device: torch.device):
     on disk, so the run's own compilation of the same graph is a cache hit. Called before the run's seed is
     set, so the run's random numbers are untouched."""
     model = GPT.from_config(cfg, vocab_size).to(device)
-    zeros = torch.zeros(cfg.batch_size, cfg.ctx, dtype=torch.long, device=device)
-    batches = [(zeros, zeros, torch.full((cfg.batch_size,), -1, device=device))] * cfg.grad_accum
+    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long, device=device)  # x and y must not alias
+    batches = [(zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size) - 1)
+               for _ in range(cfg.grad_accum)]
     train_step(model, make_optimizer(model, cfg, device), batches, cfg, lr_at(cfg, 0), cfg.lambda_at(0),
                loss_fn(cfg, device))
     torch.cuda.synchronize()
