@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from common import check_writable, format_table, pick_device, write_result
 from config import Parser, UsageError, add_config_args, config_from_args, fail, make_config
-from model import GPT, GPT2_VOCAB, padded_vocab
+from model import GPT, GPT2_VOCAB, padded_vocab, set_attention_backend
 from train import Trainer, autocast, loss_fn, make_optimizer, train_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
@@ -194,6 +194,8 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     compiled = cfg.compile and device.type == "cuda"
+    if device.type == "cuda":
+        set_attention_backend(cfg.sdpa)  # the row's own (a variant's sdpa=... must not leak into the next)
     model, step = make(cfg, vocab, device, random_batches(cfg, vocab, device), compiled)
     clock = Clock(device)
     t0 = time.perf_counter()
@@ -296,6 +298,8 @@ def stretch(cfg, args, device: torch.device) -> dict:
     """train.py's loop for args.stretch_steps steps of the real corpus in a temporary run folder."""
     from dataset import load_corpus
     torch._dynamo.reset()
+    if device.type == "cuda":
+        set_attention_backend(cfg.sdpa)
     with tempfile.TemporaryDirectory() as tmp:
         scfg = make_config(**{**cfg.to_dict(), "n_train_stories": args.stretch_stories, "out_dir": tmp,
                               "name": "stretch", "progress": False})

@@ -39,6 +39,7 @@ class Config:
                                    # vocabularies)
     compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
                                    # over many evals)
+    sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic | tinystories | path to .txt/.jsonl/.parquet
@@ -135,6 +136,8 @@ class Config:
              "n_codewords and n_val_stories must be > 0, n_train_stories >= 0"),
             (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0, "need grad_clip >= 0, ctx > 0, n_layer > 0"),
             (self.ce_chunks >= 0, "ce_chunks must be >= 0 (0: the loss in one piece)"),
+            (self.sdpa in ("auto", "flash", "cudnn", "efficient"),
+             f"sdpa must be auto, flash, cudnn or efficient, got {self.sdpa!r}"),
             (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
         ]
         checks += [(_segment_ok(seg), f"snapshot_extra segment {seg!r} is not start:end:every with start <= end, every > 0")
@@ -174,7 +177,7 @@ def parse_stop_rule(rule: str) -> tuple[int, float, float]:
 
 # Fields that may differ between the run that made a folder and the command that resumes it.
 RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every",
-                  "fuse_micro", "ce_chunks", "compile_eval"}
+                  "fuse_micro", "ce_chunks", "compile_eval", "sdpa"}
 
 PRESETS: dict[str, dict] = {
     "paper": {},

@@ -18,6 +18,17 @@ def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
     return (vocab_size + multiple - 1) // multiple * multiple
 
 
+def set_attention_backend(name: str = "auto"):
+    """The kernels F.scaled_dot_product_attention may use on CUDA: "auto" (all, PyTorch chooses), or only
+    "flash", "cudnn" or "efficient" (an error if that one cannot run a shape). The same attention; the
+    kernels differ in speed and in bf16 rounding. A compiled function takes the choice at compile time."""
+    on = {"flash", "cudnn", "efficient", "math"} if name == "auto" else {name}
+    torch.backends.cuda.enable_flash_sdp("flash" in on)
+    torch.backends.cuda.enable_cudnn_sdp("cudnn" in on)
+    torch.backends.cuda.enable_mem_efficient_sdp("efficient" in on)
+    torch.backends.cuda.enable_math_sdp("math" in on)
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_head: int):
         super().__init__()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from common import check_writable, environment, os_reason, pick_device, write_json, write_text
 from config import Config, UsageError, fail, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
-from model import GPT, losses, padded_vocab, param_groups
+from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
                   remove_leftovers, snapshot_path)
 
@@ -546,6 +546,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     device = pick_device(cfg.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
+        set_attention_backend(cfg.sdpa)
     corpus = load_corpus_while_compiling(cfg, device)
     os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
     with RunLock(cfg.run_dir):
