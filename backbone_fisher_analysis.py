@@ -42,10 +42,10 @@ import time
 
 import numpy as np
 
-from common import analysis_parser, cli, out_path, write_result
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
 from geometry import backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions
-from runs import batch_record, load_model, load_run, loss_fn, replay_batches, snapshot_selection
+from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
 from trajectory_pca_uncentered import PROMINENCE, RADIUS, pair_switches
 
 
@@ -100,9 +100,7 @@ def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dic
 
 # ----------------------------------------------------------------------------- figure
 def plot(out_dir: str, out: dict) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     g0 = out["groups"][0]
     steps = np.array(out["steps"])
     rows = [r["groups"][g0] for r in out["table"]]
@@ -129,16 +127,11 @@ def plot(out_dir: str, out: dict) -> str:
     bx.set_ylabel(r"anisotropy $\alpha = q(v_b)$ / mean $q(w)$"), bx.set_title("anisotropy", fontsize=9)
     ax.legend(fontsize=7), bx.legend(fontsize=7, ncol=2)
     fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "backbone_fisher_analysis.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_fisher_analysis.png"), dpi=130)
 
 
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
-    from tqdm import tqdm
     if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches, --batch-size and --K must be >= 1")
     if args.every is not None and args.every < 1:
@@ -172,12 +165,7 @@ def analyse(args) -> dict:
 
     # gradients and Fisher quantities at each step
     table, batches_used = [], {}
-    model = None
-    for t in tqdm(steps, desc="fisher", dynamic_ncols=True, disable=not sys.stderr.isatty()):
-        model = load_model(traj, cfg, corpus, t, model)
-        lam = cfg.lambda_at(t)
-        batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
-        batches_used[str(t)] = batch_record(cfg, used)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher"):
         G = batch_gradients(model, batches, loss_fn(0, lam, traj.device, args.fp32), keys)  # (M, D)
         row = dict(step=t, **{"lambda": lam}, groups={})
         for g in groups:
@@ -210,13 +198,7 @@ def analyse(args) -> dict:
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 products, TF32 off",
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
         ),
-        batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-                          "(dataset.get_batch) concatenated and cut into consecutive mini-batches; trained_on = false when "
-                          "the stream reaches steps the run never took",
-                     per_step=batches_used),
-        config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
-                                             "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
+        **replay_record(cfg, args.batches, args.batch_size, batches_used),
         D=D,
         backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]) if k == 2 else None, k95=pcas[g].k95,
                           rows=len(traj.row_steps)) for g in groups},

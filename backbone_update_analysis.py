@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from common import analysis_parser, cli, fmt, out_path, write_result
+from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result
 from config import UsageError
 from runs import lambda_step, open_trajectory
 
@@ -55,8 +55,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    cli(run, args, argv)
+    cli(run, parse_args(argv), argv)
 
 
 def update_pairs(row_steps, anchor: int, lag: int) -> list[tuple[int, int]]:
@@ -146,9 +145,7 @@ def _median(xs):
 # ----------------------------------------------------------------------------- figure
 def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
     """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0; small multiples for every group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def draw(ax, r, title, fs):
         nan = lambda xs: [np.nan if x is None else x for x in xs]
@@ -178,11 +175,7 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
         a.tick_params(labelbottom=i >= len(names) - ncol, labelleft=i % ncol == 0)  # outer labels only
         a.xaxis.set_major_locator(plt.MaxNLocator(3))
         axes.append(a)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "backbone_update_alignment.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_update_alignment.png"))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device | str = "cpu") -> dict:
     """The code and environment a run or a result comes from."""
-    device = torch.device(device)
+    device = pick_device(device) if isinstance(device, str) else device
     return dict(git_commit=_git("rev-parse", "HEAD") or "unknown",
                 git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
@@ -100,7 +100,7 @@ def provenance(t0: float, argv=None, device: torch.device | str = "cpu", script:
     out = dict(environment(device), command=shlex.join(["python", script, *argv]),
                wall_s=round(time.perf_counter() - t0, 2), date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
                peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    if torch.device(device).type == "cuda":
+    if out["device"].startswith("cuda"):
         out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
 
@@ -174,6 +174,30 @@ def check_writable(folder: str):
         raise UsageError(f"cannot write into {folder}: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write into {folder}: {probe} is read-only")
+
+
+# ----------------------------------------------------------------------------- figures
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> str:
+    """Lay out, write atomically (a kill never leaves an empty PNG) and close a figure; returns path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise disk_error(e, path)
+    finally:
+        plt.close(fig)
+    return path
 
 
 # ----------------------------------------------------------------------------- tables

@@ -239,6 +239,25 @@ def existing_run(cfg: Config) -> dict | None:
     return dict(config=old, metrics=read_metrics(cfg.run_dir), status=read_status(cfg.run_dir))
 
 
+def curves(metrics: list[dict], keys=("step", "val_loss", "p_in", "p_ood")) -> dict:
+    """{key: [value per eval]} of metrics rows (for figures and the experiment records)."""
+    return {k: [r.get(k) for r in metrics] for k in keys}
+
+
+def same_finished_run(cfg: Config) -> bool:
+    """Whether cfg.run_dir holds a finished run of exactly `cfg` (another config's folder: False)."""
+    if read_record(cfg.run_dir) is None or not finished(read_status(cfg.run_dir)):
+        return False
+    try:
+        return check_run_dir(cfg) is not None
+    except UsageError:
+        return False
+
+
+def finished(status: dict | None) -> bool:
+    return bool(status) and status["status"] != "running"
+
+
 def lambda_step(config: dict, steps) -> int | None:
     """The run's lambda step when it falls within `steps` (for a marker in figures)."""
     s = config.get("lambda_step")
@@ -344,6 +363,33 @@ def loss_fn(which: int, lam: float, device, fp32: bool):
 def batch_record(cfg: Config, used) -> dict:
     """Which micro-batches a snapshot's mini-batches came from; trained_on: all of them are steps the run took."""
     return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
+
+
+REPLAY_RULE = ("the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
+               "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
+               "mini-batches; trained_on = false when the stream reaches steps the run never took")
+REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe", "lambda_probe_late", "lambda_step",
+                 "n_layer", "d_model")
+
+
+def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
+    """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
+    micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
+    import sys
+    from tqdm import tqdm
+    model = None
+    for t in tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty()):
+        model = load_model(traj, cfg, corpus, t, model)
+        batches, used = replay_batches(corpus, cfg, t, n, batch_size)
+        record[str(t)] = batch_record(cfg, used)
+        yield t, cfg.lambda_at(t), model, batches
+
+
+def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
+    """The "batches" and "config" entries of a replaying analysis' JSON."""
+    return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                             rule=REPLAY_RULE, per_step=per_step),
+                config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
 
 
 def snapshot_selection(traj, every: int) -> list[int]:
