@@ -98,9 +98,13 @@ class GPT(nn.Module):
         return self.head(h)
 
     def head(self, h):
-        """Logits over the real vocabulary. The product runs over all padded rows so that the logits' rows
-        have an aligned length (50,257 columns would not: slower matrix kernels); pad columns are dropped."""
-        return F.linear(h, self.wte.weight)[..., : self.vocab_size]
+        """Logits over the real vocabulary. Compiled, the product runs over all padded rows so that the
+        logits' rows have an aligned length (50,257 columns would not: slower matrix kernels) and the pad
+        columns are dropped inside the fused loss; eagerly that slice would cost copies, so only the real
+        rows are multiplied. The same logits either way, up to rounding."""
+        if torch.compiler.is_compiling():
+            return F.linear(h, self.wte.weight)[..., : self.vocab_size]
+        return F.linear(h, self.wte.weight[: self.vocab_size])
 
 
 def trunk_keys(n_layer: int, block: int | None = None) -> list[str]:
