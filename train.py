@@ -187,6 +187,12 @@ class Evaluator:
         return out
 
 
+def evaluate(model, ev, device, batch_size: int = 512) -> dict:
+    """One evaluation of `model` (a GPT, or any module with its call and `vocab_size`) on the sets `ev`; a
+    loop that evaluates often keeps one Evaluator instead (its sets stay on the device)."""
+    return Evaluator(ev, device, model.vocab_size, rows=batch_size)(model)
+
+
 # ----------------------------------------------------------------------------- run-folder files
 def host_copy(obj):
     """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function that

@@ -96,6 +96,8 @@ def test_evaluator_equals_direct_computation(setup):
             want[name] = (model(xs, positions=pos).argmax(-1) == ans).float().mean().item()
     assert got.keys() == want.keys() and got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
     assert all(got[k] == pytest.approx(want[k]) for k in ("p_in", "p_ood"))
+    again = train.evaluate(model, ev, torch.device("cpu"), batch_size=7)
+    assert all(again[k] == pytest.approx(want[k], rel=1e-5) for k in want)
 
 
 def test_bench_runs_on_cpu(tmp_path, micro, argv):
