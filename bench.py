@@ -396,6 +396,19 @@ def print_report(cfg, rows, ceiling, st, device):
         print("  eval costs: " + ", ".join(f"{k} {v:.2f}" for k, v in st["eval_costs"].items()))
 
 
+def summary(cfg, rows, device) -> dict:
+    """The earlier bench.json's top-level fields (its readers keep working): the project rows only."""
+    project = [r for r in rows if r["kind"] == "project" and "error" not in r]
+    keep = lambda r: dict(vocab=r["vocab"], params=r["params"], ms_per_step=round(r["ms_per_step"], 2),
+                          tok_per_s=round(r["tok_per_s"]), tflops=round(r["tflops"], 1),
+                          mfu_pct=round(100 * r["mfu"], 1) if r["mfu"] is not None else None,
+                          mem_gib=round(r["mem_gib"], 1) if r["mem_gib"] is not None else None,
+                          speedup_vs_reference=r.get("speedup_vs_reference"))
+    return dict(preset=cfg.preset, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, ctx=cfg.ctx,
+                compile=cfg.compile and device.type == "cuda",
+                device_name=project[0]["device"] if project else None, rows=[keep(r) for r in project])
+
+
 DEFINITIONS = {
     "ms_per_step": "device time of one training step (forward, backward, clip, optimizer), bench_steps mean",
     "mfu": "model FLOPs per second / the device's dense bf16 peak; model FLOPs per token = 6 * (trunk matmul "
@@ -412,7 +425,8 @@ def main(argv=None):
     ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both", help="vocabularies")
     ap.add_argument("--bench-steps", dest="bench_steps", type=int, default=20, help="timed steps per row")
-    ap.add_argument("--warmup-steps", type=int, default=5, help="untimed steps after the first (compiling)")
+    ap.add_argument("--warmup-steps", type=int, default=None,
+                    help="untimed steps after the first (default 5 compiled on CUDA, else 1)")
     ap.add_argument("--variant", action="append", default=[],
                     help="an extra project row: [corpus:|gpt2:]field=value,...")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference rows")
@@ -424,7 +438,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        if min(args.bench_steps, args.stretch_steps, args.stretch_stories) < 1 or args.warmup_steps < 0:
+        if min(args.bench_steps, args.stretch_steps, args.stretch_stories) < 1 or (args.warmup_steps or 0) < 0:
             raise UsageError("--bench-steps, --stretch-steps, --stretch-stories must be >= 1, "
                              "--warmup-steps >= 0")
         cfg = config_from_args(args)
@@ -433,6 +447,8 @@ def main(argv=None):
             check_writable(os.path.dirname(os.path.abspath(args.json)))
         device = pick_device(cfg.device)
         vocabs = vocabularies(cfg, args.vocab)
+        if args.warmup_steps is None:
+            args.warmup_steps = 5 if (cfg.compile and device.type == "cuda") else 1
     except UsageError as e:
         fail(str(e))
     if device.type == "cuda":
@@ -461,7 +477,7 @@ def main(argv=None):
     if args.json:
         write_result(args.json, "bench", cfg.to_dict(), DEFINITIONS,
                      dict(rows=rows, matmul_tflops=ceiling / 1e12 if ceiling else None, stretch=st), t0,
-                     argv=argv, device=device, script="bench.py")
+                     argv=argv, device=device, script="bench.py", **summary(cfg, rows, device))
         print(f"wrote {args.json}")
 
 

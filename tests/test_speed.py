@@ -110,7 +110,9 @@ def test_bench_runs_on_cpu(tmp_path, micro, argv):
                         "--json", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = json.load(open(out))["results"]
+    rec = json.load(open(out))
+    res = rec["results"]
+    assert [r["vocab"] for r in rec["rows"]] == [res["rows"][0]["vocab"]]  # the earlier schema: project rows
     assert [row["kind"] for row in res["rows"]] == ["project", "project fuse_micro=false", "reference"]
     assert res["rows"][0]["top_kernels"] and res["stretch"]["steps"] == 3
     assert "speedup" in r.stdout and "stretch" in r.stdout
