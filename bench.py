@@ -438,7 +438,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        if min(args.bench_steps, args.stretch_steps, args.stretch_stories) < 1 or (args.warmup_steps or 0) < 0:
+        counts = (args.bench_steps, args.stretch_steps, args.stretch_stories)
+        if min(counts) < 1 or (args.warmup_steps or 0) < 0:
             raise UsageError("--bench-steps, --stretch-steps, --stretch-stories must be >= 1, "
                              "--warmup-steps >= 0")
         cfg = config_from_args(args)
