@@ -546,12 +546,12 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
     corpus = load_corpus_while_compiling(cfg, device)
-    os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
     with RunLock(cfg.run_dir):
         check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
         done = already_done(cfg)
         if done:
             return done
+        os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
         remove_leftovers(cfg.run_dir)
         torch.manual_seed(cfg.seed)
         trainer = Trainer(cfg, corpus, device)
