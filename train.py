@@ -228,8 +228,9 @@ class SnapshotWriter:
         os.umask(mask)
         self.mode = 0o666 & ~mask  # safetensors creates 0600 temp files; snapshots are shared like any file
 
-    def start(self, what: str, write, after_all: bool = False):
-        """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one failed."""
+    def start(self, what, write, after_all: bool = False):
+        """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one failed.
+        what(reason) is the message of a failure."""
         earlier = [t for t in self.threads if t.is_alive()]
 
         def run():
@@ -254,7 +255,8 @@ class SnapshotWriter:
             save_file(tensors, path + ".tmp")
             os.chmod(path + ".tmp", self.mode)
             os.replace(path + ".tmp", path)
-        self.start(f"snapshot step {step}", write)
+        self.start(lambda why: f"snapshot step {step} could not be written ({why}); the run stopped, "
+                               f"rerun the same command to resume", write)
 
     def save_state(self, state: dict, path: str):
         """torch.save(state) to `path` once every earlier write is done: never a resume point past a
@@ -265,14 +267,13 @@ class SnapshotWriter:
             ready()
             torch.save(state, path + ".tmp")
             os.replace(path + ".tmp", path)
-        self.start(os.path.basename(path), write, after_all=True)
+        self.start(lambda why: f"cannot write {path}: {why}", write, after_all=True)
 
     def check(self):
         if self.errors:
             what, e = self.errors[0]
             why = os_reason(e) if isinstance(e, OSError) else str(e).splitlines()[0][:160]
-            raise UsageError(f"{what} could not be written ({why}); the run stopped, "
-                             f"rerun the same command to resume")
+            raise UsageError(what(why))
 
     def join(self):
         for t in self.threads:
