@@ -10,7 +10,8 @@
 # that exists.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ $# -ge 1 ] || { echo "usage: bash run_seed.sh SEED [--keep] [train.py args] [-- analysis args]" >&2; exit 2; }
+usage="usage: bash run_seed.sh SEED [--keep] [train.py args] [-- analysis args]"
+[ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 SEED=$1; shift
 KEEP=0; TRAIN=(); ANALYSIS=()
 while [ $# -gt 0 ]; do
@@ -33,11 +34,14 @@ python3 train.py "${TRAIN_ARGS[@]}"
 stage() {  # stage NAME: run NAME.py on the run unless its analysis JSON is up to date (or kept)
   local name=$1 why
   if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; return; fi
-  if why=$(python3 runs.py --run "$RUN" --fresh "$name"); then echo "== $name: up to date, skipped"; return; fi
+  if why=$(python3 runs.py --run "$RUN" --fresh "$name"); then
+    echo "== $name: up to date, skipped"; return
+  fi
   echo "== $name (${why#*: })"
   python3 "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
 }
-for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis; do
+for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis \
+         backbone_fisher_analysis; do
   stage "$s"
 done
 echo "== done: $RUN"

@@ -1,4 +1,4 @@
-"""Run folders under failure: failed writes, a second writer, kills, leftovers, stale analyses (CPU, seconds each)."""
+"""Run folders under failure: failed writes, a second writer, kills, leftovers, stale analyses (CPU)."""
 import errno
 import json
 import os
@@ -41,12 +41,15 @@ def copy(done, tmp_path):
 @pytest.fixture
 def config_of(done):
     """config_of(run): the finished run's Config pointing at the folder `run` (a copy)."""
-    return lambda run: train.Config(**{**done.to_dict(), "out_dir": os.path.dirname(run), "name": os.path.basename(run)})
+    def make(run):
+        return train.Config(**dict(done.to_dict(), out_dir=os.path.dirname(run), name=os.path.basename(run)))
+    return make
 
 
 def fake_env(commit: str):
-    return lambda device="cpu": dict(git_commit=commit, git_dirty=False, torch="", cuda=None, python="", device="cpu",
-                                     device_name="cpu")
+    env = dict(git_commit=commit, git_dirty=False, torch="", cuda=None, python="", device="cpu",
+               device_name="cpu")
+    return lambda device="cpu": env
 
 
 def fail_write_at(monkeypatch, step):
@@ -94,7 +97,7 @@ def test_resume_retrains_when_an_early_snapshot_was_deleted(copy, done, config_o
 def test_analysis_refuses_a_run_with_a_missing_snapshot(copy, usage_error):
     run = copy()
     os.remove(runs.snapshot_path(run, 4))
-    usage_error(tpu.main, ["--run", run, "--null-draws", "10"], match="lacks 1 of its snapshots (first: step 4)")
+    usage_error(tpu.main, ["--run", run, "--null-draws", "10"], match="lacks 1 of its snapshots (first: step")
 
 
 def test_analysis_refuses_an_unfinished_run(copy, usage_error):
@@ -165,7 +168,7 @@ def test_analysis_of_a_partial_trajectory_stays_stale_after_training_finished(co
 # ----------------------------------------------------------------------------- 4. one drift row
 @pytest.fixture(scope="module")
 def one_row(tmp_path_factory, micro_cfg):
-    cfg = micro_cfg(tmp_path_factory.mktemp("one"), steps=4, eval_every=4, snapshot_every=4, state_every=4, n_layer=2)
+    cfg = micro_cfg(tmp_path_factory.mktemp("one"), **dict(SHORT, steps=4))
     assert train.train(cfg)["status"] == "complete"
     return cfg.run_dir
 
@@ -173,7 +176,8 @@ def one_row(tmp_path_factory, micro_cfg):
 def test_one_drift_row_is_analysed(one_row):
     tpu.main(["--run", one_row, "--null-draws", "10"])
     res = json.load(open(os.path.join(one_row, "analysis", "trajectory_pca_uncentered.json")))
-    assert res["results"]["trunk"]["raw"]["pc1"] == pytest.approx(1.0) and res["results"]["trunk"]["centered"] is None
+    trunk = res["results"]["trunk"]
+    assert trunk["raw"]["pc1"] == pytest.approx(1.0) and trunk["centered"] is None
 
 
 def test_fisher_of_one_drift_row_leaves_out_pc2(one_row):
@@ -187,16 +191,17 @@ def test_pca_coef_checks_k_against_the_rows():
         geo.pca(torch.ones(1, 1, dtype=torch.float64)).coef(2)
 
 
-# ----------------------------------------------------------------------------- 5. validation before anything exists
-@pytest.mark.parametrize("field,value", [("snapshot_extra", "10:50:0"), ("stop_rule", "20:abc:0.1"), ("n_eval_lm", "0"),
-                                         ("n_eval_probe", "0"), ("n_codewords", "0"), ("snapshot_extra", "50:10:5")])
+# ----------------------------------------------------------------------------- 5. validation before anything
+@pytest.mark.parametrize("field,value", [("snapshot_extra", "10:50:0"), ("stop_rule", "20:abc:0.1"),
+                                         ("n_eval_lm", "0"), ("n_eval_probe", "0"), ("n_codewords", "0"),
+                                         ("snapshot_extra", "50:10:5")])
 def test_bad_config_value_creates_nothing(field, value, micro, argv, tmp_path, usage_error):
     overrides = micro(tmp_path, **SHORT)
     usage_error(train.main, argv({**overrides, field: value}), match=field)
     assert not os.path.exists(overrides["out_dir"])
 
 
-# ----------------------------------------------------------------------------- 6. atomic writes, tolerant reads
+# ------------------------------------------------------------------------- 6. atomic writes, tolerant reads
 def test_empty_status_json_is_resumed(copy, config_of):
     run = copy()
     open(os.path.join(run, "status.json"), "w").close()
@@ -248,7 +253,8 @@ def test_resume_removes_half_written_snapshots(copy, config_of):
     for f in (".tmpA1b2C3", "step_000008.safetensors.tmp"):
         open(os.path.join(run, "snapshots", f), "w").write("partial")
     train.train(config_of(run))
-    assert sorted(os.listdir(os.path.join(run, "snapshots"))) == [f"step_{s:06d}.safetensors" for s in (0, 4, 8)]
+    names = sorted(os.listdir(os.path.join(run, "snapshots")))
+    assert names == [f"step_00000{s}.safetensors" for s in (0, 4, 8)]
 
 
 def test_empty_training_curves_are_redrawn(copy, config_of):
@@ -262,7 +268,7 @@ def test_empty_training_curves_are_redrawn(copy, config_of):
 def test_unwritable_output_stops_before_computing(copy, monkeypatch, usage_error):
     run = copy()
     monkeypatch.setattr(common.os, "access", lambda *a: False)
-    monkeypatch.setattr(geo.Trajectory, "grams", lambda *a, **k: pytest.fail("computed before checking the output"))
+    monkeypatch.setattr(geo.Trajectory, "grams", lambda *a, **k: pytest.fail("computed first"))
     usage_error(tpu.main, ["--run", run], match="read-only")
     usage_error(bga.main, ["--run", run], match="read-only")
 
