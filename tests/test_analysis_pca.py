@@ -27,6 +27,7 @@ sys.path.insert(0, ROOT)
 
 import backbone_update_analysis as bua  # noqa: E402
 import geometry as geo  # noqa: E402
+import train  # noqa: E402
 import trajectory_pca_uncentered as tpu  # noqa: E402
 from config import make_config  # noqa: E402
 from model import GPT, flatten, trunk_keys  # noqa: E402
@@ -121,13 +122,13 @@ def test_find_extrema_hand_made():
     p = [0.2, 0.3, 0.6, 0.3, 0.1, 0.1, 0.1, 0.12, 0.1, 0.1, 0.1, 0.4, 0.4, 0.2, 0.1, 0.15, 0.3, 0.9]
     # peaks: 0.6 at 2; the flat top 0.4 at 11-12 once; not the 0.12 bump (prominence 0.02) nor the last eval.
     # Troughs: 0.1 at 14; not the flat stretches of 0.1 at 4-6 and 8-10 (prominence 0.02, the 0.12 bump between).
-    assert tpu.find_extrema(p) == ([2, 11], [14])
-    assert tpu.find_extrema([0.5, 0.52, 0.5]) == ([], [])              # prominence 0.02 < 0.03
-    assert tpu.find_extrema([0.5, 0.53, 0.5]) == ([1], [])             # exactly 0.03
-    assert tpu.find_extrema([0.3, 0.2, 0.25, 0.2, 0.6]) == ([2], [1, 3])  # a 0.05 bump between two equal troughs
-    assert tpu.find_extrema([0.1, 0.5, 0.2, 0.6, 0.1]) == ([1, 3], [2])   # a lower peak next to a higher one counts
-    assert tpu.find_extrema([0.0] * 10) == ([], [])
-    sw = tpu.pair_switches(STEPS, P_OOD, set(STEPS) - {340}, anchor=0)
+    assert geo.find_extrema(p) == ([2, 11], [14])
+    assert geo.find_extrema([0.5, 0.52, 0.5]) == ([], [])              # prominence 0.02 < 0.03
+    assert geo.find_extrema([0.5, 0.53, 0.5]) == ([1], [])             # exactly 0.03
+    assert geo.find_extrema([0.3, 0.2, 0.25, 0.2, 0.6]) == ([2], [1, 3])  # a 0.05 bump between two equal troughs
+    assert geo.find_extrema([0.1, 0.5, 0.2, 0.6, 0.1]) == ([1, 3], [2])   # a lower peak next to a higher one counts
+    assert geo.find_extrema([0.0] * 10) == ([], [])
+    sw = geo.pair_switches(STEPS, P_OOD, set(STEPS) - {340}, anchor=0)
     assert sw["peaks"] == [100, 260] and sw["troughs"] == [160, 340]
     assert [(q["peak"], q["trough"]) for q in sw["pairs"]] == [(100, 160)] and sw["skipped"][0]["trough"] == 340
 
@@ -161,11 +162,43 @@ def test_backbone_recovered(done):
         assert os.path.exists(os.path.join(run, "analysis", f))
 
 
+def test_matched_null_coherence_and_weight_decay(done):
+    """The new yardsticks against dense computations on the planted run's snapshots."""
+    run, _, res, _ = done
+    snap = lambda s: load_file(os.path.join(run, "snapshots", f"step_{s:06d}.safetensors"))
+    cfg = make_config(preset="tiny")
+    shrink = np.cumprod([1 - train.lr_at(cfg, t) * cfg.weight_decay for t in range(STEPS[-1])])
+    dirs = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))
+    for g, blocks in GROUPS:
+        keys = trunk_keys(2) if g == "trunk" else trunk_keys(2, blocks[0])
+        th = {s: flatten(snap(s), keys).double() for s in STEPS}
+        X = torch.stack([th[s] - th[0] for s in STEPS[1:]])
+        d2 = torch.diff(torch.cat([torch.zeros(1, X.shape[1], dtype=torch.float64), X]), dim=0).pow(2).sum(1)
+        r = res["results"][g]
+        assert r["null_matched_pc1"] == pytest.approx(geo.matched_null_pc1(d2), abs=1e-9)
+        assert r["null_matched"]["observed"] == r["raw"]["pc1"] and res["summary"][g]["null_matched_pc1"] == r["null_matched_pc1"]
+        assert r["coherence"] == pytest.approx(float(X[-1] @ X[-1] / d2.sum()), rel=1e-6)
+        assert r["coherence_running"] == pytest.approx((X.pow(2).sum(1) / d2.cumsum(0)).tolist(), rel=1e-6)
+        e0 = th[0] / th[0].norm()
+        vb = flatten(dirs[f"v_b.{g}"], keys).double()
+        wd = r["weight_decay"]
+        assert r["cos_vb_theta0"] == pytest.approx(float(-vb @ e0), abs=1e-6)
+        assert wd["share_e0"] == pytest.approx(((X @ e0) ** 2 / X.pow(2).sum(1)).tolist(), rel=1e-5, abs=1e-9)
+        assert wd["decay_displacement"] == pytest.approx([(1 - shrink[s - 1]) * float(th[0].norm()) for s in STEPS[1:]], rel=1e-9)
+        Xr = X - (X @ e0)[:, None] * e0
+        sv = torch.linalg.svdvals(Xr) ** 2
+        assert r["pc1_decay_removed"] == pytest.approx(float(sv[0] / sv.sum()), abs=1e-6)
+        corr = geo.corr_levels_and_differences(r["decomposition"]["r"], P_OOD[1:])["differences"]
+        assert r["decomposition"]["corr_r_p_ood_diff"] == pytest.approx(corr, abs=1e-9)
+    assert os.path.exists(os.path.join(run, "analysis", "trajectory_pca_decay_share.png"))
+
+
 def test_switching_at_planted_steps(done):
     run, _, res, _ = done
     sw = res["switching"]
     assert sw["peaks"] == [100, 260] and sw["troughs"] == [160, 340]
     assert [(q["peak"], q["trough"]) for q in sw["pairs"]] == PAIRS
+    assert sw["v_sw_pair"] == 0 and sw["pairs"][0]["prominence"] > sw["pairs"][1]["prominence"]  # 0.35 against 0.25
     for g, blocks in GROUPS:
         c = [coords(STEPS.index(sp), STEPS.index(st), blocks) for sp, st in PAIRS]
         for q, ci in zip(sw["groups"][g]["pairs"], c):
