@@ -774,7 +774,8 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
     mn, mr = dict(zip(dirs, med)), med[len(dirs):]
     top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})
     frac = top["lambda1"] / top["trace"] if top["trace"] > 0 else None
-    return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K), lambda1=top["lambda1"], trace=top["trace"],
+    return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
+                lambda1=top["lambda1"], trace=top["trace"],
                 u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
                 q_median=mn, q_random_median=mr, alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
                 lambda1_frac=frac, rank1=frac is not None and frac > RANK1, grad_norms=top["grad_norms"])
