@@ -3,7 +3,7 @@
     python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
-gradients of the combined training loss L_LM + lambda(t) L_probe (train.losses) are stacked into
+gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
 G (M x D, float32, canonical trunk order): the batches the run trained on right after t, rebuilt
 from (seed, step, micro-step) exactly as in backbone_gradient_analysis.py (`replay_batches`: the
 stream (t, 0), (t, 1), (t + 1, 0), ... in mini-batches of --batch-size sequences, by default the
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -50,12 +51,11 @@ import numpy as np
 
 import torch
 
-from backbone_gradient_analysis import (backbone, batch_record, load_model, load_run, loss_fn, provenance, replay_parser,
-                                        replay_batches, save_json, snapshot_selection)
-from config import UsageError, fail
-from geometry import (RANK1, batch_gradients, dot, fisher_summary, group_slices, random_directions, replays_switch,
-                      switch_interval, switching_pair)
-from train import autocast
+from common import analysis_parser, autocast, cli, out_path, write_result
+from config import UsageError
+from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions,
+                      replays_switch, switch_interval, switching_pair)
+from runs import batch_record, load_model, load_run, loss_fn, replay_batches, snapshot_selection
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -117,7 +117,7 @@ def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------- figure
-def plot(run: str, out: dict) -> str:
+def plot(out_dir: str, out: dict) -> str:
     """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked), of the LM loss
     and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM and probe gradient norms."""
     import matplotlib
@@ -181,7 +181,7 @@ def plot(run: str, out: dict) -> str:
             a.axvline(lam_step, color="k", ls="--", lw=0.8)
     fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
     fig.tight_layout()
-    path = os.path.join(run, "analysis", "backbone_fisher_analysis.png")
+    path = os.path.join(out_dir, "backbone_fisher_analysis.png")
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
@@ -190,14 +190,13 @@ def plot(run: str, out: dict) -> str:
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
     from tqdm import tqdm
-    t0 = time.perf_counter()
     if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches, --batch-size and --K must be >= 1")
     if args.every is not None and args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     steps = parse_steps(args.steps) if args.steps is not None else None
     # load
-    traj, cfg, corpus = load_run(args.run, args.anchor, args.cache_dir, args.device)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     if steps is None:
         steps = snapshot_selection(traj, 1 if args.every is None else args.every)
@@ -209,8 +208,9 @@ def analyse(args) -> dict:
     cols = {groups[0]: slice(0, D[groups[0]])} if len(groups) == 1 else group_slices(traj)
 
     # directions: v_b, v_PC2 (one Gram pass), v_sw (two snapshots), K random ones per group
-    pcas, pcs = backbone(traj, groups, k=2)
-    dirs = {g: {"v_b": pcs[g][0], "v_PC2": pcs[g][1]} for g in groups}
+    k = 2 if len(traj.row_steps) >= 2 else 1  # one drift row has no second component
+    pcas, pcs = backbone(traj, groups, k=k, progress=sys.stderr.isatty())
+    dirs = {g: {"v_b": pcs[g][0], **({"v_PC2": pcs[g][1]} if k == 2 else {})} for g in groups}
     peak, trough, sw_info = switching_pair(traj.metrics(), traj.steps, traj.anchor)
     if peak is not None:
         for g, v in switching_directions(traj, groups, peak, trough).items():
@@ -227,7 +227,7 @@ def analyse(args) -> dict:
     # gradients and Fisher quantities at each step: LM and probe losses apart, then combined = LM + lambda probe
     table, batches_used = [], {}
     model = None
-    for t in tqdm(steps, desc="fisher", dynamic_ncols=True):
+    for t in tqdm(steps, desc="fisher", dynamic_ncols=True, disable=not sys.stderr.isatty()):
         model = load_model(traj, cfg, corpus, t, model)
         lam = cfg.lambda_at(t)
         batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
@@ -295,17 +295,28 @@ def analyse(args) -> dict:
         config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
                                              "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
         D=D,
-        backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]), k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups},
+        backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]) if k == 2 else None, k95=pcas[g].k95,
+                          rows=len(traj.row_steps)) for g in groups},
         switching=switching,
         steps=steps,
         table=table,
+        run_state=state,
     )
-    out["provenance"] = provenance(traj.device, t0, args)
-    return out
+    return out, traj.device
+
+
+def run(args, argv) -> tuple[str, dict, str]:
+    t0 = time.perf_counter()
+    path = out_path(args, "backbone_fisher_analysis")
+    out, device = analyse(args)
+    out = write_result(path, out.pop("analysis"), out.pop("config"), out.pop("definitions"), out["table"], t0,
+                       argv, device, __file__, analysis="backbone_fisher_analysis", **out)  # results = table (kept)
+    return path, out, plot(os.path.dirname(os.path.abspath(path)), out)
 
 
 def main(argv=None):
-    ap = replay_parser(__doc__, batches=32)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32)
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--steps", default=None, help="comma-separated snapshot steps, e.g. 200,1800,4800,9600 (the paper's Table 6)")
     which.add_argument("--every", type=int, default=None, help="every k-th snapshot from the anchor on (default: 1, all)")
@@ -313,12 +324,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     ap.add_argument("--group", default="trunk", help="trunk (default) | blockN | all (trunk and every block)")
     args = ap.parse_args(argv)
-    try:
-        out = analyse(args)
-        path = save_json(args.run, "backbone_fisher_analysis", out)
-        fig = plot(args.run, out)
-    except UsageError as e:
-        fail(str(e))
+    path, out, fig = cli(run, args, argv)
     g0 = out["groups"][0]
     last = out["table"][-1]["groups"][g0]
     fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731

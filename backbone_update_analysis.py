@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import UsageError, fail
-from trajectory_pca_uncentered import lambda_step, open_run, provenance, write_json
+from common import analysis_parser, cli, fmt, out_path, write_result
+from config import UsageError
+from runs import lambda_step, open_trajectory
 
 PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)  # paper phases: early t < 2000, mid 2000-6000, late t > 6000
 
@@ -52,10 +53,8 @@ DEFINITIONS = {
 
 
 def parse_args(argv):
-    p = geo.analysis_parser(__doc__)
+    p = analysis_parser(__doc__, "backbone_update_analysis")
     p.add_argument("--lag", type=int, default=0, help="u(t) = theta(t) - theta(t - lag); 0 (default): the previous snapshot")
-    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/backbone_update_analysis.json); "
-                                               "the figure goes to the same folder")
     args = p.parse_args(argv)
     if args.lag < 0:
         p.error("--lag must be >= 0")
@@ -65,10 +64,7 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    try:
-        run(args, argv)
-    except UsageError as e:
-        fail(str(e))
+    cli(run, args, argv)
 
 
 def phase_stats(labels, C, phases) -> dict:
@@ -98,7 +94,8 @@ def sign_flip(steps, C, early_mask) -> dict:
 def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
-    traj = open_run(args)
+    out_json = out_path(args, "backbone_update_analysis")
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     rows = traj.row_steps
     pairs = geo.update_pairs(rows, args.anchor, args.lag)
     if not pairs:
@@ -113,7 +110,7 @@ def run(args, argv):
     phases = dict(early=lambda t: t < b1, mid=lambda t: b1 <= t <= b2, late=lambda t: t > b2)
     groups = {}
     for g in traj.groups:
-        al = geo.update_alignment(grams[g], E)
+        al = geo.update_cos(grams[g], geo.pca(grams[g]).coef(1)[:, 0], E)
         C = al["C"].tolist()
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
                    u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(), **phase_stats(steps, C, phases))
@@ -136,31 +133,25 @@ def run(args, argv):
             **{f"{ph}_abs_C_mid": _median([groups[g]["midpoint"]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases}}
 
     # --- save
-    out_path = args.out or os.path.join(args.run, "analysis", "backbone_update_analysis.json")
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
-    fig = plot_alignment(groups, mids, lambda_step(traj), out_dir)
+    fig = plot_alignment(groups, mids, lambda_step(traj.config, mids), out_dir)
     gaps = sorted({t - tp for t, tp in pairs})
-    result = dict(
-        definitions=dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
-                         + f"; gaps t - t_prev in this run: {gaps}"),
+    definitions = dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
+                       + f"; gaps t - t_prev in this run: {gaps}")
+    result = write_result(
+        out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
         anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs], u_mid_steps=mids,
         phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
-        summary=summary, groups=groups, files=[os.path.basename(fig)])
-    result["provenance"] = provenance(traj, __file__, argv, t0)
-    write_json(out_path, result)
+        summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
     s = summary["block0"]
-    print(f"{out_path}: {len(steps)} updates; block0 early |C| {_fmt(s['early_abs_C'])}, t* {s['t_star']}; "
+    print(f"{out_json}: {len(steps)} updates; block0 early |C| {fmt(s['early_abs_C'])}, t* {s['t_star']}; "
           f"wall {result['provenance']['wall_s']} s")
 
 
 def _median(xs):
     xs = [x for x in xs if x is not None]
     return float(np.median(xs)) if xs else None
-
-
-def _fmt(x):
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 # ----------------------------------------------------------------------------- figure

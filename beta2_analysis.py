@@ -35,8 +35,11 @@ import os
 
 import torch
 
-from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config, run_prefix
+from config import Config, Parser, UsageError, add_config_args, fail, make_config
+import experiments as ex
+from experiments import exp_steps, run_prefix
 import geometry as geo
+from runs import check_run_dir, read_status
 import train
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -64,10 +67,7 @@ def sweep_config(given: dict, beta2: float) -> Config:
     bad = sorted(set(given) & set(FORCED))
     if bad:
         raise UsageError(f"--{bad[0]} is set by this script (use --betas)")
-    e = lambda n: exp_steps(given.get("preset", "paper"), n)  # noqa: E731
-    sched = dict(steps=e(4000), warmup=e(1500), lambda_step=e(4000), eval_every=e(200), snapshot_every=e(200),
-                 snapshot_extra=f"{e(600)}:{e(2000)}:{e(50)},{e(2000)}:{e(4000)}:{e(100)}")
-    cfg = make_config(**{**sched, **given})
+    cfg = make_config(**{**ex.control_schedule(given.get("preset", "paper")), **given})
     name = f"{run_prefix(cfg.preset)}beta2_{beta2:g}_seed{cfg.seed}"
     return dataclasses.replace(cfg, beta2=beta2, optimizer="adamw", name=name).validate()
 
@@ -237,15 +237,15 @@ def main(argv=None):
         for b in parse_floats(PAPER_BETAS, "", 0, 1, True):
             if b not in cfgs:
                 cfg = sweep_config(given, b)
-                st = train.read_status(cfg.run_dir) if os.path.exists(os.path.join(cfg.run_dir, "config.json")) else None
+                st = read_status(cfg.run_dir) if os.path.exists(os.path.join(cfg.run_dir, "config.json")) else None
                 if st and st["status"] != "running":
                     try:
-                        train.prepare_run_dir(cfg)
+                        check_run_dir(cfg)
                         cfgs[b] = cfg
                     except UsageError:
                         pass  # a folder of another config: not part of this sweep
         for b in betas:  # a folder made with another config stops the sweep before anything is trained
-            train.prepare_run_dir(cfgs[b])
+            check_run_dir(cfgs[b])
     except UsageError as err:
         fail(str(err))
     out = ns.out or os.path.join(base.out_dir, f"{run_prefix(base.preset)}beta2")

@@ -37,7 +37,8 @@ split_anchor(Ga), decay_removed_rows(Ga)  Grams with the anchor row (Trajectory.
 decay_factors(cfg, T), run_decay_factors  s(t): theta(t) = s(t) theta(0) under weight decay alone
 weight_decay_split(Ga, c_b, factors)      e0 = theta(anchor)/||.||: cos_vb_theta0, share along e0, pure-decay
                                   displacement, PCA of the drift with its e0 component removed
-update_pairs, update_rows, midpoint, update_alignment, matched_walk_alignment   u(t), its label, C(t)
+update_pairs, update_rows, midpoint       u(t) = theta(t) - theta(t_prev) as rows E, its label (the midpoint)
+update_cos(G, c, E), matched_walk_alignment(G, E)   C(t) = <u, v>/||u||; the same in the matched random walk
 find_extrema, pair_switches, switching_pair, switch_interval, replays_switch   the one v_sw and its batches
 pearson, corr_levels_and_differences      correlations on levels and first differences
 dot(a, b), cos(a, b), save_directions(path, dirs, meta), load_directions(path)   dict-directions
@@ -48,7 +49,8 @@ rayleigh(G, dirs, keys)           q(v) = ||G v||^2 / M per direction
 fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace, ||g_i||
 fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named directions and K random ones, alpha,
                                   u1 overlaps, lambda_1 / trace and the rank-1 flag
-window_summary(run_dir, start, end, ...)  the window geometry of the experiments (controls, beta2)
+rows_summary(G, D, ...), window_summary(run_dir, start, end, ...)  the window geometry of the experiments
+backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
 
@@ -60,27 +62,15 @@ import re
 import numpy as np
 import torch
 
+from common import exact_fp32, pick_device as common_pick_device
 from config import UsageError
 from model import flatten, trunk_keys
-
-_SNAP = re.compile(r"^step_(\d+)\.safetensors$")
-
+from runs import list_snapshots, read_metrics, read_record
 
 def pick_device(name: str = "auto") -> torch.device:
-    """The analysis device (MPS falls back to the CPU); float32 matmuls stay exact-fp32 (TF32 off) on CUDA."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} asked for, but CUDA is not available")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported analysis device {name!r}")
-    return torch.device("cpu") if dev.type == "mps" else dev  # the float64 Gram math does not run on MPS
+    """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
+    exact_fp32()
+    return common_pick_device(name, float64=True)
 
 
 def canonical(keys) -> list[str]:
@@ -106,8 +96,7 @@ class Trajectory:
         snap_dir = os.path.join(run_dir, "snapshots")
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
-        self.paths = {int(m.group(1)): os.path.join(snap_dir, f)
-                      for f in os.listdir(snap_dir) if (m := _SNAP.match(f))}
+        self.paths = list_snapshots(run_dir)
         if not self.paths:
             raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
         self.steps = sorted(self.paths)
@@ -133,14 +122,7 @@ class Trajectory:
         self.row_steps = [s for s in self.steps if anchor < s <= (self.steps[-1] if end is None else end)]
         if not self.row_steps:
             raise UsageError(f"no snapshot after anchor step {anchor}" + (f" up to step {end}" if end is not None else ""))
-        cfg = os.path.join(run_dir, "config.json")
-        self.config = {}
-        if os.path.exists(cfg):
-            try:
-                with open(cfg) as f:
-                    self.config = json.load(f).get("config", {})
-            except (ValueError, AttributeError):
-                raise UsageError(f"{cfg} is not a valid run config")
+        self.config = (read_record(run_dir) or {}).get("config", {})
 
     def check_steps(self, steps, what="step"):
         missing = [s for s in steps if s not in self.paths]
@@ -202,14 +184,7 @@ class Trajectory:
         return out
 
     def metrics(self) -> list[dict]:
-        path = os.path.join(self.run_dir, "metrics.jsonl")
-        if not os.path.exists(path):
-            return []
-        try:
-            with open(path) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except ValueError:
-            raise UsageError(f"{path} is not valid JSON lines")
+        return read_metrics(self.run_dir)
 
 
 def group_slices(traj: "Trajectory") -> dict[str, slice]:
@@ -218,17 +193,6 @@ def group_slices(traj: "Trajectory") -> dict[str, slice]:
     out = {f"block{l}": slice(int(ends[l]), int(ends[l + 1])) for l in range(traj.n_layer)}
     out["trunk"] = slice(0, int(ends[-1]))
     return out
-
-
-def analysis_parser(doc: str, run_help: str = "run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl"):
-    """The options every analysis script starts from: --run, --anchor, --device."""
-    import argparse
-    from config import Parser
-    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help=run_help)
-    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    return p
 
 
 def group_grams(grams: dict, groups: dict) -> dict[str, torch.Tensor]:
@@ -271,7 +235,7 @@ class PCA:
 
     def coef(self, k: int) -> torch.Tensor:
         """(T x k) coefficients c_j = R^T u_j / s_j: the j-th right singular vector is X^T c_j."""
-        if not (self.sigma[:k] > 1e-12 * self.sigma[0]).all():
+        if k > len(self.sigma) or not (self.sigma[:k] > 1e-12 * self.sigma[0]).all():
             raise ValueError("asked for a component with zero singular value")
         return self.R.T @ self.U[:, :k] / self.sigma[:k]
 
@@ -544,20 +508,11 @@ def midpoint(t: int, t_prev: int):
     return (t + t_prev) // 2 if (t + t_prev) % 2 == 0 else (t + t_prev) / 2
 
 
-def update_alignment(G: torch.Tensor, E: torch.Tensor, c: torch.Tensor | None = None) -> dict:
-    """C = <u, v>/||u|| for the updates u = E X against v = X^T c (default: v_b of G); NaN for u = 0."""
-    G = G.double().cpu()
-    c = PCA(G).coef(1)[:, 0] if c is None else c.double().cpu()
-    d = E @ G @ c
-    norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
-    C = torch.where(norm > 0, d / norm.clamp(min=1e-300), torch.full_like(d, float("nan")))
-    return dict(C=C, u_dot_vb=d, u_norm=norm)
-
-
 def matched_walk_alignment(G: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
     """C(t) of the same updates in the matched random walk (the rows' increment norms, orthogonal
     directions), against that walk's own backbone: positive at every update, it never flips sign."""
-    return update_alignment(matched_walk(increment_norms_sq(G)), E)["C"]
+    K = matched_walk(increment_norms_sq(G))
+    return update_cos(K, pca(K).coef(1)[:, 0], E)["C"]
 
 
 # ----------------------------------------------------------------------------- switching
@@ -781,6 +736,73 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
                 lambda1_frac=frac, rank1=frac is not None and frac > RANK1, grad_norms=top["grad_norms"])
 
 
+def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) -> dict:
+    """C(t) = <u(t), v>/||u(t)|| for the updates u = E X (default E: consecutive rows, x(anchor) = 0) and
+    v = X^T c (unit); NaN where an update is zero. Also <u, v> and ||u||."""
+    G = G.double()
+    E = rows(G, "increments") if E is None else E.double()
+    dot = E @ G @ c.double()
+    norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
+    C = torch.where(norm > 0, dot / norm.clamp(min=1e-300), torch.full_like(dot, float("nan")))
+    return dict(C=C, u_dot_vb=dot, u_norm=norm)
+
+
+def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tensor | None = None, Ga=None,
+                 factors=None) -> dict:
+    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, PC1 against the null models
+    (theory, shuffle and random directions: none for a single row; the matched null, the reference), the
+    coherence ratio, and the update alignment C(t) against v_b of the updates u = E X (default: consecutive
+    rows), beside the matched random walk's C(t) of the same updates and C(t) of consecutive rows. With the
+    Gram `Ga` that has the anchor row (and the decay factors) also the weight-decay decomposition."""
+    p, pn = pca(G), pca(G, rows(G, "normalized"))
+    cb = p.coef(1)[:, 0]
+    C1 = update_cos(G, cb)["C"]
+    E = rows(G, "increments") if E is None else E
+    C = update_cos(G, cb, E)["C"] if len(E) else torch.zeros(0, dtype=torch.float64)
+    Cw = matched_walk_alignment(G, E) if len(E) else torch.zeros(0, dtype=torch.float64)
+    coh = coherence(G)
+    out = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(), pc1_normalized=pn.pc1, k95_normalized=pn.k95,
+               k99_normalized=pn.k99, drift=float(G[-1, -1].sqrt()), update_C=_floats(C),
+               update_abs_C_mean=_mean(C.abs()), update_C_mean=_mean(C),
+               matched_walk_update_C=_floats(Cw), matched_walk_update_abs_C_mean=_mean(Cw.abs()),
+               update_C_consecutive=_floats(C1), update_abs_C_mean_consecutive=_mean(C1.abs()),
+               null_theory_pc1=None, null_shuffle=None, null_direction=None,
+               null_matched_pc1=matched_null_pc1(increment_norms_sq(G)), coherence=coh["coherence"],
+               coherence_running=coh["running"])
+    if G.shape[0] >= 2:  # one row has PC1 = 1 and no null to speak of
+        out.update(null_theory_pc1=random_walk_theory(G.shape[0], k=1)["uncentered_T"][0],
+                   null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, D, null_draws))
+    if Ga is not None:
+        wd = weight_decay_split(Ga, cb, factors)
+        out.update(cos_vb_theta0=wd["cos_vb_theta0"], pc1_decay_removed=wd["pc1_decay_removed"],
+                   k95_decay_removed=wd["k95_decay_removed"], weight_decay=wd)
+    return out
+
+
+def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
+    """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
+    singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
+    Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""
+    G = group_grams(traj.grams(progress=progress), traj.groups)
+    pcas = {g: pca(G[g]) for g in groups}
+    try:
+        coefs = {g: pcas[g].coef(k) for g in groups}
+    except ValueError:
+        raise UsageError(f"the trajectory has fewer than {k} nonzero components after anchor {traj.anchor} "
+                         f"({len(traj.row_steps)} snapshots)")
+    dirs = {g: [{} for _ in range(k)] for g in groups}
+    for l in range(traj.n_layer):  # each block's tensors are read once, for every group that holds them
+        keys = traj.groups[f"block{l}"]
+        users = [g for g in groups if set(keys) <= set(traj.groups[g])]
+        if not users:
+            continue
+        V = traj.directions(keys, torch.cat([coefs[g] for g in users], 1))
+        for i, g in enumerate(users):
+            for j in range(k):
+                dirs[g][j].update(V[i * k + j])
+    return pcas, dirs
+
+
 def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
                    null_draws: int = 1000, progress: bool = False, update_lag="auto") -> dict:
     """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
@@ -790,37 +812,16 @@ def window_summary(run_dir: str, start: int, end: int | None = None, groups=("tr
     C(t) = <u(t), v_b>/||u(t)|| of non-overlapping updates of `update_lag` steps ("auto": 200 paper steps
     in the run's preset; 0: consecutive snapshots), beside the matched random walk's C(t) and the
     consecutive-snapshot C(t)."""
-    from config import exp_steps
+    from experiments import exp_steps
     traj = Trajectory(run_dir, anchor=start, end=end, device=device)
     if update_lag == "auto":
         update_lag = exp_steps(traj.config.get("preset", "paper"), 200)
     grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress, anchor_row=True)
     factors = run_decay_factors(traj.config, start, traj.row_steps)
     pairs = update_pairs(traj.row_steps, start, update_lag, grid=True)
-    E, E1 = update_rows(pairs, traj.row_steps), update_rows(update_pairs(traj.row_steps, start), traj.row_steps)
-    out = {}
-    for name, Ga in group_grams(grams, {g: traj.groups[g] for g in groups}).items():
-        G = split_anchor(Ga)[0]
-        p, pn = pca(G), pca(G, rows(G, "normalized"))
-        cb = p.coef(1)[:, 0]
-        C1 = update_alignment(G, E1, cb)["C"]
-        C = update_alignment(G, E, cb)["C"] if pairs else torch.zeros(0, dtype=torch.float64)
-        Cw = matched_walk_alignment(G, E) if pairs else torch.zeros(0, dtype=torch.float64)
-        T = G.shape[0]
-        coh = coherence(G)
-        wd = weight_decay_split(Ga, cb, factors)
-        out[name] = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(),
-                         pc1_normalized=pn.pc1, k95_normalized=pn.k95, k99_normalized=pn.k99,
-                         drift=float(G[-1, -1].sqrt()), update_C=_floats(C),
-                         update_abs_C_mean=_mean(C.abs()), update_C_mean=_mean(C),
-                         matched_walk_update_C=_floats(Cw), matched_walk_update_abs_C_mean=_mean(Cw.abs()),
-                         update_C_consecutive=_floats(C1), update_abs_C_mean_consecutive=_mean(C1.abs()),
-                         null_theory_pc1=random_walk_theory(T, k=1)["uncentered_T"][0],
-                         null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, traj.numel(traj.groups[name]), null_draws),
-                         null_matched_pc1=matched_null_pc1(increment_norms_sq(G)),
-                         coherence=coh["coherence"], coherence_running=coh["running"],
-                         cos_vb_theta0=wd["cos_vb_theta0"], pc1_decay_removed=wd["pc1_decay_removed"],
-                         k95_decay_removed=wd["k95_decay_removed"], weight_decay=wd)
+    E = update_rows(pairs, traj.row_steps)
+    out = {name: rows_summary(split_anchor(Ga)[0], traj.numel(traj.groups[name]), null_draws, E=E, Ga=Ga, factors=factors)
+           for name, Ga in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
     return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, update_lag=update_lag,
                 update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs], groups=out,
                 definitions=dict(rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",

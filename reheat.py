@@ -33,8 +33,10 @@ import os
 
 import torch
 
-from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config
+from config import Config, Parser, UsageError, add_config_args, fail, make_config
+from experiments import exp_steps
 import geometry as geo
+from runs import check_run_dir, read_status, snapshot_path
 import train
 from beta2_analysis import finite_or_none, last_finite_step, parse_floats, read_metrics
 
@@ -65,7 +67,7 @@ def load_source(run: str, step: int | None, given: dict, hint: str) -> tuple[dic
         if k in given and given[k] != src.get(k):
             raise UsageError(f"--{k} {given[k]} differs from the source run's {src.get(k)!r}")
     step = src["steps"] if step is None else step
-    snap = train.snapshot_path(run, step)
+    snap = snapshot_path(run, step)
     if not os.path.isfile(snap):
         sd = os.path.join(run, "snapshots")
         have = sorted(int(f[5:11]) for f in os.listdir(sd) if f.startswith("step_") and f.endswith(".safetensors")) if os.path.isdir(sd) else []
@@ -214,13 +216,13 @@ def main(argv=None):
         default_step = ns.step is None or ns.step == src["steps"]
         cfgs = {lr: reheat_config(src, given, run, step, snap, lr, default_step) for lr in lrs}
         for cfg in cfgs.values():  # a folder made with another config stops before anything is trained
-            train.prepare_run_dir(cfg)
+            check_run_dir(cfg)
         for lr in parse_floats(PAPER_LRS, "", 0, math.inf, True):  # other finished runs of this experiment join the table
             cfg = reheat_config(src, given, run, step, snap, lr, default_step)
             if lr not in cfgs and os.path.exists(os.path.join(cfg.run_dir, "config.json")):
-                st = train.read_status(cfg.run_dir)
+                st = read_status(cfg.run_dir)
                 try:
-                    if st and st["status"] != "running" and train.prepare_run_dir(cfg):
+                    if st and st["status"] != "running" and check_run_dir(cfg) is not None:
                         cfgs[lr] = cfg
                 except UsageError:
                     pass  # a folder of another config: not part of this experiment

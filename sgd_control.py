@@ -36,23 +36,16 @@ import json
 import math
 import os
 
-from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config, run_prefix
+from config import Config, Parser, UsageError, add_config_args, fail, make_config
+import experiments as ex
+from experiments import exp_steps, run_prefix
 from geometry import copy_results
-from train import check_run_dir
+from runs import check_run_dir, snapshot_path
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
-# Table 8. `tag` names the run folder; every other field except `label` is a Config field the experiment fixes.
-RUNS = {
-    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5, wd_mode="decoupled"),
-    "B": dict(tag="B", label="SGD", optimizer="sgd", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5, wd_mode="l2"),
-    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False, weight_decay=0.05, wd_mode="l2"),
-    "C'": dict(tag="Cp", label="SGDW+Nesterov", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.5, wd_mode="decoupled"),
-}
-TRAINED_HERE = ("A", "B", "C")        # C' is trained by sgd_nesterov_run.py
-WINDOW = (600, 2000)                 # analysis window and anchor, paper steps
-STOP_RULE = (2000, 5.1, 0.02)        # run C': at step 2,000 stop if val > 5.1 and best p_ood < 0.02
-NULL_DRAWS = 1000
+RUNS = ex.TABLE8
+TRAINED_HERE = ex.TRAINED_BY_SGD_CONTROL
 
 # Columns of the CSV and of the printed table (JSON rows also hold per-block PC1).
 COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
@@ -62,17 +55,6 @@ COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd
 
 
 # ----------------------------------------------------------------------------- configs
-def schedule(preset: str) -> dict:
-    """The 4,000-step schedule, eval and snapshot steps of the SGD controls in the preset's time scale."""
-    e = lambda n: exp_steps(preset, n)  # noqa: E731
-    return dict(steps=e(4000), warmup=e(1500), lambda_step=e(4000), eval_every=e(200), snapshot_every=e(200),
-                snapshot_extra=f"{e(600)}:{e(2000)}:{e(50)},{e(2000)}:{e(4000)}:{e(100)}")
-
-
-def window(preset: str) -> tuple[int, int]:
-    return exp_steps(preset, WINDOW[0]), exp_steps(preset, WINDOW[1])
-
-
 def given_overrides(ns: argparse.Namespace) -> dict:
     """The Config fields given on the command line."""
     return {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
@@ -87,9 +69,8 @@ def run_config(run: str, given: dict | None = None) -> Config:
     base = make_config(**given)
     spec = RUNS[run]
     fixed = {k: v for k, v in spec.items() if k not in ("tag", "label")}
-    step, max_val, min_ood = STOP_RULE
-    fixed.update(schedule(base.preset), name=f"{run_prefix(base.preset)}sgd_{spec['tag']}_seed{base.seed}",
-                 stop_rule=f"{exp_steps(base.preset, step)}:{max_val}:{min_ood}" if run == "C'" else "")
+    fixed.update(ex.control_schedule(base.preset), name=f"{run_prefix(base.preset)}sgd_{spec['tag']}_seed{base.seed}",
+                 stop_rule=ex.stop_rule(base.preset) if run == "C'" else "")
     clash = sorted(set(given) & set(fixed))
     if clash:
         raise UsageError(f"--{clash[0]} is fixed by the experiment (run {run}: {fixed[clash[0]]!r}); leave it out")
@@ -125,7 +106,6 @@ def window_geometry(cfg: Config, start: int, end: int, groups=None, null_draws: 
     """geometry.window_summary of the run on [start, end] with anchor `start`, trunk and every block
     (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
     from geometry import window_summary
-    from train import snapshot_path
     want = [s for s in cfg.snapshot_steps() if start <= s <= end]
     if start not in want or end not in want:
         raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no snapshot at "
@@ -136,7 +116,7 @@ def window_geometry(cfg: Config, start: int, end: int, groups=None, null_draws: 
                          f"({len(missing)} of {len(want)} missing)")
     groups = groups or ["trunk"] + [f"block{l}" for l in range(cfg.n_layer)]
     return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
-                          null_draws=null_draws or NULL_DRAWS)
+                          null_draws=null_draws or ex.NULL_DRAWS)
 
 
 def reached(status: dict | None, end: int) -> bool:
@@ -272,7 +252,7 @@ def build_table(given: dict) -> tuple[dict, dict]:
     """Rows for every finished run of the experiment under out_dir. Returns (record, {run: (cfg, window summary)})."""
     cfgs = {r: run_config(r, given) for r in RUNS}
     any_cfg = cfgs["A"]
-    w0, w1 = window(any_cfg.preset)
+    w0, w1 = ex.window(any_cfg.preset)
     rows, summaries, found = [], {}, {}
     for run, cfg in cfgs.items():
         info = existing_run(cfg)
@@ -285,9 +265,9 @@ def build_table(given: dict) -> tuple[dict, dict]:
         summaries[run] = (cfg, ws)
         found[run] = dict(run_dir=cfg.run_dir, curves=curves(info["metrics"]))
     record = dict(experiment="sgd_control", preset=any_cfg.preset, seed=any_cfg.seed, window=[w0, w1], anchor=w0,
-                  paper_window=list(WINDOW), null_draws=NULL_DRAWS,
+                  paper_window=list(ex.WINDOW), null_draws=ex.NULL_DRAWS,
                   table8={r: {k: v for k, v in RUNS[r].items() if k != "tag"} for r in RUNS},
-                  schedule=schedule(any_cfg.preset), c_prime_stop_rule=cfgs["C'"].stop_rule,
+                  schedule=ex.control_schedule(any_cfg.preset), c_prime_stop_rule=cfgs["C'"].stop_rule,
                   rows=rows, run_dirs={r: f["run_dir"] for r, f in found.items()},
                   curves={r: f["curves"] for r, f in found.items()},
                   window_summaries={r: ws for r, (_, ws) in summaries.items()},

@@ -28,7 +28,8 @@ import argparse
 import math
 import os
 
-from config import Parser, UsageError, add_config_args, exp_steps, fail
+from config import Parser, UsageError, add_config_args, fail
+from experiments import exp_steps
 import sgd_control as sc
 
 ADAMW_EARLY = [(0, 400), (0, 600), (200, 600)]             # paper steps; [1, 200, 400] etc. in the paper

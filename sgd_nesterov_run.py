@@ -27,7 +27,9 @@ import argparse
 import os
 import shutil
 
-from config import Parser, UsageError, add_config_args, exp_steps, fail
+from config import Parser, UsageError, add_config_args, fail
+import experiments as ex
+from experiments import exp_steps
 import sgd_control as sc
 
 
@@ -74,9 +76,9 @@ def main(argv=None):
         print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
         info = sc.existing_run(cfg)
         metrics, status = info["metrics"], info["status"]
-        step, max_val, min_ood = sc.STOP_RULE
+        step, max_val, min_ood = ex.STOP_RULE
         rule = rule_record(metrics, status, exp_steps(cfg.preset, step), max_val, min_ood, cfg.steps)
-        w0, w1 = sc.window(cfg.preset)
+        w0, w1 = ex.window(cfg.preset)
         ws = sc.window_geometry(cfg, w0, w1) if sc.reached(status, w1) else None
         row = sc.table_row("C'", info["config"].to_dict(), metrics, status, ws)
         record = dict(experiment="sgd_nesterov_run", preset=cfg.preset, seed=cfg.seed, run_dir=cfg.run_dir,

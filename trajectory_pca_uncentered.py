@@ -18,11 +18,8 @@ decay alone would give, and the PCA of the drift with that component removed).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import resource
-import shlex
 import sys
 import time
 
@@ -30,7 +27,8 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import UsageError, fail
+from common import analysis_parser, cli, out_path, write_result
+from runs import lambda_step, open_trajectory, read_metrics
 
 PROMINENCE, RADIUS = geo.PROMINENCE, geo.RADIUS  # switching extrema (SPEC 6), defined in geometry.py
 N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
@@ -93,53 +91,6 @@ DEFINITIONS = {
     "v_sw_pair": "index into switching.pairs of THE switching pair (geometry.switching_pair: the most prominent p_ood "
                  "peak, then the largest drop); its direction is v_sw.<group> in backbone_directions.safetensors.",
 }
-
-
-# ----------------------------------------------------------------------------- shared helpers
-def open_run(args) -> geo.Trajectory:
-    """Validate the run folder and the device; the Trajectory checks snapshots and the anchor."""
-    if not os.path.isdir(args.run):
-        raise UsageError(f"run folder not found: {args.run}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device} asked for, but CUDA is not available")
-    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-        raise UsageError(f"unknown device {args.device!r} (auto, cpu, cuda, cuda:N)")
-    try:
-        return geo.Trajectory(args.run, anchor=args.anchor, device=args.device)
-    except ValueError as e:  # a corrupt config.json
-        raise UsageError(f"config.json in {args.run} is not readable ({type(e).__name__})")
-
-
-def read_metrics(traj: geo.Trajectory) -> list[dict]:
-    """Rows of metrics.jsonl in step order, one per step (the last one written)."""
-    try:
-        rows = {int(r["step"]): r for r in traj.metrics()}
-        return [rows[s] for s in sorted(rows)]
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"metrics.jsonl in {traj.run_dir} is not readable ({type(e).__name__})")
-
-
-def provenance(traj: geo.Trajectory, script: str, argv: list[str], t0: float) -> dict:
-    from train import environment
-    env = environment(traj.device)
-    out = dict(git_commit=env["git_commit"], git_dirty=env["git_dirty"], command=shlex.join(["python", os.path.basename(script)] + argv),
-               device=str(traj.device), device_name=env["device_name"], torch=env["torch"], cuda=env["cuda"],
-               run_config=traj.config, wall_s=round(time.perf_counter() - t0, 2),
-               peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    if traj.device.type == "cuda":
-        out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(traj.device) / 2**20, 1)
-    return out
-
-
-def lambda_step(traj: geo.Trajectory) -> int | None:
-    s = traj.config.get("lambda_step")
-    return s if s is not None and traj.row_steps[0] <= s <= traj.row_steps[-1] else None
-
-
-def write_json(path: str, obj: dict):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
-    os.replace(path + ".tmp", path)
 
 
 # ----------------------------------------------------------------------------- switching
@@ -237,7 +188,7 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors)
     P = geo.pca(G)
     cb = P.coef(1)[:, 0]
     out = dict(D=D, raw=P.summary(), normalized=geo.pca(G, geo.rows(G, "normalized")).summary(),
-               centered=geo.pca(G, geo.rows(G, "centered")).summary())
+               centered=geo.pca(G, geo.rows(G, "centered")).summary() if len(steps) > 1 else None)
     out["null_shuffle"] = geo.shuffle_null(G, n_draws, seed=0)
     out["null_random_directions"] = geo.direction_null(G, D, n_draws, seed=0)
     out["null_matched"] = geo.matched_null(G)
@@ -263,11 +214,9 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors)
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv):
-    p = geo.analysis_parser(__doc__)
+    p = analysis_parser(__doc__, "trajectory_pca_uncentered")
     p.add_argument("--window", type=int, default=10, help="window width W in snapshots for the stability analysis (default 10)")
     p.add_argument("--null-draws", type=int, default=1000, help="draws per null model (default 1000)")
-    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/trajectory_pca_uncentered.json); "
-                                               "figures and direction files go to the same folder")
     args = p.parse_args(argv)
     if args.window < 2 or args.null_draws < 2:
         p.error("--window and --null-draws must be >= 2")
@@ -277,17 +226,15 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    try:
-        run(args, argv)
-    except UsageError as e:
-        fail(str(e))
+    cli(run, args, argv)
 
 
 def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
-    traj = open_run(args)
-    metrics = read_metrics(traj)
+    out_json = out_path(args, "trajectory_pca_uncentered")
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+    metrics = read_metrics(args.run)
     steps, T = traj.row_steps, len(traj.row_steps)
     grams_a = geo.group_grams(traj.grams(progress=sys.stderr.isatty(), anchor_row=True), traj.groups)  # + theta(anchor) row
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in grams_a.items()}
@@ -309,8 +256,7 @@ def run(args, argv):
     dirs, names = rebuild_directions(traj, pcas, sw_coefs, save)
 
     # --- save
-    out_path = args.out or os.path.join(args.run, "analysis", "trajectory_pca_uncentered.json")
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
                 names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - theta_trough of the "
@@ -326,16 +272,16 @@ def run(args, argv):
                             dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
         saved.append("switch_directions.safetensors")
     sw["saved_pairs"] = len(save)
-    figs = [plot_pc1(groups, T, out_dir), plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj), out_dir),
-            plot_spectrum(groups, out_dir), plot_decay_share(groups, steps, out_dir)]
-    result = dict(definitions=dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0),
-                  anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood), groups=dict(traj.groups),
-                  theory=geo.random_walk_theory(T), summary=summary_table(groups, sw), results=groups, switching=sw,
-                  files=saved + [os.path.basename(f) for f in figs])
-    result["provenance"] = provenance(traj, __file__, argv, t0)
-    write_json(out_path, result)
+    figs = [plot_pc1(groups, T, out_dir), plot_spectrum(groups, out_dir),
+            plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj.config, steps), out_dir),
+            plot_decay_share(groups, steps, out_dir)]
+    result = write_result(out_json, "trajectory_pca_uncentered", traj.config,
+                          dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0), groups, t0,
+                          argv, traj.device, __file__, anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood),
+                          groups=dict(traj.groups), theory=geo.random_walk_theory(T), summary=summary_table(groups, sw),
+                          switching=sw, files=saved + [os.path.basename(f) for f in figs], run_state=state)
     pv = result["provenance"]
-    print(f"{out_path}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
+    print(f"{out_json}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
           f"wall {pv['wall_s']} s, peak host memory {pv['peak_host_memory_mib']} MiB")
 
 
@@ -344,7 +290,7 @@ def summary_table(groups: dict, sw: dict) -> dict:
     out = {}
     for g, r in groups.items():
         row = dict(pc1=r["raw"]["pc1"], k95=r["raw"]["k95"], k99=r["raw"]["k99"], pc1_normalized=r["normalized"]["pc1"],
-                   pc1_centered=r["centered"]["pc1"], null_shuffle_mean=r["null_shuffle"]["mean"],
+                   pc1_centered=r["centered"] and r["centered"]["pc1"], null_shuffle_mean=r["null_shuffle"]["mean"],
                    null_shuffle_percentile=r["null_shuffle"]["percentile"], null_directions_mean=r["null_random_directions"]["mean"],
                    null_directions_percentile=r["null_random_directions"]["percentile"],
                    window_cos_global_mean=r["stability"].get("cos_global_mean"), window_cos_prev_mean=r["stability"].get("cos_prev_mean"),

@@ -438,13 +438,13 @@ def test_update_labels_and_matched_walk_alignment():
     G = geo.matched_walk(n)
     E = geo.update_rows(pairs, steps)
     Cw = geo.matched_walk_alignment(G, E)
-    assert torch.allclose(geo.update_alignment(G, E)["C"], Cw) and (Cw > 0).all()
+    assert torch.allclose(geo.update_cos(G, geo.pca(G).coef(1)[:, 0], E)["C"], Cw) and (Cw > 0).all()
     # C of the update equals the dense cosine
     gen = torch.Generator().manual_seed(8)
     X = torch.randn(len(steps), 300, generator=gen, dtype=torch.float64).cumsum(0)
     G = X @ X.T
     c = geo.pca(G).coef(1)[:, 0]
-    al = geo.update_alignment(G, geo.update_rows(geo.update_pairs(steps, 0, 400), steps), c)
+    al = geo.update_cos(G, c, geo.update_rows(geo.update_pairs(steps, 0, 400), steps))
     U = torch.stack([X[i] - X[i - 2] for i in range(1, len(steps)) if i >= 2] )
     v = X.T @ c
     assert torch.allclose(al["C"][1:], U @ v / U.norm(dim=1)) and al["C"][0] == pytest.approx(float(X[1] @ v / X[1].norm()))

@@ -11,7 +11,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import config  # noqa: E402
+import experiments  # noqa: E402
+import runs  # noqa: E402
 from config import UsageError  # noqa: E402
 from model import GPT, trunk_keys  # noqa: E402
 import sgd_control as sc  # noqa: E402
@@ -27,7 +28,7 @@ SCALE = 0.005  # paper steps -> micro steps: 4,000 -> 20, window [600, 2000] -> 
 @pytest.fixture
 def micro(tmp_path_factory, monkeypatch):
     """Overrides for a micro run in a fresh out_dir (shared corpus cache), with the experiment shrunk to 20 steps."""
-    monkeypatch.setitem(config.STEP_SCALE, "tiny", SCALE)
+    monkeypatch.setitem(experiments.STEP_SCALE, "tiny", SCALE)
     cache = str(tmp_path_factory.getbasetemp() / "sgd_cache")
     out = tmp_path_factory.mktemp("sgd")
     return {**MICRO, "out_dir": str(out / "runs"), "cache_dir": cache}
@@ -57,7 +58,7 @@ def test_run_configs_match_table8():
     assert all(train.lr_at(cfg["C'"], s) == train.lr_at(cfg["C"], s) for s in range(0, 4000, 25))
     tiny = sc.run_config("C", {"preset": "tiny", "seed": 7})
     assert (tiny.name, tiny.steps, tiny.warmup, tiny.lr, tiny.momentum, tiny.d_model) == ("tiny_sgd_C_seed7", 160, 60, 1e-2, 0.9, 64)
-    assert sc.window("tiny") == (24, 80) and sc.run_config("C'", {"preset": "tiny"}).stop_rule == "80:5.1:0.02"
+    assert experiments.window("tiny") == (24, 80) and sc.run_config("C'", {"preset": "tiny"}).stop_rule == "80:5.1:0.02"
     with pytest.raises(UsageError, match="--lr is fixed"):
         sc.run_config("A", {"lr": 3e-3})
     with pytest.raises(UsageError, match="unknown run"):
@@ -89,7 +90,7 @@ def _metrics(run_dir):
 
 def test_stop_rule_fires_or_lets_the_run_continue(micro, monkeypatch):
     # a rule every run meets: stopped at the rule step (paper 2,000 -> 10), nothing after it
-    monkeypatch.setattr(sc, "STOP_RULE", (2000, -1.0, 2.0))
+    monkeypatch.setattr(experiments, "STOP_RULE", (2000, -1.0, 2.0))
     cfg = sc.run_config("C'", micro)
     assert cfg.stop_rule == "10:-1.0:2.0" and cfg.steps == 20
     st = train.train(cfg)
@@ -102,7 +103,7 @@ def test_stop_rule_fires_or_lets_the_run_continue(micro, monkeypatch):
     assert rec["fired"] and rec["consistent"] and rec["ended_at"] == 10
     assert train.train(cfg)["status"] == "stopped_early"  # a stopped run is left alone
     # a rule no run meets: the run goes on to the end of its schedule
-    monkeypatch.setattr(sc, "STOP_RULE", (2000, 1e9, 2.0))
+    monkeypatch.setattr(experiments, "STOP_RULE", (2000, 1e9, 2.0))
     cfg2 = sc.run_config("C'", {**micro, "out_dir": micro["out_dir"] + "2"})
     st2 = train.train(cfg2)
     assert (st2["status"], st2["step"]) == ("complete", 20)
@@ -149,14 +150,14 @@ def _colinear_run(cfg, f, seed=0):
     v = {k: torch.randn(theta0[k].shape, generator=g) for k in trunk_keys(cfg.n_layer)}
     os.makedirs(os.path.join(cfg.run_dir, "snapshots"))
     for s in cfg.snapshot_steps():
-        save_file({k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()}, train.snapshot_path(cfg.run_dir, s))
+        save_file({k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()}, runs.snapshot_path(cfg.run_dir, s))
     json.dump({"config": cfg.to_dict()}, open(os.path.join(cfg.run_dir, "config.json"), "w"))
     return math.sqrt(sum(float((x ** 2).sum()) for x in v.values()))
 
 
 def test_table_assembly_from_window_summaries(micro, tmp_path):
     cfg = sc.run_config("C", micro)
-    w0, w1 = sc.window("tiny")
+    w0, w1 = experiments.window("tiny")
     assert (w0, w1) == (3, 10)
     vnorm = _colinear_run(cfg, lambda s: 0.1 * s)
     ws = sc.window_geometry(cfg, w0, w1, groups=["trunk", "block0"], null_draws=200)
@@ -178,7 +179,7 @@ def test_table_assembly_from_window_summaries(micro, tmp_path):
     lines = open(tmp_path / "t.csv").read().splitlines()
     assert lines[0].split(",") == sc.COLUMNS and len(lines) == 3
     # a missing snapshot inside the window is an error, not a shorter window
-    os.remove(train.snapshot_path(cfg.run_dir, 6))
+    os.remove(runs.snapshot_path(cfg.run_dir, 6))
     with pytest.raises(UsageError, match="no snapshot at step 6"):
         sc.window_geometry(cfg, w0, w1)
 
@@ -191,7 +192,7 @@ def _one_error_line(capsys, fn):
 
 
 def test_scripts_end_to_end(micro, capsys, monkeypatch):
-    monkeypatch.setattr(sc, "NULL_DRAWS", 100)
+    monkeypatch.setattr(experiments, "NULL_DRAWS", 100)
     args = _args(micro)
     out = os.path.join(micro["out_dir"], "tiny_sgd_control")
     _one_error_line(capsys, lambda: mv.main(args))  # runs A and C not trained yet
@@ -218,7 +219,7 @@ def test_scripts_end_to_end(micro, capsys, monkeypatch):
     # bad input: one line, exit 2, nothing overwritten
     files = [os.path.join(out, f) for f in ("sgd_matched_valloss.json", "sgd_control.json", "sgd_control.csv")]
     before = [open(f, "rb").read() for f in files]
-    os.remove(train.snapshot_path(os.path.join(micro["out_dir"], "tiny_sgd_A_seed42"), 3))
+    os.remove(runs.snapshot_path(os.path.join(micro["out_dir"], "tiny_sgd_A_seed42"), 3))
     _one_error_line(capsys, lambda: mv.main(args))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A"]))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A,D"]))
