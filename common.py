@@ -85,7 +85,7 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device | str = "cpu") -> dict:
     """The code and environment a run or a result comes from."""
-    device = torch.device(device)
+    device = pick_device(device) if isinstance(device, str) else device
     return dict(git_commit=_git("rev-parse", "HEAD") or "unknown",
                 git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
@@ -100,7 +100,7 @@ def provenance(t0: float, argv=None, device: torch.device | str = "cpu", script:
     out = dict(environment(device), command=shlex.join(["python", script, *argv]),
                wall_s=round(time.perf_counter() - t0, 2), date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
                peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    if torch.device(device).type == "cuda":
+    if out["device"].startswith("cuda"):
         out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
 

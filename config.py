@@ -221,9 +221,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def given_overrides(ns: argparse.Namespace) -> dict:
+    """The Config fields given on the command line (the add_config_args options that were used)."""
+    return {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
+
+
 def config_from_args(ns: argparse.Namespace) -> Config:
     """Preset first, then the overrides given on the command line."""
-    return make_config(**{k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None})
+    return make_config(**given_overrides(ns))
 
 
 def make_config(**overrides) -> Config:

@@ -239,6 +239,25 @@ def existing_run(cfg: Config) -> dict | None:
     return dict(config=old, metrics=read_metrics(cfg.run_dir), status=read_status(cfg.run_dir))
 
 
+def curves(metrics: list[dict], keys=("step", "val_loss", "p_in", "p_ood")) -> dict:
+    """{key: [value per eval]} of metrics rows (for figures and the experiment records)."""
+    return {k: [r.get(k) for r in metrics] for k in keys}
+
+
+def same_finished_run(cfg: Config) -> bool:
+    """Whether cfg.run_dir holds a finished run of exactly `cfg` (another config's folder: False)."""
+    if read_record(cfg.run_dir) is None or not finished(read_status(cfg.run_dir)):
+        return False
+    try:
+        return check_run_dir(cfg) is not None
+    except UsageError:
+        return False
+
+
+def finished(status: dict | None) -> bool:
+    return bool(status) and status["status"] != "running"
+
+
 def lambda_step(config: dict, steps) -> int | None:
     """The run's lambda step when it falls within `steps` (for a marker in figures)."""
     s = config.get("lambda_step")
