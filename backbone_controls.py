@@ -62,15 +62,11 @@ def finished(info: dict | None) -> bool:
 def sweep(given: dict, train: bool) -> tuple[dict, dict]:
     """D's learning-rate sweep: ({lr: Config}, experiments.d_sweep outcome); trains the sweep runs if `train`."""
     cfgs = {lr: ex.new_control_config("D", given, lr, sweep=True) for lr in ex.D_LRS}
-    results = {}
-    for lr, cfg in cfgs.items():
-        if train:
-            import train as tr
-            st = tr.train(cfg)
-            print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
-        info = existing_run(cfg)
-        results[lr] = (info["status"], info["metrics"]) if finished(info) else (None, [])
-    out = ex.d_sweep(results)
+    for cfg in cfgs.values() if train else ():
+        import train as tr
+        st = tr.train(cfg)
+        print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
+    out = ex.d_sweep_outcome(given)
     out["run_dirs"] = {str(lr): c.run_dir for lr, c in cfgs.items()}
     return cfgs, out
 

@@ -241,6 +241,17 @@ def d_sweep(results: dict) -> dict:
                 lr=best and best["lr"], reason=None if best else "no sweep run reached the sweep step without diverging")
 
 
+def d_sweep_outcome(given: dict | None = None) -> dict:
+    """experiments.d_sweep of D's sweep runs as they are on disk (runs not finished count as missing)."""
+    from runs import existing_run
+    results = {}
+    for lr in D_LRS:
+        info = existing_run(new_control_config("D", given, lr, sweep=True))
+        done = info and info["status"] and info["status"]["status"] != "running"
+        results[lr] = (info["status"], info["metrics"]) if done else (None, [])
+    return d_sweep(results)
+
+
 # Columns of the new controls' table: Table 9's and the yardsticks of SPEC 6 (trunk, window).
 CONTROL_COLUMNS = TABLE9_COLUMNS + ["null_matched_pc1_pct", "pc1_minus_matched_pct", "coherence", "cos_vb_theta0",
                                     "share_e0_final", "decay_share_final", "pc1_decay_removed_pct", "k95_decay_removed",

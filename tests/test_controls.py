@@ -8,6 +8,7 @@ import pytest
 import backbone_controls as bc
 import experiments as ex
 import geometry as geo
+import sgd_matched_valloss as mv
 import train
 from config import UsageError
 
@@ -57,6 +58,7 @@ def test_sweep_picks_the_lowest_validation_loss_among_runs_that_reached_the_swee
 
 
 def test_controls_end_to_end(small, argv, usage_error):
+    usage_error(mv.main, argv(small) + ["--against", "D"], match="needs its learning-rate sweep")
     bc.main(argv(small))
     out = os.path.join(small["out_dir"], "tiny_sgd_control")
     rec = json.load(open(os.path.join(out, "backbone_controls.json")))
@@ -87,5 +89,18 @@ def test_controls_end_to_end(small, argv, usage_error):
     before = rec["rows"]
     bc.main(argv(small) + ["--runs", "A0"])
     assert json.load(open(os.path.join(out, "backbone_controls.json")))["rows"] == json.loads(json.dumps(before))
+    # A against D at matched validation loss
+    mv.main(argv(small) + ["--against", "D"])
+    m = json.load(open(os.path.join(out, "sgd_matched_valloss_D.json")))
+    assert [t["step"] for t in m["targets"]] == [5, 10, 20] and m["config"]["d_lr"] == sw["lr"]
+    curve = {r: dict(zip(rec["curves"][r]["step"], rec["curves"][r]["val_loss"])) for r in ("A", "D")}
+    for t in m["targets"]:
+        assert t["val"] == curve["D"][t["step"]] and t["crossings"]["D"] <= t["step"]
+        for r, s in t["crossings"].items():  # the first evaluation at or below the level
+            assert s is None or (curve[r][s] <= t["val"] and all(v > t["val"] for q, v in curve[r].items() if q < s))
+    kinds = [(r["run"], r["kind"]) for r in m["rows"]]
+    assert kinds[-2:] == [("A", "reference"), ("D", "reference")] and ("D", "matched") in kinds
+    assert all(r["end"] - r["start"] == 4 for r in m["rows"] if r["kind"] == "matched")  # 5 evaluations, one step apart
+    assert all(0 < r["null_matched_pc1_pct"] <= 100 for r in m["rows"])
     usage_error(bc.main, argv(small) + ["--runs", "A,E"], match="unknown run 'E'")
     usage_error(bc.main, argv(small) + ["--lr", "0.1"], match="--lr is fixed")
