@@ -144,7 +144,7 @@ def reached(status: dict | None, end: int) -> bool:
 TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
                   "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct",
                   "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct",
-                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct"]
+                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct", "null_matched_pc1_pct"]
 
 
 def _pct(x):
@@ -170,7 +170,7 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
                    update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
                    null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
                    null_direction_pc1_pct=_pct(t["null_direction"]["mean"]),
-                   null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
+                   null_direction_sd_pct=_pct(t["null_direction"]["sd"]), null_matched_pc1_pct=_pct(t["null_matched_pc1"]),
                    block_pc1_pct={g: _pct(v["pc1"]) for g, v in ws["groups"].items() if g != "trunk"})
     return row
 
@@ -178,11 +178,11 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
 def format_table9(rows: list[dict]) -> str:
     """Plain-text table: the paper's Table 9 plus k99, row-normalized PC1, mean |C| and the null PC1s."""
     head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift", "mean|C|",
-            "theory %", "shuffle %", "direction %"]
+            "theory %", "shuffle %", "direction %", "matched %"]
     body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]), fmt(r["best_p_ood"]),
              fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]), fmt(r["k99"]), fmt(r["drift"], 2),
              fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1), fmt(r["null_shuffle_pc1_pct"], 1),
-             fmt(r["null_direction_pc1_pct"], 1)] for r in rows]
+             fmt(r["null_direction_pc1_pct"], 1), fmt(r["null_matched_pc1_pct"], 1)] for r in rows]
     return format_table(head, body)
 
 
@@ -253,7 +253,7 @@ def d_sweep_outcome(given: dict | None = None) -> dict:
 
 
 # Columns of the new controls' table: Table 9's and the yardsticks of SPEC 6 (trunk, window).
-CONTROL_COLUMNS = TABLE9_COLUMNS + ["null_matched_pc1_pct", "pc1_minus_matched_pct", "coherence", "cos_vb_theta0",
+CONTROL_COLUMNS = TABLE9_COLUMNS + ["pc1_minus_matched_pct", "coherence", "cos_vb_theta0",
                                     "share_e0_final", "decay_share_final", "pc1_decay_removed_pct", "k95_decay_removed",
                                     "null_matched_decay_removed_pct", "matched_walk_abs_C_mean", "unigram_val",
                                     "below_unigram"]
@@ -268,7 +268,7 @@ def control_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict
     if ws is not None:
         t = ws["groups"]["trunk"]
         wd = t["weight_decay"]
-        row.update(null_matched_pc1_pct=_pct(t["null_matched_pc1"]), pc1_minus_matched_pct=_pct(t["pc1"] - t["null_matched_pc1"]),
+        row.update(pc1_minus_matched_pct=_pct(t["pc1"] - t["null_matched_pc1"]),
                    coherence=t["coherence"], cos_vb_theta0=t["cos_vb_theta0"], share_e0_final=wd["share_e0_final"],
                    decay_share_final=wd.get("decay_share_final"), pc1_decay_removed_pct=_pct(t["pc1_decay_removed"]),
                    k95_decay_removed=t["k95_decay_removed"],
