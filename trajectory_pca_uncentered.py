@@ -60,14 +60,17 @@ DEFINITIONS = {
                "cos_global = |cos(window PC1, v_b)|; cos_prev = |cos(window PC1, PC1 of the window one snapshot earlier)|.",
     "decomposition": "a(t) = <x(t), v_b>; ||r(t)|| = sqrt(||x(t)||^2 - a(t)^2); f_b(t) = a(t)^2 / ||x(t)||^2; "
                      "norm = ||x(t)||.",
-    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have an eval in metrics.jsonl.",
+    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have an eval in "
+                    "metrics.jsonl (levels; corr_r_p_ood_diff: on first differences).",
     "extrema": f"p_ood from metrics.jsonl, in step order. Peaks: local maxima (a flat top counts once, at its middle; "
                f"not the first or last eval) whose prominence, measured within +-{RADIUS} evals, is >= {PROMINENCE}: "
                f"scipy.signal.find_peaks(p_ood, prominence={PROMINENCE}, wlen={2 * RADIUS + 1}). Troughs: the same for -p_ood.",
     "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the previous "
-             "extremum when it is a trough not paired yet. Both steps need a snapshot at or after the anchor.",
+             "extremum when it is a trough not paired yet. Both steps need a snapshot at or after the anchor. "
+             "prominence: the peak's (scipy, within +-3 evals); drop: p_ood(peak) - p_ood(trough).",
     "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - theta_trough = "
-            "x(peak) - x(trough), a combination of drift rows (x(anchor) = 0).",
+            "x(peak) - x(trough), a combination of drift rows (x(anchor) = 0). Per pair here; THE v_sw of the other "
+            "analyses is the pair v_sw_pair.",
     "backbone_overlap": "|<v_sw, v_b>| (signed value in vsw_dot_vb; its square is the backbone share of v_sw).",
     "E_2_6": "E_2:6 = sum_{k=2..6} <v_sw_perp, v_k>^2 with v_sw_perp = v_sw - <v_sw, v_b> v_b renormalized, v_k the raw "
              "PCs (fewer when the rows have lower rank).",
