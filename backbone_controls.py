@@ -84,8 +84,8 @@ def unigram_baseline(cfg) -> dict:
     from dataset import load_corpus, ngram_baseline
     corpus = load_corpus(cfg)
     return dict(val_nats=ngram_baseline(corpus.train, corpus.val, corpus.vocab_size, max_n=1)[1],
-                definition="interpolated Witten-Bell unigram of the training tokens (dataset.ngram_baseline, order 1), "
-                           "cross-entropy on the validation split", corpus=corpus.description)
+                definition="interpolated Witten-Bell unigram of the training tokens (dataset.ngram_baseline, "
+                           "order 1), cross-entropy on the validation split", corpus=corpus.description)
 
 
 # ----------------------------------------------------------------------------- table and figure
@@ -197,12 +197,13 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     definitions = dict(
         D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay with lr * wd = d_shrink (run A's)",
         A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
-        sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the lowest "
-              "validation loss there wins (diverged runs lose)",
+        sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
+              "lowest validation loss there wins (diverged runs lose)",
         window="geometry.window_summary on [window start, window end], anchor = window start (its definitions)",
-        columns="*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null; *_decay_removed / "
-                "'-e0': the drift with its component along e0 = theta(anchor)/||theta(anchor)|| removed; "
-                "decay_share_final: (pure-decay displacement)^2 / ||x(T)||^2; below_unigram: final val < unigram_val")
+        columns="*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null; "
+                "*_decay_removed / '-e0': the drift with its component along e0 = "
+                "theta(anchor)/||theta(anchor)|| removed; decay_share_final: (pure-decay displacement)^2 / "
+                "||x(T)||^2; below_unigram: final val < unigram_val")
     record = write_result(paths[0], "backbone_controls", config, definitions, rows, t0, argv, "cpu", __file__,
                           preset=base.preset, seed=base.seed, window=[w0, w1], sweep=sw, unigram=unigram,
                           rows=rows, run_dirs={r: c.run_dir for r, (c, _, _) in summaries.items()},

@@ -259,25 +259,27 @@ def analyse(args) -> dict:
         anchor=traj.anchor,
         groups=groups,
         definitions=dict(
-            G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, canonical trunk order "
-              "(model.trunk_keys), restricted to the group's columns; computed as G_LM + lambda G_probe (the gradient is "
-              "linear in the loss), G_LM and G_probe each from its own backward pass",
+            G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, "
+              "canonical trunk order (model.trunk_keys), restricted to the group's columns; computed as G_LM "
+              "+ lambda G_probe (the gradient is linear in the loss), G_LM and G_probe each from its own "
+              "backward pass",
             split="every quantity for three losses: combined (the keys of groups.<g> themselves, q), LM only "
-                  "(groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After the probe is learned most "
-                  "mini-batches carry almost no probe gradient and one batch with a wrong answer can carry 10^4 times "
-                  "more: then the combined and probe Fishers are that one batch",
-            per_batch="per_batch.n_probe / n_wrong: probe answers in each mini-batch and those the model gets wrong "
-                      "(greedy argmax at the answer); <loss>.grad_norms: ||g_i|| per mini-batch and group",
-            median="q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v); alpha_median = "
-                   "q_median(v_b) / mean_k q_median(w_k): robust to one dominating batch",
+                  "(groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After the probe is "
+                  "learned most mini-batches carry almost no probe gradient and one batch with a wrong "
+                  "answer can carry 10^4 times more: then the combined and probe Fishers are that one batch",
+            per_batch="per_batch.n_probe / n_wrong: probe answers in each mini-batch and those the model "
+                      "gets wrong (greedy argmax at the answer); <loss>.grad_norms: ||g_i|| per mini-batch "
+                      "and group",
+            median="q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v); "
+                   "alpha_median = q_median(v_b) / mean_k q_median(w_k): robust to one dominating batch",
             lambda1_frac=f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches is one direction",
             F="empirical Fisher F = G^T G / M (never formed)",
             q="q(v) = v^T F v = ||G v||^2 / M for unit v",
             v_b="first right singular vector of the uncentered drift rows theta(t) - theta(anchor), sign a(T) > 0",
             v_PC2="second right singular vector of the same rows (sign: last row's coordinate >= 0)",
-            v_sw="(theta(peak) - theta(trough)) / norm of THE switching pair (geometry.switching_pair: the most prominent "
-                 "p_ood peak and its adjacent trough); None at steps whose replayed batches lie in the pair's interval "
-                 "(v_sw_excluded)",
+            v_sw="(theta(peak) - theta(trough)) / norm of THE switching pair (geometry.switching_pair: the "
+                 "most prominent p_ood peak and its adjacent trough); None at steps whose replayed batches "
+                 "lie in the pair's interval (v_sw_excluded)",
             random=f"K = {args.K} Gaussian directions Gram-Schmidt orthonormalized against v_b and each other "
                    f"(geometry.random_directions, seed {args.seed}), the same at every step",
             alpha="q(v_b) / mean_k q(w_k) (None when every q(w_k) is 0, e.g. a probe-free batch set)",
@@ -288,9 +290,10 @@ def analyse(args) -> dict:
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
         ),
         batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-                          "(dataset.get_batch) concatenated and cut into consecutive mini-batches; trained_on = false when "
-                          "the stream reaches steps the run never took",
+                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, "
+                          "grad_accum-1), (t+1, 0), ... (dataset.get_batch) concatenated and cut into "
+                          "consecutive mini-batches; trained_on = false when the stream reaches steps the "
+                          "run never took",
                      per_step=batches_used),
         config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
                                              "lambda_probe_late", "lambda_step", "n_layer", "d_model")},

@@ -221,18 +221,19 @@ def analyse(args) -> dict:
             b="b_l(t) = <g_l, v_b^(l)> mean over the mini-batches (b_sd: sample sd); unnormalized gradient; b < 0: a "
               "gradient-descent step moves along +v_b, the direction of the drift (a(T) > 0)",
             B="B_l(t) = sum of b_l over the analysed snapshots up to t (depends on --every)",
-            b_norm="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a nonzero gradient "
-                   "(b normalized: a few probe batches with large gradients dominate the raw mean late in training); "
-                   "B_norm its cumulative sum",
+            b_norm="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a nonzero "
+                   "gradient (b normalized: a few probe batches with large gradients dominate the raw mean "
+                   "late in training); B_norm its cumulative sum",
             medians="cos_median, b_median, b_norm_median: medians over the mini-batches beside the means",
             b_pos_frac="fraction of mini-batches whose signed cosine is > 0 (0 or 1: a consistent sign)",
             precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",
         ),
         batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-                          "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
-                          "mini-batches; trained_on = false when the stream reaches steps the run never took",
+                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, "
+                          "grad_accum-1), (t+1, 0), ... (dataset.get_batch, a pure function of seed, step, "
+                          "micro) concatenated and cut into consecutive mini-batches; trained_on = false "
+                          "when the stream reaches steps the run never took",
                      per_step=batches_used),
         config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
                                              "lambda_probe_late", "lambda_step", "n_layer", "d_model")},

@@ -43,12 +43,14 @@ DEFINITIONS = {
     "phases": "the paper's phases of its 10,000-step run, early t < 2000, mid 2000 <= t <= 6000, late t > 6000, scaled "
               "to this run's length L: early t < 0.2 L, mid 0.2 L <= t <= 0.6 L, late t > 0.6 L (t = the later step of u).",
     "phase_means": "mean of |C| and of C over the u(t) of each phase; abs_C_peak: the largest |C| in the phase.",
-    "midpoint": "the same phase means and sign flip with each update labelled by its midpoint (t + t_prev) / 2 "
-                "(u_mid_steps; t - 100 for 200-step updates: the paper's convention, SPEC 6); summary keys *_mid.",
-    "matched_walk": "the same updates in the matched random walk: increments with the observed norms ||x(t) - x(t_prev)|| "
-                    "between consecutive snapshots and mutually orthogonal directions (the D -> inf limit of random ones), "
-                    "C(t) against that walk's own backbone; labelled by midpoints. It never flips sign: its backbone has "
-                    "a positive component on every increment.",
+    "midpoint": "the same phase means and sign flip with each update labelled by its midpoint (t + t_prev) / "
+                "2 (u_mid_steps; t - 100 for 200-step updates: the paper's convention, SPEC 6); summary keys "
+                "*_mid.",
+    "matched_walk": "the same updates in the matched random walk: increments with the observed norms ||x(t) "
+                    "- x(t_prev)|| between consecutive snapshots and mutually orthogonal directions (the D "
+                    "-> inf limit of random ones), C(t) against that walk's own backbone; labelled by "
+                    "midpoints. It never flips sign: its backbone has a positive component on every "
+                    "increment.",
 }
 
 
@@ -73,9 +75,11 @@ def phase_stats(labels, C, phases) -> dict:
     out = dict(phase_means={})
     for name, inside in phases.items():
         sel = [C[i] for i in ok if inside(labels[i])]
-        out["phase_means"][name] = dict(abs_C=float(np.mean(np.abs(sel))) if sel else None, C=float(np.mean(sel)) if sel else None,
+        out["phase_means"][name] = dict(abs_C=float(np.mean(np.abs(sel))) if sel else None,
+                                        C=float(np.mean(sel)) if sel else None,
                                         abs_C_peak=float(np.max(np.abs(sel))) if sel else None, n=len(sel))
-    out.update(sign_flip([labels[i] for i in ok], [C[i] for i in ok], [phases["early"](labels[i]) for i in ok]))
+    lab, C_ = [labels[i] for i in ok], [C[i] for i in ok]
+    out.update(sign_flip(lab, C_, [phases["early"](t) for t in lab]))
     return out
 
 
@@ -113,24 +117,30 @@ def run(args, argv):
         al = geo.update_cos(grams[g], geo.pca(grams[g]).coef(1)[:, 0], E)
         C = al["C"].tolist()
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
-                   u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(), **phase_stats(steps, C, phases))
+                   u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(),
+                   **phase_stats(steps, C, phases))
         res["midpoint"] = phase_stats(mids, C, phases)  # the paper's labels: u(t) at t - 100
         Cw = geo.matched_walk_alignment(grams[g], E).tolist()
-        res["matched_walk"] = dict(C=[c if np.isfinite(c) else None for c in Cw], **phase_stats(mids, Cw, phases))
+        res["matched_walk"] = dict(C=[c if np.isfinite(c) else None for c in Cw],
+                                   **phase_stats(mids, Cw, phases))
         groups[g] = res
     summary = {g: dict(t_star=r["t_star"], t_star_persistent=r["t_star_persistent"], early_sign=r["early_sign"],
                        **{f"{ph}_abs_C": r["phase_means"][ph]["abs_C"] for ph in phases},
                        **{f"{ph}_C": r["phase_means"][ph]["C"] for ph in phases},
-                       t_star_mid=r["midpoint"]["t_star"], t_star_persistent_mid=r["midpoint"]["t_star_persistent"],
+                       t_star_mid=r["midpoint"]["t_star"],
+                       t_star_persistent_mid=r["midpoint"]["t_star_persistent"],
                        **{f"{ph}_abs_C_mid": r["midpoint"]["phase_means"][ph]["abs_C"] for ph in phases},
                        **{f"{ph}_C_mid": r["midpoint"]["phase_means"][ph]["C"] for ph in phases},
-                       **{f"matched_walk_{ph}_abs_C": r["matched_walk"]["phase_means"][ph]["abs_C"] for ph in phases},
+                       **{f"matched_walk_{ph}_abs_C": r["matched_walk"]["phase_means"][ph]["abs_C"]
+                          for ph in phases},
                        matched_walk_t_star=r["matched_walk"]["t_star"]) for g, r in groups.items()}
     others = [g for g in traj.groups if g not in ("block0", "trunk")]
     if others:
-        summary["median_of_blocks_1_on"] = {
-            **{f"{ph}_abs_C": _median([groups[g]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases},
-            **{f"{ph}_abs_C_mid": _median([groups[g]["midpoint"]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases}}
+        def med(ph, key=None):
+            return _median([(groups[g][key] if key else groups[g])["phase_means"][ph]["abs_C"]
+                            for g in others])
+        summary["median_of_blocks_1_on"] = {**{f"{ph}_abs_C": med(ph) for ph in phases},
+                                            **{f"{ph}_abs_C_mid": med(ph, "midpoint") for ph in phases}}
 
     # --- save
     out_dir = os.path.dirname(os.path.abspath(out_json))
@@ -141,7 +151,8 @@ def run(args, argv):
                        + f"; gaps t - t_prev in this run: {gaps}")
     result = write_result(
         out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
-        anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs], u_mid_steps=mids,
+        anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
+        u_mid_steps=mids,
         phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
         summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
     s = summary["block0"]
@@ -166,7 +177,8 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
         nan = lambda xs: [np.nan if x is None else x for x in xs]
         ax.plot(steps, nan(r["abs_C"]), color="tab:red", lw=1.5, label="|C(t)|")
         ax.plot(steps, nan(r["C"]), color="tab:red", ls="--", lw=1, label="C(t)")
-        ax.plot(steps, nan(r["matched_walk"]["C"]), color="tab:green", ls=":", lw=1.2, label="matched random walk")
+        ax.plot(steps, nan(r["matched_walk"]["C"]), color="tab:green", ls=":", lw=1.2,
+                label="matched random walk")
         ax.axhline(0, color="k", lw=0.5)
         if lam_step is not None:
             ax.axvline(lam_step, color="k", ls=":", lw=0.8, label="lambda step")

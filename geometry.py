@@ -29,7 +29,7 @@ gram_cos(G, c1, c2)               cosine of X^T c1 and X^T c2
 windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and previous
 random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D values for T steps
 shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random directions
-increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched random walk (D -> inf)
+increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched walk (D -> inf)
 matched_null_pc1(n2), matched_null(G)     the reference null: top eigenvalue / trace of L diag(||d||^2) L^T
 matched_null_draws(n2, D, n, seed)        the same walk at finite D (draws)
 coherence(G)                      ||x(t)||^2 / sum_{s<=t} ||d(s)||^2, final and running
@@ -371,7 +371,7 @@ def matched_null_pc1(norms_sq) -> float:
 
 
 def matched_null(G, k: int = 5) -> dict:
-    """The matched null of the rows with Gram G: PC1 (exact, D -> inf), its first k rho, and the observed PC1."""
+    """The matched null of the rows with Gram G: PC1 (exact, D -> inf), its first k rho, the observed PC1."""
     P = PCA(matched_walk(increment_norms_sq(G)))
     obs = PCA(G).pc1
     return dict(pc1=P.pc1, rho=P.rho[:k].tolist(), k95=P.k95, observed=obs, excess=obs - P.pc1)
@@ -389,7 +389,8 @@ def coherence(G) -> dict:
     """||x(t)||^2 / sum_{s <= t} ||d(s)||^2 for every row t (`running`) and at the last row (`coherence`):
     1 for mutually orthogonal increments, > 1 persistent (increments add up), < 1 mean-reverting."""
     cum = increment_norms_sq(G).cumsum(0)
-    run = torch.where(cum > 0, G.double().cpu().diagonal() / cum.clamp(min=1e-300), torch.full_like(cum, float("nan")))
+    x2 = G.double().cpu().diagonal()
+    run = torch.where(cum > 0, x2 / cum.clamp(min=1e-300), torch.full_like(cum, float("nan")))
     return dict(coherence=_finite(run[-1]), running=[_finite(r) for r in run])
 
 
@@ -455,16 +456,19 @@ def weight_decay_split(Ga, c_b, factors=None) -> dict:
     along = -h / na
     cb = torch.as_tensor(c_b, dtype=torch.float64).cpu()
     cos_vb = float(-(cb @ h) / na)
-    out = dict(theta_anchor_norm=na, along=along.tolist(), along_final=float(along[-1]), share_e0=(along**2 / x2).tolist(),
-               share_e0_final=float(along[-1] ** 2 / x2[-1]), cos_vb_theta0=cos_vb, vb_share_e0=cos_vb**2)
+    out = dict(theta_anchor_norm=na, along=along.tolist(), along_final=float(along[-1]),
+               share_e0=(along**2 / x2).tolist(), share_e0_final=float(along[-1] ** 2 / x2[-1]),
+               cos_vb_theta0=cos_vb, vb_share_e0=cos_vb**2)
     Gr = R @ Ga.double().cpu() @ R.T
     if Gr.trace() > 1e-20 * G.trace():
         P = PCA(Ga, R)
-        out.update(pc1_decay_removed=P.pc1, k95_decay_removed=P.k95, k99_decay_removed=P.k99, rho_decay_removed=P.rho[:10].tolist(),
+        out.update(pc1_decay_removed=P.pc1, k95_decay_removed=P.k95, k99_decay_removed=P.k99,
+                   rho_decay_removed=P.rho[:10].tolist(),
                    null_matched_pc1_decay_removed=matched_null_pc1(increment_norms_sq(Gr)))
     else:
-        out.update(pc1_decay_removed=None, k95_decay_removed=None, k99_decay_removed=None, rho_decay_removed=None,
-                   null_matched_pc1_decay_removed=None, decay_removed_note="the drift lies along e0: nothing is left")
+        out.update(pc1_decay_removed=None, k95_decay_removed=None, k99_decay_removed=None,
+                   rho_decay_removed=None, null_matched_pc1_decay_removed=None,
+                   decay_removed_note="the drift lies along e0: nothing is left")
     if factors is not None:
         disp = (1 - torch.as_tensor(factors, dtype=torch.float64)) * na
         out.update(decay_displacement=disp.tolist(), decay_displacement_final=float(disp[-1]),
@@ -522,7 +526,7 @@ PROMINENCE, RADIUS = 0.03, 3  # extrema of p_ood: prominence >= 0.03 within +-3 
 def _extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS):
     from scipy.signal import find_peaks
     v = np.asarray(values, dtype=float)
-    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts despite rounding
+    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts
     (pk, ppk), (tr, ptr) = find_peaks(v, **kw), find_peaks(-v, **kw)
     return pk.tolist(), tr.tolist(), ppk["prominences"].tolist(), ptr["prominences"].tolist()
 
@@ -555,11 +559,13 @@ def pair_switches(steps, p, snap_steps, anchor) -> dict:
             continue
         missing = [x for x in (s, t) if x not in snap_steps or x < anchor]
         if missing:
-            skipped.append(dict(peak=s, trough=t, reason=f"no snapshot at or after the anchor for step {missing[0]}"))
+            why = f"no snapshot at or after the anchor for step {missing[0]}"
+            skipped.append(dict(peak=s, trough=t, reason=why))
             continue
         used.add(t)
         pp, pt = float(p[i]), float(p[steps.index(t)])
-        pairs.append(dict(peak=s, trough=t, p_ood_peak=pp, p_ood_trough=pt, prominence=float(prom[i]), drop=pp - pt))
+        pairs.append(dict(peak=s, trough=t, p_ood_peak=pp, p_ood_trough=pt, prominence=float(prom[i]),
+                          drop=pp - pt))
     return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs, skipped=skipped)
 
 
@@ -567,18 +573,19 @@ def switching_pair(metrics: list[dict], snapshots, anchor: int):
     """The one switching pair of the repository: (peak_step, trough_step, info) for the pair of
     `pair_switches` whose peak has the largest p_ood prominence (then the largest drop, then the
     earliest), or (None, None, reason). v_sw = unit theta(peak) - theta(trough)."""
-    rows_ = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}  # last row per step wins
+    rows_ = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}  # the last row wins
     steps = sorted(rows_)
     if len(steps) < 3:
         return None, None, "fewer than 3 evals with p_ood in metrics.jsonl"
     sw = pair_switches(steps, [rows_[s] for s in steps], set(snapshots), anchor)
     if not sw["pairs"]:
-        return None, None, (f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within +-{RADIUS} evals; "
-                            f"{len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)")
+        return None, None, (f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within "
+                            f"+-{RADIUS} evals; {len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)")
     best = max(sw["pairs"], key=lambda q: (q["prominence"], q["drop"], -q["peak"]))
-    return best["peak"], best["trough"], dict(p_peak=best["p_ood_peak"], p_trough=best["p_ood_trough"],
-                                              prominence=best["prominence"], drop=best["drop"], n_pairs=len(sw["pairs"]),
-                                              peaks=sw["peaks"], troughs=sw["troughs"], interval=list(switch_interval(best["peak"], best["trough"])))
+    info = dict(p_peak=best["p_ood_peak"], p_trough=best["p_ood_trough"], prominence=best["prominence"],
+                drop=best["drop"], n_pairs=len(sw["pairs"]), peaks=sw["peaks"], troughs=sw["troughs"],
+                interval=list(switch_interval(best["peak"], best["trough"])))
+    return best["peak"], best["trough"], info
 
 
 def switch_interval(peak: int, trough: int) -> tuple[int, int]:
@@ -698,8 +705,8 @@ def rayleigh(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
 
 
 def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
-    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|; lambda_1, trace,
-    and the row norms ||g_i|| (the diagonal of G G^T)."""
+    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|; lambda_1,
+    trace, and the row norms ||g_i|| (the diagonal of G G^T)."""
     cols = list(_columns(G, keys, shapes))
     GG = sum(g.double() @ g.double().T for _, g in cols).cpu()
     lam, A = torch.linalg.eigh(GG)
@@ -732,7 +739,8 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
     return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
                 lambda1=top["lambda1"], trace=top["trace"],
                 u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
-                q_median=mn, q_random_median=mr, alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
+                q_median=mn, q_random_median=mr,
+                alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
                 lambda1_frac=frac, rank1=frac is not None and frac > RANK1, grad_norms=top["grad_norms"])
 
 
@@ -803,6 +811,23 @@ def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
     return pcas, dirs
 
 
+WINDOW_DEFINITIONS = dict(
+    rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
+    drift="||theta(end) - theta(anchor)||",
+    update_C="u(t) = theta(t) - theta(t - update_lag) for t = anchor + k update_lag (non-overlapping), "
+             "labelled by its midpoint (update_mid_steps); C = <u, v_b>/||u||; *_consecutive: u between "
+             "consecutive snapshots",
+    matched_walk_update_C="C(t) of the same updates in the matched random walk, against its own v_b",
+    null_matched_pc1="top eigenvalue / trace of L diag(||d||^2) L^T: the PC1 of a walk with the observed "
+                     "increment norms in independent directions, D -> inf (the reference)",
+    coherence="||x(T)||^2 / sum_t ||d(t)||^2 (1 orthogonal increments, > 1 persistent, < 1 mean-reverting); "
+              "coherence_running: the same up to each row",
+    weight_decay="e0 = theta(anchor) / ||theta(anchor)||; cos_vb_theta0 = <v_b, -e0>; share_e0 = <x, e0>^2 / "
+                 "||x||^2; decay_displacement = (1 - s(t)/s(anchor)) ||theta(anchor)||, s the factor of "
+                 "weight decay alone (geometry.decay_factors); *_decay_removed: PCA of x(t) - <x(t), e0> e0",
+    v_b="first right singular vector of the raw rows, sign with a(end) > 0")
+
+
 def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
                    null_draws: int = 1000, progress: bool = False, update_lag="auto") -> dict:
     """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
@@ -820,25 +845,13 @@ def window_summary(run_dir: str, start: int, end: int | None = None, groups=("tr
     factors = run_decay_factors(traj.config, start, traj.row_steps)
     pairs = update_pairs(traj.row_steps, start, update_lag, grid=True)
     E = update_rows(pairs, traj.row_steps)
-    out = {name: rows_summary(split_anchor(Ga)[0], traj.numel(traj.groups[name]), null_draws, E=E, Ga=Ga, factors=factors)
+    out = {name: rows_summary(split_anchor(Ga)[0], traj.numel(traj.groups[name]), null_draws, E=E, Ga=Ga,
+                              factors=factors)
            for name, Ga in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
     return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, update_lag=update_lag,
-                update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs], groups=out,
-                definitions=dict(rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
-                                 drift="||theta(end) - theta(anchor)||",
-                                 update_C="u(t) = theta(t) - theta(t - update_lag) for t = anchor + k update_lag "
-                                          "(non-overlapping), labelled by its midpoint (update_mid_steps); C = <u, v_b>/||u||; "
-                                          "*_consecutive: u between consecutive snapshots",
-                                 matched_walk_update_C="C(t) of the same updates in the matched random walk, against its own v_b",
-                                 null_matched_pc1="top eigenvalue / trace of L diag(||d||^2) L^T: the PC1 of a walk with the "
-                                                  "observed increment norms in independent directions, D -> inf (the reference)",
-                                 coherence="||x(T)||^2 / sum_t ||d(t)||^2 (1 orthogonal increments, > 1 persistent, < 1 "
-                                           "mean-reverting); coherence_running: the same up to each row",
-                                 weight_decay="e0 = theta(anchor) / ||theta(anchor)||; cos_vb_theta0 = <v_b, -e0>; share_e0 = "
-                                              "<x, e0>^2 / ||x||^2; decay_displacement = (1 - s(t)/s(anchor)) ||theta(anchor)||, "
-                                              "s the factor of weight decay alone (geometry.decay_factors); *_decay_removed: "
-                                              "PCA of x(t) - <x(t), e0> e0",
-                                 v_b="first right singular vector of the raw rows, sign with a(end) > 0"))
+                update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs],
+                groups=out,
+                definitions=dict(WINDOW_DEFINITIONS))
 
 
 def _floats(C: torch.Tensor) -> list:

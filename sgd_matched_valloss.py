@@ -152,8 +152,8 @@ def plot(record: dict, path: str):
                      rotation=60, ha="right", fontsize=7)
     ax[1].set_ylim(0, 105), ax[1].set_ylabel("trunk PC1 (%)"), ax[1].legend(fontsize=7)
     ax[1].set_title("* reference windows", fontsize=8)
-    fig.suptitle(f"Matched validation loss, A against {record.get('against', 'C')} ({record['preset']} preset, "
-                 f"seed {record['seed']})", fontsize=10)
+    fig.suptitle(f"Matched validation loss, A against {record.get('against', 'C')} ({record['preset']} "
+                 f"preset, seed {record['seed']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -275,7 +275,8 @@ def main(argv=None):
     else:
         plateau, crossing = record["plateau"], record["adamw_crossing"]["between_steps"]
         print(f"run C: best val {plateau['best_val']:.3f} at step {plateau['best_step']}; plateau (val <= "
-              f"{plateau['target']:.3f}) from step {plateau['entry_step']}; run A passes it between steps {crossing}")
+              f"{plateau['target']:.3f}) from step {plateau['entry_step']}; run A passes it between steps "
+              f"{crossing}")
     print(format_rows(rows))
     print("wrote " + ", ".join(paths))
 

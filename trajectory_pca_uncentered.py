@@ -60,39 +60,44 @@ DEFINITIONS = {
                "cos_global = |cos(window PC1, v_b)|; cos_prev = |cos(window PC1, PC1 of the window one snapshot earlier)|.",
     "decomposition": "a(t) = <x(t), v_b>; ||r(t)|| = sqrt(||x(t)||^2 - a(t)^2); f_b(t) = a(t)^2 / ||x(t)||^2; "
                      "norm = ||x(t)||.",
-    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have an eval in "
-                    "metrics.jsonl (levels; corr_r_p_ood_diff: on first differences).",
+    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have "
+                    "an eval in metrics.jsonl (levels; corr_r_p_ood_diff: on first differences).",
     "extrema": f"p_ood from metrics.jsonl, in step order. Peaks: local maxima (a flat top counts once, at its middle; "
                f"not the first or last eval) whose prominence, measured within +-{RADIUS} evals, is >= {PROMINENCE}: "
                f"scipy.signal.find_peaks(p_ood, prominence={PROMINENCE}, wlen={2 * RADIUS + 1}). Troughs: the same for -p_ood.",
-    "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the previous "
-             "extremum when it is a trough not paired yet. Both steps need a snapshot at or after the anchor. "
-             "prominence: the peak's (scipy, within +-3 evals); drop: p_ood(peak) - p_ood(trough).",
-    "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - theta_trough = "
-            "x(peak) - x(trough), a combination of drift rows (x(anchor) = 0). Per pair here; THE v_sw of the other "
-            "analyses is the pair v_sw_pair.",
+    "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the "
+             "previous extremum when it is a trough not paired yet. Both steps need a snapshot at or after "
+             "the anchor. prominence: the peak's (scipy, within +-3 evals); drop: p_ood(peak) - "
+             "p_ood(trough).",
+    "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - "
+            "theta_trough = x(peak) - x(trough), a combination of drift rows (x(anchor) = 0). Per pair here; "
+            "THE v_sw of the other analyses is the pair v_sw_pair.",
     "backbone_overlap": "|<v_sw, v_b>| (signed value in vsw_dot_vb; its square is the backbone share of v_sw).",
     "E_2_6": "E_2:6 = sum_{k=2..6} <v_sw_perp, v_k>^2 with v_sw_perp = v_sw - <v_sw, v_b> v_b renormalized, v_k the raw "
              "PCs (fewer when the rows have lower rank).",
     "pairwise_cos": "|cos| between the switch directions of different pairs, per group.",
-    "null_matched": "the reference null: increments d(t) with their observed norms and independent directions; as D -> inf "
-                    "its uncentered PC1 is the number null_matched_pc1 = top eigenvalue / trace of L diag(||d||^2) L^T, L "
-                    "the T x T lower-triangular matrix of ones (geometry.matched_null). Step sizes that rise with warmup and "
-                    "fall with the cosine make it higher than the equal-norm 8/pi^2. excess = observed PC1 - null_matched_pc1. "
-                    "null_random_directions draws the same walk at the group's D: at D of millions it is this number with "
-                    "sd ~1e-4, so its percentile only tells the side.",
-    "coherence": "||x(T)||^2 / sum_t ||d(t)||^2: 1 for orthogonal increments, > 1 persistent, < 1 mean-reverting; "
-                 "coherence_running: ||x(t)||^2 / sum_{s<=t} ||d(s)||^2 per row.",
-    "weight_decay": "e0 = theta(anchor) / ||theta(anchor)|| per group. along(t) = <x(t), -e0>; share_e0(t) = along^2 / "
-                    "||x(t)||^2; cos_vb_theta0 = <v_b, -e0> (vb_share_e0 = its square: the part of the backbone that points "
-                    "back to the origin); decay_displacement(t) = (1 - s(t)/s(anchor)) ||theta(anchor)||, s the scalar "
-                    "factor of weight decay alone under the run's optimizer and schedule (geometry.decay_factors; decoupled: "
-                    "prod_s (1 - lr_s wd)), decay_share = its square over ||x(t)||^2; *_decay_removed: PC1, k95, k99 and "
-                    "the matched null of the rows x(t) - <x(t), e0> e0.",
-    "corr_r_p_ood_diff": "Pearson correlation of the first differences of ||r(t)|| and p_ood(t) over the same rows (a shared "
-                         "trend correlates levels; only a shared oscillation survives differencing).",
-    "v_sw_pair": "index into switching.pairs of THE switching pair (geometry.switching_pair: the most prominent p_ood "
-                 "peak, then the largest drop); its direction is v_sw.<group> in backbone_directions.safetensors.",
+    "null_matched": "the reference null: increments d(t) with their observed norms and independent "
+                    "directions; as D -> inf its uncentered PC1 is the number null_matched_pc1 = top "
+                    "eigenvalue / trace of L diag(||d||^2) L^T, L the T x T lower-triangular matrix of ones "
+                    "(geometry.matched_null). Step sizes that rise with warmup and fall with the cosine make "
+                    "it higher than the equal-norm 8/pi^2. excess = observed PC1 - null_matched_pc1. "
+                    "null_random_directions draws the same walk at the group's D: at D of millions it is "
+                    "this number with sd ~1e-4, so its percentile only tells the side.",
+    "coherence": "||x(T)||^2 / sum_t ||d(t)||^2: 1 for orthogonal increments, > 1 persistent, < 1 "
+                 "mean-reverting; coherence_running: ||x(t)||^2 / sum_{s<=t} ||d(s)||^2 per row.",
+    "weight_decay": "e0 = theta(anchor) / ||theta(anchor)|| per group. along(t) = <x(t), -e0>; share_e0(t) = "
+                    "along^2 / ||x(t)||^2; cos_vb_theta0 = <v_b, -e0> (vb_share_e0 = its square: the part of "
+                    "the backbone that points back to the origin); decay_displacement(t) = (1 - "
+                    "s(t)/s(anchor)) ||theta(anchor)||, s the scalar factor of weight decay alone under the "
+                    "run's optimizer and schedule (geometry.decay_factors; decoupled: prod_s (1 - lr_s wd)), "
+                    "decay_share = its square over ||x(t)||^2; *_decay_removed: PC1, k95, k99 and the "
+                    "matched null of the rows x(t) - <x(t), e0> e0.",
+    "corr_r_p_ood_diff": "Pearson correlation of the first differences of ||r(t)|| and p_ood(t) over the "
+                         "same rows (a shared trend correlates levels; only a shared oscillation survives "
+                         "differencing).",
+    "v_sw_pair": "index into switching.pairs of THE switching pair (geometry.switching_pair: the most "
+                 "prominent p_ood peak, then the largest drop); its direction is v_sw.<group> in "
+                 "backbone_directions.safetensors.",
 }
 
 
@@ -142,7 +147,8 @@ def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: 
     """Extrema and pairs of p_ood, and per group the results of `switching`; {group: unit v_sw coefficients}."""
     if len(evals) < 3:
         return dict(peaks=[], troughs=[], pairs=[], skipped=[], reason="metrics.jsonl missing or with fewer than 3 p_ood evals"), {}
-    sw = geo.pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps), traj.anchor)
+    sw = geo.pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps),
+                           traj.anchor)
     if not sw["pairs"]:
         sw["reason"] = (f"no peaks/troughs of p_ood with prominence >= {PROMINENCE} over +-{RADIUS} evals"
                         if not (sw["peaks"] and sw["troughs"]) else "no peak/trough pair with snapshots at both steps")
@@ -156,17 +162,19 @@ def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: 
     return sw, coefs
 
 
-def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, save: list[int]) -> tuple[dict, list[str]]:
-    """{"<name>.<group>": {key: tensor (CPU)}} for v_b, pc2 and the switch directions of the pairs `save`, in one
-    more pass over the snapshots: per block, the block's and the trunk's coefficients together (each key read once)."""
+def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, save: list[int]):
+    """({"<name>.<group>": {key: tensor (CPU)}}, names) for v_b, pc2 and the switch directions of the pairs
+    `save`, in one more pass over the snapshots: per block, the block's and the trunk's coefficients together
+    (each key read once)."""
     T = len(traj.row_steps)
     n_pc = 2 if T >= 2 and all(p.sigma[1] > 1e-12 * p.sigma[0] for p in pcas.values()) else 1
     names = ["v_b"] + (["pc2"] if n_pc == 2 else []) + [f"v_sw{j}" for j in save]
 
     def columns(g):  # zero columns for degenerate switch pairs (theta_peak == theta_trough)
         cs = sw_coefs.get(g, [])
-        return torch.cat([pcas[g].coef(n_pc)] + [torch.zeros(T, 1, dtype=torch.float64) if cs[j] is None else cs[j][:, None]
-                                                 for j in (save if cs else [])], 1)
+        zero = torch.zeros(T, 1, dtype=torch.float64)
+        sw = [zero if cs[j] is None else cs[j][:, None] for j in (save if cs else [])]
+        return torch.cat([pcas[g].coef(n_pc)] + sw, 1)
     dirs = {f"{n}.{g}": {} for g in traj.groups for n in names}
     for l in range(traj.n_layer):
         g = f"block{l}"
@@ -199,7 +207,8 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors)
     coh = geo.coherence(G)
     out.update(coherence=coh["coherence"], coherence_running=coh["running"])
     wd = geo.weight_decay_split(Ga, cb, factors)
-    out.update({k: wd[k] for k in ("cos_vb_theta0", "pc1_decay_removed", "k95_decay_removed", "null_matched_pc1_decay_removed")})
+    out.update({k: wd[k] for k in ("cos_vb_theta0", "pc1_decay_removed", "k95_decay_removed",
+                                   "null_matched_pc1_decay_removed")})
     out["weight_decay"] = wd
     if len(steps) >= W:
         out["stability"] = dict(rows="x(t) = theta(t) - theta(anchor): drift from the global anchor, not re-anchored per window",
@@ -209,8 +218,10 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors)
     dec = geo.decompose(G, cb)
     have = [i for i, s in enumerate(steps) if s in p_ood]
     corr = geo.corr_levels_and_differences([dec["r"][i] for i in have], [p_ood[steps[i]] for i in have])
-    dec.update(f_b_final=dec["f_b"][-1], corr_r_p_ood=corr["levels"], corr_r_p_ood_diff=corr["differences"], corr_n=len(have),
-               **({} if corr["levels"] is not None else {"corr_note": "fewer than 3 evals at snapshot steps, or a constant series"}))
+    why = "fewer than 3 evals at snapshot steps, or a constant series"
+    note = {} if corr["levels"] is not None else {"corr_note": why}
+    dec.update(f_b_final=dec["f_b"][-1], corr_r_p_ood=corr["levels"], corr_r_p_ood_diff=corr["differences"],
+               corr_n=len(have), **note)
     out["decomposition"] = dec
     return out, P
 
@@ -239,16 +250,18 @@ def run(args, argv):
     traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     metrics = read_metrics(args.run)
     steps, T = traj.row_steps, len(traj.row_steps)
-    grams_a = geo.group_grams(traj.grams(progress=sys.stderr.isatty(), anchor_row=True), traj.groups)  # + theta(anchor) row
+    # the Grams have one more row: theta(anchor) itself (the weight-decay decomposition)
+    grams_a = geo.group_grams(traj.grams(progress=sys.stderr.isatty(), anchor_row=True), traj.groups)
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in grams_a.items()}
 
     # --- compute: everything from the Grams
     evals = [r for r in metrics if isinstance(r.get("p_ood"), (int, float)) and math.isfinite(r["p_ood"])]
     p_ood = {r["step"]: float(r["p_ood"]) for r in evals}
-    factors = geo.run_decay_factors(traj.config, traj.anchor, steps)  # weight decay alone, relative to the anchor
+    factors = geo.run_decay_factors(traj.config, traj.anchor, steps)  # weight decay alone, from the anchor
     groups, pcas = {}, {}
     for g, keys in traj.groups.items():
-        groups[g], pcas[g] = analyse_group(grams_a[g], traj.numel(keys), steps, args.window, args.null_draws, p_ood, factors)
+        groups[g], pcas[g] = analyse_group(grams_a[g], traj.numel(keys), steps, args.window, args.null_draws,
+                                           p_ood, factors)
 
     sw, sw_coefs = switch_analysis(evals, traj, grams, pcas)
 
@@ -262,9 +275,11 @@ def run(args, argv):
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
-                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - theta_trough of the "
-                      "switching pair: the pair whose p_ood peak is the most prominent, geometry.switching_pair)",
-                switch_pairs=[sw["pairs"][j] for j in save], v_sw_pair=sw["pairs"][sw["v_sw_pair"]] if n_sw else None)
+                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - "
+                      "theta_trough of the switching pair: the pair whose p_ood peak is the most prominent, "
+                      "geometry.switching_pair)",
+                switch_pairs=[sw["pairs"][j] for j in save],
+                v_sw_pair=sw["pairs"][sw["v_sw_pair"]] if n_sw else None)
     short = {"v_b": "v_b", "pc2": "pc2", **({f"v_sw{sw['v_sw_pair']}": "v_sw"} if n_sw else {})}
     backbone = {f"{short[n]}.{g}": dirs[f"{n}.{g}"] for n in names if n in short for g in traj.groups}
     geo.save_directions(os.path.join(out_dir, "backbone_directions.safetensors"), backbone, meta)
@@ -298,10 +313,12 @@ def summary_table(groups: dict, sw: dict) -> dict:
                    null_directions_percentile=r["null_random_directions"]["percentile"],
                    window_cos_global_mean=r["stability"].get("cos_global_mean"), window_cos_prev_mean=r["stability"].get("cos_prev_mean"),
                    f_b_final=r["decomposition"]["f_b_final"], corr_r_p_ood=r["decomposition"]["corr_r_p_ood"],
-                   corr_r_p_ood_diff=r["decomposition"]["corr_r_p_ood_diff"], null_matched_pc1=r["null_matched_pc1"],
+                   corr_r_p_ood_diff=r["decomposition"]["corr_r_p_ood_diff"],
+                   null_matched_pc1=r["null_matched_pc1"],
                    pc1_minus_matched=r["raw"]["pc1"] - r["null_matched_pc1"], coherence=r["coherence"],
                    cos_vb_theta0=r["cos_vb_theta0"], share_e0_final=r["weight_decay"]["share_e0_final"],
-                   decay_share_final=r["weight_decay"].get("decay_share_final"), pc1_decay_removed=r["pc1_decay_removed"],
+                   decay_share_final=r["weight_decay"].get("decay_share_final"),
+                   pc1_decay_removed=r["pc1_decay_removed"],
                    k95_decay_removed=r["k95_decay_removed"],
                    null_matched_pc1_decay_removed=r["null_matched_pc1_decay_removed"])
         if sw.get("groups"):
@@ -324,8 +341,8 @@ def _plt():
 
 
 def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
-    """Observed PC1 per group (bars) with the matched null (the reference), the other null models' mean +- 2 sd,
-    the random-walk theory, and the PC1 of the drift with its weight-decay component removed."""
+    """Observed PC1 per group (bars) with the matched null (the reference), the other null models' mean +- 2
+    sd, the random-walk theory, and the PC1 of the drift with its weight-decay component removed."""
     plt = _plt()
     names = list(groups)
     x = np.arange(len(names))
@@ -336,10 +353,10 @@ def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
         m = [groups[g][key]["mean"] for g in names]
         s = [2 * groups[g][key]["sd"] for g in names]
         ax.errorbar(x + dx, m, yerr=s, fmt="o", ms=3, color=color, capsize=3, label=f"{label} (mean +- 2 sd)")
-    ax.scatter(x, [groups[g]["null_matched_pc1"] for g in names], marker="_", s=400, lw=2.5, color="tab:green", zorder=3,
-               label="matched null (observed step sizes)")
-    ax.scatter(x, [groups[g]["pc1_decay_removed"] or np.nan for g in names], marker="x", s=30, color="tab:purple", zorder=3,
-               label="PC1, decay component removed")
+    ax.scatter(x, [groups[g]["null_matched_pc1"] for g in names], marker="_", s=400, lw=2.5,
+               color="tab:green", zorder=3, label="matched null (observed step sizes)")
+    ax.scatter(x, [groups[g]["pc1_decay_removed"] or np.nan for g in names], marker="x", s=30,
+               color="tab:purple", zorder=3, label="PC1, decay component removed")
     theory = geo.random_walk_theory(T)
     ax.axhline(8 / math.pi**2, color="grey", ls="--", lw=1, label="8/pi^2")
     ax.axhline(theory["uncentered_T"][0], color="grey", ls=":", lw=1, label=f"finite T = {T}")
@@ -405,8 +422,9 @@ def plot_spectrum(groups: dict, out_dir: str) -> str:
 
 
 def plot_decay_share(groups: dict, steps, out_dir: str) -> str:
-    """The drift's share along theta(anchor), <x(t), e0>^2 / ||x(t)||^2 (solid), and the share that weight decay
-    alone would give, decay_displacement(t)^2 / ||x(t)||^2 (dashed), against t: block 0, the last block, trunk."""
+    """The drift's share along theta(anchor), <x(t), e0>^2 / ||x(t)||^2 (solid), and the share that weight
+    decay alone would give, decay_displacement(t)^2 / ||x(t)||^2 (dashed), against t: block 0, the last
+    block and the trunk."""
     plt = _plt()
     blocks = [g for g in groups if g != "trunk"]
     show = list(dict.fromkeys([blocks[0], blocks[-1], "trunk"]))
@@ -416,7 +434,8 @@ def plot_decay_share(groups: dict, steps, out_dir: str) -> str:
         ax.plot(steps, wd["share_e0"], color=color, lw=1.5, label=f"{g}: observed")
         if "decay_share" in wd:
             ax.plot(steps, wd["decay_share"], color=color, ls="--", lw=1, label=f"{g}: weight decay alone")
-    ax.set_ylim(bottom=0), ax.set_xlabel("step"), ax.set_ylabel(r"share of $\|x(t)\|^2$ along $\theta(\mathrm{anchor})$")
+    ax.set_ylim(bottom=0), ax.set_xlabel("step")
+    ax.set_ylabel(r"share of $\|x(t)\|^2$ along $\theta(\mathrm{anchor})$")
     ax.set_title("drift along the initialization direction (decoupled weight decay shrinks it)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
