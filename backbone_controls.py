@@ -38,7 +38,7 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, write_csv, write_result
+from common import cli, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import curves, existing_run
@@ -108,9 +108,7 @@ def build_table(cfgs: dict, unigram: float | None) -> tuple[list[dict], dict]:
 def plot(record: dict, path: str):
     """Trunk PC1 per run against the matched null (raw and with the decay component removed); the weight-decay
     shares; validation loss (unigram baseline dashed) and p_ood against step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     rows, (w0, w1) = [r for r in record["rows"] if r["pc1_pct"] is not None], record["window"]
     colors = dict(A="tab:blue", D="tab:red", A0="tab:cyan", D0="tab:orange")
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -147,9 +145,7 @@ def plot(record: dict, path: str):
         a.set_xlabel("step"), a.set_ylabel(yl), a.legend(fontsize=7)
     ax[1, 0].set_title("x: D's sweep runs at the sweep step", fontsize=8)
     fig.suptitle(f"Controls for the backbone ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_window(cfg, ws: dict, t0: float, argv):

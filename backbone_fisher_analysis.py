@@ -51,11 +51,11 @@ import numpy as np
 
 import torch
 
-from common import analysis_parser, autocast, cli, out_path, write_result
+from common import analysis_parser, autocast, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
 from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions,
                       replays_switch, switch_interval, switching_pair)
-from runs import batch_record, load_model, load_run, loss_fn, replay_batches, snapshot_selection
+from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -118,11 +118,10 @@ def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
 
 # ----------------------------------------------------------------------------- figure
 def plot(out_dir: str, out: dict) -> str:
-    """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked), of the LM loss
-    and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM and probe gradient norms."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked), of the LM
+    loss and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM and probe gradient
+    norms."""
+    plt = pyplot()
     g0 = out["groups"][0]
     steps = np.array(out["steps"])
     rows = [r["groups"][g0] for r in out["table"]]
@@ -180,16 +179,11 @@ def plot(out_dir: str, out: dict) -> str:
         if steps.min() < lam_step <= steps.max():
             a.axvline(lam_step, color="k", ls="--", lw=0.8)
     fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "backbone_fisher_analysis.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_fisher_analysis.png"), dpi=130)
 
 
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
-    from tqdm import tqdm
     if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches, --batch-size and --K must be >= 1")
     if args.every is not None and args.every < 1:
@@ -226,14 +220,11 @@ def analyse(args) -> dict:
 
     # gradients and Fisher quantities at each step: LM and probe losses apart, then combined = LM + lambda probe
     table, batches_used = [], {}
-    model = None
-    for t in tqdm(steps, desc="fisher", dynamic_ncols=True, disable=not sys.stderr.isatty()):
-        model = load_model(traj, cfg, corpus, t, model)
-        lam = cfg.lambda_at(t)
-        batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
-        batches_used[str(t)] = batch_record(cfg, used)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
+                                           "fisher"):
         # v_sw is made by the updates of its pair's interval: never measured on those batches
-        excluded = peak is not None and replays_switch([s for s, _ in used], peak, trough)
+        rec = batches_used[str(t)]
+        excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1), peak, trough)
         counts = [probe_answers(model, b, traj.device, args.fp32) for b in batches]
         row = dict(step=t, **{"lambda": lam}, v_sw_excluded=excluded,
                    per_batch=dict(n_probe=[c[0] for c in counts], n_wrong=[c[1] for c in counts]), groups={})
@@ -289,14 +280,7 @@ def analyse(args) -> dict:
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 products, TF32 off",
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
         ),
-        batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, "
-                          "grad_accum-1), (t+1, 0), ... (dataset.get_batch) concatenated and cut into "
-                          "consecutive mini-batches; trained_on = false when the stream reaches steps the "
-                          "run never took",
-                     per_step=batches_used),
-        config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
-                                             "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
+        **replay_record(cfg, args.batches, args.batch_size, batches_used),
         D=D,
         backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]) if k == 2 else None, k95=pcas[g].k95,
                           rows=len(traj.row_steps)) for g in groups},

@@ -42,11 +42,11 @@ import time
 import numpy as np
 import torch
 
-from common import analysis_parser, cli, out_path, write_result
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
 from geometry import backbone, batch_gradients, group_slices
 from model import flatten
-from runs import batch_record, load_model, load_run, loss_fn, read_json, replay_batches, snapshot_selection
+from runs import load_run, loss_fn, read_json, replay_record, replayed, snapshot_selection
 
 LOSSES = ("combined", "lm", "probe")
 
@@ -101,9 +101,7 @@ def update_alignment(out_dir: str):
 
 
 def plot(out_dir: str, out: dict) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     steps, res, floor = np.array(out["steps"]), out["results"], out["noise_floor"]
     lam_step = out["config"]["lambda_step"]
     paths = []
@@ -124,10 +122,7 @@ def plot(out_dir: str, out: dict) -> list[str]:
     ax.set_xlabel("step"), ax.set_ylabel("alignment with block-0 backbone")
     ax.set_title(f"{out['run']}: gradient vs update alignment with the backbone (block 0)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "backbone_gradient_alignment_block0.png"))
-    fig.savefig(paths[-1], dpi=130)
-    plt.close(fig)
+    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_alignment_block0.png"), dpi=130))
 
     # b_l(t), its cumulative sum B_l, and the median signed cosine per block (combined loss)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -148,16 +143,12 @@ def plot(out_dir: str, out: dict) -> list[str]:
         ax.set_xlabel("snapshot step"), ax.set_title(name, fontsize=9)
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{out['run']}: signed gradient projection on the block backbones (combined loss)", fontsize=9)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "backbone_gradient_projection.png"))
-    fig.savefig(paths[-1], dpi=130)
-    plt.close(fig)
+    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_projection.png"), dpi=130))
     return paths
 
 
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
-    from tqdm import tqdm
     if args.batches < 2 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches must be >= 2 (for a standard deviation) and --batch-size >= 1")
     if args.every < 1:
@@ -177,12 +168,8 @@ def analyse(args) -> dict:
 
     # gradients at each snapshot
     per_step, batches_used = [], {}
-    model = None
-    for t in tqdm(steps, desc="gradients", dynamic_ncols=True, disable=not sys.stderr.isatty()):
-        model = load_model(traj, cfg, corpus, t, model)
-        lam = cfg.lambda_at(t)
-        batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
-        batches_used[str(t)] = batch_record(cfg, used)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
+                                           "gradients"):
         G_lm = batch_gradients(model, batches, loss_fn(1, lam, traj.device, args.fp32), keys)
         G_pr = batch_gradients(model, batches, loss_fn(2, lam, traj.device, args.fp32), keys)
         row = dict(lm=alignment(G_lm, vb, slices), probe=alignment(G_pr, vb, slices))
@@ -229,14 +216,7 @@ def analyse(args) -> dict:
             precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",
         ),
-        batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, "
-                          "grad_accum-1), (t+1, 0), ... (dataset.get_batch, a pure function of seed, step, "
-                          "micro) concatenated and cut into consecutive mini-batches; trained_on = false "
-                          "when the stream reaches steps the run never took",
-                     per_step=batches_used),
-        config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
-                                             "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
+        **replay_record(cfg, args.batches, args.batch_size, batches_used),
         steps=[t for t, _, _ in per_step],
         **{"lambda": [lam for _, lam, _ in per_step]},
         D=D,

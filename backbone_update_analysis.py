@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from common import analysis_parser, cli, fmt, out_path, write_result
+from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result
 from config import UsageError
 from runs import lambda_step, open_trajectory
 
@@ -65,8 +65,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    cli(run, args, argv)
+    cli(run, parse_args(argv), argv)
 
 
 def phase_stats(labels, C, phases) -> dict:
@@ -169,9 +168,7 @@ def _median(xs):
 def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
     """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0, against the updates' midpoints,
     with the matched random walk's C(t) (green, dotted); small multiples for every group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def draw(ax, r, title, fs):
         nan = lambda xs: [np.nan if x is None else x for x in xs]
@@ -203,11 +200,7 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
         a.tick_params(labelbottom=i >= len(names) - ncol, labelleft=i % ncol == 0)  # outer labels only
         a.xaxis.set_major_locator(plt.MaxNLocator(3))
         axes.append(a)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "backbone_update_alignment.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_update_alignment.png"))
 
 
 if __name__ == "__main__":

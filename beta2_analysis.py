@@ -37,7 +37,7 @@ import torch
 import experiments as ex
 import geometry as geo
 import train
-from common import cli, parse_floats, write_csv, write_result
+from common import cli, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Config, Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import check_run_dir, last_finite_step, read_metrics, same_finished_run
@@ -113,9 +113,7 @@ def format_table(rows: list[dict], window) -> str:
 
 def plot(record: dict, path: str):
     """Validation loss and p_ood against step per beta2; PC1, k95, drift, mean |C| against beta2."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     runs, rows = record["runs"], record["table"]
     fig, ax = plt.subplots(2, 3, figsize=(13, 6.5))
     colors = plt.cm.viridis([i / max(1, len(runs) - 1) for i in range(len(runs))])
@@ -152,9 +150,7 @@ def plot(record: dict, path: str):
             a.set_yscale("log")
     ax[0, 2].legend(fontsize=7)
     fig.suptitle(f"beta2 ablation ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- main

@@ -176,6 +176,30 @@ def check_writable(folder: str):
         raise UsageError(f"cannot write into {folder}: {probe} is read-only")
 
 
+# ----------------------------------------------------------------------------- figures
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> str:
+    """Lay out, write atomically (a kill never leaves an empty PNG) and close a figure; returns path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise disk_error(e, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------- tables
 def fmt(v, nd: int = 3) -> str:
     if v is None:

@@ -37,7 +37,7 @@ import torch
 import experiments as ex
 import geometry as geo
 import train
-from common import cli, fmt, format_table, parse_floats, write_csv, write_result
+from common import cli, fmt, format_table, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides, make_config
 from geometry import copy_results
 from runs import check_run_dir, last_finite_step, list_snapshots, read_metrics, read_record, same_finished_run, snapshot_path
@@ -153,9 +153,7 @@ def backbone_projection(source_run: str, runs: dict[str, str], device="auto") ->
 # ----------------------------------------------------------------------------- figure
 def plot(record: dict, path: str, group: str = "trunk"):
     """p_ood of the original run (grey) then of each reheat run; a(t) and ||r(t)|| of `group` below."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     s0 = record["source"]["step"]
     proj = record["projection"]
     fig, ax = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True, gridspec_kw=dict(height_ratios=[1.3, 1, 1]))
@@ -181,9 +179,7 @@ def plot(record: dict, path: str, group: str = "trunk"):
     ax[0].legend(fontsize=8, loc="upper left")
     ax[1].set(ylabel=f"a(t) ({group})")
     ax[2].set(ylabel=f"||r(t)|| ({group})", xlabel="step (reheat steps after the source step)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- main

@@ -365,6 +365,33 @@ def batch_record(cfg: Config, used) -> dict:
     return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
 
 
+REPLAY_RULE = ("the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
+               "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
+               "mini-batches; trained_on = false when the stream reaches steps the run never took")
+REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe", "lambda_probe_late", "lambda_step",
+                 "n_layer", "d_model")
+
+
+def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
+    """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
+    micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
+    import sys
+    from tqdm import tqdm
+    model = None
+    for t in tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty()):
+        model = load_model(traj, cfg, corpus, t, model)
+        batches, used = replay_batches(corpus, cfg, t, n, batch_size)
+        record[str(t)] = batch_record(cfg, used)
+        yield t, cfg.lambda_at(t), model, batches
+
+
+def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
+    """The "batches" and "config" entries of a replaying analysis' JSON."""
+    return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                             rule=REPLAY_RULE, per_step=per_step),
+                config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
+
+
 def snapshot_selection(traj, every: int) -> list[int]:
     """Every `every`-th snapshot step from the anchor on."""
     if every < 1:

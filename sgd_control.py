@@ -38,7 +38,7 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, write_csv, write_result
+from common import cli, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import curves, existing_run
@@ -60,9 +60,7 @@ def parse_runs(text: str) -> list[str]:
 # ----------------------------------------------------------------------------- table
 def plot_table(record: dict, path: str):
     """PC1 per run against its nulls, drift per run, and the validation loss / p_ood curves."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     rows, (w0, w1) = record["rows"], record["window"]
     geo = [r for r in rows if r["pc1_pct"] is not None]
     colors = dict(zip(RUNS, ["tab:blue", "tab:red", "tab:green", "tab:olive"]))
@@ -97,9 +95,7 @@ def plot_table(record: dict, path: str):
         a.set_xlabel("step"), a.set_ylabel(yl)
         a.legend(fontsize=7)
     fig.suptitle(f"SGD-family controls ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def build_table(given: dict) -> tuple[dict, dict]:

@@ -39,7 +39,7 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, fmt, format_table, write_csv, write_result
+from common import cli, fmt, format_table, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import curves, existing_run
@@ -123,9 +123,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def plot(record: dict, path: str):
     """Validation loss of A and C with the windows marked; PC1 (raw, row-normalized) per window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     colors = {"A": "tab:blue", "C": "tab:green", "D": "tab:red"}
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for run, c in record["curves"].items():
@@ -154,9 +152,7 @@ def plot(record: dict, path: str):
     ax[1].set_title("* reference windows", fontsize=8)
     fig.suptitle(f"Matched validation loss, A against {record.get('against', 'C')} ({record['preset']} "
                  f"preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def finished_runs(cfgs: dict, script: str) -> dict:

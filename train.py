@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from common import check_writable, environment, os_reason, pick_device, write_json, write_text
+from common import check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json, write_text
 from config import Config, UsageError, fail, parse_config, parse_stop_rule
 from dataset import corpus_identity, get_batch, load_corpus, make_eval_sets
 from model import GPT, losses, param_groups
@@ -175,9 +175,7 @@ def write_run_record(cfg: Config, corpus, device, start: int):
 
 def plot_metrics(run_dir: str) -> str:
     """training_curves.png: validation loss, p_in and p_ood against step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -189,13 +187,7 @@ def plot_metrics(run_dir: str) -> str:
     ax2.set_ylim(0, 1), ax2.set_ylabel("probe accuracy")
     fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88), fontsize=8)
     ax.set_title(os.path.basename(os.path.normpath(run_dir)), fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(run_dir, "training_curves.png")
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, os.path.join(run_dir, "training_curves.png"))
 
 
 def load_init(model, path: str):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from common import analysis_parser, cli, out_path, write_result
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from runs import lambda_step, open_trajectory, read_metrics
 
 PROMINENCE, RADIUS = geo.PROMINENCE, geo.RADIUS  # switching extrema (SPEC 6), defined in geometry.py
@@ -239,8 +239,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    cli(run, args, argv)
+    cli(run, parse_args(argv), argv)
 
 
 def run(args, argv):
@@ -333,17 +332,10 @@ def summary_table(groups: dict, sw: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
     """Observed PC1 per group (bars) with the matched null (the reference), the other null models' mean +- 2
     sd, the random-walk theory, and the PC1 of the drift with its weight-decay component removed."""
-    plt = _plt()
+    plt = pyplot()
     names = list(groups)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(3.5 + 0.6 * len(names), 3.6))
@@ -363,16 +355,12 @@ def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(0, 1.05), ax.set_ylabel("uncentered PC1 (rho_1)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_pc1.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_pc1.png"))
 
 
 def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) -> str:
     """Paper Figure 1: left a(t) and ||r(t)||, right p_ood (grey) with ||r(t)||, block 0."""
-    plt = _plt()
+    plt = pyplot()
     dec = res["decomposition"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(steps, dec["a"], color="tab:red", label="a(t)")
@@ -392,16 +380,12 @@ def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) ->
     h2, l2 = ax2.get_legend_handles_labels()
     h3, l3 = ax3.get_legend_handles_labels()
     ax2.legend(h2 + h3, l2 + l3, fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_decomposition_block0.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_decomposition_block0.png"))
 
 
 def plot_spectrum(groups: dict, out_dir: str) -> str:
     """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     cmap = plt.get_cmap("viridis")
     blocks = [g for g in groups if g != "trunk"]
@@ -414,18 +398,14 @@ def plot_spectrum(groups: dict, out_dir: str) -> str:
     ax.semilogy(k, 8 / ((2 * k - 1) ** 2 * math.pi**2), "--", color="grey", label="random walk")
     ax.set_xlabel("k"), ax.set_ylabel("rho_k (uncentered)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_spectrum.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_spectrum.png"))
 
 
 def plot_decay_share(groups: dict, steps, out_dir: str) -> str:
     """The drift's share along theta(anchor), <x(t), e0>^2 / ||x(t)||^2 (solid), and the share that weight
     decay alone would give, decay_displacement(t)^2 / ||x(t)||^2 (dashed), against t: block 0, the last
     block and the trunk."""
-    plt = _plt()
+    plt = pyplot()
     blocks = [g for g in groups if g != "trunk"]
     show = list(dict.fromkeys([blocks[0], blocks[-1], "trunk"]))
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -438,11 +418,7 @@ def plot_decay_share(groups: dict, steps, out_dir: str) -> str:
     ax.set_ylabel(r"share of $\|x(t)\|^2$ along $\theta(\mathrm{anchor})$")
     ax.set_title("drift along the initialization direction (decoupled weight decay shrinks it)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_decay_share.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_decay_share.png"))
 
 
 if __name__ == "__main__":
