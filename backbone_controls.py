@@ -1,6 +1,6 @@
 """The controls that the paper lacks (SPEC 7): is the backbone made by the optimizer, or by weight decay?
 
-    python backbone_controls.py                  # paper preset (GPU): D's sweep, then D, D0, A0 (and A), the table
+    python backbone_controls.py                  # paper preset (GPU): D's sweep, D, A0, D0 (and A), the table
     python backbone_controls.py --runs A0        # only these runs (finished runs are reused)
     python backbone_controls.py --preset tiny    # CPU, a few minutes (steps scaled by experiments.exp_steps)
 
@@ -38,7 +38,7 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, pyplot, save_figure, write_csv, write_result
+from common import cli, fmt, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
 from runs import curves, existing_run
@@ -60,7 +60,7 @@ def finished(info: dict | None) -> bool:
 
 # ----------------------------------------------------------------------------- runs
 def sweep(given: dict, train: bool) -> tuple[dict, dict]:
-    """D's learning-rate sweep: ({lr: Config}, experiments.d_sweep outcome); trains the sweep runs if `train`."""
+    """D's learning-rate sweep: ({lr: Config}, experiments.d_sweep outcome); trains its runs if `train`."""
     cfgs = {lr: ex.new_control_config("D", given, lr, sweep=True) for lr in ex.D_LRS}
     for cfg in cfgs.values() if train else ():
         import train as tr
@@ -80,7 +80,7 @@ def configs(given: dict, lr: float | None) -> dict:
 
 
 def unigram_baseline(cfg) -> dict:
-    """Validation nats/token of the unigram model of the training tokens (the level below which a run learned)."""
+    """Validation nats/token of the unigram model of the training tokens (a run above it learned nothing)."""
     from dataset import load_corpus, ngram_baseline
     corpus = load_corpus(cfg)
     return dict(val_nats=ngram_baseline(corpus.train, corpus.val, corpus.vocab_size, max_n=1)[1],
@@ -90,7 +90,8 @@ def unigram_baseline(cfg) -> dict:
 
 # ----------------------------------------------------------------------------- table and figure
 def build_table(cfgs: dict, unigram: float | None) -> tuple[list[dict], dict]:
-    """One row per finished run (window geometry when it reached the window end) and {run: (cfg, window summary)}."""
+    """One row per finished run (window geometry when it reached the window end) and
+    {run: (cfg, window summary, curves)}."""
     w0, w1 = ex.window(cfgs["A"].preset)
     rows, summaries = [], {}
     for run, cfg in cfgs.items():
@@ -100,7 +101,8 @@ def build_table(cfgs: dict, unigram: float | None) -> tuple[list[dict], dict]:
                 print(f"{cfg.run_dir}: not finished; left out of the table")
             continue
         ws = ex.control_window(cfg, w0, w1) if ex.reached(info["status"], w1) else None
-        rows.append(ex.control_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws, unigram))
+        rows.append(ex.control_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws,
+                                   unigram))
         summaries[run] = (cfg, ws, curves(info["metrics"]))
     return rows, summaries
 
@@ -113,20 +115,23 @@ def plot(record: dict, path: str):
     colors = dict(A="tab:blue", D="tab:red", A0="tab:cyan", D0="tab:orange")
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     a, x = ax[0, 0], range(len(rows))
-    a.bar([i - 0.2 for i in x], [r["pc1_pct"] for r in rows], width=0.4, color=[colors[r["run"]] for r in rows],
-          label="PC1 (raw rows)")
-    a.bar([i + 0.2 for i in x], [r["pc1_decay_removed_pct"] or 0 for r in rows], width=0.4, alpha=0.45,
-          color=[colors[r["run"]] for r in rows], label="PC1, e0 component removed")
-    a.scatter([i - 0.2 for i in x], [r["null_matched_pc1_pct"] for r in rows], marker="_", s=300, lw=2.5, color="k",
-              zorder=3, label="matched null")
-    a.scatter([i + 0.2 for i in x], [r["null_matched_decay_removed_pct"] or float("nan") for r in rows], marker="_", s=300,
-              lw=2.5, color="grey", zorder=3, label="matched null, e0 removed")
+    col = [colors[r["run"]] for r in rows]
+    val = lambda key: [float("nan") if r[key] is None else r[key] for r in rows]  # noqa: E731
+    left, right = [i - 0.2 for i in x], [i + 0.2 for i in x]
+    a.bar(left, val("pc1_pct"), width=0.4, color=col, label="PC1 (raw rows)")
+    a.bar(right, val("pc1_decay_removed_pct"), width=0.4, alpha=0.45, color=col,
+          label="PC1, e0 component removed")
+    a.scatter(left, val("null_matched_pc1_pct"), marker="_", s=300, lw=2.5, color="k", zorder=3,
+              label="matched null")
+    a.scatter(right, val("null_matched_decay_removed_pct"), marker="_", s=300, lw=2.5, color="grey", zorder=3,
+              label="matched null, e0 removed")
     a.set_xticks(list(x), [r["run"] for r in rows]), a.set_ylim(0, 105)
     a.set_ylabel(f"trunk PC1 (%), window [{w0}, {w1}]"), a.legend(fontsize=7, loc="lower left")
     b = ax[0, 1]
-    for dx, key, label in ((-0.25, "cos_vb_theta0", "cos(v_b, -e0)"), (0.0, "share_e0_final", "share of ||x(T)||^2 along e0"),
+    for dx, key, label in ((-0.25, "cos_vb_theta0", "cos(v_b, -e0)"),
+                           (0.0, "share_e0_final", "share of ||x(T)||^2 along e0"),
                            (0.25, "decay_share_final", "share weight decay alone gives")):
-        b.bar([i + dx for i in x], [r[key] if r[key] is not None else float("nan") for r in rows], width=0.25, label=label)
+        b.bar([i + dx for i in x], val(key), width=0.25, label=label)
     b.axhline(0, color="k", lw=0.5)
     b.set_xticks(list(x), [r["run"] for r in rows]), b.legend(fontsize=7)
     b.set_title(f"weight-decay decomposition, e0 = theta({w0}) / ||theta({w0})||", fontsize=9)
@@ -187,15 +192,16 @@ def run(ns, argv) -> tuple[dict, list[str]]:
             write_window(cfg, ws, t0, argv)
     w0, w1 = ex.window(base.preset)
     paths = [os.path.join(dirs[0], f"backbone_controls.{ext}") for ext in ("json", "csv", "png")]
-    config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r] for r in RUNS}, d_lrs=list(ex.D_LRS),
-                  d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP), d_shrink=ex.D_SHRINK,
+    config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r] for r in RUNS},
+                  d_lrs=list(ex.D_LRS), d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
+                  d_shrink=ex.D_SHRINK,
                   schedule=ex.control_schedule(base.preset), window=[w0, w1], null_draws=ex.NULL_DRAWS)
     definitions = dict(
-        D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay with lr * wd = d_shrink (run A's)",
+        D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay, lr * wd = d_shrink (run A's)",
         A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
         sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
               "lowest validation loss there wins (diverged runs lose)",
-        window="geometry.window_summary on [window start, window end], anchor = window start (its definitions)",
+        window="geometry.window_summary on [start, end], anchor = start (see its definitions)",
         columns="*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null; "
                 "*_decay_removed / '-e0': the drift with its component along e0 = "
                 "theta(anchor)/||theta(anchor)|| removed; decay_share_final: (pure-decay displacement)^2 / "
@@ -212,15 +218,19 @@ def run(ns, argv) -> tuple[dict, list[str]]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
-    p.add_argument("--runs", default=",".join(RUNS), help=f"runs to train (comma-separated from {', '.join(RUNS)}; "
-                                                          f"default all; D and D0 train D's sweep first)")
+    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                               allow_abbrev=False))
+    p.add_argument("--runs", default=",".join(RUNS),
+                   help=f"runs to train (comma-separated from {', '.join(RUNS)}; default all; D and D0 "
+                        f"train D's sweep first)")
     p.add_argument("--out", default=None, help="table folder (default <out_dir>/[tiny_]sgd_control)")
-    p.add_argument("--results", default=None, help="copy the table files here (default results/sgd_control for the paper preset)")
+    p.add_argument("--results", default=None,
+                   help="copy the table files here (default results/sgd_control for the paper preset)")
     record, paths = cli(run, p.parse_args(argv), argv)
     s = record["sweep"]
-    print("D's sweep: " + ", ".join(f"lr {r['lr']:g}: {r['val_loss'] if r['val_loss'] is None else round(r['val_loss'], 3)}"
-                                    for r in s["rows"]) + f" -> lr {s['lr']}; unigram baseline {record['unigram']['val_nats']:.3f}")
+    vals = ", ".join(f"lr {r['lr']:g}: {fmt(r['val_loss'])}" for r in s["rows"])
+    print(f"D's sweep (val at step {record['config']['d_sweep_step']}): {vals} -> lr {s['lr']}; "
+          f"unigram baseline {record['unigram']['val_nats']:.3f}")
     print(ex.format_controls(record["rows"]))
     print("wrote " + ", ".join(paths))
 

@@ -23,7 +23,8 @@ measured. Without such a pair v_sw is left out and the JSON says why.
 Every quantity is computed for the LM loss, the probe loss and the combined loss apart (one batch
 with a wrong probe answer can own the combined Fisher late in training), with lambda_1 / trace, a
 rank-1 flag, the median over batches of <g_i, v>^2 beside the mean, and per mini-batch the LM and
-probe gradient norms and the number of probe answers and wrong answers. Groups: the trunk (default; the paper's Fisher),
+probe gradient norms and the number of probe answers and wrong answers.
+Groups: the trunk (default; the paper's Fisher),
 one block (--group blockN), or the trunk and every block (--group all); every direction is taken
 within its group and normalized there.
 
@@ -79,8 +80,8 @@ def select_groups(spec: str, groups: dict) -> list[str]:
 
 @torch.no_grad()
 def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
-    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy argmax at the
-    answer position is not the codeword (the batches whose probe gradient is large)."""
+    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy argmax at
+    the answer position is not the codeword (the batches whose probe gradient is large)."""
     x, y, pos = (t.to(device) for t in batch)
     has = pos >= 0
     if not has.any():
@@ -133,13 +134,15 @@ def plot(out_dir: str, out: dict) -> str:
 
     def qpanel(ax, summ, title):
         qr = np.array([s["q_random"] for s in summ])
-        ax.fill_between(steps, qr.min(1), qr.max(1), color="grey", alpha=0.3, lw=0, label=f"random (K={qr.shape[1]}, min-max)")
+        ax.fill_between(steps, qr.min(1), qr.max(1), color="grey", alpha=0.3, lw=0,
+                        label=f"random (K={qr.shape[1]}, min-max)")
         ax.plot(steps, qr.mean(1), color="grey", lw=1)
         for name, (color, label) in styles.items():
             if name in summ[0]["q"]:
-                ax.plot(steps, pos([s["q"][name] for s in summ]), "o-", ms=3, color=color, lw=1.5 if name != "v_PC2" else 1,
-                        label=label)
-        ax.plot(steps, pos([s["q_median"]["v_b"] for s in summ]), "--", color="tab:red", lw=1, label=r"$v_b$, median over batches")
+                ax.plot(steps, pos([s["q"][name] for s in summ]), "o-", ms=3, color=color,
+                        lw=1.5 if name != "v_PC2" else 1, label=label)
+        ax.plot(steps, pos([s["q_median"]["v_b"] for s in summ]), "--", color="tab:red", lw=1,
+                label=r"$v_b$, median over batches")
         rk = [t for t, s in zip(steps, summ) if s["rank1"]]
         if rk:
             ax.plot(rk, [0.96] * len(rk), "kv", ms=5, transform=ax.get_xaxis_transform(),
@@ -150,8 +153,10 @@ def plot(out_dir: str, out: dict) -> str:
     qpanel(axes[1, 0], [r["lm"] for r in rows], "LM loss only")
     qpanel(axes[1, 1], [r["probe"] for r in rows], "probe loss only")
     bx = axes[0, 1]
-    for key, color, label in ((None, "k", "combined"), ("lm", "tab:green", "LM"), ("probe", "tab:orange", "probe")):
-        bx.plot(steps, nan([(r if key is None else r[key])["lambda1_frac"] for r in rows]), "o-", ms=3, color=color, label=label)
+    for key, color, label in ((None, "k", "combined"), ("lm", "tab:green", "LM"),
+                              ("probe", "tab:orange", "probe")):
+        frac = [(r if key is None else r[key])["lambda1_frac"] for r in rows]
+        bx.plot(steps, nan(frac), "o-", ms=3, color=color, label=label)
     bx.axhline(RANK1, color="grey", ls=":", lw=0.8)
     bx.set_ylim(0, 1.05), bx.set_ylabel(r"$\lambda_1$ / trace"), bx.legend(fontsize=7)
     bx.set_title(r"share of the top Fisher eigenvalue (1: one batch owns it)", fontsize=9)
@@ -160,18 +165,23 @@ def plot(out_dir: str, out: dict) -> str:
     for g in out["groups"]:
         cx.plot(steps, nan([r["groups"][g]["alpha"] for r in out["table"]]), "o-" if g == g0 else "-",
                 ms=3, lw=1.8 if g == g0 else 0.8, color="k" if g == g0 else None, label=g)
-    cx.plot(steps, nan([r["alpha_median"] for r in rows]), "--", color="k", lw=1, label=f"{g0}, median estimate")
-    cx.set_yscale("log"), cx.set_ylabel(r"$\alpha = q(v_b)$ / mean $q(w)$"), cx.set_title("anisotropy", fontsize=9)
+    cx.plot(steps, nan([r["alpha_median"] for r in rows]), "--", color="k", lw=1,
+            label=f"{g0}, median estimate")
+    cx.set_yscale("log"), cx.set_ylabel(r"$\alpha = q(v_b)$ / mean $q(w)$")
+    cx.set_title("anisotropy", fontsize=9)
     cx.legend(fontsize=6, ncol=2)
     dx = axes[1, 2]  # per-batch gradient norms: LM smooth, probe spread over orders of magnitude
     for t, r in zip(steps, out["table"]):
         s_, wrong = r["groups"][g0], np.array(r["per_batch"]["n_wrong"]) > 0
         pn = np.array(s_["probe"]["grad_norms"])
-        dx.scatter([t] * len(pn), np.where(pn > 0, pn, np.nan), s=6, c=np.where(wrong, "tab:orange", "tab:blue"), lw=0)
+        dx.scatter([t] * len(pn), np.where(pn > 0, pn, np.nan), s=6, lw=0,
+                   c=np.where(wrong, "tab:orange", "tab:blue"))
         dx.scatter([t] * len(pn), s_["lm"]["grad_norms"], s=4, c="tab:green", lw=0)
-    dx.scatter([], [], s=6, c="tab:green", label="LM, per batch"), dx.scatter([], [], s=6, c="tab:blue", label="probe, no wrong answer")
-    dx.scatter([], [], s=6, c="tab:orange", label="probe, >= 1 wrong answer")
-    dx.set_yscale("log"), dx.set_ylabel(r"$\|g_i\|$"), dx.set_title(f"per-batch gradient norms ({g0})", fontsize=9)
+    for color, label in (("tab:green", "LM, per batch"), ("tab:blue", "probe, no wrong answer"),
+                         ("tab:orange", "probe, >= 1 wrong answer")):
+        dx.scatter([], [], s=6, c=color, label=label)
+    dx.set_yscale("log"), dx.set_ylabel(r"$\|g_i\|$")
+    dx.set_title(f"per-batch gradient norms ({g0})", fontsize=9)
     dx.legend(fontsize=6)
     lam_step = out["config"]["lambda_step"]
     for a in axes.flat:
@@ -212,16 +222,17 @@ def analyse(args) -> dict:
         switching = dict(peak_step=peak, trough_step=trough, **sw_info,
                          cos_vb={g: dot(dirs[g]["v_sw"], dirs[g]["v_b"]) for g in groups if "v_sw" in dirs[g]})
         lo, hi = switch_interval(peak, trough)
-        switching["rule"] = (f"v_sw is not measured at the snapshots whose replayed training steps fall in [{lo}, {hi}): "
-                             "those batches made the update that defines it (table rows: v_sw_excluded)")
+        switching["rule"] = (f"v_sw is not measured at the snapshots whose replayed training steps fall in "
+                             f"[{lo}, {hi}): those batches made the update that defines it (table rows: "
+                             "v_sw_excluded)")
     else:
         switching = dict(omitted=sw_info)
     rand = {g: random_directions(dirs[g]["v_b"], args.K, [dirs[g]["v_b"]], args.seed) for g in groups}
 
-    # gradients and Fisher quantities at each step: LM and probe losses apart, then combined = LM + lambda probe
+    # gradients and Fisher quantities at each step: LM and probe losses apart, then LM + lambda probe
     table, batches_used = [], {}
-    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
-                                           "fisher"):
+    replay = replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher")
+    for t, lam, model, batches in replay:
         # v_sw is made by the updates of its pair's interval: never measured on those batches
         rec = batches_used[str(t)]
         excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1), peak, trough)
@@ -238,7 +249,8 @@ def analyse(args) -> dict:
         del G_pr
         for g in groups:
             s = summary(G[:, cols[g]], traj.groups[g], dirs[g], rand[g], excluded)
-            s.update(q_lm=parts[g]["lm"]["q"], q_probe=parts[g]["probe"]["q"], lm=parts[g]["lm"], probe=parts[g]["probe"])
+            lm, pr = parts[g]["lm"], parts[g]["probe"]
+            s.update(q_lm=lm["q"], q_probe=pr["q"], lm=lm, probe=pr)
             row["groups"][g] = s
         table.append(row)
         del G
@@ -263,7 +275,8 @@ def analyse(args) -> dict:
                       "and group",
             median="q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v); "
                    "alpha_median = q_median(v_b) / mean_k q_median(w_k): robust to one dominating batch",
-            lambda1_frac=f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches is one direction",
+            lambda1_frac=f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches "
+                         "is one direction",
             F="empirical Fisher F = G^T G / M (never formed)",
             q="q(v) = v^T F v = ||G v||^2 / M for unit v",
             v_b="first right singular vector of the uncentered drift rows theta(t) - theta(anchor), sign a(T) > 0",
@@ -317,7 +330,8 @@ def main(argv=None):
     fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
     rank1 = sum(r["groups"][g0]["rank1"] for r in out["table"])
     print(f"{path}: {len(out['steps'])} steps, {out['provenance']['wall_s']} s; {g0} at step {out['steps'][-1]}: "
-          f"q(v_b) {fmt(last['q']['v_b'])} (LM {fmt(last['q_lm']['v_b'])}, probe {fmt(last['q_probe']['v_b'])}), "
+          f"q(v_b) {fmt(last['q']['v_b'])} (LM {fmt(last['q_lm']['v_b'])}, "
+          f"probe {fmt(last['q_probe']['v_b'])}), "
           f"alpha {fmt(last['alpha'])}, |<u1, v_b>| {fmt(last['u1_overlap']['v_b'])}; rank-1 at {rank1} steps"
           f"{'' if 'v_sw' in last['q'] else '; v_sw omitted (' + out['switching']['omitted'] + ')'}; figure: {os.path.basename(fig)}")
 

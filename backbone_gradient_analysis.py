@@ -78,7 +78,8 @@ def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, sl
                       cos_sd=float(np.abs(sc).std(ddof=1)) if len(sc) > 1 else None,
                       b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
                       grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int((~ok).sum()),
-                      cos_median=med(np.abs(sc)), b_median=med(b), b_norm=float(sc.mean()) if len(sc) else None,
+                      cos_median=med(np.abs(sc)), b_median=med(b),
+                      b_norm=float(sc.mean()) if len(sc) else None,
                       b_norm_median=med(sc), b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
     return out
 
@@ -92,7 +93,7 @@ def update_alignment(out_dir: str):
     if d is None:
         return None
     try:
-        steps, C = d.get("u_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # updates at their midpoints
+        steps, C = d.get("u_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # at the updates' midpoints
         assert len(steps) == len(C)
     except Exception:
         print(f"note: {path} has no u_steps / groups.block0.C series; the red line is left out")
@@ -131,12 +132,14 @@ def plot(out_dir: str, out: dict) -> list[str]:
     for i, g in enumerate(blocks):
         axes[0].plot(steps, res["combined"][g]["b"], "o-", ms=3, color=cmap(i), label=g)
         axes[1].plot(steps, res["combined"][g]["B"], "-", color=cmap(i), label=g)
-        axes[2].plot(steps, [np.nan if x is None else x for x in res["combined"][g]["b_norm_median"]], "o-", ms=3,
-                     color=cmap(i), label=g)
-    axes[2].axhline(floor["block0"], color="grey", ls=":", lw=0.8), axes[2].axhline(-floor["block0"], color="grey", ls=":", lw=0.8)
+        med = [np.nan if x is None else x for x in res["combined"][g]["b_norm_median"]]
+        axes[2].plot(steps, med, "o-", ms=3, color=cmap(i), label=g)
+    for sign in (1, -1):
+        axes[2].axhline(sign * floor["block0"], color="grey", ls=":", lw=0.8)
     for ax, name in zip(axes, (r"$b_\ell(t) = \langle g_\ell, v_b^{(\ell)} \rangle$ (mean over batches)",
                                 r"$B_\ell = \sum_{t' \leq t} b_\ell(t')$",
-                                r"median over batches of $\langle g_\ell, v_b^{(\ell)} \rangle / \|g_\ell\|$ ($\pm$ block-0 floor)")):
+                                r"median over batches of $\langle g_\ell, v_b^{(\ell)} \rangle / \|g_\ell\|$"
+                                r" ($\pm$ block-0 floor)")):
         ax.axhline(0, color="grey", lw=0.6)
         if steps.min() < lam_step <= steps.max():
             ax.axvline(lam_step, color="k", ls="--", lw=0.8)
@@ -184,8 +187,8 @@ def analyse(args) -> dict:
         results[name] = {}
         for g in groups:
             col = {k: [r[name][g][k] for _, _, r in per_step]
-                   for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients", "cos_median", "b_median",
-                             "b_norm", "b_norm_median", "b_pos_frac")}
+                   for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients", "cos_median",
+                             "b_median", "b_norm", "b_norm_median", "b_pos_frac")}
             col["B"] = np.cumsum(col["b"]).tolist()
             col["B_norm"] = np.cumsum([0.0 if x is None else x for x in col["b_norm"]]).tolist()
             col["cos_over_floor"] = [None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]]

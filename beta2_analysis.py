@@ -140,10 +140,10 @@ def plot(record: dict, path: str):
             bad = [(x, v) for x, v, o in zip(xs, y, ok) if not o and v is not None]
             if bad:
                 a.plot(*zip(*bad), "x", color="tab:red", ms=9, label="diverged" if k == key else None)
-        if key == "pc1":  # each PC1 beside its matched null (the observed step sizes in independent directions)
+        if key == "pc1":  # each PC1 beside its matched null (the observed step sizes, independent directions)
             for k, color in (("pc1_null_matched", "k"), ("window_pc1_null_matched", "tab:blue")):
-                a.plot(xs, [math.nan if r.get(k) is None else 100 * r[k] for r in rows], "_", ms=14, mew=2, color=color,
-                       label="matched null" if k == "pc1_null_matched" else None)
+                a.plot(xs, [math.nan if r.get(k) is None else 100 * r[k] for r in rows], "_", ms=14, mew=2,
+                       color=color, label="matched null" if k == "pc1_null_matched" else None)
         a.set_xticks(xs, [f"{r['beta2']:g}" for r in rows])
         a.set(xlabel="beta2", ylabel=label, title=label)
         if key == "drift":

@@ -144,7 +144,8 @@ def reached(status: dict | None, end: int) -> bool:
 TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
                   "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct",
                   "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct",
-                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct", "null_matched_pc1_pct"]
+                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct",
+                  "null_matched_pc1_pct"]
 
 
 def _pct(x):
@@ -170,7 +171,8 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
                    update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
                    null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
                    null_direction_pc1_pct=_pct(t["null_direction"]["mean"]),
-                   null_direction_sd_pct=_pct(t["null_direction"]["sd"]), null_matched_pc1_pct=_pct(t["null_matched_pc1"]),
+                   null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
+                   null_matched_pc1_pct=_pct(t["null_matched_pc1"]),
                    block_pc1_pct={g: _pct(v["pc1"]) for g, v in ws["groups"].items() if g != "trunk"})
     return row
 
@@ -186,7 +188,7 @@ def format_table9(rows: list[dict]) -> str:
     return format_table(head, body)
 
 
-# ----------------------------------------------------------------------------- the controls that the paper lacks
+# ----------------------------------------------------------------------------- the controls the paper lacks
 # Runs B and C never learn, and their drift is the shrinkage weight decay alone gives the initialization,
 # so "SGD PC1 100%" tests weight decay, not the optimizer (SPEC 7). The decisive controls:
 #   D   SGD + momentum 0.9 at the learning rate of a short sweep (so that it learns), with decoupled weight
@@ -195,9 +197,10 @@ def format_table9(rows: list[dict]) -> str:
 #   D0  run D with weight decay 0
 # Same model, data, seed, 4,000-step schedule, snapshots, window and nulls as Table 8.
 NEW_CONTROLS = {
-    "D": dict(tag="D", label="SGD+momentum (swept lr)", optimizer="sgd", momentum=0.9, nesterov=False, wd_mode="decoupled"),
-    "A0": dict(tag="A0", label="AdamW, wd 0", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0,
-               wd_mode="decoupled"),
+    "D": dict(tag="D", label="SGD+momentum (swept lr)", optimizer="sgd", momentum=0.9, nesterov=False,
+              wd_mode="decoupled"),
+    "A0": dict(tag="A0", label="AdamW, wd 0", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False,
+               weight_decay=0.0, wd_mode="decoupled"),
     "D0": dict(tag="D0", label="SGD+momentum (swept lr), wd 0", optimizer="sgd", momentum=0.9, nesterov=False,
                weight_decay=0.0, wd_mode="decoupled"),
 }
@@ -207,10 +210,11 @@ D_SHRINK = TABLE8["A"]["lr"] * TABLE8["A"]["weight_decay"]  # peak per-step deca
 CONTROLS = {**TABLE8, **NEW_CONTROLS}
 
 
-def new_control_config(run: str, given: dict | None = None, lr: float | None = None, sweep: bool = False) -> Config:
+def new_control_config(run: str, given: dict | None = None, lr: float | None = None, sweep: bool = False):
     """Config of a new control: A0; D or D0 at peak learning rate `lr` (D's weight decay D_SHRINK / lr,
     decoupled); with `sweep`, D's sweep run at `lr`: D's config with a stop rule that always fires at the
-    sweep step (val > -inf and best p_ood < 2), so that the sweep runs are finished runs of D's first steps."""
+    sweep step (val > -inf and best p_ood < 2), so that the sweep runs are finished runs of D's first
+    steps."""
     if run not in NEW_CONTROLS or (sweep and run != "D"):
         raise UsageError(f"unknown new control {run!r} (choose from {', '.join(NEW_CONTROLS)})")
     if run in ("D", "D0") and not (lr and lr > 0):
@@ -232,13 +236,16 @@ def d_sweep(results: dict) -> dict:
     step (None when the run diverged or has no eval there), and the winner (lowest), or a reason."""
     rows = []
     for lr, (status, metrics) in sorted(results.items()):
-        step = status["step"] if status and status.get("status") == "stopped_early" else None  # the sweep step
+        stopped = status and status.get("status") == "stopped_early"
+        step = status["step"] if stopped else None  # the sweep step
         val = next((m["val_loss"] for m in metrics if m["step"] == step), None)
         rows.append(dict(lr=lr, status=status and status.get("status"), step=step, val_loss=val))
     ok = [r for r in rows if r["val_loss"] is not None and math.isfinite(r["val_loss"])]
     best = min(ok, key=lambda r: (r["val_loss"], r["lr"])) if ok else None
-    return dict(rows=rows, rule=f"lowest validation loss at step {D_SWEEP_STEP} (paper steps) of D's first steps",
-                lr=best and best["lr"], reason=None if best else "no sweep run reached the sweep step without diverging")
+    rule = f"lowest validation loss at step {D_SWEEP_STEP} (paper steps) of D's first steps"
+    return dict(rows=rows, rule=rule,
+                lr=best and best["lr"],
+                reason=None if best else "no sweep run reached the sweep step without diverging")
 
 
 def d_sweep_outcome(given: dict | None = None) -> dict:
@@ -253,24 +260,26 @@ def d_sweep_outcome(given: dict | None = None) -> dict:
 
 
 # Columns of the new controls' table: Table 9's and the yardsticks of SPEC 6 (trunk, window).
-CONTROL_COLUMNS = TABLE9_COLUMNS + ["pc1_minus_matched_pct", "coherence", "cos_vb_theta0",
-                                    "share_e0_final", "decay_share_final", "pc1_decay_removed_pct", "k95_decay_removed",
-                                    "null_matched_decay_removed_pct", "matched_walk_abs_C_mean", "unigram_val",
-                                    "below_unigram"]
+CONTROL_COLUMNS = TABLE9_COLUMNS + [
+    "pc1_minus_matched_pct", "coherence", "cos_vb_theta0", "share_e0_final", "decay_share_final",
+    "pc1_decay_removed_pct", "k95_decay_removed", "null_matched_decay_removed_pct", "matched_walk_abs_C_mean",
+    "unigram_val", "below_unigram"]
 
 
-def control_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None, unigram: float | None) -> dict:
-    """table9_row plus the matched null, coherence and weight-decay decomposition of the window, and whether the
-    final validation loss is below the unigram baseline `unigram` (a run that is not below it learned nothing)."""
+def control_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None,
+                unigram: float | None) -> dict:
+    """table9_row plus the matched null, coherence and weight-decay decomposition of the window, and whether
+    the final validation loss is below the unigram baseline `unigram` (a run above it learned nothing)."""
     row = table9_row(run, cfg, metrics, status, ws)
     row.update({c: None for c in CONTROL_COLUMNS if c not in row}, unigram_val=unigram,
                below_unigram=None if unigram is None else bool(row["final_val"] < unigram))
     if ws is not None:
         t = ws["groups"]["trunk"]
         wd = t["weight_decay"]
-        row.update(pc1_minus_matched_pct=_pct(t["pc1"] - t["null_matched_pc1"]),
-                   coherence=t["coherence"], cos_vb_theta0=t["cos_vb_theta0"], share_e0_final=wd["share_e0_final"],
-                   decay_share_final=wd.get("decay_share_final"), pc1_decay_removed_pct=_pct(t["pc1_decay_removed"]),
+        row.update(pc1_minus_matched_pct=_pct(t["pc1"] - t["null_matched_pc1"]), coherence=t["coherence"],
+                   cos_vb_theta0=t["cos_vb_theta0"], share_e0_final=wd["share_e0_final"],
+                   decay_share_final=wd.get("decay_share_final"),
+                   pc1_decay_removed_pct=_pct(t["pc1_decay_removed"]),
                    k95_decay_removed=t["k95_decay_removed"],
                    null_matched_decay_removed_pct=_pct(wd["null_matched_pc1_decay_removed"]),
                    matched_walk_abs_C_mean=t["matched_walk_update_abs_C_mean"])
@@ -279,19 +288,23 @@ def control_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict
 
 def format_controls(rows: list[dict]) -> str:
     """Plain-text table of the controls: outcome, PC1 against the matched null, and the weight-decay share."""
-    head = ["run", "optimizer", "lr", "wd", "status", "final val", "< unigram", "best p_ood", "PC1 %", "matched %",
-            "coherence", "cos(v_b,-e0)", "decay share", "PC1 -e0 %", "matched -e0 %", "drift", "mean|C|", "walk |C|"]
-    body = [[r["run"], r["optimizer"], fmt(r["lr"], 4), fmt(r["weight_decay"], 4), f"{r['status']}@{r['last_step']}",
-             fmt(r["final_val"]), fmt(r["below_unigram"]), fmt(r["best_p_ood"]), fmt(r["pc1_pct"], 1),
-             fmt(r["null_matched_pc1_pct"], 1), fmt(r["coherence"]), fmt(r["cos_vb_theta0"]), fmt(r["decay_share_final"]),
-             fmt(r["pc1_decay_removed_pct"], 1), fmt(r["null_matched_decay_removed_pct"], 1), fmt(r["drift"], 2),
-             fmt(r["update_abs_C_mean"]), fmt(r["matched_walk_abs_C_mean"])] for r in rows]
+    head = ["run", "optimizer", "lr", "wd", "status", "final val", "< unigram", "best p_ood", "PC1 %",
+            "matched %", "coherence", "cos(v_b,-e0)", "decay share", "PC1 -e0 %", "matched -e0 %", "drift",
+            "mean|C|", "walk |C|"]
+    cells = [("final_val", 3), ("below_unigram", 3), ("best_p_ood", 3), ("pc1_pct", 1),
+             ("null_matched_pc1_pct", 1), ("coherence", 3), ("cos_vb_theta0", 3), ("decay_share_final", 3),
+             ("pc1_decay_removed_pct", 1),
+             ("null_matched_decay_removed_pct", 1), ("drift", 2), ("update_abs_C_mean", 3),
+             ("matched_walk_abs_C_mean", 3)]
+    body = [[r["run"], r["optimizer"], fmt(r["lr"], 4), fmt(r["weight_decay"], 4),
+             f"{r['status']}@{r['last_step']}", *[fmt(r[k], nd) for k, nd in cells]] for r in rows]
     return format_table(head, body)
 
 
 def plan(preset: str) -> dict:
     return dict(step_scale=STEP_SCALE[preset], table8=TABLE8, new_controls=NEW_CONTROLS, d_lrs=D_LRS,
-                d_sweep_step=exp_steps(preset, D_SWEEP_STEP), d_shrink=D_SHRINK, window=window(preset), stop_rule=stop_rule(preset),
+                d_sweep_step=exp_steps(preset, D_SWEEP_STEP), d_shrink=D_SHRINK, window=window(preset),
+                stop_rule=stop_rule(preset),
                 control_schedule=control_schedule(preset), beta2_grid=BETA2_GRID, reheat_lrs=REHEAT_LRS,
                 reheat=reheat_protocol(preset, 4.0, 0), reheat_threshold=REHEAT_THRESHOLD)
 

@@ -74,8 +74,8 @@ def plot_table(record: dict, path: str):
     a.errorbar([i + 0.4 for i in x], [r["null_direction_pc1_pct"] for r in geo], yerr=[r["null_direction_sd_pct"] for r in geo],
                fmt="s", color="purple", ms=4, capsize=2, label="direction null (mean +- sd)")
     a.scatter([i + 0.3 for i in x], [r["null_theory_pc1_pct"] for r in geo], marker="_", s=200, color="k", label="random-walk theory")
-    a.scatter(list(x), [r["null_matched_pc1_pct"] for r in geo], marker="_", s=400, lw=2.5, color="tab:orange", zorder=3,
-              label="matched null (observed step sizes)")
+    a.scatter(list(x), [r["null_matched_pc1_pct"] for r in geo], marker="_", s=400, lw=2.5, zorder=3,
+              color="tab:orange", label="matched null (observed step sizes)")
     a.set_xticks(list(x), [r["run"] for r in geo])
     a.set_ylim(0, 105), a.set_ylabel(f"trunk PC1 (%), window [{w0}, {w1}]")
     a.legend(fontsize=6, loc="lower left")

@@ -49,9 +49,9 @@ REFERENCE = [("A", 200, 1000), ("A", 600, 2000), ("C", 600, 2000)]
 HALF_WIDTHS = (1, 2)                                        # plateau windows of 3 and 5 evaluations
 BAND = 0.1                                                  # nats above C's best val
 COLUMNS = ["run", "optimizer", "kind", "window", "start", "end", "n_snapshots", "val_max", "val_min", "pc1_pct",
-           "pc1_normalized_pct", "k95", "k99", "drift", "spans_target", "null_matched_pc1_pct", "cos_vb_theta0",
-           "pc1_decay_removed_pct", "target"]
-D_TARGET_STEPS = (1000, 2000, 4000)                         # paper steps: D's val there are the matched levels
+           "pc1_normalized_pct", "k95", "k99", "drift", "spans_target", "null_matched_pc1_pct",
+           "cos_vb_theta0", "pc1_decay_removed_pct", "target"]
+D_TARGET_STEPS = (1000, 2000, 4000)                         # paper steps: D's val there, the matched levels
 
 
 def plateau_windows(steps, vals, band: float = BAND, half_widths=HALF_WIDTHS) -> dict:
@@ -100,10 +100,12 @@ def window_row(run: str, kind: str, cfg, metrics: list[dict], start: int, end: i
     t = ws["groups"]["trunk"]
     vals = [r["val_loss"] for r in metrics if start <= r["step"] <= end]
     snaps = [start] + ws["row_steps"]
-    row = dict(run=run, optimizer=ex.CONTROLS[run]["label"], kind=kind, window=window_label(snaps), start=start, end=end,
-               n_snapshots=len(snaps), val_max=max(vals, default=None), val_min=min(vals, default=None),
+    row = dict(run=run, optimizer=ex.CONTROLS[run]["label"], kind=kind, window=window_label(snaps),
+               start=start, end=end, n_snapshots=len(snaps), val_max=max(vals, default=None),
+               val_min=min(vals, default=None),
                pc1_pct=100 * t["pc1"], pc1_normalized_pct=100 * t["pc1_normalized"], k95=t["k95"], k99=t["k99"],
-               drift=t["drift"], null_matched_pc1_pct=100 * t["null_matched_pc1"], cos_vb_theta0=t["cos_vb_theta0"],
+               drift=t["drift"], null_matched_pc1_pct=100 * t["null_matched_pc1"],
+               cos_vb_theta0=t["cos_vb_theta0"],
                pc1_decay_removed_pct=None if t["pc1_decay_removed"] is None else 100 * t["pc1_decay_removed"])
     return row, ws
 
@@ -116,8 +118,8 @@ def spans(row: dict, target: float) -> bool:
 def format_rows(rows: list[dict]) -> str:
     head = ["optimizer", "kind", "window", "val range", "PC1 %", "matched %", "PC1n %", "k95", "k99", "drift"]
     body = [[r["optimizer"], r["kind"], r["window"], f"{fmt(r['val_max'], 2)}-{fmt(r['val_min'], 2)}",
-             fmt(r["pc1_pct"], 1), fmt(r.get("null_matched_pc1_pct"), 1), fmt(r["pc1_normalized_pct"], 1), r["k95"],
-             r["k99"], fmt(r["drift"], 3)] for r in rows]
+             fmt(r["pc1_pct"], 1), fmt(r.get("null_matched_pc1_pct"), 1), fmt(r["pc1_normalized_pct"], 1),
+             r["k95"], r["k99"], fmt(r["drift"], 3)] for r in rows]
     return format_table(head, body)
 
 
@@ -130,9 +132,11 @@ def plot(record: dict, path: str):
         ax[0].plot(c["step"], c["val_loss"], color=colors[run], label=f"{run} {ex.CONTROLS[run]['label']}")
     p = record.get("plateau")
     if p:
-        ax[0].axhspan(p["best_val"], p["target"], color="tab:green", alpha=0.15, label=f"C's best val + {p['band']}")
+        ax[0].axhspan(p["best_val"], p["target"], color="tab:green", alpha=0.15,
+                      label=f"C's best val + {p['band']}")
     for k, tg in enumerate(record.get("targets", [])):
-        ax[0].axhline(tg["val"], color="tab:red", ls=":", lw=0.8, label="matched levels (D's val)" if k == 0 else None)
+        ax[0].axhline(tg["val"], color="tab:red", ls=":", lw=0.8,
+                      label="matched levels (D's val)" if k == 0 else None)
     vals = [v for c in record["curves"].values() for v in c["val_loss"]]
     top, span = max(vals), max(vals) - min(vals) or 1.0
     for k, r in enumerate(x for x in record["rows"] if x["kind"] == "matched"):  # matched windows, stacked above the curves
@@ -142,8 +146,8 @@ def plot(record: dict, path: str):
     rows = record["rows"]
     x = range(len(rows))
     ax[1].bar([i - 0.2 for i in x], [r["pc1_pct"] for r in rows], width=0.4, color=[colors[r["run"]] for r in rows], label="raw rows")
-    ax[1].scatter([i - 0.2 for i in x], [r["null_matched_pc1_pct"] for r in rows], marker="_", s=150, lw=2, color="k",
-                  zorder=3, label="matched null")
+    ax[1].scatter([i - 0.2 for i in x], [r["null_matched_pc1_pct"] for r in rows], marker="_", s=150, lw=2,
+                  color="k", zorder=3, label="matched null")
     ax[1].bar([i + 0.2 for i in x], [r["pc1_normalized_pct"] for r in rows], width=0.4, color=[colors[r["run"]] for r in rows],
               alpha=0.45, label="row-normalized")
     ax[1].set_xticks(list(x), [f"{r['run']} {r['window']}" + ("*" if r["kind"] == "reference" else "") for r in rows],
@@ -164,7 +168,8 @@ def finished_runs(cfgs: dict, script: str) -> dict:
             raise UsageError(f"run {r} not found at {cfg.run_dir}; train it first: python {script} --runs "
                              f"{','.join(cfgs)} (with the same options)")
         if info["status"] is None or info["status"]["status"] == "running":
-            raise UsageError(f"run {r} at {cfg.run_dir} is not finished; finish it first: python {script} --runs {r}")
+            raise UsageError(f"run {r} at {cfg.run_dir} is not finished; finish it first: python {script} "
+                             f"--runs {r}")
         runs[r] = info
     return runs
 
@@ -180,12 +185,14 @@ def run_against_d(ns, argv) -> tuple[dict, list[str]]:
     given = given_overrides(ns)
     sweep = ex.d_sweep_outcome(given)
     if sweep["lr"] is None:
-        raise UsageError("run D needs its learning-rate sweep; train it first: python backbone_controls.py --runs A,D")
+        raise UsageError("run D needs its learning-rate sweep; train it first: "
+                         "python backbone_controls.py --runs A,D")
     cfgs = {"A": ex.control_config("A", given), "D": ex.new_control_config("D", given, sweep["lr"])}
     runs = finished_runs(cfgs, "backbone_controls.py")
     preset = cfgs["A"].preset
     out, results = ex.output_dirs("sgd_control", cfgs["A"], ns.out, ns.results)
-    series = {r: ([m["step"] for m in info["metrics"]], [m["val_loss"] for m in info["metrics"]]) for r, info in runs.items()}
+    series = {r: ([m["step"] for m in info["metrics"]], [m["val_loss"] for m in info["metrics"]])
+              for r, info in runs.items()}
     targets, todo = [], []
     for s in D_TARGET_STEPS:
         st, vals = series["D"]
@@ -207,13 +214,15 @@ def run_against_d(ns, argv) -> tuple[dict, list[str]]:
         row.update(target=level, spans_target=None if level is None else spans(row, level))
         rows.append(row)
         summaries.append(ws)
-    rule = (f"levels: D's validation loss at steps {[ex.exp_steps(preset, s) for s in D_TARGET_STEPS]}; for each level "
-            f"and run, the {2 * max(HALF_WIDTHS) + 1} evaluations centred on the run's first evaluation at or below it "
+    at = [ex.exp_steps(preset, s) for s in D_TARGET_STEPS]
+    rule = (f"levels: D's validation loss at steps {at}; for each level and run, the "
+            f"{2 * max(HALF_WIDTHS) + 1} evaluations centred on the run's first evaluation at or below it "
             "(shifted to fit); reference: both runs' window [600, 2000] (paper steps)")
     paths = [os.path.join(out, f"sgd_matched_valloss_D.{x}") for x in ("json", "csv", "png")]
-    record = write_result(paths[0], "sgd_matched_valloss_D", dict(preset=preset, seed=cfgs["A"].seed, d_lr=sweep["lr"]),
-                          dict(rule=rule), rows, t0, argv, cfgs["A"].device, __file__, against="D",
-                          preset=preset, seed=cfgs["A"].seed, run_dirs={r: c.run_dir for r, c in cfgs.items()},
+    config = dict(preset=preset, seed=cfgs["A"].seed, d_lr=sweep["lr"])
+    record = write_result(paths[0], "sgd_matched_valloss_D", config, dict(rule=rule), rows, t0, argv,
+                          cfgs["A"].device, __file__, against="D", preset=preset, seed=cfgs["A"].seed,
+                          run_dirs={r: c.run_dir for r, c in cfgs.items()},
                           sweep=sweep, targets=targets, rule=rule, rows=rows, window_summaries=summaries,
                           curves={r: curves(info["metrics"]) for r, info in runs.items()})
     write_csv(paths[1], rows, COLUMNS)
@@ -260,14 +269,16 @@ def main(argv=None):
     p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
     p.add_argument("--band", type=float, default=BAND, help=f"plateau band above C's best val, nats (default {BAND})")
     p.add_argument("--against", default="C", choices=("C", "D"),
-                   help="C: the paper's Table 10 (default); D: run A against the control D that learns (backbone_controls.py)")
+                   help="C: the paper's Table 10 (default); D: run A against the control D that learns "
+                        "(backbone_controls.py)")
     p.add_argument("--out", default=None, help="output folder (default <out_dir>/[tiny_]sgd_control)")
     p.add_argument("--results", default=None, help="copy the files here (default results/sgd_control for the paper preset)")
     record, paths = cli(run, p.parse_args(argv), argv)
     rows = record["rows"]
     if record.get("against") == "D":
-        print(f"run D (lr {record['sweep']['lr']}): matched levels " + ", ".join(
-            f"{t['val']:.3f} (D at step {t['step']}, A first at {t['crossings']['A']})" for t in record["targets"]))
+        levels = ", ".join(f"{t['val']:.3f} (D at step {t['step']}, A first at {t['crossings']['A']})"
+                           for t in record["targets"])
+        print(f"run D (lr {record['sweep']['lr']}): matched levels {levels}")
     else:
         plateau, crossing = record["plateau"], record["adamw_crossing"]["between_steps"]
         print(f"run C: best val {plateau['best_val']:.3f} at step {plateau['best_step']}; plateau (val <= "

@@ -194,7 +194,7 @@ def test_fisher_analysis_json(run, tmp_path):
         assert all(0 <= o <= 1 + 1e-6 for o in s["u1_overlap"].values())
     # the LM and probe Fishers apart, and the per-batch records, from direct gradients
     lam = cfg.lambda_at(30)
-    G_lm, G_pr = direct_gradients(model, batches, lam, which=1), direct_gradients(model, batches, lam, which=2)
+    G_lm, G_pr = (direct_gradients(model, batches, lam, which=w) for w in (1, 2))
     s = row["groups"]["trunk"]
     v_b = dense_pcs(cfg, trunk_keys(cfg.n_layer), k=1)[0]
     for name, Gx in (("lm", G_lm), ("probe", G_pr)):
@@ -206,11 +206,14 @@ def test_fisher_analysis_json(run, tmp_path):
         assert s[name]["lambda1_frac"] == pytest.approx(float(top / Gx.pow(2).sum()), rel=1e-3)
     assert s["q"]["v_b"] == pytest.approx(float(((G_lm + lam * G_pr) @ v_b).pow(2).mean()), rel=1e-3)
     n_probe = [int((pos >= 0).sum()) for _, _, pos in batches]
+    n_wrong = []
     with torch.no_grad():
-        n_wrong = [int((model(x[pos >= 0])[torch.arange(int((pos >= 0).sum())), pos[pos >= 0]].argmax(-1)
-                        != y[pos >= 0][torch.arange(int((pos >= 0).sum())), pos[pos >= 0]]).sum()) for x, y, pos in batches]
+        for x, y, pos in batches:
+            has = pos >= 0
+            rows = torch.arange(int(has.sum()))
+            n_wrong.append(int((model(x[has])[rows, pos[has]].argmax(-1) != y[has][rows, pos[has]]).sum()))
     assert row["per_batch"] == dict(n_probe=n_probe, n_wrong=n_wrong) and sum(n_probe) > 0
-    assert [g == 0 for g in s["probe"]["grad_norms"]] == [n == 0 for n in n_probe]  # no probe, no probe gradient
+    assert [g == 0 for g in s["probe"]["grad_norms"]] == [n == 0 for n in n_probe]  # no probe: no gradient
 
 
 def test_v_sw_is_never_measured_on_its_own_batches(run, tmp_path):
@@ -225,13 +228,14 @@ def test_v_sw_is_never_measured_on_its_own_batches(run, tmp_path):
             f.write(json.dumps(dict(r, p_ood=p)) + "\n")
     path = os.path.join(rd, "analysis", "backbone_fisher_analysis.json")
     for batches, want in (("4", {10: False, 20: True, 30: False}), ("22", {10: True})):
-        bfa.main(["--run", rd, "--device", "cpu", "--steps", ",".join(map(str, want)), "--batches", batches, "--K", "2"])
+        bfa.main(["--run", rd, "--device", "cpu", "--steps", ",".join(map(str, want)), "--batches", batches,
+                  "--K", "2"])
         out = json.load(open(path))
         assert out["switching"]["interval"] == [20, 30]
         for r in out["table"]:
             s = r["groups"]["trunk"]
             assert r["v_sw_excluded"] == want[r["step"]], (batches, r["step"])
-            measured = [s["q"]["v_sw"], s["q_lm"]["v_sw"], s["q_probe"]["v_sw"], s["q_median"]["v_sw"], s["u1_overlap"]["v_sw"]]
+            measured = [s[k]["v_sw"] for k in ("q", "q_lm", "q_probe", "q_median", "u1_overlap")]
             assert all((x is None) == want[r["step"]] for x in measured), (batches, r["step"], measured)
             assert s["q"]["v_b"] is not None
 
@@ -255,7 +259,8 @@ def test_switching_pair_picks_the_most_prominent_peak_and_its_lower_neighbour():
     peak, trough, info = geo.switching_pair(metrics, [200 * i for i in range(len(p))], 0)
     assert (peak, trough) == (1600, 2200) and info["p_peak"] == 0.6 and info["p_trough"] == 0.1
     assert info["prominence"] == pytest.approx(0.5)
-    peak, trough, info = geo.switching_pair([dict(step=s, p_ood=0.0) for s in range(0, 400, 20)], range(0, 400, 20), 0)
+    flat = [dict(step=s, p_ood=0.0) for s in range(0, 400, 20)]
+    peak, trough, info = geo.switching_pair(flat, range(0, 400, 20), 0)
     assert peak is None and "no p_ood peak" in info
 
 

@@ -292,10 +292,12 @@ def test_matched_null_closed_forms():
     two nonzero increments a, b at rows t1 < t2 of T: the rows are (a, 0) for n1 = t2 - t1 rows and
     (a, b) for n2 = T - t2 rows (in the basis of the two increments), whose 2 x 2 second-moment matrix
     [[a^2 (n1 + n2), a b n2], [a b n2, b^2 n2]] has a closed-form top eigenvalue."""
-    assert geo.matched_null_pc1(torch.ones(50)) == pytest.approx(geo.random_walk_theory(50)["uncentered_T"][0], abs=1e-12)
+    walk = geo.random_walk_theory(50)["uncentered_T"][0]
+    assert geo.matched_null_pc1(torch.ones(50)) == pytest.approx(walk, abs=1e-12)
     assert geo.matched_null_pc1(torch.ones(2000)) == pytest.approx(8 / math.pi**2, abs=1e-5)
     for i in (0, 7, 19):
-        assert geo.matched_null_pc1(torch.zeros(20).index_fill(0, torch.tensor([i]), 3.0)) == pytest.approx(1, abs=1e-12)
+        one = torch.zeros(20).index_fill(0, torch.tensor([i]), 3.0)
+        assert geo.matched_null_pc1(one) == pytest.approx(1, abs=1e-12)
     T, t1, t2, a, b = 30, 4, 17, 2.0, 5.0
     n = torch.zeros(T)
     n[t1], n[t2] = a**2, b**2
@@ -305,7 +307,8 @@ def test_matched_null_closed_forms():
     assert geo.matched_null_pc1(7 * n) == pytest.approx(geo.matched_null_pc1(n), abs=1e-12)
     # warmup and decay (small steps at both ends) make the walk more colinear than equal steps
     t = torch.arange(50, dtype=torch.float64)
-    assert geo.matched_null_pc1(torch.sin(math.pi * (t + 0.5) / 50) ** 2) > geo.matched_null_pc1(torch.ones(50)) + 0.01
+    bump = torch.sin(math.pi * (t + 0.5) / 50) ** 2
+    assert geo.matched_null_pc1(bump) > geo.matched_null_pc1(torch.ones(50)) + 0.01
     with pytest.raises(UsageError):
         geo.matched_null_pc1(torch.zeros(5))
 
@@ -320,7 +323,8 @@ def test_matched_null_against_draws():
     draws = {D: geo.matched_null_draws(norms, D, n=2000, seed=1) for D in (8, 100, 10_000, 1_000_000)}
     gaps = [abs(float(d.mean()) - exact) for d in draws.values()]
     sds = [float(d.std()) for d in draws.values()]
-    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 2e-5 and sds[-1] < 2e-4 and sds[0] > 100 * sds[-1]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 2e-5
+    assert sds[-1] < 2e-4 and sds[0] > 100 * sds[-1]
     means = {D: float(d.mean()) for D, d in draws.items()}
     gen = torch.Generator().manual_seed(2)
     Z = torch.randn(2000, 10, 8, generator=gen, dtype=torch.float64)
@@ -369,7 +373,8 @@ def test_decay_only_trajectory_is_all_backbone():
     wd = geo.weight_decay_split(Ga, c, s[1:].tolist())
     assert wd["cos_vb_theta0"] == pytest.approx(1, abs=1e-9) and wd["share_e0"] == pytest.approx([1.0] * 40)
     assert wd["along"] == pytest.approx(X.norm(dim=1).tolist(), rel=1e-9)             # x(t) = -(1 - s) theta0
-    assert wd["decay_displacement"] == pytest.approx(wd["along"], rel=1e-9) and wd["decay_share_final"] == pytest.approx(1)
+    assert wd["decay_displacement"] == pytest.approx(wd["along"], rel=1e-9)
+    assert wd["decay_share_final"] == pytest.approx(1)
     assert wd["pc1_decay_removed"] is None and "nothing is left" in wd["decay_removed_note"]
 
 
@@ -382,7 +387,8 @@ def test_decay_removed_drift_is_the_planted_learned_part():
     assert torch.allclose(R @ Ga @ R.T, L @ L.T, rtol=1e-9, atol=1e-9)
     pl = geo.pca(L @ L.T)
     assert wd["pc1_decay_removed"] == pytest.approx(pl.pc1, abs=1e-9) and wd["k95_decay_removed"] == pl.k95
-    assert wd["null_matched_pc1_decay_removed"] == pytest.approx(geo.matched_null_pc1(geo.increment_norms_sq(L @ L.T)), abs=1e-9)
+    null = geo.matched_null_pc1(geo.increment_norms_sq(L @ L.T))
+    assert wd["null_matched_pc1_decay_removed"] == pytest.approx(null, abs=1e-9)
     v_b = X.T @ p.coef(1)[:, 0]
     e0 = theta0 / theta0.norm()
     assert wd["cos_vb_theta0"] == pytest.approx(float(-v_b @ e0), abs=1e-9)
@@ -396,21 +402,27 @@ def test_grams_with_anchor_row(tmp_path):
     traj = geo.Trajectory(run, anchor=20, device="cpu")
     Ga = geo.group_grams(traj.grams(anchor_row=True), traj.groups)["block1"]
     keys = traj.groups["block1"]
-    Z = torch.cat([dense_rows(run, traj.row_steps, keys, anchor=20), flatten(_load(run, 20), keys).double()[None]])
+    Z = torch.cat([dense_rows(run, traj.row_steps, keys, anchor=20),
+                   flatten(_load(run, 20), keys).double()[None]])
     assert torch.allclose(Ga, Z @ Z.T, rtol=1e-10)
-    assert torch.allclose(geo.split_anchor(Ga)[0], geo.group_grams(traj.grams(), traj.groups)["block1"], rtol=1e-12)
+    G = geo.group_grams(traj.grams(), traj.groups)["block1"]
+    assert torch.allclose(geo.split_anchor(Ga)[0], G, rtol=1e-12)
 
 
-@pytest.mark.parametrize("opt", ["adamw", "sgd_l2_momentum", "sgd_l2_nesterov", "sgdw_nesterov", "sgd_l2", "no_decay"])
+DECAY_CASES = dict(
+    adamw={}, sgd_l2=dict(optimizer="sgd", weight_decay=0.5, wd_mode="l2"), no_decay=dict(weight_decay=0.0),
+    sgd_l2_momentum=dict(optimizer="sgd", momentum=0.9, weight_decay=0.05, wd_mode="l2", lr=0.3),
+    sgd_l2_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.05, wd_mode="l2",
+                         lr=0.3),
+    sgdw_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.5, lr=0.3))
+
+
+@pytest.mark.parametrize("opt", list(DECAY_CASES))
 def test_decay_factors_follow_the_real_optimizer(opt):
-    """With zero loss gradients, train.make_optimizer / optimizer_step move every trunk weight to s(t) theta(0)."""
+    """With zero loss gradients, train.make_optimizer / optimizer_step take each trunk weight to s(t) theta(0)."""
     import train
     from config import make_config
-    spec = dict(adamw={}, sgd_l2_momentum=dict(optimizer="sgd", momentum=0.9, weight_decay=0.05, wd_mode="l2", lr=0.3),
-                sgd_l2_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.05, wd_mode="l2", lr=0.3),
-                sgdw_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.5, lr=0.3),
-                sgd_l2=dict(optimizer="sgd", weight_decay=0.5, wd_mode="l2"), no_decay=dict(weight_decay=0.0))[opt]
-    cfg = make_config(preset="tiny", steps=30, warmup=5, **spec)
+    cfg = make_config(preset="tiny", steps=30, warmup=5, **DECAY_CASES[opt])
     model = GPT(50, **TINY)
     w0 = model.blocks[1].mlp.fc.weight.detach().clone()
     opt_ = train.make_optimizer(model, cfg, torch.device("cpu"))
@@ -421,7 +433,8 @@ def test_decay_factors_follow_the_real_optimizer(opt):
         train.optimizer_step(opt_, cfg, train.lr_at(cfg, t))
         assert torch.allclose(model.blocks[1].mlp.fc.weight, s[t + 1] * w0, rtol=1e-5, atol=1e-7), t
     assert (s[-1] == 1.0) == (opt == "no_decay") and len(s) == 31
-    assert geo.decay_factors(dict(cfg.to_dict(), optimizer="adamw", wd_mode="l2", weight_decay=0.1), 5) is None
+    adam_l2 = dict(cfg.to_dict(), optimizer="adamw", wd_mode="l2", weight_decay=0.1)
+    assert geo.decay_factors(adam_l2, 5) is None
 
 
 # ----------------------------------------------------------------------------- updates
@@ -432,7 +445,7 @@ def test_update_labels_and_matched_walk_alignment():
     fine = [600 + 50 * i for i in range(1, 29)]  # snapshots every 50 in (600, 2000]
     grid = geo.update_pairs(fine, 600, 200, grid=True)
     assert grid == [(t, t - 200) for t in range(800, 2001, 200)]
-    assert len(geo.update_pairs(fine, 600, 200)) == 25  # overlapping: every snapshot with one 200 steps before
+    assert len(geo.update_pairs(fine, 600, 200)) == 25  # overlapping: every snapshot with one 200 before
     # a walk with orthogonal increments: its C(t) is the matched walk's, all positive
     n = torch.rand(len(steps), dtype=torch.float64) + 0.2
     G = geo.matched_walk(n)
@@ -447,7 +460,8 @@ def test_update_labels_and_matched_walk_alignment():
     al = geo.update_cos(G, c, geo.update_rows(geo.update_pairs(steps, 0, 400), steps))
     U = torch.stack([X[i] - X[i - 2] for i in range(1, len(steps)) if i >= 2] )
     v = X.T @ c
-    assert torch.allclose(al["C"][1:], U @ v / U.norm(dim=1)) and al["C"][0] == pytest.approx(float(X[1] @ v / X[1].norm()))
+    assert torch.allclose(al["C"][1:], U @ v / U.norm(dim=1))
+    assert al["C"][0] == pytest.approx(float(X[1] @ v / X[1].norm()))
 
 
 # ----------------------------------------------------------------------------- Fisher owned by one batch
@@ -456,7 +470,8 @@ def test_fisher_with_one_planted_batch():
     mean q(v) follows that batch, while the median over batches stays between the clean order statistics
     around the middle (it moves by one rank at most)."""
     gen = torch.Generator().manual_seed(9)
-    shapes = {k: tuple(v.shape) for k, v in GPT(50, 1, 8, 2, 16, 8).state_dict().items() if k in trunk_keys(1)}
+    sd = GPT(50, 1, 8, 2, 16, 8).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items() if k in trunk_keys(1)}
     keys = trunk_keys(1)
     D = sum(math.prod(shapes[k]) for k in keys)
     G = torch.randn(32, D, generator=gen)
