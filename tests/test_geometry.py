@@ -419,7 +419,7 @@ DECAY_CASES = dict(
 
 @pytest.mark.parametrize("opt", list(DECAY_CASES))
 def test_decay_factors_follow_the_real_optimizer(opt):
-    """With zero loss gradients, train.make_optimizer / optimizer_step take each trunk weight to s(t) theta(0)."""
+    """With zero loss gradients, train.optimizer_step takes each trunk weight to s(t) theta(0)."""
     import train
     from config import make_config
     cfg = make_config(preset="tiny", steps=30, warmup=5, **DECAY_CASES[opt])
