@@ -384,7 +384,8 @@ def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) ->
 
 
 def plot_spectrum(groups: dict, out_dir: str) -> str:
-    """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2)."""
+    """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2) and the trunk's
+    matched null."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     cmap = plt.get_cmap("viridis")
@@ -396,6 +397,8 @@ def plot_spectrum(groups: dict, out_dir: str) -> str:
     ax.semilogy(range(1, len(rho) + 1), rho, "s-", ms=4, color="k", label="trunk")
     k = np.arange(1, len(rho) + 1)
     ax.semilogy(k, 8 / ((2 * k - 1) ** 2 * math.pi**2), "--", color="grey", label="random walk")
+    m = groups["trunk"]["null_matched"]["rho"]
+    ax.semilogy(range(1, len(m) + 1), m, ":", color="tab:green", lw=1.5, label="trunk: matched null")
     ax.set_xlabel("k"), ax.set_ylabel("rho_k (uncentered)")
     ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, os.path.join(out_dir, "trajectory_pca_spectrum.png"))
