@@ -79,8 +79,8 @@ def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, sl
                       b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
                       grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int((~ok).sum()),
                       cos_median=med(np.abs(sc)), b_median=med(b),
-                      b_norm=float(sc.mean()) if len(sc) else None,
-                      b_norm_median=med(sc), b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
+                      b_normalized=float(sc.mean()) if len(sc) else None,
+                      b_normalized_median=med(sc), b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
     return out
 
 
@@ -93,7 +93,7 @@ def update_alignment(out_dir: str):
     if d is None:
         return None
     try:
-        steps, C = d.get("u_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # at the updates' midpoints
+        steps, C = d.get("update_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # at the midpoints
         assert len(steps) == len(C)
     except Exception:
         print(f"note: {path} has no u_steps / groups.block0.C series; the red line is left out")
@@ -132,7 +132,7 @@ def plot(out_dir: str, out: dict) -> list[str]:
     for i, g in enumerate(blocks):
         axes[0].plot(steps, res["combined"][g]["b"], "o-", ms=3, color=cmap(i), label=g)
         axes[1].plot(steps, res["combined"][g]["B"], "-", color=cmap(i), label=g)
-        med = [np.nan if x is None else x for x in res["combined"][g]["b_norm_median"]]
+        med = [np.nan if x is None else x for x in res["combined"][g]["b_normalized_median"]]
         axes[2].plot(steps, med, "o-", ms=3, color=cmap(i), label=g)
     for sign in (1, -1):
         axes[2].axhline(sign * floor["block0"], color="grey", ls=":", lw=0.8)
@@ -188,9 +188,9 @@ def analyse(args) -> dict:
         for g in groups:
             col = {k: [r[name][g][k] for _, _, r in per_step]
                    for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients", "cos_median",
-                             "b_median", "b_norm", "b_norm_median", "b_pos_frac")}
+                             "b_median", "b_normalized", "b_normalized_median", "b_pos_frac")}
             col["B"] = np.cumsum(col["b"]).tolist()
-            col["B_norm"] = np.cumsum([0.0 if x is None else x for x in col["b_norm"]]).tolist()
+            col["B_normalized"] = np.cumsum([0.0 if x is None else x for x in col["b_normalized"]]).tolist()
             col["cos_over_floor"] = [None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]]
             results[name][g] = col
     device = traj.device
@@ -211,10 +211,11 @@ def analyse(args) -> dict:
             b="b_l(t) = <g_l, v_b^(l)> mean over the mini-batches (b_sd: sample sd); unnormalized gradient; b < 0: a "
               "gradient-descent step moves along +v_b, the direction of the drift (a(T) > 0)",
             B="B_l(t) = sum of b_l over the analysed snapshots up to t (depends on --every)",
-            b_norm="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a nonzero "
-                   "gradient (b normalized: a few probe batches with large gradients dominate the raw mean "
-                   "late in training); B_norm its cumulative sum",
-            medians="cos_median, b_median, b_norm_median: medians over the mini-batches beside the means",
+            b_normalized="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a "
+                         "nonzero gradient (b normalized: a few probe batches with large gradients dominate "
+                         "the raw mean late in training); B_normalized its cumulative sum",
+            medians="cos_median, b_median, b_normalized_median: medians over the mini-batches beside the "
+                    "means",
             b_pos_frac="fraction of mini-batches whose signed cosine is > 0 (0 or 1: a consistent sign)",
             precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",

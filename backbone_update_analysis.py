@@ -7,8 +7,9 @@ u(t) = theta(t) - theta(t_prev), t_prev the previous snapshot step (200 steps ea
 schedule; `--lag L` takes t_prev = t - L instead). u(t) is a difference of drift rows, so C(t) comes from
 the T x T Gram of one streamed pass over the snapshots, as does v_b (first right singular vector of the
 uncentered drift rows, a(T) > 0: the same v_b as trajectory_pca_uncentered.py). Each update is also
-labelled by its midpoint (t - 100 for 200-step updates, the paper's convention), and C(t) of the
-matched random walk (the same increment norms, orthogonal directions) is reported beside ours.
+labelled by its midpoint (t - 100 for 200-step updates, the paper's convention), which sets its
+phase and t*; C(t) of the matched random walk (the same increment norms, orthogonal directions) is
+reported beside ours.
 Writes <run>/analysis/backbone_update_analysis.json and backbone_update_alignment.png (next to --out).
 """
 from __future__ import annotations
@@ -36,21 +37,22 @@ DEFINITIONS = {
     "u": "u(t) = theta(t) - theta(t_prev) = x(t) - x(t_prev), x(anchor) = 0; t_prev in u_prev_steps.",
     "C": "C(t) = <u(t), v_b> / ||u(t)|| (signed); abs_C = |C(t)|; from G: C = (e G c_b) / sqrt(e G e^T) with e the "
          "coefficients of u(t) over the rows and v_b = X^T c_b.",
+    "labels": "each update u(t) = theta(t) - theta(t_prev) is labelled by its midpoint (t + t_prev) / 2 "
+              "(update_mid_steps; t - 100 for 200-step updates: the paper's convention, SPEC 6); phases, "
+              "early_sign and t_star use these labels. by_end_step: the same labelled by the later step t "
+              "(summary *_end).",
     "early_sign": "sign of the mean of C over the early phase (of C at the first u when the early phase is empty).",
-    "t_star": "the first step t (in the order of u) whose C(t) has the sign opposite to early_sign (the paper's "
-              "'first checkpoint where C(t) crosses zero'); t_star_persistent: the first step from which C keeps "
-              "the opposite sign to the end of the run; None when there is none.",
-    "phases": "the paper's phases of its 10,000-step run, early t < 2000, mid 2000 <= t <= 6000, late t > 6000, scaled "
-              "to this run's length L: early t < 0.2 L, mid 0.2 L <= t <= 0.6 L, late t > 0.6 L (t = the later step of u).",
-    "phase_means": "mean of |C| and of C over the u(t) of each phase; abs_C_peak: the largest |C| in the phase.",
-    "midpoint": "the same phase means and sign flip with each update labelled by its midpoint (t + t_prev) / "
-                "2 (u_mid_steps; t - 100 for 200-step updates: the paper's convention, SPEC 6); summary keys "
-                "*_mid.",
+    "t_star": "the first label (in the order of u) whose C has the sign opposite to early_sign (the paper's "
+              "'first checkpoint where C(t) crosses zero'); t_star_persistent: the first label from which C "
+              "keeps the opposite sign to the end of the run; None when there is none.",
+    "phases": "the paper's phases of its 10,000-step run by update midpoint, early < 2000, mid 2000-6000, "
+              "late > 6000, scaled to this run's length L: early < 0.2 L, mid 0.2 L-0.6 L, late > 0.6 L.",
+    "phase_means": "mean of |C| and of C over the updates of each phase; abs_C_peak: the largest |C| in it.",
     "matched_walk": "the same updates in the matched random walk: increments with the observed norms ||x(t) "
                     "- x(t_prev)|| between consecutive snapshots and mutually orthogonal directions (the D "
-                    "-> inf limit of random ones), C(t) against that walk's own backbone; labelled by "
-                    "midpoints. It never flips sign: its backbone has a positive component on every "
-                    "increment.",
+                    "-> inf limit of random ones), C(t) against that walk's own backbone "
+                    "(matched_walk_update_C), its phase means and sign flip. It never flips sign: its "
+                    "backbone has a positive component on every increment.",
 }
 
 
@@ -117,19 +119,16 @@ def run(args, argv):
         C = al["C"].tolist()
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
                    u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(),
-                   **phase_stats(steps, C, phases))
-        res["midpoint"] = phase_stats(mids, C, phases)  # the paper's labels: u(t) at t - 100
+                   **phase_stats(mids, C, phases), by_end_step=phase_stats(steps, C, phases))
         Cw = geo.matched_walk_alignment(grams[g], E).tolist()
-        res["matched_walk"] = dict(C=[c if np.isfinite(c) else None for c in Cw],
-                                   **phase_stats(mids, Cw, phases))
+        res.update(matched_walk_update_C=[c if np.isfinite(c) else None for c in Cw],
+                   matched_walk=phase_stats(mids, Cw, phases))
         groups[g] = res
     summary = {g: dict(t_star=r["t_star"], t_star_persistent=r["t_star_persistent"], early_sign=r["early_sign"],
                        **{f"{ph}_abs_C": r["phase_means"][ph]["abs_C"] for ph in phases},
                        **{f"{ph}_C": r["phase_means"][ph]["C"] for ph in phases},
-                       t_star_mid=r["midpoint"]["t_star"],
-                       t_star_persistent_mid=r["midpoint"]["t_star_persistent"],
-                       **{f"{ph}_abs_C_mid": r["midpoint"]["phase_means"][ph]["abs_C"] for ph in phases},
-                       **{f"{ph}_C_mid": r["midpoint"]["phase_means"][ph]["C"] for ph in phases},
+                       t_star_end=r["by_end_step"]["t_star"],
+                       **{f"{ph}_abs_C_end": r["by_end_step"]["phase_means"][ph]["abs_C"] for ph in phases},
                        **{f"matched_walk_{ph}_abs_C": r["matched_walk"]["phase_means"][ph]["abs_C"]
                           for ph in phases},
                        matched_walk_t_star=r["matched_walk"]["t_star"]) for g, r in groups.items()}
@@ -139,7 +138,7 @@ def run(args, argv):
             return _median([(groups[g][key] if key else groups[g])["phase_means"][ph]["abs_C"]
                             for g in others])
         summary["median_of_blocks_1_on"] = {**{f"{ph}_abs_C": med(ph) for ph in phases},
-                                            **{f"{ph}_abs_C_mid": med(ph, "midpoint") for ph in phases}}
+                                            **{f"{ph}_abs_C_end": med(ph, "by_end_step") for ph in phases}}
 
     # --- save
     out_dir = os.path.dirname(os.path.abspath(out_json))
@@ -151,7 +150,7 @@ def run(args, argv):
     result = write_result(
         out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
         anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
-        u_mid_steps=mids,
+        update_mid_steps=mids,
         phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
         summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
     s = summary["block0"]
@@ -174,13 +173,13 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
         nan = lambda xs: [np.nan if x is None else x for x in xs]
         ax.plot(steps, nan(r["abs_C"]), color="tab:red", lw=1.5, label="|C(t)|")
         ax.plot(steps, nan(r["C"]), color="tab:red", ls="--", lw=1, label="C(t)")
-        ax.plot(steps, nan(r["matched_walk"]["C"]), color="tab:green", ls=":", lw=1.2,
+        ax.plot(steps, nan(r["matched_walk_update_C"]), color="tab:green", ls=":", lw=1.2,
                 label="matched random walk")
         ax.axhline(0, color="k", lw=0.5)
         if lam_step is not None:
             ax.axvline(lam_step, color="k", ls=":", lw=0.8, label="lambda step")
-        if r["midpoint"]["t_star"] is not None:
-            ax.axvline(r["midpoint"]["t_star"], color="tab:red", ls=":", lw=0.8, alpha=0.6)
+        if r["t_star"] is not None:
+            ax.axvline(r["t_star"], color="tab:red", ls=":", lw=0.8, alpha=0.6)
         ax.set_title(title, fontsize=fs, loc="left", pad=2)
         ax.tick_params(labelsize=fs - 1)
 

@@ -146,12 +146,13 @@ def test_gradient_analysis_json(run):
         assert res["cos_mean"][i] == pytest.approx(float(cos.mean()), rel=1e-3, abs=1e-9)
         assert res["cos_sd"][i] == pytest.approx(float(cos.std()), rel=1e-3, abs=1e-9)
         signed = proj / G[:, cols].norm(dim=1)
-        assert res["b_norm"][i] == pytest.approx(float(signed.mean()), rel=1e-3, abs=1e-9)
-        assert res["b_norm_median"][i] == pytest.approx(float(np.median(signed.numpy())), rel=1e-3, abs=1e-9)
+        assert res["b_normalized"][i] == pytest.approx(float(signed.mean()), rel=1e-3, abs=1e-9)
+        med = float(np.median(signed.numpy()))
+        assert res["b_normalized_median"][i] == pytest.approx(med, rel=1e-3, abs=1e-9)
         assert res["b_median"][i] == pytest.approx(float(np.median(proj.numpy())), rel=1e-3, abs=1e-9)
         assert res["cos_median"][i] == pytest.approx(float(np.median(cos.numpy())), rel=1e-3, abs=1e-9)
         assert res["b_pos_frac"][i] == float((signed > 0).double().mean())
-        assert np.allclose(res["B_norm"], np.cumsum(res["b_norm"]), rtol=1e-12, atol=0)
+        assert np.allclose(res["B_normalized"], np.cumsum(res["b_normalized"]), rtol=1e-12, atol=0)
 
 
 def test_fisher_analysis_json(run, tmp_path):

@@ -217,19 +217,22 @@ def test_update_alignment_flip(done, tmp_path, snapshots):
         exp = [cos_backbone(i, i - 1, blocks) for i in range(1, len(STEPS))]
         r = res["groups"][g]
         assert np.allclose(r["C"], exp, atol=1e-5) and np.allclose(r["abs_C"], np.abs(exp), atol=1e-5)
-        assert r["t_star"] == FLIP and r["t_star_persistent"] == FLIP and r["early_sign"] == 1
-        early = [c for c, s in zip(exp, STEPS[1:]) if s < 80]
-        assert r["phase_means"]["early"]["C"] == pytest.approx(np.mean(early), abs=1e-6)
-    # midpoint labels, and the matched random walk: with consecutive updates its C(t) are the components of
-    # the top right singular vector of L diag(||d||) (the walk's rows in the basis of its increments)
-    assert res["u_mid_steps"] == [s - 10 for s in STEPS[1:]]
+        # each update is labelled by its midpoint, 10 steps before its later snapshot
+        assert r["t_star"] == r["t_star_persistent"] == FLIP - 10 and r["early_sign"] == 1
+        assert r["by_end_step"]["t_star"] == FLIP and res["summary"][g]["t_star_end"] == FLIP
+        mids = [s - 10 for s in STEPS[1:]]
+        for labels, pm in ((STEPS[1:], r["by_end_step"]["phase_means"]), (mids, r["phase_means"])):
+            early = [c for c, t in zip(exp, labels) if t < 80]
+            assert pm["early"]["C"] == pytest.approx(np.mean(early), abs=1e-6)
+    assert res["update_mid_steps"] == [s - 10 for s in STEPS[1:]]
+    # the matched random walk: with consecutive updates its C(t) are the components of the top right singular
+    # vector of L diag(||d||) (the walk's rows in the basis of its increments)
     for g, blocks in GROUPS:
         r = res["groups"][g]
-        assert r["midpoint"]["t_star"] == FLIP - 10 and res["summary"][g]["t_star_mid"] == FLIP - 10
         n = torch.tensor(r["u_norm"], dtype=torch.float64)
         v = torch.linalg.svd(torch.ones(T, T, dtype=torch.float64).tril() * n)[2][0]
-        assert r["matched_walk"]["C"] == pytest.approx(v.abs().tolist(), abs=1e-9)
-        assert r["matched_walk"]["t_star"] is None and min(r["matched_walk"]["C"]) > 0
+        assert r["matched_walk_update_C"] == pytest.approx(v.abs().tolist(), abs=1e-9)
+        assert r["matched_walk"]["t_star"] is None and min(r["matched_walk_update_C"]) > 0
     # the same v_b as the PCA script: C(t) from the saved direction and the snapshots themselves
     vb = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))["v_b.block0"]
     u = {k: snapshots.read(run, 300)[k].double() - snapshots.read(run, 280)[k].double() for k in vb}
