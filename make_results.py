@@ -54,7 +54,7 @@ def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> li
     train = Stage(f"seed{seed}.train", ["train.py", "--seed", str(seed), *common], 200)
     return [train] + [Stage(f"seed{seed}.{a}", [f"{a}.py", "--run", "{out_dir}/" + run, *dev], est,
                             needs=[train.name])
-                      for a, est in zip(ANALYSES, (15, 8, 35, 45))]
+                      for a, est in zip(ANALYSES, (15, 8, 35, 90))]  # Fisher: two backward passes
 
 
 def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> list[Stage]:
@@ -75,6 +75,15 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
         Stage("controls.sgd_nesterov_run", ["sgd_nesterov_run.py", "--results", r("sgd_control"), *common], 45),
         Stage("controls.sgd_matched_valloss", ["sgd_matched_valloss.py", "--results", r("sgd_control"), *common], 10,
               needs=["controls.sgd_control"]),
+        # the controls the paper lacks (SPEC 7): D's lr sweep and D, then A0 and D0; A is sgd_control's run A
+        Stage("controls.backbone_controls_D",
+              ["backbone_controls.py", "--runs", "A,D", "--results", r("sgd_control"), *common], 260,
+              needs=["controls.sgd_control"]),
+        Stage("controls.backbone_controls", ["backbone_controls.py", "--results", r("sgd_control"), *common],
+              250, needs=["controls.backbone_controls_D"]),
+        Stage("controls.sgd_matched_valloss_D",
+              ["sgd_matched_valloss.py", "--against", "D", "--results", r("sgd_control"), *common], 10,
+              needs=["controls.backbone_controls_D"]),
         Stage("reheat.reheat", ["reheat.py", "--run", src, "--results", r("reheat/seed42"), *common], 120,
               needs=["seed42.train"]),
         Stage("beta2.beta2", ["beta2_analysis.py", "--results", r("beta2"), *common], 300),
