@@ -21,7 +21,7 @@ order in which the analyses run. For each group (block l, trunk) and batch i:
                               b_l over the analysed snapshots (so B depends on --every).
 The combined gradient is g_LM + lambda g_probe (the gradient is linear in the loss; this saves a
 third backward pass). On CUDA the forward/backward runs under the run's bf16 autocast
-(train.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
+(common.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
 in full fp32. All dot products are float64, TF32 off.
 
 Writes <run>/analysis/backbone_gradient_analysis.json and
@@ -166,7 +166,7 @@ def analyse(args) -> dict:
     slices = group_slices(traj)
 
     # backbone per group (one Gram pass + one direction pass)
-    pcas, dirs = backbone(traj, groups, k=1)
+    pcas, dirs = backbone(traj, groups, k=1, progress=sys.stderr.isatty())
     vb = {g: flatten(dirs[g][0], traj.groups[g]) for g in groups}
 
     # gradients at each snapshot

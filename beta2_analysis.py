@@ -37,9 +37,8 @@ import torch
 import experiments as ex
 import geometry as geo
 import train
-from common import cli, parse_floats, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Config, Parser, UsageError, add_config_args, given_overrides
-from geometry import copy_results
 from runs import check_run_dir, last_finite_step, read_metrics, same_finished_run
 
 PAPER_BETAS = ",".join(map(str, ex.BETA2_GRID))

@@ -23,14 +23,14 @@ from config import Config, Parser, UsageError, fail, make_config
 # (paper 10,000 steps -> tiny 400, like the tiny preset itself).
 STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
 
-# Table 8. `tag` names the run folder; every other field except `label` is a Config field the experiment fixes.
+# Table 8. `tag` names the run folder; every other field but `label` is a Config field the experiment fixes.
 TABLE8 = {
-    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
-              wd_mode="decoupled"),
+    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False,
+              weight_decay=0.5, wd_mode="decoupled"),
     "B": dict(tag="B", label="SGD", optimizer="sgd", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
               wd_mode="l2"),
-    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False, weight_decay=0.05,
-              wd_mode="l2"),
+    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False,
+              weight_decay=0.05, wd_mode="l2"),
     "C'": dict(tag="Cp", label="SGDW+Nesterov", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True,
                weight_decay=0.5, wd_mode="decoupled"),
 }
@@ -88,11 +88,12 @@ def experiment_config(given: dict, fixed: dict, defaults: dict | None = None, wh
     clash = sorted(set(given) & set(fixed))
     if clash:
         k = clash[0]
-        raise UsageError(f"--{k} is fixed by the experiment ({why + ': ' if why else ''}{fixed[k]!r}); leave it out")
+        why = f"{why}: " if why else ""
+        raise UsageError(f"--{k} is fixed by the experiment ({why}{fixed[k]!r}); leave it out")
     return make_config(**{**(defaults or {}), **given, **fixed})
 
 
-def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = "") -> tuple[str, str | None]:
+def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = ""):
     """(experiment folder, results copy folder or None): --out, else <out_dir>/<prefix><kind>; --results, else
     results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/)."""
     from common import ROOT
@@ -123,8 +124,8 @@ def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: i
     from runs import list_snapshots
     want = [s for s in cfg.snapshot_steps() if start <= s <= end]
     if start not in want or end not in want:
-        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no snapshot at "
-                         f"step {start if start not in want else end}")
+        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no "
+                         f"snapshot at step {start if start not in want else end}")
     have = list_snapshots(cfg.run_dir)
     missing = [s for s in want if s not in have]
     if missing:
@@ -141,11 +142,11 @@ def reached(status: dict | None, end: int) -> bool:
 
 
 # Columns of the CSV and of the printed Table 9 (JSON rows also hold per-block PC1).
-TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
-                  "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct",
-                  "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct",
-                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct",
-                  "null_matched_pc1_pct"]
+TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status",
+                  "last_step", "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct",
+                  "pc1_normalized_pct", "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct",
+                  "null_shuffle_pc1_pct", "null_shuffle_sd_pct", "null_direction_pc1_pct",
+                  "null_direction_sd_pct", "null_matched_pc1_pct"]
 
 
 def _pct(x):
@@ -153,7 +154,7 @@ def _pct(x):
 
 
 def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None) -> dict:
-    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: no geometry)."""
+    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: none)."""
     if not metrics:
         raise UsageError(f"run {run} has no evaluations in metrics.jsonl")
     best = max(metrics, key=lambda r: (r["p_ood"], -r["step"]))  # earliest step of the best p_ood
@@ -166,10 +167,12 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
     row.update({c: None for c in TABLE9_COLUMNS if c not in row}, block_pc1_pct=None)
     if ws is not None:
         t = ws["groups"]["trunk"]
-        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]), pc1_pct=_pct(t["pc1"]),
+        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]),
+                   pc1_pct=_pct(t["pc1"]),
                    pc1_normalized_pct=_pct(t["pc1_normalized"]), k95=t["k95"], k99=t["k99"], drift=t["drift"],
                    update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
-                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
+                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]),
+                   null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
                    null_direction_pc1_pct=_pct(t["null_direction"]["mean"]),
                    null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
                    null_matched_pc1_pct=_pct(t["null_matched_pc1"]),
@@ -179,12 +182,13 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
 
 def format_table9(rows: list[dict]) -> str:
     """Plain-text table: the paper's Table 9 plus k99, row-normalized PC1, mean |C| and the null PC1s."""
-    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift", "mean|C|",
-            "theory %", "shuffle %", "direction %", "matched %"]
-    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]), fmt(r["best_p_ood"]),
-             fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]), fmt(r["k99"]), fmt(r["drift"], 2),
-             fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1), fmt(r["null_shuffle_pc1_pct"], 1),
-             fmt(r["null_direction_pc1_pct"], 1), fmt(r["null_matched_pc1_pct"], 1)] for r in rows]
+    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift",
+            "mean|C|", "theory %", "shuffle %", "direction %", "matched %"]
+    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]),
+             fmt(r["best_p_ood"]), fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]),
+             fmt(r["k99"]), fmt(r["drift"], 2), fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1),
+             fmt(r["null_shuffle_pc1_pct"], 1), fmt(r["null_direction_pc1_pct"], 1),
+             fmt(r["null_matched_pc1_pct"], 1)] for r in rows]
     return format_table(head, body)
 
 

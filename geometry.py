@@ -18,7 +18,7 @@ put in the canonical order of `model.trunk_keys` (`canonical`), whatever order a
     shuffle_null(G); direction_null(G, traj.numel(keys)); random_walk_theory(T)
 
 Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams, .directions
-pick_device(name)                 torch.device ("auto": CUDA when present); turns TF32 off
+pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns TF32 off
 canonical(keys)                   the keys in canonical trunk order (UsageError for a non-trunk key)
 group_grams(grams, groups)        {group: sum of its tensors' Grams}
 rows(G, variant)                  R for "raw", "normalized" (unit rows), "centered", "increments"
@@ -27,6 +27,9 @@ pca(G, R=None) -> PCA             eigen-decomposition of R G R^T: .rho .sigma .U
 project(G, c), decompose(G, c)    <x(t), v>; a(t), ||r(t)||, f_b(t) for v = X^T c
 gram_cos(G, c1, c2)               cosine of X^T c1 and X^T c2
 windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and previous
+update_cos(G, c, E=None)          C(t) = <u(t), v>/||u(t)|| of updates u = E X (default: consecutive rows)
+rows_summary(G, D, null_draws)    PC1, k95/k99 (raw, normalized), drift, update alignment, nulls of one group
+backbone(traj, groups, k)         {group: PCA}, {group: [v_1..v_k]} from one Gram pass and one direction pass
 random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D values for T steps
 shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random directions
 increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched walk (D -> inf)
@@ -166,11 +169,12 @@ class Trajectory:
         (`split_anchor` takes them apart), so the weight-decay decomposition needs no second pass."""
         from tqdm import tqdm
         out = {}
-        for k in tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress):
-            x = self.drift(k)
-            if anchor_row:
-                x = torch.cat([x, self.load(self.anchor, [k], check=False)[k].reshape(1, -1).double()])
-            out[k] = (x @ x.T).cpu()
+        with tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress, leave=False) as bar:
+            for k in bar:  # leave=False: an error line is never printed under a half-drawn bar
+                x = self.drift(k)
+                if anchor_row:
+                    x = torch.cat([x, self.load(self.anchor, [k], check=False)[k].reshape(1, -1).double()])
+                out[k] = (x @ x.T).cpu()
         return out
 
     def directions(self, keys, C: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -631,15 +635,6 @@ def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
 
 
-def copy_results(paths: list[str], dest: str | None) -> list[str]:
-    """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
-    import shutil
-    if not dest:
-        return []
-    os.makedirs(dest, exist_ok=True)
-    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
-
-
 def load_directions(path: str, device="cpu") -> dict[str, dict]:
     from safetensors.torch import load_file
     out = {}
@@ -787,7 +782,7 @@ def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tenso
     return out
 
 
-def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
+def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = False):
     """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
     singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
     Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""

@@ -38,9 +38,8 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
-from geometry import copy_results
 from runs import curves, existing_run
 
 RUNS = ex.TABLE8

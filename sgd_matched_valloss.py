@@ -39,9 +39,8 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, fmt, format_table, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, fmt, format_table, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
-from geometry import copy_results
 from runs import curves, existing_run
 
 ADAMW_EARLY = [(0, 400), (0, 600), (200, 600)]             # paper steps; [1, 200, 400] etc. in the paper

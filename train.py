@@ -22,7 +22,8 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from common import check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json, write_text
+from common import (check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json,
+                    write_text)
 from config import Config, UsageError, fail, parse_config, parse_stop_rule
 from dataset import corpus_identity, get_batch, load_corpus, make_eval_sets
 from model import GPT, losses, param_groups
@@ -79,24 +80,27 @@ def train_step(model, opt, batches, cfg: Config, lr: float, lam: float, fwd=loss
             loss, lm, probe = fwd(model, x, y, pos, lam)
         (loss / cfg.grad_accum).backward()
         sums += torch.stack([loss.detach(), lm.detach(), probe.detach()]) / cfg.grad_accum
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer_step(opt, cfg, lr)
     opt.zero_grad(set_to_none=True)
     return sums, grad_norm
 
 
-def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int) -> tuple[str, str] | None:
+def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int):
     """(status, reason) when training must end at the eval `row`: "diverged" (a loss non-finite or far
     above a uniform guess) or "stopped_early" (cfg.stop_rule); None to go on."""
     limit = max(1.5 * first_val, math.log(vocab_size) + 1)
     now = [v for v in (row["val_loss"], row["lm_loss"]) if v is not None]
     if not all(map(math.isfinite, now)) or max(now) > limit:
-        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value and ln V + 1): "
+        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value and "
+                            f"ln V + 1): "
                             f"{max(now):.4g}")
     if cfg.stop_rule:
         step, max_val, min_ood = parse_stop_rule(cfg.stop_rule)
         if row["step"] == step and row["val_loss"] > max_val and best_ood < min_ood:
-            return "stopped_early", f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} < {min_ood}"
+            return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
+                                     f"< {min_ood}")
     return None
 
 
@@ -115,7 +119,8 @@ def evaluate(model, ev, device, batch_size: int = 256) -> dict:
         for name, (xs, pos, ans) in ev.probe.items():
             hits = 0
             for i in range(0, len(xs), batch_size):
-                logits = model(xs[i : i + batch_size].to(device), positions=pos[i : i + batch_size].to(device))
+                sl = slice(i, i + batch_size)
+                logits = model(xs[sl].to(device), positions=pos[sl].to(device))
                 hits += (logits.argmax(-1).cpu() == ans[i : i + batch_size]).sum().item()
             out[name] = hits / len(xs)
     model.train(was_training)
@@ -165,8 +170,10 @@ def write_run_record(cfg: Config, corpus, device, start: int):
     is kept and each resume is appended."""
     old = read_record(cfg.run_dir) if start else None
     env = dict(environment(device), date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    old = old or {}
+    resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
     rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
-               env=(old or {}).get("env", env), resumes=(old or {}).get("resumes", []) + ([dict(step=start, env=env)] if start else []))
+               env=old.get("env", env), resumes=resumes)
     write_json(os.path.join(cfg.run_dir, "config.json"), rec)
     write_json(os.path.join(cfg.run_dir, "codewords.json"),
                {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]}, indent=None)
@@ -209,7 +216,8 @@ def restore(model, opt, state: dict, path: str):
         if state["train_sum"].shape != (3,):
             raise ValueError("train_sum")
     except Exception as e:
-        raise UsageError(f"{path} does not fit this run ({str(e).splitlines()[0][:120]}); remove it to restart the run")
+        raise UsageError(f"{path} does not fit this run ({str(e).splitlines()[0][:120]}); "
+                         f"remove it to restart the run")
 
 
 def finished(status: dict | None) -> bool:
@@ -246,13 +254,15 @@ class Trainer:
 
     def open_files(self):
         """Metrics past the resume point are dropped (they are redone); the log gets a header line."""
-        done = [r for r in read_metrics(self.run_dir) if r["step"] < self.start or (self.state and r["step"] == self.start)]
+        keep = lambda s: s < self.start or (self.state is not None and s == self.start)  # noqa: E731
+        done = [r for r in read_metrics(self.run_dir) if keep(r["step"])]
         write_text(self.metrics_path, "".join(map(_json_line, done)))
         self.best_ood = max([r["p_ood"] for r in done], default=0.0)
         self.first_val = done[0]["val_loss"] if done else None
         env = write_run_record(self.cfg, self.corpus, self.device, self.start)
         self.log = open(os.path.join(self.run_dir, "log.txt"), "a")
-        self.log.write(f"# {'resume at step ' + str(self.start) if self.start else 'start'}: {env['device_name']} "
+        what = f"resume at step {self.start}" if self.start else "start"
+        self.log.write(f"# {what}: {env['device_name']} "
                        f"torch {env['torch']} commit {env['git_commit'][:10]}\n")
         self.t_last, self.step_last = time.perf_counter(), self.start
 
@@ -269,12 +279,14 @@ class Trainer:
         tr = (self.train_sum / max(self.n_sum, 1)).tolist() if self.n_sum else [None] * 3
         tokens = (step - self.step_last) * cfg.batch_size * cfg.grad_accum * cfg.ctx
         row = dict(step=step, lr=lr_at(cfg, min(step, cfg.steps - 1)), **{"lambda": cfg.lambda_at(step)},
-                   train_loss=tr[0], lm_loss=tr[1], probe_loss=tr[2], **evaluate(self.model, self.ev, self.device),
+                   train_loss=tr[0], lm_loss=tr[1], probe_loss=tr[2],
+                   **evaluate(self.model, self.ev, self.device),
                    grad_norm=self.grad_norm.item() if self.n_sum else None,
                    tok_per_s=round(tokens / (now - self.t_last)) if step > self.step_last else None)
         with open(self.metrics_path, "a") as f:
             f.write(_json_line(row))
-        self.log.write(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()) + "\n")
+        cell = lambda k, v: f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"  # noqa: E731
+        self.log.write(" | ".join(cell(k, v) for k, v in row.items()) + "\n")
         self.log.flush()
         self.best_ood, self.first_val = max(self.best_ood, row["p_ood"]), self.first_val or row["val_loss"]
         self.train_sum.zero_()
@@ -312,14 +324,15 @@ class Trainer:
         batches = self.fetch(start) if start < cfg.steps else None
         try:
             for step in range(start, cfg.steps + 1):
-                redo = step > start or self.state is None  # the resume step's eval and snapshot were done before
+                redo = step > start or self.state is None  # the resume step's eval and snapshot are done
                 if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
                     self.snaps.save(self.model, step)
                 self.snaps.check()
                 if step in evals and redo:
                     row = self.eval_row(step)
-                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}", val=f"{row['val_loss']:.3f}",
-                                    p_ood=f"{row['p_ood']:.2f}", tok_s=row["tok_per_s"])
+                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}",
+                                    val=f"{row['val_loss']:.3f}", p_ood=f"{row['p_ood']:.2f}",
+                                    tok_s=row["tok_per_s"])
                     end = stop_policy(cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
                     if end:
                         return self.finish(end[0], step, reason=end[1])
@@ -376,12 +389,12 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
     corpus = load_corpus(cfg)
-    os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
     with RunLock(cfg.run_dir):
         check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
         done = already_done(cfg)
         if done:
             return done
+        os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
         remove_leftovers(cfg.run_dir)
         torch.manual_seed(cfg.seed)
         trainer = Trainer(cfg, corpus, device)

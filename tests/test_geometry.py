@@ -1,17 +1,15 @@
 """geometry.py against dense references and cases with known answers (CPU, a few seconds)."""
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import geometry as geo  # noqa: E402
-from config import UsageError  # noqa: E402
-from model import GPT, flatten, trunk_keys  # noqa: E402
+import geometry as geo
+from config import UsageError
+from model import GPT, flatten, trunk_keys
 
 TINY = dict(n_layer=2, d_model=8, n_head=2, d_ff=16, ctx=8)
 

@@ -9,10 +9,9 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import storygen  # noqa: E402
-from storygen import GENDERED, VOCAB, detokenize, story_tokens, story_with_meta  # noqa: E402
+import storygen
+from storygen import GENDERED, VOCAB, detokenize, story_tokens, story_with_meta
 
 N = 2000
 MALE, FEMALE = GENDERED["male"], GENDERED["female"]
