@@ -155,7 +155,7 @@ class Evaluator:
 
     def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
         self.device = device
-        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB in bf16
+        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB bf16
         lm_rows = max(1, min(rows, logits_cap))
         self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
         self.probe = {}
