@@ -1,4 +1,5 @@
 """Corpus, probe sequences, local files and the n-gram baseline."""
+import hashlib
 import json
 import os
 import sys
@@ -8,6 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dataset  # noqa: E402
 from config import UsageError, make_config  # noqa: E402
 from dataset import PROBE_TEMPLATES, _load_texts, load_corpus, ngram_baseline, probe_sequence  # noqa: E402
 
@@ -66,3 +68,14 @@ def test_ngram_baseline_known_answers():
     cyc = np.tile(np.arange(V), 2_000)     # deterministic given one previous token
     res = ngram_baseline(cyc[:80_000], cyc[80_000:], V, max_n=2)
     assert abs(res[1] - np.log(V)) < 0.01 and res[2] < 0.01
+
+
+def test_v1_token_ids_unchanged():
+    """The first 1,000 stories of each split of corpus v1, as token ids, and the v1 tokenizer (with 512
+    codewords), hashed with the code as it was before the generator's data moved to files."""
+    ids = [dataset._synthetic_split((1, 0, split, 0, 1000)) for split in ("train", "val")]
+    assert hashlib.sha256(ids[0].tobytes() + ids[1].tobytes()).hexdigest() == \
+        "44c39c794159eb4dc350e4cd4454eb61910c8e61724619a605dfe4a8be39fe8f"
+    itos = dataset.WordTokenizer(512, 1).itos
+    assert hashlib.sha256("\n".join(itos).encode()).hexdigest() == \
+        "b5f5d648b1eb00620198d464a66cfc2605cb6dcbf6d298da4e2ce3360bf32a39"
