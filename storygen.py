@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 import os
 import random
@@ -31,8 +32,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_ENV = "STORYGEN_DATA"  # a folder holding v1/, v2/ (a copy of storygen_data/, for experiments and tests)
-VERSIONS = (1,)
-LATEST = 1
+VERSIONS = (1, 2)
+LATEST = 2
 _SPLITS = {"train": 0, "val": 1}
 
 
@@ -53,6 +54,20 @@ def data_files(version: int) -> list[str]:
 
 def _read(paths: list[str]) -> str:
     return "\n".join(open(p, encoding="utf-8").read() for p in paths)
+
+
+def _read_each(paths: list[str], parse) -> dict:
+    """parse(text) of every file, merged; an error names its file, and a name defined twice is one."""
+    out = {}
+    for path in paths:
+        try:
+            part = parse(open(path, encoding="utf-8").read())
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{os.path.basename(path)}: {e}") from None
+        if out.keys() & part.keys():
+            raise ValueError(f"{os.path.basename(path)}: {sorted(out.keys() & part.keys())} defined twice")
+        out.update(part)
+    return out
 
 
 class Table(list):
@@ -100,19 +115,11 @@ def read_macros(text: str, tables: dict) -> dict[str, str]:
 # ----------------------------------------------------------------------------- template grammar
 # "@name !flag" starts a section; "/" starts a step ("/0.5": optional, kept with p = 0.5); every other
 # line is one alternative of the current step. "[a|b|]" is an inline choice (nested groups are expanded
-# into one flat choice); "<name>" is a macro; "<@table>" or "<@table.k>" draws an item (field k) of a
-# word table afresh, with the table's weights; "{x}" is a slot of the story.
+# into one flat choice); "<name>" is a macro; "{x}" is a slot of the story. In version 2, the word
+# "<@table>" or "<@table.k>" draws an item (field k) of a word table afresh, with the table's weights.
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _MACRO = re.compile(r"<(\w+)>")
 _DRAW = re.compile(r"<@(\w+)(?:\.(\d+))?>")
-
-
-class Draw:
-    """A part of a template line: an item drawn afresh from a word table each time the line is written."""
-    __slots__ = ("table", "field")
-
-    def __init__(self, table: str, field: int):
-        self.table, self.field = table, field
 
 
 class Section:
@@ -159,16 +166,6 @@ def _parts(line: str) -> tuple:
     return tuple(out)
 
 
-def _line_parts(line: str) -> tuple:
-    """_parts, with each <@table.k> as a Draw between the literal and choice parts around it."""
-    out, start = [], 0
-    for m in _DRAW.finditer(line):
-        out += _parts(line[start:m.start()])
-        out.append(Draw(m.group(1), int(m.group(2) or 0)))
-        start = m.end()
-    return tuple(out) + _parts(line[start:])
-
-
 def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = frozenset()) -> dict[str, Section]:
     """Sections of a template grammar. Words in `forbidden` may only come from slots (gendered words)."""
     sections, cur = {}, None
@@ -193,7 +190,7 @@ def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = fr
             words = set(re.sub(r"[\[\]|]", " ", PLACEHOLDER.sub(" ", _DRAW.sub(" ", line))).split())
             if words & forbidden:
                 raise ValueError(f"line {n}: {sorted(words & forbidden)} must come from slots: {line!r}")
-            cur.steps[-1][1].append((_line_parts(line), tuple(PLACEHOLDER.findall(line))))
+            cur.steps[-1][1].append((_parts(line), tuple(PLACEHOLDER.findall(line))))
     return sections
 
 
@@ -203,9 +200,8 @@ def _template_words(sections: dict[str, Section]) -> set[str]:
         for _, alts in sec.steps:
             for parts, _ in alts:
                 for p in parts:
-                    if not isinstance(p, Draw):
-                        for text in ((p,) if isinstance(p, str) else p):
-                            words.update(PLACEHOLDER.sub(" ", text).split())
+                    for text in ((p,) if isinstance(p, str) else p):
+                        words.update(PLACEHOLDER.sub(" ", text).split())
     return words
 
 
@@ -491,6 +487,608 @@ class StoriesV1:
         return sorted(words)
 
 
+# ----------------------------------------------------------------------------- version 2
+# Every random choice goes through `_Story.pick` or `_Story.coin`, which add its -log p to the story's
+# nats, so H_choice is known exactly. A story is written token by token: literal words, slots (drawn
+# when first written, so nothing is drawn that the text does not show), inline choices and fresh draws
+# from word tables. `StoriesV2.parse` runs the same code with replayed choices and finds every choice
+# sequence that writes a given story: exactly one means that its choices can be read back from its
+# text, and its nats are then exactly -log P(story).
+_LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)  # kinds of ops of a compiled template line
+
+
+class _Choice:
+    """A choice among distinct outcomes: option j has probability weights[j] / sum(weights)."""
+    __slots__ = ("options", "n", "cum", "total", "nats", "emits", "uniform", "label")
+
+    def __init__(self, options: list, weights: list, label: str, emits: list | None = None):
+        self.options, self.n, self.label, self.emits = options, len(options), label, emits
+        self.total = float(sum(weights))
+        self.cum = list(itertools.accumulate(float(w) for w in weights))
+        self.nats = [math.log(self.total / w) for w in weights]
+        self.uniform = len(set(weights)) == 1
+
+
+class _Branch(Exception):
+    """Parse mode: the first choice beyond the replayed prefix, with the options worth trying."""
+
+    def __init__(self, options: list):
+        self.options = options
+
+
+class _Story:
+    """One story being written: its random stream, tokens, slots, nats (and, on request, a trace of
+    its choices and the positions of its entity mentions)."""
+    __slots__ = ("r", "out", "slots", "local", "nats", "trace", "mentions", "sections")
+    parsing = False
+
+    def __init__(self, rng: random.Random | None, trace: bool = False, mentions: bool = False):
+        self.r = rng.random if rng is not None else None
+        self.out, self.slots, self.local, self.nats, self.sections = [], {}, [], 0.0, []
+        self.trace = [] if trace else None
+        self.mentions = [] if mentions else None
+
+    def pick(self, ch: _Choice, exclude: frozenset = frozenset(), emits: list | None = None) -> int:
+        """Option j of a choice, drawn with p = w_j / total, or w_j / (total - excluded weight)."""
+        r = self.r
+        j = int(r() * ch.n) if ch.uniform else bisect.bisect_right(ch.cum, r() * ch.total)
+        if exclude:
+            while j in exclude:  # drawn again
+                j = int(r() * ch.n) if ch.uniform else bisect.bisect_right(ch.cum, r() * ch.total)
+            self.nats += _excluded_nats(ch, exclude)
+        self.nats += ch.nats[j]
+        if self.trace is not None:
+            self.trace.append((ch.label, j, exclude))
+        return j
+
+    def coin(self, p: float) -> bool:
+        yes = self.r() < p
+        self.nats -= math.log(p if yes else 1.0 - p)
+        if self.trace is not None:
+            self.trace.append((f"coin {p}", int(yes), frozenset()))
+        return yes
+
+
+def _excluded_nats(ch: _Choice, exclude: frozenset) -> float:
+    return math.log1p(-sum(math.exp(-ch.nats[e]) for e in exclude))
+
+
+class _Dead(Exception):
+    """Parse mode: what has been written disagrees with the target text."""
+
+
+class _Parse(_Story):
+    """Parse mode: choices come from `prefix`; beyond it, a choice that only one option can satisfy
+    (judged by the next words of the target text) is made at once, and one with several raises
+    _Branch so that the caller tries each."""
+    __slots__ = ("prefix", "k", "target", "checked")
+    parsing = True
+
+    def __init__(self, prefix: list, target: list):
+        super().__init__(None, trace=True)
+        self.prefix, self.k, self.target, self.checked = prefix, 0, target, 0
+
+    def _replay(self, options, emits) -> int:
+        """The next choice: replayed, or made here if the target text allows only one option.
+        `options` and `emits` may be callables, evaluated only then."""
+        out, t = self.out, self.target
+        if out[self.checked:] != t[self.checked:len(out)]:
+            raise _Dead
+        self.checked = len(out)
+        if self.k == len(self.prefix):
+            options = options() if callable(options) else options
+            emits = emits() if callable(emits) else emits
+            if emits is not None:
+                options = [j for j in options if _agrees(emits[j], t, len(out))]
+            if len(options) != 1:
+                raise _Branch(options)
+            self.prefix.append(options[0])
+        self.k += 1
+        return self.prefix[self.k - 1]
+
+    def pick(self, ch, exclude=frozenset(), emits=None):
+        if emits is None:
+            emits = ch.emits
+            if ch.options and isinstance(ch.options[0], tuple):  # options are ops: look ahead
+                emits = lambda: [_lookahead(o, self.slots) for o in ch.options]  # noqa: E731
+        j = self._replay(lambda: [j for j in range(ch.n) if j not in exclude], emits)
+        self.nats += ch.nats[j] + (_excluded_nats(ch, exclude) if exclude else 0.0)
+        self.trace.append((ch.label, j, exclude))
+        return j
+
+    def coin(self, p):
+        yes = bool(self._replay([0, 1], None))
+        self.nats -= math.log(p if yes else 1.0 - p)
+        self.trace.append((f"coin {p}", int(yes), frozenset()))
+        return yes
+
+
+def _agrees(emit, target: list, at: int) -> bool:
+    """Whether an option that writes `emit` next (a tuple: its exact words; a list: the sets of its
+    possible next words; None: unknown) can agree with the target text at position `at`."""
+    if emit is None:
+        return True
+    if isinstance(emit, tuple):
+        return tuple(target[at:at + len(emit)]) == emit
+    return len(target) - at >= len(emit) and all(w in ws for w, ws in zip(target[at:], emit))
+
+
+class _Table:
+    """A word table compiled for drawing: its weights (zipf=OFFSET: 1/(rank + OFFSET)) and the tokens
+    of every field of every row."""
+
+    def __init__(self, name: str, rows: Table):
+        rows = [r if isinstance(r, tuple) else (r,) for r in rows]
+        if len({r[0] for r in rows}) < len(rows):
+            raise ValueError(f"table {name!r} has repeated items: its draws could not be read back")
+        self.name = name
+        self.tokens = [[tuple(r[f].split()) for r in rows] for f in range(min(len(r) for r in rows))]
+        if any("an" in t for field in self.tokens for t in field):
+            raise ValueError(f"table {name!r}: write `a`, the article rule makes `an`")
+        zipf = rows.attrs.get("zipf") if hasattr(rows, "attrs") else None
+        self.weights = [1.0 / (j + float(zipf)) for j in range(len(rows))] if zipf else [1.0] * len(rows)
+        self.choice = _Choice(list(range(len(rows))), self.weights, f"table {name}", self.tokens[0])
+        self.firsts = [frozenset(t[0] for t in field) for field in self.tokens]  # for parsing
+        self.multiword = [any(len(t) > 1 for t in field) for field in self.tokens]
+
+
+class StoriesV2:
+    """Corpus version 2: an open lexicon with Zipf-like frequencies, many free choices per sentence,
+    stories of 150-600 tokens whose threads are set up early and paid off 80-300 tokens later, and
+    the exact log-probability of every story."""
+    version = 2
+    MIN_LEN, MAX_LEN = 150, 600        # tokens of a story
+    MORE_BELOW = 170                   # below this many tokens another episode is certain (if one fits)
+    P_INTRO, P_MORE, P_SECOND_THREAD, P_PAYOFF = 0.7, 0.5, 0.5, 0.5  # another intro / episode, ...
+    PAYOFF_AFTER, PAYOFF_BY = 80, 200  # tokens since a thread's setup before its payoff may / must come
+    ROLES = {"": "protagonist", "f_": "friend", "s_": "sibling", "x_": "neighbour", "a_": "pet"}
+    _PRONOUN_KEYS = ("he", "him", "his", "himself")
+
+    def __init__(self, path: str):
+        self.path = path
+        names = sorted(os.listdir(path))
+        files = {kind: [os.path.join(path, f) for f in names if f.startswith(kind) and f.endswith(".txt")]
+                 for kind in ("tables", "macros", "slots", "templates")}
+        raw = _read_each(files["tables"], read_tables)
+        self.tables = {}
+        for name, rows in raw.items():
+            self.tables[name] = _Table(name, rows)
+        forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})  # "an" comes from the article rule
+        macros = _read_each(files["macros"], lambda text: read_macros(text, raw))
+        sections = _read_each(files["templates"], lambda text: parse_templates(text, macros, forbidden))
+        self._groups, self.tracked = self._read_slots(_read(files["slots"]))
+        self.tracked |= {"N", "F", "S", "X", "A"}  # names: the entities whose mentions the statistics follow
+        self.sections = {name: self._compile_section(sec) for name, sec in sections.items()}
+        self.intros = sorted(k for k in self.sections if k.startswith("intro_"))
+        self.threads = sorted(k[6:] for k in self.sections if k.startswith("setup_"))
+        self.episodes = sorted(k for k in self.sections if k.startswith("ep_"))
+        self.schemas = self.episodes
+        for t in self.threads:
+            if "payoff_" + t not in self.sections:
+                raise ValueError(f"thread {t!r} has a setup but no payoff section")
+        self._u = {n: _Choice(list(range(n)), [1.0] * n, f"uniform {n}") for n in range(1, 64)}
+        self._check_keys()
+        self.bounds = self._bounds()
+        self._most = {name: hi for name, (_, hi) in self.bounds.items()}
+        self.vocab = self._vocab()
+
+    # --------------------------------------------------------------- loading
+    def _read_slots(self, text: str):
+        """slots.txt: `group = table : key0 key1 ...` binds key i to field i of one drawn row ("-" skips a
+        field, "*key" marks an entity mention for the statistics); `! other ...` after the keys: a row
+        that `other` has drawn is excluded. Groups named e_* are local to the section that draws them."""
+        groups, tracked = {}, set()
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#")[0].strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\w+)\s*=\s*(\w+)\s*:\s*([^!]+?)\s*(?:!\s*(.*))?", line)
+            if not m or m.group(2) not in self.tables:
+                raise ValueError(f"slots line {n}: expected `group = table : keys [! groups]`: {raw!r}")
+            group, table, keys, excl = m.group(1), m.group(2), m.group(3).split(), (m.group(4) or "").split()
+            if len(keys) > len(self.tables[table].tokens):
+                raise ValueError(f"slots line {n}: table {table!r} has fewer than {len(keys)} fields")
+            tracked.update(k[1:] for k in keys if k.startswith("*"))
+            keys = [None if k == "-" else k.lstrip("*") for k in keys]
+            groups[group] = (self.tables[table], keys, tuple(excl))
+        return groups, tracked
+
+    def _compile_ops(self, parts) -> tuple:
+        ops = []
+        for p in parts:
+            if isinstance(p, str):
+                ops += self._compile_text(p)
+            else:
+                opts = sorted(set(p), key=p.index)  # a repeated option is one outcome with its multiplicity
+                options = [self._compile_text(o) for o in opts]
+                ch = _Choice(options, [p.count(o) for o in opts], "inline")
+                if all(not o or (len(o) == 1 and o[0][0] == _LIT) for o in options):  # words only: one step
+                    ops.append((_WORDS, ch, [o[0][1] if o else () for o in options]))
+                else:
+                    ops.append((_CHOICE, ch))
+        return tuple(ops)
+
+    def _compile_text(self, text: str) -> tuple:
+        """Words as ops: runs of literal words, {slots} and <@table.k> draws."""
+        ops, words = [], []
+        for w in text.split():
+            slot, draw = PLACEHOLDER.fullmatch(w), _DRAW.fullmatch(w)
+            if (slot or draw) and words:
+                ops.append((_LIT, tuple(words)))
+                words = []
+            if slot:
+                ops.append((_SLOT, slot.group(1)))
+            elif draw:
+                tab, field = self.tables.get(draw.group(1)), int(draw.group(2) or 0)
+                if tab is None or field >= len(tab.tokens):
+                    raise ValueError(f"no table or field for {w} in {text!r}")
+                ops.append((_DRAWN, tab, field))
+            elif any(c in w for c in "{}<>"):
+                raise ValueError(f"a slot or draw must be a word of its own: {w!r} in {text!r}")
+            else:
+                words.append(w)
+        if words:
+            ops.append((_LIT, tuple(words)))
+        return tuple(ops)
+
+    def _compile_section(self, sec: Section) -> list:
+        steps = []
+        for j, (p, alts) in enumerate(sec.steps):
+            keyed = {}
+            for parts, keys in alts:  # identical lines are one outcome with their multiplicity
+                keyed.setdefault(repr(parts), [parts, keys, 0])[2] += 1
+            options = [self._compile_ops(parts) for parts, _, _ in keyed.values()]
+            keys = [frozenset(k for k in ks if not k.startswith("e_")) for _, ks, _ in keyed.values()]
+            ch = _Choice(options, [c for _, _, c in keyed.values()], f"{sec.name}/{j}")
+            steps.append((p, ch, keys if "bound" in sec.flags else None))
+        return steps
+
+    def _check_keys(self):
+        drawable = set(self._code_keys()) | {k for _, keys, _ in self._groups.values() for k in keys if k}
+        for name, steps in self.sections.items():
+            for _, ch, _ in steps:
+                for ops in ch.options:
+                    for key in _slot_keys(ops):
+                        if key not in drawable:
+                            raise ValueError(f"section {name!r} uses slot {{{key}}}, which nothing draws")
+        self._key_group = {}
+        for group, (_, keys, _) in self._groups.items():
+            for k in keys:
+                if k:
+                    self._key_group[k] = group
+
+    def _code_keys(self) -> list[str]:
+        """Slots drawn by code rather than by slots.txt: characters, numbers and days."""
+        keys = [p + w for p in self.ROLES for w in self._PRONOUN_KEYS]
+        keys += ["kid", "f_kid", "sib", "N", "F", "S", "X", "A", "P"] + ["p_" + w for w in self._PRONOUN_KEYS]
+        keys += ["e_n", "e_k", "e_sum", "e_left", "coins", "spent", "left", "age", "day", "next_day"]
+        return keys
+
+    def _bounds(self) -> dict[str, tuple[int, int]]:
+        """The fewest and most tokens each section can write (the most: every optional step, the
+        longest option everywhere), so that the plan can keep every story within [MIN_LEN, MAX_LEN]."""
+        longest = {k: max(len(t) for t in tab.tokens[f]) for tab, keys, _ in self._groups.values()
+                   for f, k in enumerate(keys) if k}
+        longest.update({k: 1 for k in self._code_keys()})
+        longest.update(X=2, kid=max(len(t) for t in self.tables["animals"].tokens[0]))
+
+        def span(ops, pick):
+            n = 0
+            for op in ops:
+                if op[0] == _LIT:
+                    n += len(op[1])
+                elif op[0] == _SLOT:
+                    n += longest[op[1]] if pick is max else 1
+                elif op[0] in (_CHOICE, _WORDS):
+                    n += pick(span(o, pick) for o in op[1].options)
+                else:
+                    n += pick(len(t) for t in op[1].tokens[op[2]])
+            return n
+        return {name: (sum(min(span(o, min) for o in ch.options) for p, ch, _ in steps if p >= 1.0),
+                       sum(max(span(o, max) for o in ch.options) for _, ch, _ in steps))
+                for name, steps in self.sections.items()}
+
+    def _vocab(self) -> list[str]:
+        words = {"an", "girl", "boy", "sister", "brother", "Miss", "Mister"}
+        words |= {w for ws in (("she", "her", "herself"), ("he", "him", "his", "himself")) for w in ws}
+        for tab in self.tables.values():
+            words.update(w for field in tab.tokens for toks in field for w in toks)
+        for steps in self.sections.values():
+            for _, ch, _ in steps:
+                for ops in ch.options:
+                    words.update(_lit_words(ops))
+        return sorted(words)
+
+    # --------------------------------------------------------------- writing
+    def _emit(self, ctx: _Story, ops: tuple):
+        out, slots, pick = ctx.out, ctx.slots, ctx.pick
+        for op in ops:
+            kind = op[0]
+            if kind == _LIT:
+                out.extend(op[1])
+            elif kind == _SLOT:
+                v = slots.get(op[1])
+                if v is None:
+                    v = self._draw(ctx, op[1])
+                if ctx.mentions is not None and op[1] in self.tracked:
+                    ctx.mentions.append((op[1], len(out)))
+                out.extend(v)
+            elif kind == _WORDS:
+                out.extend(op[2][pick(op[1])])
+            elif kind == _CHOICE:
+                self._emit(ctx, op[1].options[pick(op[1])])
+            else:
+                tok = op[1].tokens[op[2]]
+                out.extend(tok[pick(op[1].choice, emits=tok)])
+
+    def _section(self, ctx: _Story, name: str):
+        for k in ctx.local:  # the slots of the previous section's local groups (e_*) are forgotten
+            del ctx.slots[k]
+        ctx.local = []
+        ctx.sections.append(name)
+        for p, ch, keys in self.sections[name]:
+            if keys is not None:  # only the alternatives whose slots are all drawn already (maybe none)
+                ok = [j for j, ks in enumerate(keys) if ks <= ctx.slots.keys()]
+                if not ok or (p < 1.0 and not ctx.coin(p)):
+                    continue
+                emits = (lambda: [_lookahead(ch.options[j], ctx.slots) for j in ok]) if ctx.parsing else None
+                j = ok[ctx.pick(self._u[len(ok)], emits=emits)]
+            elif p < 1.0 and not ctx.coin(p):
+                continue
+            else:
+                j = ctx.pick(ch)
+            self._emit(ctx, ch.options[j])
+
+    def _starts(self, name: str, slots: dict) -> list:
+        """The words that can start section `name`, given the slots drawn so far ([]: unknown)."""
+        words = set()
+        for p, ch, _ in self.sections[name]:
+            firsts = [_lookahead(o, slots, 1) for o in ch.options]
+            if not all(firsts):
+                return []
+            words.update(*(f[0] for f in firsts))
+            if p >= 1.0:
+                return [words]
+        return []
+
+    def _compose(self, ctx: _Story):
+        """Opening, introductions, thread setups, episodes, payoffs, ending. Every optional section
+        is chosen among those that leave room (by the static bounds) for what must still come, so a
+        story never exceeds MAX_LEN; which ones fit depends only on the text so far."""
+        out, u, most = ctx.out, self._u, self._most
+        end = most["ending"]
+
+        def room(name: str, reserve: int) -> bool:
+            return len(out) + most[name] + reserve <= self.MAX_LEN
+
+        def choose(names: list, reserve: int, p: float = 1.0):  # one of those that fit, or None
+            free = self.MAX_LEN - reserve - len(out)
+            fits = [x for x in names if most[x] <= free]
+            if not fits or (p < 1.0 and not ctx.coin(p)):
+                return None
+            emits = (lambda: [self._starts(x, ctx.slots) for x in fits]) if ctx.parsing else None
+            return fits[ctx.pick(u[len(fits)], emits=emits)]
+
+        shortest_ep = min(most[e] for e in self.episodes)
+        longest_thread = max(most["setup_" + t] + most["payoff_" + t] for t in self.threads)
+        self._section(ctx, "opening")
+        intros = list(self.intros)
+        while (x := choose(intros, longest_thread + shortest_ep + end, self.P_INTRO)) is not None:
+            intros.remove(x)
+            self._section(ctx, x)
+        threads = list(self.threads)
+        first = threads.pop(ctx.pick(u[len(threads)]))
+        self._section(ctx, "setup_" + first)
+        pending = [(first, len(out))]  # threads set up and not paid off, with where their setup ended
+        episodes, done = list(self.episodes), 0
+        while True:
+            reserve = sum(most["payoff_" + t] for t, _ in pending) + end
+            if not any(most[e] <= self.MAX_LEN - reserve - len(out) for e in episodes):
+                break
+            if done and len(out) >= self.MORE_BELOW and not ctx.coin(self.P_MORE):
+                break
+            for thread, at in list(pending):  # a payoff now, or after this episode (decided after "more")
+                d = len(out) - at
+                if d >= self.PAYOFF_BY or (d >= self.PAYOFF_AFTER and ctx.coin(self.P_PAYOFF)):
+                    self._section(ctx, "payoff_" + thread)
+                    pending.remove((thread, at))
+            reserve = sum(most["payoff_" + t] for t, _ in pending) + end
+            ep = choose(episodes, reserve)  # a payoff written leaves at least as much room as it took
+            episodes.remove(ep)
+            self._section(ctx, ep)
+            done += 1
+            if done == 1:  # a second thread, set up after the first episode
+                reserve = sum(most["payoff_" + t] for t, _ in pending) + end
+                setup = choose([f"setup_{t}" for t in threads if room(f"setup_{t}", most["payoff_" + t] + reserve)],
+                               reserve, self.P_SECOND_THREAD)
+                if setup is not None:
+                    threads.remove(setup[6:])
+                    self._section(ctx, setup)
+                    pending.append((setup[6:], len(out)))
+        for thread, _ in pending:
+            self._section(ctx, "payoff_" + thread)
+        self._section(ctx, "ending")
+
+    # --------------------------------------------------------------- slots
+    def _bind(self, ctx: _Story, group: str, values: dict):
+        ctx.slots.update(values)
+        if group.startswith("e_"):
+            ctx.local.extend(values)
+
+    def _draw(self, ctx: _Story, key: str) -> tuple:
+        group = self._key_group.get(key)
+        s = ctx.slots
+        if group is not None:
+            tab, keys, excl = self._groups[group]
+            exclude = frozenset(s["#" + g] for g in excl if "#" + g in s)
+            j = ctx.pick(tab.choice, exclude, tab.tokens[keys.index(key)])
+            self._bind(ctx, group, {"#" + group: j, **{k: tab.tokens[f][j] for f, k in enumerate(keys) if k}})
+        elif key in ("N", "F", "S"):
+            role = {"N": "", "F": "f_", "S": "s_"}[key]
+            female = self._gender(ctx, role)
+            tab = self.tables["girls" if female else "boys"]
+            exclude = frozenset(s["#" + k][1] for k in ("N", "F", "S") if s.get("#" + k, (None,))[0] == tab.name)
+            j = ctx.pick(tab.choice, exclude)
+            s.update({key: tab.tokens[0][j], "#" + key: (tab.name, j)})
+        elif key in ("kid", "f_kid"):
+            role = key[:-3]
+            animal = s.get("#animal")
+            if animal is None:  # the protagonist's kind decides: children's or animals' story
+                animal = s["#animal"] = ctx.coin(0.25)
+            if animal:
+                tab = self.tables["animals"]
+                s[key] = tab.tokens[0][ctx.pick(tab.choice)]
+            else:
+                s[key] = ("girl",) if self._gender(ctx, role) else ("boy",)
+        elif key == "sib":
+            s[key] = ("sister",) if self._gender(ctx, "s_") else ("brother",)
+        elif key == "X":
+            title = ("Miss",) if self._gender(ctx, "x_") else ("Mister",)
+            tab = self.tables["surnames"]
+            s[key] = title + tab.tokens[0][ctx.pick(tab.choice, emits=[title + t for t in tab.tokens[0]])]
+        elif key == "A":
+            tab = self.tables["pet_names"]
+            s[key] = tab.tokens[0][ctx.pick(tab.choice)]
+        elif key == "P" or key.startswith("p_"):
+            tab = self.tables["grownups"]
+            j = ctx.pick(tab.choice, emits=tab.tokens[0] if key == "P" else None)
+            s["P"] = tab.tokens[0][j]
+            s.update(zip(("p_" + w for w in self._PRONOUN_KEYS), _pronoun_tokens(tab.tokens[1][j] == ("she",))))
+        elif key in ("e_n", "coins", "age"):
+            lo, hi = {"e_n": (2, 9), "coins": (5, 12), "age": (4, 9)}[key]
+            self._bind(ctx, key, {key: self._num(lo + ctx.pick(self._u[hi - lo + 1]))})
+        elif key in ("e_k", "e_sum", "e_left"):
+            n = self._value(ctx, "e_n")
+            k = 1 + ctx.pick(self._u[n - 1])
+            self._bind(ctx, "e_k", {"e_k": self._num(k), "e_sum": self._num(n + k), "e_left": self._num(n - k)})
+        elif key in ("spent", "left"):
+            n = self._value(ctx, "coins")
+            k = 1 + ctx.pick(self._u[n - 2])
+            s.update(spent=self._num(k), left=self._num(n - k))
+        elif key in ("day", "next_day"):
+            days = self.tables["days"].tokens[0]
+            j = ctx.pick(self._u[len(days)])
+            s.update(day=days[j], next_day=days[(j + 1) % len(days)])
+        else:  # a pronoun
+            role = key[:-len(next(w for w in self._PRONOUN_KEYS if key.endswith(w)))]
+            self._gender(ctx, role)
+        return s[key]
+
+    def _gender(self, ctx: _Story, role: str) -> bool:
+        g = ctx.slots.get("#g" + role)
+        if g is None:
+            g = ctx.slots["#g" + role] = ctx.coin(0.5)
+            ctx.slots.update(zip((role + w for w in self._PRONOUN_KEYS), _pronoun_tokens(g)))
+        return g
+
+    def _num(self, n: int) -> tuple:
+        return self.tables["numbers"].tokens[0][n - 1]
+
+    def _value(self, ctx: _Story, key: str) -> int:
+        words = ctx.slots.get(key) or self._draw(ctx, key)
+        return self.tables["numbers"].tokens[0].index(words) + 1
+
+    # --------------------------------------------------------------- stories
+    def _write(self, seed: int, split: str, i: int, trace: bool = False, mentions: bool = False) -> _Story:
+        ctx = _Story(_rng(seed, split, i), trace, mentions)
+        self._compose(ctx)
+        text = " " + " ".join(ctx.out)
+        for v in "aeiou":  # the article rule: "a apple" -> "an apple"
+            text = text.replace(" a " + v, " an " + v)
+        ctx.out = out = text.split()
+        if not self.MIN_LEN <= len(out) <= self.MAX_LEN:
+            raise RuntimeError(f"story {split} {i} of seed {seed} has {len(out)} tokens, outside "
+                               f"[{self.MIN_LEN}, {self.MAX_LEN}]: the grammar's lengths need fixing")
+        return ctx
+
+    def story(self, seed: int, split: str, i: int, trace: bool = False) -> tuple[list[str], dict]:
+        """Story i of a split and its metadata: nats (-log of the probability of its choices), sections
+        (opening, intros, thread setups, episodes, payoffs, ending) and the positions of entity mentions
+        (slot -> token positions); with `trace`, also its choices as (label, option, excluded)."""
+        ctx = self._write(seed, split, i, trace, mentions=True)
+        mentions = {}
+        for key, pos in ctx.mentions:
+            mentions.setdefault(key, []).append(pos)
+        meta = {"nats": ctx.nats, "sections": ctx.sections, "schema": next(
+            (s for s in ctx.sections if s.startswith("ep_")), ""), "mentions": mentions}
+        if trace:
+            meta["trace"] = ctx.trace
+        return ctx.out, meta
+
+    def tokens(self, seed: int, split: str, i: int) -> list[str]:
+        return self._write(seed, split, i).out
+
+    def tokens_and_nats(self, seed: int, split: str, i: int) -> tuple[list[str], float]:
+        ctx = self._write(seed, split, i)
+        return ctx.out, ctx.nats
+
+    def parse(self, tokens: list[str], limit: int = 2) -> list[tuple[list[int], float]]:
+        """Every choice sequence (option indices, in the order the generator makes them) that writes
+        `tokens`, with its nats; stops after `limit` of them."""
+        target = ["a" if t == "an" else t for t in tokens]  # the article rule, undone
+        found, stack = [], [[]]
+        while stack and len(found) < limit:
+            ctx = _Parse(stack.pop(), target)
+            try:
+                self._compose(ctx)
+            except _Branch as b:
+                stack.extend(ctx.prefix + [j] for j in reversed(b.options))
+                continue
+            except _Dead:
+                continue
+            if ctx.out == target:
+                found.append((ctx.prefix, ctx.nats))
+        return found
+
+
+def _pronoun_tokens(female: bool) -> list[tuple]:
+    return [(w,) for w in (("she", "her", "her", "herself") if female else ("he", "him", "his", "himself"))]
+
+
+def _lookahead(ops: tuple, slots: dict, depth: int = 8) -> list:
+    """What `ops` can write next, word by word: a list of sets of possible words, as far as it is
+    known (it stops at a slot not drawn yet, after an inline choice, or after `depth` words)."""
+    sets = []
+    for k, op in enumerate(ops):
+        if op[0] == _LIT:
+            sets.extend({w} for w in op[1])
+        elif op[0] == _SLOT:
+            v = slots.get(op[1])
+            if v is None:
+                break
+            sets.extend({w} for w in v)
+        elif op[0] == _DRAWN:
+            sets.append(op[1].firsts[op[2]])
+            if op[1].multiword[op[2]]:
+                break
+        else:  # an inline choice: the first words of its options (or, after an empty one, of what follows)
+            firsts = [_lookahead(o, slots, 1) if o else _lookahead(ops[k + 1:], slots, 1) for o in op[1].options]
+            if all(firsts):
+                sets.append(set().union(*(f[0] for f in firsts)))
+            break
+        if len(sets) >= depth:
+            break
+    return sets[:depth]
+
+
+def _slot_keys(ops: tuple):
+    for op in ops:
+        if op[0] == _SLOT:
+            yield op[1]
+        elif op[0] in (_CHOICE, _WORDS):
+            for o in op[1].options:
+                yield from _slot_keys(o)
+
+
+def _lit_words(ops: tuple):
+    for op in ops:
+        if op[0] == _LIT:
+            yield from op[1]
+        elif op[0] in (_CHOICE, _WORDS):
+            for o in op[1].options:
+                yield from _lit_words(o)
+
+
 # ----------------------------------------------------------------------------- text
 PUNCT = frozenset(". , ! ? \" 's :".split())
 _SPEECH = {"said", "asked", "shouted", "cried", "whispered", "called", "replied", "wondered", "yelled"}
@@ -530,7 +1128,7 @@ def detokenize(tokens: list[str]) -> str:
 # ----------------------------------------------------------------------------- entry points
 @functools.lru_cache(maxsize=8)
 def _load(version: int, path: str):
-    return {1: StoriesV1}[version](path)
+    return {1: StoriesV1, 2: StoriesV2}[version](path)
 
 
 def generator(version: int = LATEST):
