@@ -3,7 +3,7 @@ PY ?= python3
 SEED ?= 42
 BUNDLE ?= bundle
 
-.PHONY: install test tiny paper bench bundle clean-runs
+.PHONY: install test tiny paper bench bundle clean-runs figures pdf
 
 install:
 	$(PY) -m pip install torch==2.13.0 -r requirements.txt
@@ -35,3 +35,10 @@ bundle:
 
 clean-runs:
 	rm -rf runs
+
+# The report: figures, tables and numbers from results/ (Python only), then the PDF (TeX Live, latexmk).
+figures:
+	$(PY) make_paper_figures.py --results results --out paper
+
+pdf: figures
+	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error paper.tex

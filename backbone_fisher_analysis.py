@@ -3,7 +3,7 @@
     python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
-gradients of the combined training loss L_LM + lambda(t) L_probe (train.losses) are stacked into
+gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
 G (M x D, float32, canonical trunk order): the batches the run trained on right after t, rebuilt
 from (seed, step, micro-step) exactly as in backbone_gradient_analysis.py (`replay_batches`: the
 stream (t, 0), (t, 1), (t + 1, 0), ... in mini-batches of --batch-size sequences, by default the
@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
 
-from backbone_gradient_analysis import (backbone, batch_record, load_model, load_run, loss_fn, provenance, replay_parser,
-                                        replay_batches, save_json, snapshot_selection)
-from config import UsageError, fail
-from geometry import batch_gradients, dot, fisher_summary, group_slices, random_directions
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
+from config import UsageError
+from geometry import backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions
+from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
 from trajectory_pca_uncentered import PROMINENCE, RADIUS, pair_switches
 
 
@@ -98,10 +99,8 @@ def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dic
 
 
 # ----------------------------------------------------------------------------- figure
-def plot(run: str, out: dict) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(out_dir: str, out: dict) -> str:
+    plt = pyplot()
     g0 = out["groups"][0]
     steps = np.array(out["steps"])
     rows = [r["groups"][g0] for r in out["table"]]
@@ -128,24 +127,18 @@ def plot(run: str, out: dict) -> str:
     bx.set_ylabel(r"anisotropy $\alpha = q(v_b)$ / mean $q(w)$"), bx.set_title("anisotropy", fontsize=9)
     ax.legend(fontsize=7), bx.legend(fontsize=7, ncol=2)
     fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(run, "analysis", "backbone_fisher_analysis.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_fisher_analysis.png"), dpi=130)
 
 
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
-    from tqdm import tqdm
-    t0 = time.perf_counter()
     if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches, --batch-size and --K must be >= 1")
     if args.every is not None and args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     steps = parse_steps(args.steps) if args.steps is not None else None
     # load
-    traj, cfg, corpus = load_run(args.run, args.anchor, args.cache_dir, args.device)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     if steps is None:
         steps = snapshot_selection(traj, 1 if args.every is None else args.every)
@@ -157,8 +150,9 @@ def analyse(args) -> dict:
     cols = {groups[0]: slice(0, D[groups[0]])} if len(groups) == 1 else group_slices(traj)
 
     # directions: v_b, v_PC2 (one Gram pass), v_sw (two snapshots), K random ones per group
-    pcas, pcs = backbone(traj, groups, k=2)
-    dirs = {g: {"v_b": pcs[g][0], "v_PC2": pcs[g][1]} for g in groups}
+    k = 2 if len(traj.row_steps) >= 2 else 1  # one drift row has no second component
+    pcas, pcs = backbone(traj, groups, k=k, progress=sys.stderr.isatty())
+    dirs = {g: {"v_b": pcs[g][0], **({"v_PC2": pcs[g][1]} if k == 2 else {})} for g in groups}
     peak, trough, sw_info = switching_pair(traj.metrics(), traj.steps, traj.anchor)
     if peak is not None:
         for g, v in switching_directions(traj, groups, peak, trough).items():
@@ -171,12 +165,7 @@ def analyse(args) -> dict:
 
     # gradients and Fisher quantities at each step
     table, batches_used = [], {}
-    model = None
-    for t in tqdm(steps, desc="fisher", dynamic_ncols=True):
-        model = load_model(traj, cfg, corpus, t, model)
-        lam = cfg.lambda_at(t)
-        batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
-        batches_used[str(t)] = batch_record(cfg, used)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher"):
         G = batch_gradients(model, batches, loss_fn(0, lam, traj.device, args.fp32), keys)  # (M, D)
         row = dict(step=t, **{"lambda": lam}, groups={})
         for g in groups:
@@ -209,25 +198,30 @@ def analyse(args) -> dict:
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 products, TF32 off",
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
         ),
-        batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-                          "(dataset.get_batch) concatenated and cut into consecutive mini-batches; trained_on = false when "
-                          "the stream reaches steps the run never took",
-                     per_step=batches_used),
-        config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
-                                             "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
+        **replay_record(cfg, args.batches, args.batch_size, batches_used),
         D=D,
-        backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]), k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups},
+        backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]) if k == 2 else None, k95=pcas[g].k95,
+                          rows=len(traj.row_steps)) for g in groups},
         switching=switching,
         steps=steps,
         table=table,
+        run_state=state,
     )
-    out["provenance"] = provenance(traj.device, t0, args)
-    return out
+    return out, traj.device
+
+
+def run(args, argv) -> tuple[str, dict, str]:
+    t0 = time.perf_counter()
+    path = out_path(args, "backbone_fisher_analysis")
+    out, device = analyse(args)
+    out = write_result(path, out.pop("analysis"), out.pop("config"), out.pop("definitions"), out["table"], t0,
+                       argv, device, __file__, analysis="backbone_fisher_analysis", **out)  # results = table (kept)
+    return path, out, plot(os.path.dirname(os.path.abspath(path)), out)
 
 
 def main(argv=None):
-    ap = replay_parser(__doc__, batches=32)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32)
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--steps", default=None, help="comma-separated snapshot steps, e.g. 200,1800,4800,9600 (the paper's Table 6)")
     which.add_argument("--every", type=int, default=None, help="every k-th snapshot from the anchor on (default: 1, all)")
@@ -235,12 +229,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     ap.add_argument("--group", default="trunk", help="trunk (default) | blockN | all (trunk and every block)")
     args = ap.parse_args(argv)
-    try:
-        out = analyse(args)
-        path = save_json(args.run, "backbone_fisher_analysis", out)
-        fig = plot(args.run, out)
-    except UsageError as e:
-        fail(str(e))
+    path, out, fig = cli(run, args, argv)
     g0 = out["groups"][0]
     last = out["table"][-1]["groups"][g0]
     print(f"{path}: {len(out['steps'])} steps, {out['provenance']['wall_s']} s; {g0} at step {out['steps'][-1]}: "

@@ -3,7 +3,7 @@
     python backbone_gradient_analysis.py --run runs/seed42 [--anchor 0] [--every 1] [--batches 16] [--batch-size 64] [--device auto]
 
 At each snapshot step t >= anchor (every k-th with --every k) the weights theta(t) are loaded and
-the gradients of the three training losses of train.losses (combined L_LM + lambda L_probe with
+the gradients of the three training losses of model.losses (combined L_LM + lambda L_probe with
 the lambda in force at t, LM-only, probe-only) are taken on 16 mini-batches of 64 sequences (by
 default the run's own micro-batch size: 64 in the paper preset, 16 in the tiny one): the batches
 the run trained on right after t, rebuilt from (seed, step, micro-step) by `replay_batches`: the
@@ -34,144 +34,21 @@ in place).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
+import sys
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
-from config import Parser, UsageError, config_from_dict, fail
-from dataset import get_batch, load_corpus
-from geometry import Trajectory, analysis_parser, batch_gradients, group_grams, group_slices, pca
-from model import GPT, flatten
-from train import autocast, environment, losses
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
+from config import UsageError
+from geometry import backbone, batch_gradients, group_slices
+from model import flatten
+from runs import load_run, loss_fn, read_json, replay_record, replayed, snapshot_selection
 
 LOSSES = ("combined", "lm", "probe")
-
-
-# ----------------------------------------------------------------------------- shared helpers (also used by backbone_fisher_analysis.py)
-def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device: str = "auto"):
-    """(traj, cfg, corpus): the run's validated snapshots, the Config it was trained with (cache_dir
-    overridable) and its corpus, checked against the run's codewords.json."""
-    cfg_path = os.path.join(run, "config.json")
-    if not os.path.isdir(run):
-        raise UsageError(f"run folder not found: {run}")
-    if not os.path.isfile(cfg_path):
-        raise UsageError(f"no config.json in {run} (not a training run folder?)")
-    try:
-        saved = json.load(open(cfg_path))["config"]
-    except Exception as e:
-        raise UsageError(f"{cfg_path} is unreadable ({type(e).__name__})")
-    traj = Trajectory(run, anchor=anchor, device=device)
-    cfg = config_from_dict({**saved, **({"cache_dir": cache_dir} if cache_dir else {})}).validate()
-    try:
-        corpus = load_corpus(cfg)
-    except UsageError as e:
-        raise UsageError(f"cannot load the data of {run}: {e}")
-    except Exception as e:  # e.g. the corpus generator missing, or an unreadable cache
-        raise UsageError(f"cannot load the data of {run}: {type(e).__name__}: {e}")
-    cw = os.path.join(run, "codewords.json")
-    try:
-        ids = json.load(open(cw)).get("ids") if os.path.isfile(cw) else None
-    except ValueError:
-        raise UsageError(f"{cw} is not valid JSON")
-    if ids is not None and ids != [int(i) for i in corpus.codeword_ids]:
-        raise UsageError(f"the corpus rebuilt from {cfg_path} is not the one the run trained on "
-                         f"(codewords differ from codewords.json: corpus generator or tokenizer changed?)")
-    return traj, cfg, corpus
-
-
-def load_model(traj: Trajectory, cfg, corpus, step: int, model: GPT | None = None) -> GPT:
-    """The run's model (uncompiled) with the weights of snapshot `step`, on traj.device."""
-    model = model or GPT.from_config(cfg, corpus.vocab_size).to(traj.device)
-    try:
-        model.load_state_dict(traj.load(step, list(traj.shapes)))
-    except RuntimeError as e:
-        raise UsageError(f"snapshot step {step} does not fit the model built from config.json and the corpus "
-                         f"(vocabulary {corpus.vocab_size}): {str(e).splitlines()[-1].strip()[:160]}")
-    return model
-
-
-def replay_batches(corpus, cfg, step: int, n: int, batch_size: int):
-    """n mini-batches of batch_size sequences: the training stream from step on, i.e. the run's
-    micro-batches get_batch(corpus, cfg, s, m) in the order (step, 0), ..., (step, grad_accum - 1),
-    (step + 1, 0), ..., concatenated and cut into consecutive mini-batches (the first n * batch_size
-    sequences). Returns (batches, used): used = the (step, micro) pairs read, in order."""
-    xs, ys, ps, used = [], [], [], []
-    s, m, have = step, 0, 0
-    while have < n * batch_size:
-        x, y, p = get_batch(corpus, cfg, s, m)
-        xs.append(x), ys.append(y), ps.append(p), used.append((s, m))
-        have += len(x)
-        s, m = (s + 1, 0) if m + 1 == cfg.grad_accum else (s, m + 1)
-    x, y, p = (torch.cat(t)[: n * batch_size] for t in (xs, ys, ps))
-    return [(x[i : i + batch_size], y[i : i + batch_size], p[i : i + batch_size])
-            for i in range(0, n * batch_size, batch_size)], used
-
-
-def batch_record(cfg, used) -> dict:
-    """Which micro-batches a snapshot's mini-batches came from; trained_on: all of them are steps the run took."""
-    return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
-
-
-def loss_fn(which: int, lam: float, device: torch.device, fp32: bool):
-    """loss_fn(model, batch) for geometry.batch_gradients: train.losses(...)[which] (0 combined, 1 LM, 2 probe)."""
-    ctx = nullcontext if fp32 else (lambda: autocast(device))
-
-    def f(model, batch):
-        with ctx():
-            return losses(model, *(t.to(device) for t in batch), lam)[which]
-    return f
-
-
-def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
-    """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
-    singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
-    Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""
-    G = group_grams(traj.grams(progress=progress), traj.groups)
-    pcas = {g: pca(G[g]) for g in groups}
-    try:
-        coefs = {g: pcas[g].coef(k) for g in groups}
-    except ValueError:
-        raise UsageError(f"the trajectory has fewer than {k} nonzero components after anchor {traj.anchor} "
-                         f"({len(traj.row_steps)} snapshots)")
-    dirs = {g: [{} for _ in range(k)] for g in groups}
-    for l in range(traj.n_layer):  # each block's tensors are read once, for every group that holds them
-        keys = traj.groups[f"block{l}"]
-        users = [g for g in groups if set(keys) <= set(traj.groups[g])]
-        if not users:
-            continue
-        V = traj.directions(keys, torch.cat([coefs[g] for g in users], 1))
-        for i, g in enumerate(users):
-            for j in range(k):
-                dirs[g][j].update(V[i * k + j])
-    return pcas, dirs
-
-
-def provenance(device: torch.device, t0: float, args: argparse.Namespace) -> dict:
-    env = environment(device)
-    hidden = {"run", "cache_dir"}  # paths of the machine that ran it
-    return dict(**env, wall_s=round(time.perf_counter() - t0, 1), date=time.strftime("%Y-%m-%d %H:%M:%S"),
-                args={k: v for k, v in vars(args).items() if k not in hidden})
-
-
-def save_json(run: str, name: str, out: dict) -> str:
-    os.makedirs(os.path.join(run, "analysis"), exist_ok=True)
-    path = os.path.join(run, "analysis", f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def snapshot_selection(traj: Trajectory, every: int) -> list[int]:
-    if every < 1:
-        raise UsageError(f"--every must be >= 1, got {every}")
-    return [s for s in traj.steps if s >= traj.anchor][::every]
 
 
 # ----------------------------------------------------------------------------- alignment statistics
@@ -202,14 +79,14 @@ def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, sl
 
 
 # ----------------------------------------------------------------------------- figures
-def update_alignment(run: str):
-    """(steps, signed C(t) of block 0) from <run>/analysis/backbone_update_analysis.json (keys u_steps and
+def update_alignment(out_dir: str):
+    """(steps, signed C(t) of block 0) from backbone_update_analysis.json beside the output (keys u_steps and
     groups.block0.C, as backbone_update_analysis.py writes them), or None when the file is absent."""
-    path = os.path.join(run, "analysis", "backbone_update_analysis.json")
-    if not os.path.isfile(path):
+    path = os.path.join(out_dir, "backbone_update_analysis.json")
+    d = read_json(path)
+    if d is None:
         return None
     try:
-        d = json.load(open(path))
         steps, C = d["u_steps"], d["groups"]["block0"]["C"]
         assert len(steps) == len(C)
     except Exception:
@@ -218,10 +95,8 @@ def update_alignment(run: str):
     return steps, [np.nan if c is None else c for c in C]
 
 
-def plot(run: str, out: dict) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(out_dir: str, out: dict) -> list[str]:
+    plt = pyplot()
     steps, res, floor = np.array(out["steps"]), out["results"], out["noise_floor"]
     lam_step = out["config"]["lambda_step"]
     paths = []
@@ -232,7 +107,7 @@ def plot(run: str, out: dict) -> list[str]:
     ax.errorbar(steps, m, yerr=[np.minimum(sd, 0.9 * m), sd], fmt="o", ms=4, color="tab:blue", capsize=2,
                 label=r"per-batch gradient $|\cos(g_t, v_b)|$ (mean $\pm$ sd)")
     ax.axhline(floor["block0"], color="grey", ls=":", label=r"noise floor $\sqrt{2/(\pi D)}$")
-    upd = update_alignment(run)
+    upd = update_alignment(out_dir)
     if upd:
         us, uc = np.array(upd[0]), np.array(upd[1], dtype=float)
         ax.plot(us, np.abs(uc), color="tab:red", lw=1.8, label=r"update alignment $|C(t)|$")
@@ -242,10 +117,7 @@ def plot(run: str, out: dict) -> list[str]:
     ax.set_xlabel("step"), ax.set_ylabel("alignment with block-0 backbone")
     ax.set_title(f"{out['run']}: gradient vs update alignment with the backbone (block 0)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    paths.append(os.path.join(run, "analysis", "backbone_gradient_alignment_block0.png"))
-    fig.savefig(paths[-1], dpi=130)
-    plt.close(fig)
+    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_alignment_block0.png"), dpi=130))
 
     # b_l(t) and its cumulative sum B_l per block (combined loss)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -262,23 +134,18 @@ def plot(run: str, out: dict) -> list[str]:
         ax.set_xlabel("snapshot step"), ax.set_title(name, fontsize=9)
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{out['run']}: signed gradient projection on the block backbones (combined loss)", fontsize=9)
-    fig.tight_layout()
-    paths.append(os.path.join(run, "analysis", "backbone_gradient_projection.png"))
-    fig.savefig(paths[-1], dpi=130)
-    plt.close(fig)
+    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_projection.png"), dpi=130))
     return paths
 
 
 # ----------------------------------------------------------------------------- main
 def analyse(args) -> dict:
-    from tqdm import tqdm
-    t0 = time.perf_counter()
     if args.batches < 2 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--batches must be >= 2 (for a standard deviation) and --batch-size >= 1")
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     # load
-    traj, cfg, corpus = load_run(args.run, args.anchor, args.cache_dir, args.device)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     steps = snapshot_selection(traj, args.every)
     groups = list(traj.groups)  # block0 .. block{L-1}, trunk
@@ -292,12 +159,8 @@ def analyse(args) -> dict:
 
     # gradients at each snapshot
     per_step, batches_used = [], {}
-    model = None
-    for t in tqdm(steps, desc="gradients", dynamic_ncols=True):
-        model = load_model(traj, cfg, corpus, t, model)
-        lam = cfg.lambda_at(t)
-        batches, used = replay_batches(corpus, cfg, t, args.batches, args.batch_size)
-        batches_used[str(t)] = batch_record(cfg, used)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
+                                           "gradients"):
         G_lm = batch_gradients(model, batches, loss_fn(1, lam, traj.device, args.fp32), keys)
         G_pr = batch_gradients(model, batches, loss_fn(2, lam, traj.device, args.fp32), keys)
         row = dict(lm=alignment(G_lm, vb, slices), probe=alignment(G_pr, vb, slices))
@@ -337,46 +200,33 @@ def analyse(args) -> dict:
             precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",
         ),
-        batches=dict(n=args.batches, batch_size=args.batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                     rule="the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-                          "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
-                          "mini-batches; trained_on = false when the stream reaches steps the run never took",
-                     per_step=batches_used),
-        config={k: getattr(cfg, k) for k in ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe",
-                                             "lambda_probe_late", "lambda_step", "n_layer", "d_model")},
+        **replay_record(cfg, args.batches, args.batch_size, batches_used),
         steps=[t for t, _, _ in per_step],
         **{"lambda": [lam for _, lam, _ in per_step]},
         D=D,
         noise_floor={g: math.sqrt(2 / (math.pi * D[g])) for g in groups},
         backbone={g: dict(pc1=pcas[g].pc1, k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups},
         results=results,
+        run_state=state,
     )
-    out["provenance"] = provenance(device, t0, args)
-    return out
+    return out, device
 
 
-def replay_parser(doc: str, batches: int) -> Parser:
-    """The options every gradient-replaying analysis takes (this script and the Fisher analysis)."""
-    ap = analysis_parser(doc)
-    ap.add_argument("--batches", type=int, default=batches, help=f"mini-batches per snapshot (default {batches})")
-    ap.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                    help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
-    ap.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
-                    help="tokenized-corpus cache (default: the run's config cache_dir)")
-    ap.add_argument("--fp32", action="store_true", help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")
-    return ap
+def run(args, argv) -> tuple[str, dict, list[str]]:
+    t0 = time.perf_counter()
+    path = out_path(args, "backbone_gradient_analysis")
+    out, device = analyse(args)
+    out = write_result(path, out.pop("analysis"), out.pop("config"), out.pop("definitions"), out.pop("results"), t0,
+                       argv, device, __file__, analysis="backbone_gradient_analysis", **out)
+    return path, out, plot(os.path.dirname(os.path.abspath(path)), out)
 
 
 def main(argv=None):
-    ap = replay_parser(__doc__, batches=16)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=16)
     ap.add_argument("--every", type=int, default=1, help="analyse every k-th snapshot from the anchor on (default 1)")
     args = ap.parse_args(argv)
-    try:
-        out = analyse(args)
-        path = save_json(args.run, "backbone_gradient_analysis", out)
-        figs = plot(args.run, out)
-    except UsageError as e:
-        fail(str(e))
+    path, out, figs = cli(run, args, argv)
     c = out["results"]["combined"]
     print(f"{path}: {len(out['steps'])} snapshots, {out['provenance']['wall_s']} s; "
           f"block0 |cos| {np.mean(c['block0']['cos_mean']):.4g} (floor {out['noise_floor']['block0']:.3g}), "

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import UsageError, fail
-from trajectory_pca_uncentered import lambda_step, open_run, provenance, write_json
+from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result
+from config import UsageError
+from runs import lambda_step, open_trajectory
 
 PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)  # paper phases: early t < 2000, mid 2000-6000, late t > 6000
 
@@ -44,10 +45,8 @@ DEFINITIONS = {
 
 
 def parse_args(argv):
-    p = geo.analysis_parser(__doc__)
+    p = analysis_parser(__doc__, "backbone_update_analysis")
     p.add_argument("--lag", type=int, default=0, help="u(t) = theta(t) - theta(t - lag); 0 (default): the previous snapshot")
-    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/backbone_update_analysis.json); "
-                                               "the figure goes to the same folder")
     args = p.parse_args(argv)
     if args.lag < 0:
         p.error("--lag must be >= 0")
@@ -56,11 +55,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    try:
-        run(args, argv)
-    except UsageError as e:
-        fail(str(e))
+    cli(run, parse_args(argv), argv)
 
 
 def update_pairs(row_steps, anchor: int, lag: int) -> list[tuple[int, int]]:
@@ -69,16 +64,6 @@ def update_pairs(row_steps, anchor: int, lag: int) -> list[tuple[int, int]]:
     if lag == 0:
         return list(zip(have[1:], have[:-1]))
     return [(t, t - lag) for t in row_steps if t - lag in have]
-
-
-def alignment(G: torch.Tensor, E: torch.Tensor) -> dict:
-    """C(t) for the updates u = E X (E: n_u x T) against v_b of G."""
-    G = G.double()
-    cb = geo.pca(G).coef(1)[:, 0]
-    dot = E @ G @ cb
-    norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
-    C = torch.where(norm > 0, dot / norm.clamp(min=1e-300), torch.full_like(dot, float("nan")))
-    return dict(C=C, u_dot_vb=dot, u_norm=norm)
 
 
 def sign_flip(steps, C, early_mask) -> dict:
@@ -96,7 +81,8 @@ def sign_flip(steps, C, early_mask) -> dict:
 def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
-    traj = open_run(args)
+    out_json = out_path(args, "backbone_update_analysis")
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     rows = traj.row_steps
     pairs = update_pairs(rows, args.anchor, args.lag)
     if not pairs:
@@ -116,7 +102,7 @@ def run(args, argv):
     phases = dict(early=lambda t: t < b1, mid=lambda t: b1 <= t <= b2, late=lambda t: t > b2)
     groups = {}
     for g in traj.groups:
-        al = alignment(grams[g], E)
+        al = geo.update_cos(grams[g], geo.pca(grams[g]).coef(1)[:, 0], E)
         C = al["C"].tolist()
         ok = [i for i, c in enumerate(C) if np.isfinite(c)]
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
@@ -135,21 +121,19 @@ def run(args, argv):
         summary["median_of_blocks_1_on"] = {f"{ph}_abs_C": _median([groups[g]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases}
 
     # --- save
-    out_path = args.out or os.path.join(args.run, "analysis", "backbone_update_analysis.json")
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
-    fig = plot_alignment(groups, steps, lambda_step(traj), out_dir)
+    fig = plot_alignment(groups, steps, lambda_step(traj.config, steps), out_dir)
     gaps = sorted({t - tp for t, tp in pairs})
-    result = dict(
-        definitions=dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
-                         + f"; gaps t - t_prev in this run: {gaps}"),
+    definitions = dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
+                       + f"; gaps t - t_prev in this run: {gaps}")
+    result = write_result(
+        out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
         anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
         phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
-        summary=summary, groups=groups, files=[os.path.basename(fig)])
-    result["provenance"] = provenance(traj, __file__, argv, t0)
-    write_json(out_path, result)
+        summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
     s = summary["block0"]
-    print(f"{out_path}: {len(steps)} updates; block0 early |C| {_fmt(s['early_abs_C'])}, t* {s['t_star']}; "
+    print(f"{out_json}: {len(steps)} updates; block0 early |C| {fmt(s['early_abs_C'])}, t* {s['t_star']}; "
           f"wall {result['provenance']['wall_s']} s")
 
 
@@ -158,16 +142,10 @@ def _median(xs):
     return float(np.median(xs)) if xs else None
 
 
-def _fmt(x):
-    return "n/a" if x is None else f"{x:.3f}"
-
-
 # ----------------------------------------------------------------------------- figure
 def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
     """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0; small multiples for every group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def draw(ax, r, title, fs):
         nan = lambda xs: [np.nan if x is None else x for x in xs]
@@ -197,11 +175,7 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
         a.tick_params(labelbottom=i >= len(names) - ncol, labelleft=i % ncol == 0)  # outer labels only
         a.xaxis.set_major_locator(plt.MaxNLocator(3))
         axes.append(a)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "backbone_update_alignment.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "backbone_update_alignment.png"))
 
 
 if __name__ == "__main__":

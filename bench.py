@@ -14,9 +14,10 @@ import time
 
 import torch
 
+from common import pick_device
 from config import Parser, UsageError, add_config_args, config_from_args, fail
-from model import GPT, GPT2_VOCAB, trunk_keys
-from train import autocast, losses, make_optimizer, optimizer_step, pick_device
+from model import GPT, GPT2_VOCAB, losses, trunk_keys
+from train import make_optimizer, train_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 
@@ -46,14 +47,8 @@ def bench(cfg, vocab_size: int, steps: int, warmup: int, device: torch.device) -
                 torch.where(torch.arange(cfg.batch_size) % 10 == 0, cfg.ctx - 1, -1)) for _ in range(cfg.grad_accum)]
     batches = [tuple(t.to(device) for t in b) for b in batches]
 
-    def step():
-        for x, y, pos in batches:
-            with autocast(device):
-                loss, _, _ = fwd(model, x, y, pos, 2.0)
-            (loss / cfg.grad_accum).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer_step(opt, cfg, cfg.lr)
-        opt.zero_grad(set_to_none=True)
+    def step():  # the training step itself (train.train_step), at the peak learning rate and lambda 2
+        train_step(model, opt, batches, cfg, cfg.lr, 2.0, fwd)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):

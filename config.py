@@ -124,23 +124,46 @@ class Config:
             (0 < self.gap_min <= self.gap_max and 0 < self.ood_gap_min <= self.ood_gap_max, "gap ranges must be positive and ordered"),
             (self.ood_gap_max + 24 <= self.ctx and self.gap_max + 24 <= self.ctx, f"probe gaps must fit the context ({self.ctx}) with room for the key and query"),
             (self.eval_every > 0 and self.state_every > 0, "eval_every and state_every must be > 0"),
+            (self.snapshot_every >= 0, "snapshot_every must be >= 0 (0: only the first and last step)"),
+            (self.n_eval_lm > 0 and self.n_eval_probe > 0, "n_eval_lm and n_eval_probe must be > 0"),
+            (self.n_codewords > 0 and self.n_val_stories > 0 and self.n_train_stories >= 0,
+             "n_codewords and n_val_stories must be > 0, n_train_stories >= 0"),
+            (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0, "need grad_clip >= 0, ctx > 0, n_layer > 0"),
             (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
         ]
-        for seg in filter(None, self.snapshot_extra.split(",")):
-            checks.append((len(seg.split(":")) == 3 and all(x.strip().isdigit() for x in seg.split(":")),
-                           f"snapshot_extra segment {seg!r} is not start:end:every"))
-        if self.stop_rule:
-            parts = self.stop_rule.split(":")
-            checks.append((len(parts) == 3 and parts[0].isdigit(), f"stop_rule {self.stop_rule!r} is not step:max_val:min_best_p_ood"))
-            checks.append((len(parts) == 3 and parts[0].isdigit() and self.eval_every > 0 and int(parts[0]) in self.eval_steps() and int(parts[0]) < self.steps,
-                           f"stop_rule step must be an eval step before the last step ({self.steps})"))
+        checks += [(_segment_ok(seg), f"snapshot_extra segment {seg!r} is not start:end:every with start <= end, every > 0")
+                   for seg in filter(None, self.snapshot_extra.split(","))]
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg)
+        if self.stop_rule:
+            rule = parse_stop_rule(self.stop_rule)
+            if rule[0] not in self.eval_steps() or rule[0] >= self.steps:
+                raise UsageError(f"stop_rule step must be an eval step before the last step ({self.steps})")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _segment_ok(seg: str) -> bool:
+    parts = seg.split(":")
+    if len(parts) != 3 or not all(x.strip().isdigit() for x in parts):
+        return False
+    a, b, k = map(int, parts)
+    return a <= b and k > 0
+
+
+def parse_stop_rule(rule: str) -> tuple[int, float, float]:
+    """"step:max_val:min_best_p_ood" -> (step, max_val, min_best_p_ood); UsageError if malformed."""
+    parts = rule.split(":")
+    try:
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            raise ValueError
+        step, max_val, min_ood = int(parts[0]), float(parts[1]), float(parts[2])
+    except ValueError:
+        raise UsageError(f"stop_rule {rule!r} is not step:max_val:min_best_p_ood (e.g. 2000:5.1:0.02)")
+    return step, max_val, min_ood
 
 
 # Fields that may differ between the run that made a folder and the command that resumes it.
@@ -199,13 +222,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(ns: argparse.Namespace, **forced) -> Config:
-    """Preset first, then explicit overrides, then `forced` (values a script fixes)."""
-    given = {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
-    clash = sorted(k for k in set(given) & set(forced) if given[k] != forced[k])
-    if clash:
-        raise UsageError(f"this script sets {', '.join(clash)} itself; do not override it")
-    return make_config(**{**given, **forced})
+def given_overrides(ns: argparse.Namespace) -> dict:
+    """The Config fields given on the command line (the add_config_args options that were used)."""
+    return {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
+
+
+def config_from_args(ns: argparse.Namespace) -> Config:
+    """Preset first, then the overrides given on the command line."""
+    return make_config(**given_overrides(ns))
 
 
 def make_config(**overrides) -> Config:
@@ -241,17 +265,3 @@ def parse_config(argv=None, description=__doc__) -> Config:
 if __name__ == "__main__":
     print(parse_config())
 
-
-# Experiments (SGD controls, beta2, reheating) state their schedules in paper steps; the tiny
-# preset runs them shrunk by this factor (paper 10,000 steps -> tiny 400, like the tiny preset).
-STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
-
-
-def exp_steps(preset: str, n: int) -> int:
-    """Paper step count `n` in the preset's time scale."""
-    return n if STEP_SCALE[preset] == 1.0 or n == 0 else max(1, round(n * STEP_SCALE[preset]))
-
-
-def run_prefix(preset: str) -> str:
-    """Prefix of experiment run names: '' for the paper preset, 'tiny_' for tiny."""
-    return "" if preset == "paper" else f"{preset}_"

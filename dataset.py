@@ -240,6 +240,28 @@ def _cached(path: str, build) -> np.ndarray:
     return arr
 
 
+def corpus_identity(cfg: Config) -> dict:
+    """What fixes the token streams a run trains on, recorded in config.json and checked before any replay.
+    Synthetic: generator version + sha256 of storygen's grammar and word tables (its upper-case module
+    data) and of the probe templates. Text corpora: sha256 of the cached token arrays (built if needed)."""
+    h = hashlib.sha256()
+    if cfg.data == "synthetic":
+        import storygen
+        def canon(o):  # sets and dicts in a fixed order (set order changes between processes)
+            if isinstance(o, dict):
+                return sorted([repr(k), canon(v)] for k, v in o.items())
+            if isinstance(o, (set, frozenset)):
+                return sorted(map(repr, o))
+            return [canon(v) for v in o] if isinstance(o, (list, tuple)) else o
+        tables = {k: v for k, v in vars(storygen).items() if k.isupper() and k[0] != "_" and isinstance(v, (str, list, tuple, dict, set))}
+        h.update(json.dumps(canon([tables, PROBE_TEMPLATES])).encode())
+        return dict(kind="synthetic", version=SYNTHETIC_VERSION, sha256=h.hexdigest())
+    corpus = load_corpus(cfg)
+    for arr in (corpus.train, corpus.val):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return dict(kind="tokens", tokenizer=corpus.tok.name, sha256=h.hexdigest())
+
+
 def load_corpus(cfg: Config) -> Corpus:
     if cfg.data in SYNTHETIC_VERSION:
         version = SYNTHETIC_VERSION[cfg.data]

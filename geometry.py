@@ -46,27 +46,15 @@ import re
 import numpy as np
 import torch
 
+from common import exact_fp32, pick_device as common_pick_device
 from config import UsageError
 from model import flatten, trunk_keys
-
-_SNAP = re.compile(r"^step_(\d+)\.safetensors$")
-
+from runs import list_snapshots, read_metrics, read_record
 
 def pick_device(name: str = "auto") -> torch.device:
-    """The analysis device (MPS falls back to the CPU); float32 matmuls stay exact-fp32 (TF32 off) on CUDA."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} asked for, but CUDA is not available")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported analysis device {name!r}")
-    return torch.device("cpu") if dev.type == "mps" else dev  # the float64 Gram math does not run on MPS
+    """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
+    exact_fp32()
+    return common_pick_device(name, float64=True)
 
 
 def canonical(keys) -> list[str]:
@@ -92,8 +80,7 @@ class Trajectory:
         snap_dir = os.path.join(run_dir, "snapshots")
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
-        self.paths = {int(m.group(1)): os.path.join(snap_dir, f)
-                      for f in os.listdir(snap_dir) if (m := _SNAP.match(f))}
+        self.paths = list_snapshots(run_dir)
         if not self.paths:
             raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
         self.steps = sorted(self.paths)
@@ -119,14 +106,7 @@ class Trajectory:
         self.row_steps = [s for s in self.steps if anchor < s <= (self.steps[-1] if end is None else end)]
         if not self.row_steps:
             raise UsageError(f"no snapshot after anchor step {anchor}" + (f" up to step {end}" if end is not None else ""))
-        cfg = os.path.join(run_dir, "config.json")
-        self.config = {}
-        if os.path.exists(cfg):
-            try:
-                with open(cfg) as f:
-                    self.config = json.load(f).get("config", {})
-            except (ValueError, AttributeError):
-                raise UsageError(f"{cfg} is not a valid run config")
+        self.config = (read_record(run_dir) or {}).get("config", {})
 
     def check_steps(self, steps, what="step"):
         missing = [s for s in steps if s not in self.paths]
@@ -184,14 +164,7 @@ class Trajectory:
         return out
 
     def metrics(self) -> list[dict]:
-        path = os.path.join(self.run_dir, "metrics.jsonl")
-        if not os.path.exists(path):
-            return []
-        try:
-            with open(path) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except ValueError:
-            raise UsageError(f"{path} is not valid JSON lines")
+        return read_metrics(self.run_dir)
 
 
 def group_slices(traj: "Trajectory") -> dict[str, slice]:
@@ -200,17 +173,6 @@ def group_slices(traj: "Trajectory") -> dict[str, slice]:
     out = {f"block{l}": slice(int(ends[l]), int(ends[l + 1])) for l in range(traj.n_layer)}
     out["trunk"] = slice(0, int(ends[-1]))
     return out
-
-
-def analysis_parser(doc: str, run_help: str = "run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl"):
-    """The options every analysis script starts from: --run, --anchor, --device."""
-    import argparse
-    from config import Parser
-    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help=run_help)
-    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    return p
 
 
 def group_grams(grams: dict, groups: dict) -> dict[str, torch.Tensor]:
@@ -253,7 +215,7 @@ class PCA:
 
     def coef(self, k: int) -> torch.Tensor:
         """(T x k) coefficients c_j = R^T u_j / s_j: the j-th right singular vector is X^T c_j."""
-        if not (self.sigma[:k] > 1e-12 * self.sigma[0]).all():
+        if k > len(self.sigma) or not (self.sigma[:k] > 1e-12 * self.sigma[0]).all():
             raise ValueError("asked for a component with zero singular value")
         return self.R.T @ self.U[:, :k] / self.sigma[:k]
 
@@ -474,6 +436,56 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
                 u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()})
 
 
+def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) -> dict:
+    """C(t) = <u(t), v>/||u(t)|| for the updates u = E X (default E: consecutive rows, x(anchor) = 0) and
+    v = X^T c (unit); NaN where an update is zero. Also <u, v> and ||u||."""
+    G = G.double()
+    E = rows(G, "increments") if E is None else E.double()
+    dot = E @ G @ c.double()
+    norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
+    C = torch.where(norm > 0, dot / norm.clamp(min=1e-300), torch.full_like(dot, float("nan")))
+    return dict(C=C, u_dot_vb=dot, u_norm=norm)
+
+
+def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000) -> dict:
+    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, update alignment C(t) of
+    consecutive rows against v_b, and PC1 against the three null models (none for a single row)."""
+    p, pn = pca(G), pca(G, rows(G, "normalized"))
+    C = update_cos(G, p.coef(1)[:, 0])["C"]
+    out = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(), pc1_normalized=pn.pc1, k95_normalized=pn.k95,
+               k99_normalized=pn.k99, drift=float(G[-1, -1].sqrt()), update_C=C.tolist(),
+               update_abs_C_mean=float(C.abs().nanmean()), update_C_mean=float(C.nanmean()),
+               null_theory_pc1=None, null_shuffle=None, null_direction=None)
+    if G.shape[0] >= 2:  # one row has PC1 = 1 and no null to speak of
+        out.update(null_theory_pc1=random_walk_theory(G.shape[0], k=1)["uncentered_T"][0],
+                   null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, D, null_draws))
+    return out
+
+
+def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
+    """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
+    singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
+    Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""
+    G = group_grams(traj.grams(progress=progress), traj.groups)
+    pcas = {g: pca(G[g]) for g in groups}
+    try:
+        coefs = {g: pcas[g].coef(k) for g in groups}
+    except ValueError:
+        raise UsageError(f"the trajectory has fewer than {k} nonzero components after anchor {traj.anchor} "
+                         f"({len(traj.row_steps)} snapshots)")
+    dirs = {g: [{} for _ in range(k)] for g in groups}
+    for l in range(traj.n_layer):  # each block's tensors are read once, for every group that holds them
+        keys = traj.groups[f"block{l}"]
+        users = [g for g in groups if set(keys) <= set(traj.groups[g])]
+        if not users:
+            continue
+        V = traj.directions(keys, torch.cat([coefs[g] for g in users], 1))
+        for i, g in enumerate(users):
+            for j in range(k):
+                dirs[g][j].update(V[i * k + j])
+    return pcas, dirs
+
+
 def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
                    null_draws: int = 1000, progress: bool = False) -> dict:
     """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
@@ -481,18 +493,8 @@ def window_summary(run_dir: str, start: int, end: int | None = None, groups=("tr
     C(t) = <u(t), v_b>/||u(t)|| of consecutive-snapshot updates, and PC1 against the three null models."""
     traj = Trajectory(run_dir, anchor=start, end=end, device=device)
     grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress)
-    out = {}
-    for name, G in group_grams(grams, {g: traj.groups[g] for g in groups}).items():
-        p, pn = pca(G), pca(G, rows(G, "normalized"))
-        A = rows(G, "increments")
-        C = (A @ G @ p.coef(1)[:, 0]) / (A @ G @ A.T).diagonal().clamp(min=1e-300).sqrt()
-        T = G.shape[0]
-        out[name] = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(),
-                         pc1_normalized=pn.pc1, k95_normalized=pn.k95, k99_normalized=pn.k99,
-                         drift=float(G[-1, -1].sqrt()), update_C=C.tolist(),
-                         update_abs_C_mean=float(C.abs().mean()), update_C_mean=float(C.mean()),
-                         null_theory_pc1=random_walk_theory(T, k=1)["uncentered_T"][0],
-                         null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, traj.numel(traj.groups[name]), null_draws))
+    out = {name: rows_summary(G, traj.numel(traj.groups[name]), null_draws)
+           for name, G in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
     return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, groups=out,
                 definitions=dict(rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
                                  drift="||theta(end) - theta(anchor)||", update_C="u(t) = theta(t) - theta(previous snapshot); C = <u, v_b>/||u||",

@@ -2,11 +2,10 @@
 
 The *trunk* is, per block, the q/k/v, attention output, MLP up and MLP down weight matrices.
 `trunk_keys` is the one place that defines their canonical order; every flattening of
-parameters, directions and gradients in this repository goes through `flatten`.
+parameters, directions and gradients in this repository goes through `flatten`. `losses` is the
+training objective, shared by training, the benchmark and the gradient analyses.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
@@ -25,18 +24,12 @@ class Attention(nn.Module):
         self.n_head = n_head
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)  # rows: q, k, v
         self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.math = False  # plain math attention (forward-mode AD works through it)
 
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if self.math:
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            y = att.masked_fill(~mask, float("-inf")).softmax(-1) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -79,10 +72,6 @@ class GPT(nn.Module):
     def from_config(cls, cfg, vocab_size: int) -> "GPT":
         return cls(vocab_size, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.d_ff, cfg.ctx)
 
-    def set_math_attention(self, on: bool = True):
-        for b in self.blocks:
-            b.attn.math = on
-
     def hidden(self, idx):
         T = idx.size(1)
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
@@ -105,13 +94,6 @@ def trunk_keys(n_layer: int, block: int | None = None) -> list[str]:
     return [f"blocks.{l}.{name}.weight" for l in blocks for name in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")]
 
 
-def trunk_groups(n_layer: int) -> dict[str, list[str]]:
-    """Named groups of trunk keys used by the analyses: 'block0'..'block{L-1}' and 'trunk'."""
-    groups = {f"block{l}": trunk_keys(n_layer, l) for l in range(n_layer)}
-    groups["trunk"] = trunk_keys(n_layer)
-    return groups
-
-
 def flatten(tensors, keys: list[str]) -> torch.Tensor:
     """Concatenate `tensors[k]` for k in `keys`, each flattened row-major: THE flattening."""
     missing = [k for k in keys if k not in tensors]
@@ -120,20 +102,18 @@ def flatten(tensors, keys: list[str]) -> torch.Tensor:
     return torch.cat([tensors[k].reshape(-1) for k in keys])
 
 
-def unflatten(vec: torch.Tensor, shapes: dict[str, torch.Size], keys: list[str]) -> dict[str, torch.Tensor]:
-    """Inverse of `flatten` given the shapes of the keys."""
-    out, i = {}, 0
-    for k in keys:
-        n = math.prod(shapes[k])
-        out[k] = vec[i : i + n].view(shapes[k])
-        i += n
-    if i != vec.numel():
-        raise ValueError(f"vector has {vec.numel()} numbers, keys need {i}")
-    return out
-
-
 def param_groups(model: nn.Module, weight_decay: float):
     """Weight decay on every parameter except LayerNorm weights and biases."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+
+
+def losses(model, x, y, probe_pos, lam: float):
+    """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere."""
+    logits = model(x)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+    mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
+    lm = (ce * ~mask).sum() / (~mask).sum()
+    probe = (ce * mask).sum() / mask.sum().clamp(min=1)
+    return lm + lam * probe, lm, probe

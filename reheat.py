@@ -10,8 +10,10 @@ to the source's parent folder): the source run's config with init_from = its sna
 (`--step` picks another), fresh optimizer state, the doubled probe weight throughout (the source's late
 lambda: 4 in the paper, 1 in the tiny preset, whose weights are 4x smaller), 2,000 steps, linear warmup 200,
 cosine to a 10% floor, eval and snapshot every 100 (the tiny preset scales the steps with
-`config.exp_steps`). Batches depend on (seed, step), so a reheat run replays the batches of the
-source's first steps; the seed cannot change, because it also fixes the codewords and eval sets.
+`experiments.exp_steps`; the plan is experiments.REHEAT). Batches depend on (seed, step + data_offset):
+a reheat run continues the source's data stream where the source stopped (data_offset = the source's
+step), so it sees fresh batches rather than a replay; the seed cannot change, because it also fixes
+the codewords and eval sets.
 
 Per run: the p_ood curve, peak p_ood and its step, the first step with p_ood >= 0.60 (`--threshold`),
 the final p_ood; and the backbone decomposition of every reheat snapshot against the ORIGINAL run's
@@ -25,22 +27,21 @@ into `results/reheat/seed<seed>/` for the paper preset (or into `--results DIR`)
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
-import json
 import math
 import os
+import sys
+import time
 
 import torch
 
-from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config
+import experiments as ex
 import geometry as geo
 import train
-from beta2_analysis import finite_or_none, last_finite_step, parse_floats, read_metrics
+from common import cli, fmt, format_table, parse_floats, pyplot, save_figure, write_csv, write_result
+from config import Parser, UsageError, add_config_args, given_overrides, make_config
+from geometry import copy_results
+from runs import check_run_dir, last_finite_step, list_snapshots, read_metrics, read_record, same_finished_run, snapshot_path
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-PAPER_LRS = "1e-3,6e-4,3e-4"
-FORCED = ("lr", "init_from", "name")  # set by this script, not on the command line
 LOCATING = ("preset", "seed", "name", "out_dir")  # find the source run; never applied to the reheat runs
 
 
@@ -50,47 +51,42 @@ def lr_tag(lr: float) -> str:
     return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
 
 
+PAPER_LRS = ",".join(map(lr_tag, ex.REHEAT_LRS))
+
+
 # ----------------------------------------------------------------------------- source and configs
 def load_source(run: str, step: int | None, given: dict, hint: str) -> tuple[dict, int, str]:
     """(source config dict, source step, snapshot path); UsageError for a missing run or snapshot."""
-    cfg_path = os.path.join(run, "config.json")
-    if not os.path.isfile(cfg_path):
-        raise UsageError(f"source run {run} not found (no config.json); {hint}")
-    try:
-        known = {f.name for f in dataclasses.fields(Config)}
-        src = {k: v for k, v in json.load(open(cfg_path))["config"].items() if k in known}
-    except Exception:
-        raise UsageError(f"{cfg_path} is unreadable")
+    rec = read_record(run)
+    if rec is None:
+        raise UsageError(f"source run {run} not found (no readable config.json); {hint}")
+    src = rec["config"]
     for k in ("preset", "seed"):
         if k in given and given[k] != src.get(k):
             raise UsageError(f"--{k} {given[k]} differs from the source run's {src.get(k)!r}")
     step = src["steps"] if step is None else step
-    snap = train.snapshot_path(run, step)
+    snap = snapshot_path(run, step)
     if not os.path.isfile(snap):
-        sd = os.path.join(run, "snapshots")
-        have = sorted(int(f[5:11]) for f in os.listdir(sd) if f.startswith("step_") and f.endswith(".safetensors")) if os.path.isdir(sd) else []
+        have = sorted(list_snapshots(run))
         last = have[-1] if have else None
-        why = "finish the run first" if last is None or step > last else "have " + ", ".join(map(str, have[:5])) + (f", ... {last}" if len(have) > 5 else "")
-        raise UsageError(f"source run {run} has no snapshot at step {step} (last snapshot: {last if last is not None else 'none'}; {why})")
+        why = ("finish the run first" if last is None or step > last else
+               "have " + ", ".join(map(str, have[:5])) + (f", ... {last}" if len(have) > 5 else ""))
+        raise UsageError(f"source run {run} has no snapshot at step {step} "
+                         f"(last snapshot: {last if last is not None else 'none'}; {why})")
     return src, step, snap
 
 
 def reheat_config(src: dict, given: dict, run: str, step: int, snap: str, lr: float, default_step: bool):
-    """The source run's config, the reheating protocol in the source preset's steps, then the command line."""
-    bad = sorted(set(given) & set(FORCED))
-    if bad:
-        raise UsageError(f"--{bad[0]} is set by this script (use --lrs, --run, --step)")
-    e = lambda n: exp_steps(src["preset"], n)  # noqa: E731
+    """The source run's config, the reheating protocol in the source preset's steps, the command line, then
+    the fields the experiment fixes (lr from --lrs, init_from and name from --run/--step)."""
     lam = src["lambda_probe_late"]  # the doubled probe weight: 4 in the paper (the tiny preset scales it down)
-    protocol = dict(steps=e(2000), warmup=e(200), eval_every=e(100), snapshot_every=e(100), snapshot_extra="",
-                    lambda_probe=lam, lambda_probe_late=lam, lambda_step=0, min_lr_frac=0.1, stop_rule="",
-                    data_offset=src.get("data_offset", 0) + step)  # fresh data: the stream after the source's steps
+    protocol = ex.reheat_protocol(src["preset"], lam, src.get("data_offset", 0) + step)
     base = {k: v for k, v in src.items() if k not in ("name", "out_dir", "init_from")}
-    extra = {k: v for k, v in given.items() if k not in LOCATING}
     src_name = os.path.basename(os.path.normpath(run))
-    name = f"{src_name}_reheat{'' if default_step else f'_from{step}'}_lr{lr_tag(lr)}"
-    return make_config(**{**base, **protocol, **extra, "lr": lr, "init_from": snap, "name": name,
-                          "out_dir": given.get("out_dir") or os.path.dirname(os.path.normpath(run)) or "."})
+    fixed = dict(lr=lr, init_from=snap, name=f"{src_name}_reheat{'' if default_step else f'_from{step}'}_lr{lr_tag(lr)}")
+    extra = {k: v for k, v in given.items() if k not in LOCATING}
+    out_dir = given.get("out_dir") or os.path.dirname(os.path.normpath(run)) or "."
+    return ex.experiment_config(extra, fixed, {**base, **protocol, "out_dir": out_dir}, why="set by --lrs, --run, --step")
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -110,7 +106,7 @@ def backbone_projection(source_run: str, runs: dict[str, str], device="auto") ->
     One pass, tensor by tensor: G = X X^T of the original drift rows and H = Y X^T, |y|^2 of the other
     snapshots' drift y(t) = theta(t) - theta_orig(0); with v_b = X^T c, a = H c and ||r|| = sqrt(|y|^2 - a^2)."""
     src = geo.Trajectory(source_run, anchor=0, device=device)
-    end = last_finite_step(src)
+    end = last_finite_step(src.paths, src.groups["trunk"])
     if not end:
         raise UsageError(f"{source_run} has no finite snapshot after step 0")
     src = geo.Trajectory(source_run, anchor=0, end=end, device=device)
@@ -120,7 +116,7 @@ def backbone_projection(source_run: str, runs: dict[str, str], device="auto") ->
         t = geo.Trajectory(rd, anchor=0, device=device)
         if any(t.shapes.get(k) != src.shapes[k] for k in keys):
             raise UsageError(f"{rd}: trunk tensors do not match the source run {source_run}")
-        last = last_finite_step(t)
+        last = last_finite_step(t.paths, t.groups["trunk"])
         others[name] = (t, [s for s in t.steps if last is not None and s <= last])
     G, H, N = {}, {n: {} for n in others}, {n: {} for n in others}
     for k in keys:
@@ -157,9 +153,7 @@ def backbone_projection(source_run: str, runs: dict[str, str], device="auto") ->
 # ----------------------------------------------------------------------------- figure
 def plot(record: dict, path: str, group: str = "trunk"):
     """p_ood of the original run (grey) then of each reheat run; a(t) and ||r(t)|| of `group` below."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     s0 = record["source"]["step"]
     proj = record["projection"]
     fig, ax = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True, gridspec_kw=dict(height_ratios=[1.3, 1, 1]))
@@ -185,113 +179,112 @@ def plot(record: dict, path: str, group: str = "trunk"):
     ax[0].legend(fontsize=8, loc="upper left")
     ax[1].set(ylabel=f"a(t) ({group})")
     ax[2].set(ylabel=f"||r(t)|| ({group})", xlabel="step (reheat steps after the source step)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv=None):
-    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    p.add_argument("--run", default=None, help="source run folder (default: the run train.py makes with --preset/--seed/--out_dir)")
-    p.add_argument("--step", type=int, default=None, help="source snapshot to start from (default: the run's last step)")
-    p.add_argument("--lrs", default=PAPER_LRS, help=f"comma-separated peak learning rates (default {PAPER_LRS})")
-    p.add_argument("--threshold", type=float, default=0.60, help="p_ood level whose first crossing is reported (default 0.60)")
-    p.add_argument("--out", default=None, help="experiment folder (default <out_dir>/<source name>_reheat)")
-    p.add_argument("--results", default=None, help="copy JSON/CSV/figure here (default: results/reheat/seed<seed> for the paper preset, nowhere for tiny)")
-    ns = p.parse_args(argv)
-    given = {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
-    try:
-        lrs = parse_floats(ns.lrs, "--lrs", 0.0, math.inf, hi_open=True)
-        if 0.0 in lrs:
-            raise UsageError("--lrs: learning rates must be > 0")
-        if not 0.0 <= ns.threshold <= 1.0:
-            raise UsageError(f"--threshold must be in [0, 1], got {ns.threshold:g}")
-        located = make_config(**{k: given[k] for k in LOCATING if k in given})
-        run = os.path.normpath(ns.run or located.run_dir)
-        hint = "train it first: python train.py" + "".join(f" --{k} {given[k]}" for k in LOCATING if k in given)
-        src, step, snap = load_source(run, ns.step, given, hint if ns.run is None else "train it first with train.py")
-        default_step = ns.step is None or ns.step == src["steps"]
-        cfgs = {lr: reheat_config(src, given, run, step, snap, lr, default_step) for lr in lrs}
-        for cfg in cfgs.values():  # a folder made with another config stops before anything is trained
-            train.prepare_run_dir(cfg)
-        for lr in parse_floats(PAPER_LRS, "", 0, math.inf, True):  # other finished runs of this experiment join the table
-            cfg = reheat_config(src, given, run, step, snap, lr, default_step)
-            if lr not in cfgs and os.path.exists(os.path.join(cfg.run_dir, "config.json")):
-                st = train.read_status(cfg.run_dir)
-                try:
-                    if st and st["status"] != "running" and train.prepare_run_dir(cfg):
-                        cfgs[lr] = cfg
-                except UsageError:
-                    pass  # a folder of another config: not part of this experiment
-    except UsageError as err:
-        fail(str(err))
-    base = next(iter(cfgs.values()))
-    src_name = os.path.basename(os.path.normpath(run))
-    out = ns.out or os.path.join(base.out_dir, f"{src_name}_reheat" + ("" if default_step else f"_from{step}"))
-    results = ns.results or (os.path.join(ROOT, "results", "reheat", f"seed{src['seed']}") if src["preset"] == "paper" else None)
+DEFINITIONS = dict(
+    steps="reheat steps (0 = the source snapshot); add source.step for the original run's clock",
+    peak="largest p_ood over the reheat evals (step 0 included; first of equal maxima)",
+    first_step_at_threshold="first reheat eval step with p_ood >= threshold, None if never",
+    v_b="first right singular vector of the original run's drift rows theta(t) - theta(0) over all its snapshots "
+        "(uncentered), sign a(end) > 0; per block and trunk",
+    a="<theta(t) - theta_orig(0), v_b>", r="sqrt(||theta(t) - theta_orig(0)||^2 - a^2)",
+    table="trunk a and ||r|| over the reheat snapshots; per block in projection")
 
+
+def reheat_configs(ns) -> tuple[str, dict, int, str, bool, dict]:
+    """(source run, its config, step, snapshot, default_step, {lr: Config}): the asked-for learning rates, then
+    the other finished runs of this experiment; every error before anything is trained."""
+    given = given_overrides(ns)
+    lrs = parse_floats(ns.lrs, "--lrs", 0.0, math.inf, hi_open=True)
+    if 0.0 in lrs:
+        raise UsageError("--lrs: learning rates must be > 0")
+    if not 0.0 <= ns.threshold <= 1.0:
+        raise UsageError(f"--threshold must be in [0, 1], got {ns.threshold:g}")
+    located = make_config(**{k: given[k] for k in LOCATING if k in given})
+    run = os.path.normpath(ns.run or located.run_dir)
+    hint = "train it first: python train.py" + "".join(f" --{k} {given[k]}" for k in LOCATING if k in given)
+    src, step, snap = load_source(run, ns.step, given, hint if ns.run is None else "train it first with train.py")
+    default_step = ns.step is None or ns.step == src["steps"]
+    make = lambda lr: reheat_config(src, given, run, step, snap, lr, default_step)  # noqa: E731
+    cfgs = {lr: make(lr) for lr in lrs}
+    for cfg in cfgs.values():  # a folder made with another config stops before anything is trained
+        check_run_dir(cfg)
+    others = {lr: make(lr) for lr in ex.REHEAT_LRS if lr not in cfgs}
+    return run, src, step, snap, default_step, {**cfgs, **{lr: c for lr, c in others.items() if same_finished_run(c)}}
+
+
+def table_row(lr: float, st: dict, metrics: list[dict], summ: dict, trunk: dict) -> dict:
+    first, last = (lambda xs: xs[0] if xs else None), (lambda xs: xs[-1] if xs else None)
+    return dict(lr=lr, status=st["status"], start_p_ood=summ["start"], peak_p_ood=summ["peak"], peak_step=summ["peak_step"],
+                first_step_at_threshold=summ["first_at_threshold"], final_p_ood=summ["final"],
+                final_step=summ["final_step"], final_val=metrics[-1]["val_loss"] if metrics else None,
+                a_start=first(trunk["a"]), a_end=last(trunk["a"]), r_start=first(trunk["r"]),
+                r_max=max(trunk["r"], default=None), r_end=last(trunk["r"]))
+
+
+def run(ns, argv) -> tuple[dict, list[str]]:
+    t0 = time.perf_counter()
+    run_dir, src, step, snap, default_step, cfgs = reheat_configs(ns)
+    base = next(iter(cfgs.values()))
+    src_name = os.path.basename(run_dir)
+    _, results = ex.output_dirs("reheat", base, ns.out, ns.results, sub=f"seed{src['seed']}")
+    out = ns.out or os.path.join(base.out_dir, f"{src_name}_reheat" + ("" if default_step else f"_from{step}"))
     statuses = {}
     for lr, cfg in cfgs.items():
         print(f"== reheat lr {lr_tag(lr)}: {cfg.run_dir} (from {snap})")
-        try:
-            statuses[lr] = train.train(cfg)
-        except UsageError as err:
-            fail(str(err))
-    try:
-        proj = backbone_projection(run, {cfg.name: cfg.run_dir for cfg in cfgs.values()}, base.device)
-    except UsageError as err:
-        fail(str(err))
-
+        statuses[lr] = train.train(cfg)
+    proj = backbone_projection(run_dir, {cfg.name: cfg.run_dir for cfg in cfgs.values()}, base.device)
     runs, table = [], []
     for lr, cfg in sorted(cfgs.items(), key=lambda x: -x[0]):
         m = [{k: r.get(k) for k in ("step", "lr", "val_loss", "p_in", "p_ood")} for r in read_metrics(cfg.run_dir)]
         summ = reheat_summary([r["step"] for r in m], [r["p_ood"] for r in m], ns.threshold)
-        tr = proj["runs"][cfg.name]["groups"]["trunk"]
         st = statuses[lr]
-        runs.append(dict(lr=lr, name=cfg.name, run=cfg.run_dir, status=st["status"], step=st["step"], reason=st.get("reason"),
-                         metrics=m, summary=summ))
-        table.append(dict(lr=lr, status=st["status"], start_p_ood=summ["start"], peak_p_ood=summ["peak"], peak_step=summ["peak_step"],
-                          first_step_at_threshold=summ["first_at_threshold"], final_p_ood=summ["final"], final_step=summ["final_step"],
-                          final_val=m[-1]["val_loss"] if m else None,
-                          a_start=tr["a"][0] if tr["a"] else None, a_end=tr["a"][-1] if tr["a"] else None,
-                          r_start=tr["r"][0] if tr["r"] else None, r_max=max(tr["r"], default=None), r_end=tr["r"][-1] if tr["r"] else None))
-    sm = read_metrics(run)
-    record = finite_or_none(dict(
-        experiment="reheat", preset=src["preset"], seed=src["seed"], threshold=ns.threshold,
-        source=dict(run=run, step=step, snapshot=snap, metrics=[{k: r.get(k) for k in ("step", "val_loss", "p_in", "p_ood")} for r in sm],
-                    best_p_ood=max((r["p_ood"] for r in sm), default=None)),
-        protocol={k: getattr(base, k) for k in ("steps", "warmup", "min_lr_frac", "lambda_probe", "lambda_probe_late", "lambda_step",
-                                                "eval_every", "snapshot_every", "beta1", "beta2", "weight_decay")},
-        definitions=dict(
-            steps="reheat steps (0 = the source snapshot); add source.step for the original run's clock",
-            peak="largest p_ood over the reheat evals (step 0 included; first of equal maxima)",
-            first_step_at_threshold="first reheat eval step with p_ood >= threshold, None if never",
-            v_b="first right singular vector of the original run's drift rows theta(t) - theta(0) over all its snapshots (uncentered), sign a(end) > 0; per block and trunk",
-            a="<theta(t) - theta_orig(0), v_b>", r="sqrt(||theta(t) - theta_orig(0)||^2 - a^2)",
-            table="trunk a and ||r|| over the reheat snapshots; per block in projection"),
-        table=table, runs=runs, projection=proj))
-    os.makedirs(out, exist_ok=True)
+        runs.append(dict(lr=lr, name=cfg.name, run=cfg.run_dir, status=st["status"], step=st["step"],
+                         reason=st.get("reason"), metrics=m, summary=summ))
+        table.append(table_row(lr, st, m, summ, proj["runs"][cfg.name]["groups"]["trunk"]))
+    sm = read_metrics(run_dir)
+    protocol = {k: getattr(base, k) for k in ("steps", "warmup", "min_lr_frac", "lambda_probe", "lambda_probe_late",
+                                              "lambda_step", "eval_every", "snapshot_every", "beta1", "beta2", "weight_decay")}
+    source = dict(run=run_dir, step=step, snapshot=snap, best_p_ood=max((r["p_ood"] for r in sm), default=None),
+                  metrics=[{k: r.get(k) for k in ("step", "val_loss", "p_in", "p_ood")} for r in sm])
     stem = os.path.join(out, "reheat")
-    with open(stem + ".json", "w") as f:
-        json.dump(record, f, indent=1)
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(record["table"])
+    record = write_result(stem + ".json", "reheat", dict(protocol, preset=src["preset"], seed=src["seed"]), DEFINITIONS,
+                          table, t0, argv, base.device, __file__, preset=src["preset"], seed=src["seed"],
+                          threshold=ns.threshold, source=source, protocol=protocol, table=table, runs=runs,
+                          projection=proj)
+    write_csv(stem + ".csv", table)
     plot(record, stem + ".png")
-
-    def f(v, fmt):
-        return "-" if v is None else format(v, fmt)
-    print(f"source {run} step {step}: p_ood {f(table[0]['start_p_ood'], '.3f')} (best during training {f(record['source']['best_p_ood'], '.3f')})")
-    print(f"{'lr':>7} {'peak p_ood':>10} {'at step':>7} {'first >= ' + format(ns.threshold, '.2f'):>12} {'final':>6} {'status':>9}"
-          f" | trunk: {'a start':>8} {'a end':>8} {'|r| start':>9} {'|r| max':>8} {'|r| end':>8}")
-    for r in record["table"]:
-        print(f"{lr_tag(r['lr']):>7} {f(r['peak_p_ood'], '.3f'):>10} {f(r['peak_step'], 'd'):>7} {f(r['first_step_at_threshold'], 'd'):>12}"
-              f" {f(r['final_p_ood'], '.3f'):>6} {r['status']:>9} |        {f(r['a_start'], '.4g'):>8} {f(r['a_end'], '.4g'):>8}"
-              f" {f(r['r_start'], '.4g'):>9} {f(r['r_max'], '.4g'):>8} {f(r['r_end'], '.4g'):>8}")
     files = [stem + x for x in (".json", ".csv", ".png")]
-    files += geo.copy_results(files, results)
+    return record, files + copy_results(files, results)
+
+
+def print_table(record: dict):
+    table, threshold = record["table"], record["threshold"]
+    print(f"source {record['source']['run']} step {record['source']['step']}: p_ood {fmt(table[0]['start_p_ood'])} "
+          f"(best during training {fmt(record['source']['best_p_ood'])})")
+    head = ["lr", "peak p_ood", "at step", f"first >= {threshold:.2f}", "final", "status", "| trunk: a start", "a end",
+            "|r| start", "|r| max", "|r| end"]
+    g = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    body = [[lr_tag(r["lr"]), fmt(r["peak_p_ood"]), fmt(r["peak_step"]), fmt(r["first_step_at_threshold"]),
+             fmt(r["final_p_ood"]), r["status"], g(r["a_start"]), g(r["a_end"]), g(r["r_start"]), g(r["r_max"]),
+             g(r["r_end"])] for r in table]
+    print(format_table(head, body))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    p.add_argument("--run", default=None, help="source run folder (default: the run train.py makes with --preset/--seed/--out_dir)")
+    p.add_argument("--step", type=int, default=None, help="source snapshot to start from (default: the run's last step)")
+    p.add_argument("--lrs", default=PAPER_LRS, help=f"comma-separated peak learning rates (default {PAPER_LRS})")
+    p.add_argument("--threshold", type=float, default=ex.REHEAT_THRESHOLD,
+                   help=f"p_ood level whose first crossing is reported (default {ex.REHEAT_THRESHOLD})")
+    p.add_argument("--out", default=None, help="experiment folder (default <out_dir>/<source name>_reheat)")
+    p.add_argument("--results", default=None, help="copy JSON/CSV/figure here (default: results/reheat/seed<seed> for the paper preset, nowhere for tiny)")
+    record, files = cli(run, p.parse_args(argv), argv)
+    print_table(record)
     print("wrote " + ", ".join(files))
 
 

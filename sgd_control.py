@@ -2,7 +2,7 @@
 
     python sgd_control.py                        # paper preset (GPU): trains A, B, C, then the table
     python sgd_control.py --runs A,C             # only these runs (finished runs are reused)
-    python sgd_control.py --preset tiny          # CPU, a few minutes (steps scaled by config.exp_steps)
+    python sgd_control.py --preset tiny          # CPU, a few minutes (steps scaled by experiments.exp_steps)
 
 Runs (Table 8; same model, data, seed, warmup 1,500, cosine to a 10% floor, clip 1.0, batch 64 x 2):
     A   AdamW           lr 1e-3                  wd 0.5   decoupled
@@ -11,10 +11,10 @@ Runs (Table 8; same model, data, seed, warmup 1,500, cosine to a 10% floor, clip
     C'  SGD + Nesterov  lr 1e-2  momentum 0.9    wd 0.5   decoupled (SGDW), run by sgd_nesterov_run.py
 4,000 steps each; snapshots at step 0, every 200 steps, every 50 in [600, 2000] and every 100 after;
 eval every 200. Run folders <out_dir>/sgd_A_seed42, ... (tiny preset: tiny_sgd_A_seed42, ...).
-Any Config field can be given (--seed, --out_dir, --device, ...) except those the experiment fixes:
-optimizer, lr, momentum, nesterov, weight_decay, wd_mode, steps, warmup, lambda_step, eval_every,
-snapshot_every, snapshot_extra, name, stop_rule. The tiny preset keeps Table 8's hyperparameters
-on its own model and batch, with every step count scaled by config.exp_steps (4,000 -> 160).
+Any Config field can be given (--seed, --out_dir, --device, --steps, ...) except those the experiment
+fixes: optimizer, lr, momentum, nesterov, weight_decay, wd_mode, name, stop_rule (experiments.py: the
+schedule is a default, the run's identity is fixed). The tiny preset keeps Table 8's hyperparameters
+on its own model and batch, with every step count scaled by experiments.exp_steps (4,000 -> 160).
 
 Analysis (geometry.window_summary) of the window [600, 2000] with anchor 600: uncentered PCA of
 theta(t) - theta(600) over every snapshot in (600, 2000]: PC1 of raw and row-normalized rows, k95,
@@ -31,71 +31,21 @@ three table files into results/sgd_control/.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 import os
+import sys
+import time
 
-from config import Config, Parser, UsageError, add_config_args, exp_steps, fail, make_config, run_prefix
+import experiments as ex
+from common import cli, pyplot, save_figure, write_csv, write_result
+from config import Parser, UsageError, add_config_args, given_overrides
 from geometry import copy_results
-from train import check_run_dir
+from runs import curves, existing_run
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-
-# Table 8. `tag` names the run folder; every other field except `label` is a Config field the experiment fixes.
-RUNS = {
-    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5, wd_mode="decoupled"),
-    "B": dict(tag="B", label="SGD", optimizer="sgd", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5, wd_mode="l2"),
-    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False, weight_decay=0.05, wd_mode="l2"),
-    "C'": dict(tag="Cp", label="SGDW+Nesterov", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.5, wd_mode="decoupled"),
-}
-TRAINED_HERE = ("A", "B", "C")        # C' is trained by sgd_nesterov_run.py
-WINDOW = (600, 2000)                 # analysis window and anchor, paper steps
-STOP_RULE = (2000, 5.1, 0.02)        # run C': at step 2,000 stop if val > 5.1 and best p_ood < 0.02
-NULL_DRAWS = 1000
-
-# Columns of the CSV and of the printed table (JSON rows also hold per-block PC1).
-COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
-           "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct", "k95",
-           "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct", "null_shuffle_sd_pct",
-           "null_direction_pc1_pct", "null_direction_sd_pct"]
+RUNS = ex.TABLE8
+TRAINED_HERE = ex.TRAINED_BY_SGD_CONTROL
 
 
 # ----------------------------------------------------------------------------- configs
-def schedule(preset: str) -> dict:
-    """The 4,000-step schedule, eval and snapshot steps of the SGD controls in the preset's time scale."""
-    e = lambda n: exp_steps(preset, n)  # noqa: E731
-    return dict(steps=e(4000), warmup=e(1500), lambda_step=e(4000), eval_every=e(200), snapshot_every=e(200),
-                snapshot_extra=f"{e(600)}:{e(2000)}:{e(50)},{e(2000)}:{e(4000)}:{e(100)}")
-
-
-def window(preset: str) -> tuple[int, int]:
-    return exp_steps(preset, WINDOW[0]), exp_steps(preset, WINDOW[1])
-
-
-def given_overrides(ns: argparse.Namespace) -> dict:
-    """The Config fields given on the command line."""
-    return {k[4:]: v for k, v in vars(ns).items() if k.startswith("cfg_") and v is not None}
-
-
-def run_config(run: str, given: dict | None = None) -> Config:
-    """Config of run `run` (a key of RUNS): preset and user overrides, then the fields the experiment fixes
-    (Table 8, schedule, snapshots, name, C's stop rule); overriding one of those is an error."""
-    if run not in RUNS:
-        raise UsageError(f"unknown run {run!r} (choose from {', '.join(RUNS)})")
-    given = dict(given or {})
-    base = make_config(**given)
-    spec = RUNS[run]
-    fixed = {k: v for k, v in spec.items() if k not in ("tag", "label")}
-    step, max_val, min_ood = STOP_RULE
-    fixed.update(schedule(base.preset), name=f"{run_prefix(base.preset)}sgd_{spec['tag']}_seed{base.seed}",
-                 stop_rule=f"{exp_steps(base.preset, step)}:{max_val}:{min_ood}" if run == "C'" else "")
-    clash = sorted(set(given) & set(fixed))
-    if clash:
-        raise UsageError(f"--{clash[0]} is fixed by the experiment (run {run}: {fixed[clash[0]]!r}); leave it out")
-    return make_config(**given, **fixed)
-
-
 def parse_runs(text: str) -> list[str]:
     runs = [r.strip().upper() for r in text.split(",") if r.strip()]
     bad = [r for r in runs if r not in TRAINED_HERE]
@@ -105,123 +55,10 @@ def parse_runs(text: str) -> list[str]:
     return list(dict.fromkeys(runs))
 
 
-# ----------------------------------------------------------------------------- run folders
-def existing_run(cfg: Config) -> dict | None:
-    """{config, metrics, status} of the run folder of `cfg`, None when it does not exist;
-    a folder made with another config is an error."""
-    old = check_run_dir(cfg)
-    if old is None:
-        return None
-    mpath, spath = os.path.join(cfg.run_dir, "metrics.jsonl"), os.path.join(cfg.run_dir, "status.json")
-    try:
-        metrics = [json.loads(l) for l in open(mpath) if l.strip()] if os.path.exists(mpath) else []
-        status = json.load(open(spath)) if os.path.exists(spath) else None
-    except ValueError:
-        raise UsageError(f"{cfg.run_dir}: metrics.jsonl or status.json is not valid JSON")
-    return dict(config=old, metrics=metrics, status=status)
-
-
-def window_geometry(cfg: Config, start: int, end: int, groups=None, null_draws: int | None = None):
-    """geometry.window_summary of the run on [start, end] with anchor `start`, trunk and every block
-    (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
-    from geometry import window_summary
-    from train import snapshot_path
-    want = [s for s in cfg.snapshot_steps() if start <= s <= end]
-    if start not in want or end not in want:
-        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no snapshot at "
-                         f"step {start if start not in want else end}")
-    missing = [s for s in want if not os.path.exists(snapshot_path(cfg.run_dir, s))]
-    if missing:
-        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: no snapshot at step {missing[0]} "
-                         f"({len(missing)} of {len(want)} missing)")
-    groups = groups or ["trunk"] + [f"block{l}" for l in range(cfg.n_layer)]
-    return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
-                          null_draws=null_draws or NULL_DRAWS)
-
-
-def reached(status: dict | None, end: int) -> bool:
-    return bool(status) and status["status"] != "running" and status["step"] >= end
-
-
 # ----------------------------------------------------------------------------- table
-def strict_json(o):
-    """`o` with every non-finite float replaced by None (the files are standard JSON)."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: strict_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [strict_json(v) for v in o]
-    return o
-
-
-def dump_json(obj, path: str):
-    with open(path, "w") as f:
-        json.dump(strict_json(obj), f, indent=1, allow_nan=False)
-
-
-def _pct(x):
-    return None if x is None else 100.0 * x
-
-
-def table_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None) -> dict:
-    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: no geometry)."""
-    if not metrics:
-        raise UsageError(f"run {run} has no evaluations in metrics.jsonl")
-    best = max(metrics, key=lambda r: (r["p_ood"], -r["step"]))  # earliest step of the best p_ood
-    row = dict(run=run, optimizer=RUNS[run]["label"], **{k: cfg[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "wd_mode")},
-               status=status["status"], last_step=status["step"], final_val=metrics[-1]["val_loss"],
-               best_p_ood=best["p_ood"], best_p_ood_step=best["step"])
-    if cfg["optimizer"] == "adamw":
-        row.update(momentum=None, nesterov=None)  # AdamW: beta1 = cfg["beta1"], not SGD momentum
-    row.update({c: None for c in COLUMNS if c not in row}, block_pc1_pct=None)
-    if ws is not None:
-        t = ws["groups"]["trunk"]
-        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]), pc1_pct=_pct(t["pc1"]),
-                   pc1_normalized_pct=_pct(t["pc1_normalized"]), k95=t["k95"], k99=t["k99"], drift=t["drift"],
-                   update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
-                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
-                   null_direction_pc1_pct=_pct(t["null_direction"]["mean"]), null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
-                   block_pc1_pct={g: _pct(v["pc1"]) for g, v in ws["groups"].items() if g != "trunk"})
-    return row
-
-
-def _fmt(v, nd=3):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}" if math.isfinite(v) else str(v)
-    return str(v)
-
-
-def format_table(rows: list[dict]) -> str:
-    """Plain-text table: the paper's Table 9 plus k99, row-normalized PC1, mean |C| and the null PC1s."""
-    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift", "mean|C|",
-            "theory %", "shuffle %", "direction %"]
-    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", _fmt(r["final_val"]), _fmt(r["best_p_ood"]),
-             _fmt(r["pc1_pct"], 1), _fmt(r["pc1_normalized_pct"], 1), _fmt(r["k95"]), _fmt(r["k99"]), _fmt(r["drift"], 2),
-             _fmt(r["update_abs_C_mean"]), _fmt(r["null_theory_pc1_pct"], 1), _fmt(r["null_shuffle_pc1_pct"], 1),
-             _fmt(r["null_direction_pc1_pct"], 1)] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *body])
-
-
-def write_csv(path: str, rows: list[dict], columns: list[str]):
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
-def curves(metrics: list[dict]) -> dict:
-    return {k: [r[k] for r in metrics] for k in ("step", "val_loss", "p_in", "p_ood")}
-
-
 def plot_table(record: dict, path: str):
     """PC1 per run against its nulls, drift per run, and the validation loss / p_ood curves."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     rows, (w0, w1) = record["rows"], record["window"]
     geo = [r for r in rows if r["pc1_pct"] is not None]
     colors = dict(zip(RUNS, ["tab:blue", "tab:red", "tab:green", "tab:olive"]))
@@ -254,25 +91,14 @@ def plot_table(record: dict, path: str):
         a.set_xlabel("step"), a.set_ylabel(yl)
         a.legend(fontsize=7)
     fig.suptitle(f"SGD-family controls ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def table_dir(cfg: Config, out: str | None) -> str:
-    return out or os.path.join(cfg.out_dir, f"{run_prefix(cfg.preset)}sgd_control")
-
-
-def results_dir(preset: str, results: str | None) -> str | None:
-    """Where the small files are copied: --results, else results/sgd_control for the paper preset."""
-    return results or (os.path.join(ROOT, "results", "sgd_control") if preset == "paper" else None)
+    save_figure(fig, path)
 
 
 def build_table(given: dict) -> tuple[dict, dict]:
     """Rows for every finished run of the experiment under out_dir. Returns (record, {run: (cfg, window summary)})."""
-    cfgs = {r: run_config(r, given) for r in RUNS}
+    cfgs = {r: ex.control_config(r, given) for r in RUNS}
     any_cfg = cfgs["A"]
-    w0, w1 = window(any_cfg.preset)
+    w0, w1 = ex.window(any_cfg.preset)
     rows, summaries, found = [], {}, {}
     for run, cfg in cfgs.items():
         info = existing_run(cfg)
@@ -280,14 +106,14 @@ def build_table(given: dict) -> tuple[dict, dict]:
             if info is not None:
                 print(f"{cfg.run_dir}: not finished; left out of the table")
             continue
-        ws = window_geometry(cfg, w0, w1) if reached(info["status"], w1) else None
-        rows.append(table_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws))
+        ws = ex.control_window(cfg, w0, w1) if ex.reached(info["status"], w1) else None
+        rows.append(ex.table9_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws))
         summaries[run] = (cfg, ws)
         found[run] = dict(run_dir=cfg.run_dir, curves=curves(info["metrics"]))
     record = dict(experiment="sgd_control", preset=any_cfg.preset, seed=any_cfg.seed, window=[w0, w1], anchor=w0,
-                  paper_window=list(WINDOW), null_draws=NULL_DRAWS,
+                  paper_window=list(ex.WINDOW), null_draws=ex.NULL_DRAWS,
                   table8={r: {k: v for k, v in RUNS[r].items() if k != "tag"} for r in RUNS},
-                  schedule=schedule(any_cfg.preset), c_prime_stop_rule=cfgs["C'"].stop_rule,
+                  schedule=ex.control_schedule(any_cfg.preset), c_prime_stop_rule=cfgs["C'"].stop_rule,
                   rows=rows, run_dirs={r: f["run_dir"] for r, f in found.items()},
                   curves={r: f["curves"] for r, f in found.items()},
                   window_summaries={r: ws for r, (_, ws) in summaries.items()},
@@ -298,42 +124,53 @@ def build_table(given: dict) -> tuple[dict, dict]:
     return record, summaries
 
 
-def write_table(record: dict, summaries: dict, out: str, results: str | None) -> list[str]:
-    os.makedirs(out, exist_ok=True)
+def write_window(cfg, ws: dict, t0: float, argv):
+    """<run>/analysis/sgd_window.json: the window summary of one control run."""
+    ws = dict(ws)
+    write_result(os.path.join(cfg.run_dir, "analysis", "sgd_window.json"), "sgd_window", cfg.to_dict(),
+                 ws.pop("definitions"), ws.pop("groups"), t0, argv, cfg.device, __file__, **ws)
+
+
+def write_table(record: dict, summaries: dict, dirs: tuple[str, str | None], t0: float, argv) -> list[str]:
     for run, (cfg, ws) in summaries.items():
         if ws is not None:
-            os.makedirs(os.path.join(cfg.run_dir, "analysis"), exist_ok=True)
-            dump_json(ws, os.path.join(cfg.run_dir, "analysis", "sgd_window.json"))
-    paths = [os.path.join(out, f"sgd_control.{ext}") for ext in ("json", "csv", "png")]
-    dump_json(record, paths[0])
-    write_csv(paths[1], record["rows"], COLUMNS)
+            write_window(cfg, ws, t0, argv)
+    paths = [os.path.join(dirs[0], f"sgd_control.{ext}") for ext in ("json", "csv", "png")]
+    config = dict(preset=record["preset"], seed=record["seed"], table8=record["table8"], schedule=record["schedule"],
+                  window=record["window"], null_draws=record["null_draws"])
+    write_result(paths[0], "sgd_control", config, dict(notes=record.pop("notes")), record["rows"], t0, argv,
+                 "cpu", __file__, **{k: v for k, v in record.items() if k != "experiment"})
+    write_csv(paths[1], record["rows"], ex.TABLE9_COLUMNS)
     plot_table(record, paths[2])
-    return paths + copy_results(paths, results)
+    return paths + copy_results(paths, dirs[1])
+
+
+def run(ns, argv) -> tuple[dict, list[str]]:
+    t0 = time.perf_counter()
+    given = given_overrides(ns)
+    runs = parse_runs(ns.runs)
+    cfgs = {r: ex.control_config(r, given) for r in RUNS}  # every config error before any training
+    for r in RUNS:
+        existing_run(cfgs[r])
+    dirs = ex.output_dirs("sgd_control", cfgs["A"], ns.out, ns.results)
+    import train
+    for r in runs:
+        st = train.train(cfgs[r])
+        print(f"{cfgs[r].run_dir}: {st['status']} at step {st['step']}")
+    record, summaries = build_table(given)
+    if not record["rows"]:
+        raise UsageError("no finished run to tabulate")
+    return record, write_table(record, summaries, dirs, t0, argv)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
     p.add_argument("--runs", default="A,B,C", help="runs to train (comma-separated from A, B, C; default A,B,C)")
     p.add_argument("--out", default=None, help="table folder (default <out_dir>/[tiny_]sgd_control)")
     p.add_argument("--results", default=None, help="copy the table files here (default results/sgd_control for the paper preset)")
-    ns = p.parse_args(argv)
-    try:
-        given = given_overrides(ns)
-        runs = parse_runs(ns.runs)
-        cfgs = {r: run_config(r, given) for r in RUNS}  # every config error before any training
-        for r in RUNS:
-            existing_run(cfgs[r])
-        import train
-        for r in runs:
-            st = train.train(cfgs[r])
-            print(f"{cfgs[r].run_dir}: {st['status']} at step {st['step']}")
-        record, summaries = build_table(given)
-        if not record["rows"]:
-            raise UsageError("no finished run to tabulate")
-        paths = write_table(record, summaries, table_dir(cfgs["A"], ns.out), results_dir(cfgs["A"].preset, ns.results))
-    except UsageError as e:
-        fail(str(e))
-    print(format_table(record["rows"]))
+    record, paths = cli(run, p.parse_args(argv), argv)
+    print(ex.format_table9(record["rows"]))
     print("wrote " + ", ".join(paths))
 
 

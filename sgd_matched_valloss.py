@@ -27,9 +27,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+import time
 
-from config import Parser, UsageError, add_config_args, exp_steps, fail
-import sgd_control as sc
+import experiments as ex
+from common import cli, fmt, format_table, pyplot, save_figure, write_csv, write_result
+from config import Parser, UsageError, add_config_args, given_overrides
+from geometry import copy_results
+from runs import curves, existing_run
 
 ADAMW_EARLY = [(0, 400), (0, 600), (200, 600)]             # paper steps; [1, 200, 400] etc. in the paper
 REFERENCE = [("A", 200, 1000), ("A", 600, 2000), ("C", 600, 2000)]
@@ -78,11 +83,11 @@ def window_label(steps: list[int]) -> str:
 
 
 def window_row(run: str, kind: str, cfg, metrics: list[dict], start: int, end: int) -> tuple[dict, dict]:
-    ws = sc.window_geometry(cfg, start, end, groups=["trunk"])
+    ws = ex.control_window(cfg, start, end, groups=["trunk"])
     t = ws["groups"]["trunk"]
     vals = [r["val_loss"] for r in metrics if start <= r["step"] <= end]
     snaps = [start] + ws["row_steps"]
-    row = dict(run=run, optimizer=sc.RUNS[run]["label"], kind=kind, window=window_label(snaps), start=start, end=end,
+    row = dict(run=run, optimizer=ex.TABLE8[run]["label"], kind=kind, window=window_label(snaps), start=start, end=end,
                n_snapshots=len(snaps), val_max=max(vals, default=None), val_min=min(vals, default=None),
                pc1_pct=100 * t["pc1"], pc1_normalized_pct=100 * t["pc1_normalized"], k95=t["k95"], k99=t["k99"],
                drift=t["drift"])
@@ -96,22 +101,18 @@ def spans(row: dict, target: float) -> bool:
 
 def format_rows(rows: list[dict]) -> str:
     head = ["optimizer", "kind", "window", "val range", "PC1 %", "PC1n %", "k95", "k99", "drift"]
-    body = [[r["optimizer"], r["kind"], r["window"], f"{sc._fmt(r['val_max'], 2)}-{sc._fmt(r['val_min'], 2)}",
-             sc._fmt(r["pc1_pct"], 1), sc._fmt(r["pc1_normalized_pct"], 1), str(r["k95"]), str(r["k99"]),
-             sc._fmt(r["drift"], 3)] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *body])
+    body = [[r["optimizer"], r["kind"], r["window"], f"{fmt(r['val_max'], 2)}-{fmt(r['val_min'], 2)}",
+             fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), r["k95"], r["k99"], fmt(r["drift"], 3)] for r in rows]
+    return format_table(head, body)
 
 
 def plot(record: dict, path: str):
     """Validation loss of A and C with the windows marked; PC1 (raw, row-normalized) per window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     colors = {"A": "tab:blue", "C": "tab:green"}
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for run, c in record["curves"].items():
-        ax[0].plot(c["step"], c["val_loss"], color=colors[run], label=f"{run} {sc.RUNS[run]['label']}")
+        ax[0].plot(c["step"], c["val_loss"], color=colors[run], label=f"{run} {ex.TABLE8[run]['label']}")
     p = record["plateau"]
     ax[0].axhspan(p["best_val"], p["target"], color="tab:green", alpha=0.15, label=f"C's best val + {p['band']}")
     vals = [v for c in record["curves"].values() for v in c["val_loss"]]
@@ -130,59 +131,59 @@ def plot(record: dict, path: str):
     ax[1].set_ylim(0, 105), ax[1].set_ylabel("trunk PC1 (%)"), ax[1].legend(fontsize=7)
     ax[1].set_title("* reference windows", fontsize=8)
     fig.suptitle(f"Matched validation loss ({record['preset']} preset, seed {record['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def run(ns, argv) -> tuple[dict, list[str]]:
+    t0 = time.perf_counter()
+    given = given_overrides(ns)
+    cfgs = {r: ex.control_config(r, given) for r in ("A", "C")}
+    runs = {}
+    for r, cfg in cfgs.items():
+        info = existing_run(cfg)
+        if info is None or not info["metrics"]:
+            raise UsageError(f"run {r} not found at {cfg.run_dir}; train it first: python sgd_control.py --runs A,C "
+                             f"(with the same options)")
+        if info["status"] is None or info["status"]["status"] == "running":
+            raise UsageError(f"run {r} at {cfg.run_dir} is not finished; finish it first: python sgd_control.py --runs {r}")
+        runs[r] = info
+    preset = cfgs["A"].preset
+    out, results = ex.output_dirs("sgd_control", cfgs["A"], ns.out, ns.results)
+    e = lambda n: n and ex.exp_steps(preset, n)  # noqa: E731  (exp_steps maps 0 to 1; step 0 stays 0)
+    mc = runs["C"]["metrics"]
+    plateau = plateau_windows([m["step"] for m in mc], [m["val_loss"] for m in mc], ns.band)
+    ma = runs["A"]["metrics"]
+    crossing = first_crossing([m["step"] for m in ma], [m["val_loss"] for m in ma], plateau["target"])
+    todo = ([("A", "matched", e(s), e(t)) for s, t in ADAMW_EARLY] + [("C", "matched", s, t) for s, t in plateau["windows"]]
+            + [(r, "reference", e(s), e(t)) for r, s, t in REFERENCE])
+    rows, summaries = [], []
+    for run_, kind, s, t in todo:
+        row, ws = window_row(run_, kind, cfgs[run_], runs[run_]["metrics"], s, t)
+        row["spans_target"] = spans(row, plateau["target"])
+        rows.append(row)
+        summaries.append(ws)
+    rule = ("plateau: first evaluation t* of run C with val <= best val + band; windows: the 3 and 5 "
+            "evaluations centred on t* (shifted to fit); AdamW: its earliest windows, fixed")
+    paths = [os.path.join(out, f"sgd_matched_valloss.{x}") for x in ("json", "csv", "png")]
+    record = write_result(paths[0], "sgd_matched_valloss", dict(preset=preset, seed=cfgs["A"].seed, band=ns.band),
+                          dict(rule=rule), rows, t0, argv, cfgs["A"].device, __file__,
+                          preset=preset, seed=cfgs["A"].seed, run_dirs={r: c.run_dir for r, c in cfgs.items()},
+                          plateau=plateau, adamw_crossing=dict(target=plateau["target"], between_steps=crossing),
+                          rule=rule, rows=rows, window_summaries=summaries,
+                          curves={r: curves(info["metrics"]) for r, info in runs.items()})
+    write_csv(paths[1], rows, COLUMNS)
+    plot(record, paths[2])
+    return record, paths + copy_results(paths, results)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
     p.add_argument("--band", type=float, default=BAND, help=f"plateau band above C's best val, nats (default {BAND})")
     p.add_argument("--out", default=None, help="output folder (default <out_dir>/[tiny_]sgd_control)")
     p.add_argument("--results", default=None, help="copy the files here (default results/sgd_control for the paper preset)")
-    ns = p.parse_args(argv)
-    try:
-        given = sc.given_overrides(ns)
-        cfgs = {r: sc.run_config(r, given) for r in ("A", "C")}
-        runs = {}
-        for r, cfg in cfgs.items():
-            info = sc.existing_run(cfg)
-            if info is None or not info["metrics"]:
-                raise UsageError(f"run {r} not found at {cfg.run_dir}; train it first: python sgd_control.py --runs A,C "
-                                 f"(with the same options)")
-            if info["status"] is None or info["status"]["status"] == "running":
-                raise UsageError(f"run {r} at {cfg.run_dir} is not finished; finish it first: python sgd_control.py --runs {r}")
-            runs[r] = info
-        preset = cfgs["A"].preset
-        e = lambda n: n and exp_steps(preset, n)  # noqa: E731  (exp_steps maps 0 to 1; step 0 stays 0)
-        mc = runs["C"]["metrics"]
-        plateau = plateau_windows([m["step"] for m in mc], [m["val_loss"] for m in mc], ns.band)
-        ma = runs["A"]["metrics"]
-        crossing = first_crossing([m["step"] for m in ma], [m["val_loss"] for m in ma], plateau["target"])
-        todo = ([("A", "matched", e(s), e(t)) for s, t in ADAMW_EARLY] + [("C", "matched", s, t) for s, t in plateau["windows"]]
-                + [(r, "reference", e(s), e(t)) for r, s, t in REFERENCE])
-        rows, summaries = [], []
-        for run, kind, s, t in todo:
-            row, ws = window_row(run, kind, cfgs[run], runs[run]["metrics"], s, t)
-            row["spans_target"] = spans(row, plateau["target"])
-            rows.append(row)
-            summaries.append(ws)
-        record = dict(experiment="sgd_matched_valloss", preset=preset, seed=cfgs["A"].seed,
-                      run_dirs={r: c.run_dir for r, c in cfgs.items()}, plateau=plateau,
-                      adamw_crossing=dict(target=plateau["target"], between_steps=crossing),
-                      rule=("plateau: first evaluation t* of run C with val <= best val + band; windows: the 3 and 5 "
-                            "evaluations centred on t* (shifted to fit); AdamW: its earliest windows, fixed"),
-                      rows=rows, window_summaries=summaries,
-                      curves={r: sc.curves(info["metrics"]) for r, info in runs.items()})
-        out = sc.table_dir(cfgs["A"], ns.out)
-        os.makedirs(out, exist_ok=True)
-        paths = [os.path.join(out, f"sgd_matched_valloss.{x}") for x in ("json", "csv", "png")]
-        sc.dump_json(record, paths[0])
-        sc.write_csv(paths[1], rows, COLUMNS)
-        plot(record, paths[2])
-        paths += sc.copy_results(paths, sc.results_dir(preset, ns.results))
-    except UsageError as e:
-        fail(str(e))
+    record, paths = cli(run, p.parse_args(argv), argv)
+    plateau, crossing, rows = record["plateau"], record["adamw_crossing"]["between_steps"], record["rows"]
     print(f"run C: best val {plateau['best_val']:.3f} at step {plateau['best_step']}; plateau (val <= {plateau['target']:.3f}) "
           f"from step {plateau['entry_step']}; run A passes it between steps {crossing}")
     print(format_rows(rows))

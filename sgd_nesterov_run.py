@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import sys
+import time
 
-from config import Parser, UsageError, add_config_args, exp_steps, fail
-import sgd_control as sc
+import experiments as ex
+from common import cli, write_result
+from config import Parser, add_config_args, given_overrides
+from geometry import copy_results
+from runs import curves, existing_run
 
 
 def rule_record(metrics: list[dict], status: dict, rule_step: int, max_val: float, min_best_p_ood: float,
@@ -59,49 +63,51 @@ def compare_with_c(metrics_cp: list[dict], metrics_c: list[dict] | None, step: i
                 val_diff=a["val_loss"] - b["val_loss"], p_ood_diff=a["p_ood"] - b["p_ood"])
 
 
+def run(ns, argv) -> tuple[dict, list[str]]:
+    t0 = time.perf_counter()
+    given = given_overrides(ns)
+    cfg, cfg_c = ex.control_config("C'", given), ex.control_config("C", given)
+    existing_run(cfg)
+    c = existing_run(cfg_c)  # run C (if present) for the comparison at the rule step
+    out, results = ex.output_dirs("sgd_control", cfg, ns.out, ns.results)
+    import train
+    st = train.train(cfg)
+    print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
+    info = existing_run(cfg)
+    metrics, status = info["metrics"], info["status"]
+    step, max_val, min_ood = ex.STOP_RULE
+    rule = rule_record(metrics, status, ex.exp_steps(cfg.preset, step), max_val, min_ood, cfg.steps)
+    w0, w1 = ex.window(cfg.preset)
+    ws = ex.control_window(cfg, w0, w1) if ex.reached(status, w1) else None
+    row = ex.table9_row("C'", info["config"].to_dict(), metrics, status, ws)
+    config = {k: getattr(cfg, k) for k in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode",
+                                           "steps", "warmup", "min_lr_frac", "grad_clip", "stop_rule")}
+    definitions = dict(sgdw="weight_decay is not in the optimizer; theta <- (1 - lr_t * weight_decay) theta after "
+                            "each step, LayerNorm excluded", rule="see the docstring of sgd_nesterov_run.py")
+    paths = [os.path.join(cfg.run_dir, "analysis", "sgd_nesterov.json"), os.path.join(out, "sgd_nesterov.json")]
+    for path in paths:
+        record = write_result(path, "sgd_nesterov_run", config, definitions, row, t0, argv, cfg.device, __file__,
+                              preset=cfg.preset, seed=cfg.seed, run_dir=cfg.run_dir, sgdw=definitions["sgdw"],
+                              rule=rule, compare_with_C=compare_with_c(metrics, c and c["metrics"], rule["step"]),
+                              window=[w0, w1], row=row, window_summary=ws, curves=curves(metrics))
+    return record, paths + copy_results(paths[:1], results)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
     p.add_argument("--out", default=None, help="table folder for the copy (default <out_dir>/[tiny_]sgd_control)")
     p.add_argument("--results", default=None, help="copy the JSON here (default results/sgd_control for the paper preset)")
-    ns = p.parse_args(argv)
-    try:
-        given = sc.given_overrides(ns)
-        cfg, cfg_c = sc.run_config("C'", given), sc.run_config("C", given)
-        sc.existing_run(cfg)
-        c = sc.existing_run(cfg_c)  # run C (if present) for the comparison at the rule step
-        import train
-        st = train.train(cfg)
-        print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
-        info = sc.existing_run(cfg)
-        metrics, status = info["metrics"], info["status"]
-        step, max_val, min_ood = sc.STOP_RULE
-        rule = rule_record(metrics, status, exp_steps(cfg.preset, step), max_val, min_ood, cfg.steps)
-        w0, w1 = sc.window(cfg.preset)
-        ws = sc.window_geometry(cfg, w0, w1) if sc.reached(status, w1) else None
-        row = sc.table_row("C'", info["config"].to_dict(), metrics, status, ws)
-        record = dict(experiment="sgd_nesterov_run", preset=cfg.preset, seed=cfg.seed, run_dir=cfg.run_dir,
-                      config={k: getattr(cfg, k) for k in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode",
-                                                            "steps", "warmup", "min_lr_frac", "grad_clip", "stop_rule")},
-                      sgdw="weight_decay is not in the optimizer; theta <- (1 - lr_t * weight_decay) theta after each step, LayerNorm excluded",
-                      rule=rule, compare_with_C=compare_with_c(metrics, c and c["metrics"], rule["step"]),
-                      window=[w0, w1], row=row, window_summary=ws, curves=sc.curves(metrics))
-        analysis = os.path.join(cfg.run_dir, "analysis")
-        os.makedirs(analysis, exist_ok=True)
-        path = os.path.join(analysis, "sgd_nesterov.json")
-        sc.dump_json(record, path)
-        out = sc.table_dir(cfg, ns.out)
-        os.makedirs(out, exist_ok=True)
-        paths = [path, shutil.copy2(path, os.path.join(out, "sgd_nesterov.json"))]
-        paths += sc.copy_results([path], sc.results_dir(cfg.preset, ns.results))
-    except UsageError as e:
-        fail(str(e))
+    record, paths = cli(run, p.parse_args(argv), argv)
+    rule, row = record["rule"], record["row"]
+    max_val, min_ood = rule["max_val"], rule["min_best_p_ood"]
     print(f"stop rule at step {rule['step']} (val > {max_val} and best p_ood < {min_ood}): {rule['effect']}")
     if rule.get("evaluated"):
         print(f"  val {rule['val']:.3f}, best p_ood {rule['best_p_ood']:.3f}")
     if record["compare_with_C"]:
         d = record["compare_with_C"]
         print(f"  C' - C at step {d['step']}: val {d['val_diff']:+.3f}, p_ood {d['p_ood_diff']:+.3f}")
-    print(sc.format_table([row]))
+    print(ex.format_table9([row]))
     print("wrote " + ", ".join(paths) + "  (sgd_control.py adds C' to its table)")
 
 

@@ -14,11 +14,8 @@ Writes, next to --out (default <run>/analysis/trajectory_pca_uncentered.json):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import resource
-import shlex
 import sys
 import time
 
@@ -26,7 +23,8 @@ import numpy as np
 import torch
 
 import geometry as geo
-from config import UsageError, fail
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
+from runs import lambda_step, open_trajectory, read_metrics
 
 PROMINENCE, RADIUS = 0.03, 3      # switching extrema: prominence >= 0.03 over +-3 evals (SPEC 6)
 N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
@@ -71,53 +69,6 @@ DEFINITIONS = {
              "PCs (fewer when the rows have lower rank).",
     "pairwise_cos": "|cos| between the switch directions of different pairs, per group.",
 }
-
-
-# ----------------------------------------------------------------------------- shared helpers
-def open_run(args) -> geo.Trajectory:
-    """Validate the run folder and the device; the Trajectory checks snapshots and the anchor."""
-    if not os.path.isdir(args.run):
-        raise UsageError(f"run folder not found: {args.run}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device} asked for, but CUDA is not available")
-    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-        raise UsageError(f"unknown device {args.device!r} (auto, cpu, cuda, cuda:N)")
-    try:
-        return geo.Trajectory(args.run, anchor=args.anchor, device=args.device)
-    except ValueError as e:  # a corrupt config.json
-        raise UsageError(f"config.json in {args.run} is not readable ({type(e).__name__})")
-
-
-def read_metrics(traj: geo.Trajectory) -> list[dict]:
-    """Rows of metrics.jsonl in step order, one per step (the last one written)."""
-    try:
-        rows = {int(r["step"]): r for r in traj.metrics()}
-        return [rows[s] for s in sorted(rows)]
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"metrics.jsonl in {traj.run_dir} is not readable ({type(e).__name__})")
-
-
-def provenance(traj: geo.Trajectory, script: str, argv: list[str], t0: float) -> dict:
-    from train import environment
-    env = environment(traj.device)
-    out = dict(git_commit=env["git_commit"], git_dirty=env["git_dirty"], command=shlex.join(["python", os.path.basename(script)] + argv),
-               device=str(traj.device), device_name=env["device_name"], torch=env["torch"], cuda=env["cuda"],
-               run_config=traj.config, wall_s=round(time.perf_counter() - t0, 2),
-               peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    if traj.device.type == "cuda":
-        out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(traj.device) / 2**20, 1)
-    return out
-
-
-def lambda_step(traj: geo.Trajectory) -> int | None:
-    s = traj.config.get("lambda_step")
-    return s if s is not None and traj.row_steps[0] <= s <= traj.row_steps[-1] else None
-
-
-def write_json(path: str, obj: dict):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
-    os.replace(path + ".tmp", path)
 
 
 # ----------------------------------------------------------------------------- switching
@@ -250,7 +201,7 @@ def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[
     P = geo.pca(G)
     cb = P.coef(1)[:, 0]
     out = dict(D=D, raw=P.summary(), normalized=geo.pca(G, geo.rows(G, "normalized")).summary(),
-               centered=geo.pca(G, geo.rows(G, "centered")).summary())
+               centered=geo.pca(G, geo.rows(G, "centered")).summary() if len(steps) > 1 else None)
     out["null_shuffle"] = geo.shuffle_null(G, n_draws, seed=0)
     out["null_random_directions"] = geo.direction_null(G, D, n_draws, seed=0)
     if len(steps) >= W:
@@ -269,11 +220,9 @@ def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv):
-    p = geo.analysis_parser(__doc__)
+    p = analysis_parser(__doc__, "trajectory_pca_uncentered")
     p.add_argument("--window", type=int, default=10, help="window width W in snapshots for the stability analysis (default 10)")
     p.add_argument("--null-draws", type=int, default=1000, help="draws per null model (default 1000)")
-    p.add_argument("--out", default=None, help="output JSON (default <run>/analysis/trajectory_pca_uncentered.json); "
-                                               "figures and direction files go to the same folder")
     args = p.parse_args(argv)
     if args.window < 2 or args.null_draws < 2:
         p.error("--window and --null-draws must be >= 2")
@@ -282,18 +231,15 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    try:
-        run(args, argv)
-    except UsageError as e:
-        fail(str(e))
+    cli(run, parse_args(argv), argv)
 
 
 def run(args, argv):
     t0 = time.perf_counter()
     # --- load: one streamed pass over the snapshots
-    traj = open_run(args)
-    metrics = read_metrics(traj)
+    out_json = out_path(args, "trajectory_pca_uncentered")
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+    metrics = read_metrics(args.run)
     steps, T = traj.row_steps, len(traj.row_steps)
     grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
 
@@ -312,8 +258,7 @@ def run(args, argv):
     dirs, names = rebuild_directions(traj, pcas, sw_coefs, n_save)
 
     # --- save
-    out_path = args.out or os.path.join(args.run, "analysis", "trajectory_pca_uncentered.json")
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
                 names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (first switch pair: unit theta_peak - theta_trough)",
@@ -328,16 +273,15 @@ def run(args, argv):
                             dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
         saved.append("switch_directions.safetensors")
     sw["saved_pairs"] = n_save
-    figs = [plot_pc1(groups, T, out_dir), plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj), out_dir),
-            plot_spectrum(groups, out_dir)]
-    result = dict(definitions=dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0),
-                  anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood), groups=dict(traj.groups),
-                  theory=geo.random_walk_theory(T), summary=summary_table(groups, sw), results=groups, switching=sw,
-                  files=saved + [os.path.basename(f) for f in figs])
-    result["provenance"] = provenance(traj, __file__, argv, t0)
-    write_json(out_path, result)
+    figs = [plot_pc1(groups, T, out_dir), plot_spectrum(groups, out_dir),
+            plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj.config, steps), out_dir)]
+    result = write_result(out_json, "trajectory_pca_uncentered", traj.config,
+                          dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0), groups, t0,
+                          argv, traj.device, __file__, anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood),
+                          groups=dict(traj.groups), theory=geo.random_walk_theory(T), summary=summary_table(groups, sw),
+                          switching=sw, files=saved + [os.path.basename(f) for f in figs], run_state=state)
     pv = result["provenance"]
-    print(f"{out_path}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
+    print(f"{out_json}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
           f"wall {pv['wall_s']} s, peak host memory {pv['peak_host_memory_mib']} MiB")
 
 
@@ -346,7 +290,7 @@ def summary_table(groups: dict, sw: dict) -> dict:
     out = {}
     for g, r in groups.items():
         row = dict(pc1=r["raw"]["pc1"], k95=r["raw"]["k95"], k99=r["raw"]["k99"], pc1_normalized=r["normalized"]["pc1"],
-                   pc1_centered=r["centered"]["pc1"], null_shuffle_mean=r["null_shuffle"]["mean"],
+                   pc1_centered=r["centered"] and r["centered"]["pc1"], null_shuffle_mean=r["null_shuffle"]["mean"],
                    null_shuffle_percentile=r["null_shuffle"]["percentile"], null_directions_mean=r["null_random_directions"]["mean"],
                    null_directions_percentile=r["null_random_directions"]["percentile"],
                    window_cos_global_mean=r["stability"].get("cos_global_mean"), window_cos_prev_mean=r["stability"].get("cos_prev_mean"),
@@ -361,16 +305,9 @@ def summary_table(groups: dict, sw: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
     """Observed PC1 per group (bars) with the null models' mean +- 2 sd and the random-walk theory."""
-    plt = _plt()
+    plt = pyplot()
     names = list(groups)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(3.5 + 0.6 * len(names), 3.6))
@@ -386,16 +323,12 @@ def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(0, 1.05), ax.set_ylabel("uncentered PC1 (rho_1)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_pc1.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_pc1.png"))
 
 
 def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) -> str:
     """Paper Figure 1: left a(t) and ||r(t)||, right p_ood (grey) with ||r(t)||, block 0."""
-    plt = _plt()
+    plt = pyplot()
     dec = res["decomposition"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(steps, dec["a"], color="tab:red", label="a(t)")
@@ -415,16 +348,12 @@ def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) ->
     h2, l2 = ax2.get_legend_handles_labels()
     h3, l3 = ax3.get_legend_handles_labels()
     ax2.legend(h2 + h3, l2 + l3, fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_decomposition_block0.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_decomposition_block0.png"))
 
 
 def plot_spectrum(groups: dict, out_dir: str) -> str:
     """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     cmap = plt.get_cmap("viridis")
     blocks = [g for g in groups if g != "trunk"]
@@ -437,11 +366,7 @@ def plot_spectrum(groups: dict, out_dir: str) -> str:
     ax.semilogy(k, 8 / ((2 * k - 1) ** 2 * math.pi**2), "--", color="grey", label="random walk")
     ax.set_xlabel("k"), ax.set_ylabel("rho_k (uncentered)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "trajectory_pca_spectrum.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_spectrum.png"))
 
 
 if __name__ == "__main__":

@@ -11,34 +11,31 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import backbone_fisher_analysis as bfa
+import backbone_gradient_analysis as bga
+import geometry as geo
+import runs
+import train
+from dataset import get_batch
+from model import losses, trunk_keys
 
-import backbone_fisher_analysis as bfa  # noqa: E402
-import backbone_gradient_analysis as bga  # noqa: E402
-import geometry as geo  # noqa: E402
-import train  # noqa: E402
-from config import make_config  # noqa: E402
-from dataset import get_batch  # noqa: E402
-from model import trunk_keys  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, micro_cfg):
     """A real 40-step run: snapshots 0, 1 (for the first AdamW update), 10, 20, 30, 40; lambda changes at step 20."""
-    tmp = tmp_path_factory.mktemp("analysis_grad")
-    cfg = make_config(preset="tiny", steps=40, eval_every=10, snapshot_every=10, snapshot_extra="0:1:1", lambda_step=20,
-                      n_train_stories=300, n_val_stories=60, n_layer=2, d_model=32, n_head=2, d_ff=64, batch_size=8,
-                      grad_accum=2, n_eval_probe=16, n_eval_lm=8, progress=False,
-                      out_dir=str(tmp / "runs"), cache_dir=str(tmp / "cache"))
+    cfg = micro_cfg(tmp_path_factory.mktemp("analysis_grad"), steps=40, eval_every=10, snapshot_every=10,
+                    snapshot_extra="0:1:1", lambda_step=20, n_train_stories=300, n_val_stories=60, n_layer=2,
+                    batch_size=8, grad_accum=2)
     assert train.train(cfg)["status"] == "complete"
     return cfg
 
 
 def snap(cfg, step):
-    return load_file(os.path.join(cfg.run_dir, "snapshots", f"step_{step:06d}.safetensors"))
+    return load_file(runs.snapshot_path(cfg.run_dir, step))
 
 
 def dense_pcs(cfg, keys, k=2, anchor=0):
@@ -52,12 +49,12 @@ def dense_pcs(cfg, keys, k=2, anchor=0):
 
 
 def direct_gradients(model, batches, lam, which=0):
-    """One row per batch: gradient of train.losses(...)[which], trunk tensors in model.trunk_keys order."""
+    """One row per batch: gradient of losses(...)[which], trunk tensors in model.trunk_keys order."""
     params = dict(model.named_parameters())
     keys = trunk_keys(model.n_layer)
     rows = []
     for x, y, pos in batches:
-        loss = train.losses(model, x, y, pos, lam)[which]
+        loss = losses(model, x, y, pos, lam)[which]
         rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [params[k] for k in keys])]).double())
     return torch.stack(rows)
 
@@ -73,28 +70,28 @@ def one_line_exit2(fn, argv, capsys, text=None):
 
 def test_gradients_are_those_of_the_runs_own_batches(run):
     cfg = run
-    traj, cfg2, corpus = bga.load_run(cfg.run_dir, device="cpu")
+    traj, cfg2, corpus = runs.load_run(cfg.run_dir, device="cpu")[:3]
     assert cfg2 == cfg
     # the replayed stream is the run's micro-batches in order, whatever the mini-batch size
-    batches, used = bga.replay_batches(corpus, cfg, 0, 2, cfg.batch_size)
+    batches, used = runs.replay_batches(corpus, cfg, 0, 2, cfg.batch_size)
     assert used == [(0, 0), (0, 1)]
     for b, m in zip(batches, range(2)):
         assert all(torch.equal(u, v) for u, v in zip(b, get_batch(corpus, cfg, 0, m)))
-    small, used = bga.replay_batches(corpus, cfg, 5, 5, 4)
-    assert used == [(5, 0), (5, 1), (6, 0)] and bga.batch_record(cfg, used)["trained_on"]
-    assert not bga.batch_record(cfg, bga.replay_batches(corpus, cfg, 40, 2, 8)[1])["trained_on"]  # beyond the run
+    small, used = runs.replay_batches(corpus, cfg, 5, 5, 4)
+    assert used == [(5, 0), (5, 1), (6, 0)] and runs.batch_record(cfg, used)["trained_on"]
+    assert not runs.batch_record(cfg, runs.replay_batches(corpus, cfg, 40, 2, 8)[1])["trained_on"]  # beyond the run
     stream = [torch.cat([get_batch(corpus, cfg, s, m)[i] for s, m in used])[:20] for i in range(3)]
     assert all(torch.equal(torch.cat([b[i] for b in small]), stream[i]) for i in range(3))
 
     # the script's mean combined gradient at step 0 on those batches = the gradient step 0 took
-    model = bga.load_model(traj, cfg, corpus, 0)
+    model = runs.load_model(traj, cfg, corpus, 0)
     keys, lam = traj.groups["trunk"], cfg.lambda_at(0)
-    G_lm = geo.batch_gradients(model, batches, bga.loss_fn(1, lam, CPU, True), keys)
-    G_pr = geo.batch_gradients(model, batches, bga.loss_fn(2, lam, CPU, True), keys)
+    G_lm = geo.batch_gradients(model, batches, runs.loss_fn(1, lam, CPU, True), keys)
+    G_pr = geo.batch_gradients(model, batches, runs.loss_fn(2, lam, CPU, True), keys)
     g_script = (G_lm + lam * G_pr).double().mean(0)
     model.zero_grad()
     for m in range(cfg.grad_accum):  # exactly as train.py accumulates
-        (train.losses(model, *get_batch(corpus, cfg, 0, m), lam)[0] / cfg.grad_accum).backward()
+        (losses(model, *get_batch(corpus, cfg, 0, m), lam)[0] / cfg.grad_accum).backward()
     params = dict(model.named_parameters())
     g_direct = torch.cat([params[k].grad.reshape(-1) for k in keys]).double()
     assert (g_script - g_direct).norm() < 1e-5 * g_direct.norm()  # float32 rounding only
@@ -134,8 +131,8 @@ def test_gradient_analysis_json(run):
     assert out["provenance"]["git_commit"] and out["provenance"]["device"] == "cpu"
 
     # known answer at step 10: b_l and |cos| from direct gradients on the run's batches and a dense SVD backbone
-    traj, _, corpus = bga.load_run(cfg.run_dir, device="cpu")
-    model = bga.load_model(traj, cfg, corpus, 10)
+    traj, _, corpus = runs.load_run(cfg.run_dir, device="cpu")[:3]
+    model = runs.load_model(traj, cfg, corpus, 10)
     batches = [get_batch(corpus, cfg, s, m) for s in (10, 11) for m in (0, 1)]
     G = direct_gradients(model, batches, cfg.lambda_at(10))
     i = out["steps"].index(10)
@@ -164,8 +161,8 @@ def test_fisher_analysis_json(run, tmp_path):
     assert out["steps"] == [10, 30] and out["groups"] == ["trunk", "block0", "block1"]
     assert out["switching"]["peak_step"] == 20 and out["switching"]["trough_step"] == 30
     assert os.path.getsize(os.path.join(rd, "analysis", "backbone_fisher_analysis.png")) > 1000
-    traj, _, corpus = bga.load_run(rd, device="cpu")
-    model = bga.load_model(traj, cfg, corpus, 30)
+    traj, _, corpus = runs.load_run(rd, device="cpu")[:3]
+    model = runs.load_model(traj, cfg, corpus, 30)
     batches = [get_batch(corpus, cfg, s, m) for s in (30, 31) for m in (0, 1)]
     G = direct_gradients(model, batches, cfg.lambda_at(30))  # combined loss with the late lambda
     row = out["table"][1]
@@ -191,11 +188,11 @@ def test_fisher_analysis_json(run, tmp_path):
 
 def test_fisher_summary_with_directions_made_once(run):
     cfg = run
-    traj, _, corpus = bga.load_run(cfg.run_dir, device="cpu")
-    model = bga.load_model(traj, cfg, corpus, 20)
+    traj, _, corpus = runs.load_run(cfg.run_dir, device="cpu")[:3]
+    model = runs.load_model(traj, cfg, corpus, 20)
     keys = traj.groups["trunk"]
-    G = geo.batch_gradients(model, bga.replay_batches(corpus, cfg, 20, 3, 8)[0], bga.loss_fn(0, 1.5, CPU, True), keys)
-    pcas, dirs = bga.backbone(traj, ["trunk"], k=2, progress=False)
+    G = geo.batch_gradients(model, runs.replay_batches(corpus, cfg, 20, 3, 8)[0], runs.loss_fn(0, 1.5, CPU, True), keys)
+    pcas, dirs = geo.backbone(traj, ["trunk"], k=2, progress=False)
     named = {"v_b": dirs["trunk"][0], "v_PC2": dirs["trunk"][1]}
     a = geo.fisher_summary(G, keys, named, rand=geo.random_directions(named["v_b"], 4, [named["v_b"]], 7))
     b = geo.fisher_summary(G, keys, named, K=4, seed=7)

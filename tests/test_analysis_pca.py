@@ -20,16 +20,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+
+import backbone_update_analysis as bua
+import geometry as geo
+import trajectory_pca_uncentered as tpu
+from config import make_config
+from model import GPT, flatten, trunk_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import backbone_update_analysis as bua  # noqa: E402
-import geometry as geo  # noqa: E402
-import trajectory_pca_uncentered as tpu  # noqa: E402
-from config import make_config  # noqa: E402
-from model import GPT, flatten, trunk_keys  # noqa: E402
 
 STEPS = list(range(0, 401, 20))                  # snapshots and evals of the tiny preset
 T = len(STEPS) - 1                               # drift rows (anchor 0)
@@ -74,7 +72,7 @@ def cos_backbone(i, j, blocks) -> float:
     return float(c[0] / c.norm())
 
 
-def write_run(run):
+def write_run(run, snapshots):
     """Snapshots with the planted drift; returns {block: (v, Gk)} (unit backbone, K x D transverse directions)."""
     cfg = make_config(preset="tiny", progress=False, out_dir=os.path.dirname(run), name=os.path.basename(run))
     torch.manual_seed(0)
@@ -85,7 +83,6 @@ def write_run(run):
         D = sum(sd0[k].numel() for k in trunk_keys(cfg.n_layer, l))
         Q, _ = torch.linalg.qr(torch.randn(D, K + 1, generator=gen, dtype=torch.float64))
         planted[l] = (Q[:, 0], Q[:, 1:].T)
-    os.makedirs(os.path.join(run, "snapshots"))
     for i, s in enumerate(STEPS):
         sd = {key: t + 0.5 * i * torch.randn(t.shape, generator=gen, dtype=torch.float64)  # non-trunk tensors move a
               for key, t in sd0.items() if key not in trunk_keys(cfg.n_layer)}                # lot: they must not count
@@ -96,8 +93,8 @@ def write_run(run):
                 n = sd0[key].numel()
                 sd[key] = sd0[key] + x[j:j + n].reshape(sd0[key].shape)
                 j += n
-        save_file({key: t.float().contiguous() for key, t in sd.items()}, os.path.join(run, "snapshots", f"step_{s:06d}.safetensors"))
-    json.dump({"config": cfg.to_dict(), "env": {}}, open(os.path.join(run, "config.json"), "w"))
+        snapshots.write(run, s, sd)
+    snapshots.finish(run, cfg)
     with open(os.path.join(run, "metrics.jsonl"), "w") as f:
         for s, p in zip(STEPS, P_OOD):
             f.write(json.dumps(dict(step=s, val_loss=5.0 - s / 200, p_in=0.9, p_ood=p)) + "\n")
@@ -105,10 +102,10 @@ def write_run(run):
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
+def done(tmp_path_factory, snapshots):
     """The planted run after both scripts ran on it as subprocesses."""
     run = str(tmp_path_factory.mktemp("runs") / "planted")
-    planted = write_run(run)
+    planted = write_run(run, snapshots)
     for cmd in (["trajectory_pca_uncentered.py", "--run", run, "--null-draws", "200"],
                 ["backbone_update_analysis.py", "--run", run]):
         r = subprocess.run([sys.executable, os.path.join(ROOT, cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=120)
@@ -161,7 +158,7 @@ def test_backbone_recovered(done):
         assert os.path.exists(os.path.join(run, "analysis", f))
 
 
-def test_switching_at_planted_steps(done):
+def test_switching_at_planted_steps(done, snapshots):
     run, _, res, _ = done
     sw = res["switching"]
     assert sw["peaks"] == [100, 260] and sw["troughs"] == [160, 340]
@@ -173,12 +170,11 @@ def test_switching_at_planted_steps(done):
             assert q["E_2_6"] == pytest.approx(float(ci[1:6].norm() ** 2 / ci[1:].norm() ** 2), abs=1e-5)  # PCs 2-6
         assert sw["groups"][g]["pairwise_cos"][0][1] == pytest.approx(abs(float(c[0] @ c[1] / (c[0].norm() * c[1].norm()))), abs=1e-5)
     d = geo.load_directions(os.path.join(run, "analysis", "switch_directions.safetensors"))
-    snap = lambda s: load_file(os.path.join(run, "snapshots", f"step_{s:06d}.safetensors"))
-    diff = {k: snap(260)[k].double() - snap(340)[k].double() for k in trunk_keys(2)}
+    diff = {k: snapshots.read(run, 260)[k].double() - snapshots.read(run, 340)[k].double() for k in trunk_keys(2)}
     assert geo.cos(d["v_sw1.trunk"], diff) > 0.9999
 
 
-def test_update_alignment_flip(done, tmp_path):
+def test_update_alignment_flip(done, tmp_path, snapshots):
     run, _, _, res = done
     assert res["u_steps"] == STEPS[1:] and res["u_prev_steps"] == STEPS[:-1]
     assert res["phases"]["early"] == "t < 80" and res["phases"]["late"] == "t > 240"
@@ -191,8 +187,7 @@ def test_update_alignment_flip(done, tmp_path):
         assert r["phase_means"]["early"]["C"] == pytest.approx(np.mean(early), abs=1e-6)
     # the same v_b as the PCA script: C(t) from the saved direction and the snapshots themselves
     vb = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))["v_b.block0"]
-    snap = lambda s: load_file(os.path.join(run, "snapshots", f"step_{s:06d}.safetensors"))
-    u = {k: snap(300)[k].double() - snap(280)[k].double() for k in vb}
+    u = {k: snapshots.read(run, 300)[k].double() - snapshots.read(run, 280)[k].double() for k in vb}
     assert geo.cos(u, vb) == pytest.approx(res["groups"]["block0"]["C"][STEPS.index(300) - 1], abs=1e-5)
     # --lag 40: u(t) = theta(t) - theta(t - 40), from step 40 on
     out = str(tmp_path / "lag.json")
@@ -204,7 +199,7 @@ def test_update_alignment_flip(done, tmp_path):
 
 def test_no_switches_is_reported_not_fatal(tmp_path, done):
     run = str(tmp_path / "flat")
-    for f in ("snapshots", "config.json"):
+    for f in ("snapshots", "config.json", "status.json"):
         (shutil.copytree if f == "snapshots" else shutil.copy)(os.path.join(done[0], f), os.path.join(run, f))
     with open(os.path.join(run, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(dict(step=s, p_ood=0.0)) + "\n" for s in STEPS)
@@ -218,13 +213,13 @@ def test_no_switches_is_reported_not_fatal(tmp_path, done):
 
 
 @pytest.mark.parametrize("script", [tpu, bua])
-def test_bad_input_is_one_line(tmp_path, capsys, script, done):
+def test_bad_input_is_one_line(tmp_path, capsys, script, done, snapshots):
     run = done[0]
     bad = str(tmp_path / "nan_run")
-    shutil.copytree(os.path.join(run, "snapshots"), os.path.join(bad, "snapshots"))
-    sd = load_file(os.path.join(bad, "snapshots", "step_000200.safetensors"))
+    shutil.copytree(run, bad, ignore=shutil.ignore_patterns("analysis"))
+    sd = snapshots.read(bad, 200)
     sd["blocks.1.mlp.fc.weight"][0, 0] = float("nan")
-    save_file(sd, os.path.join(bad, "snapshots", "step_000200.safetensors"))
+    snapshots.write(bad, 200, sd)
     os.makedirs(tmp_path / "empty")
     cases = [(["--run", str(tmp_path / "missing")], "run folder not found"),
              (["--run", str(tmp_path / "empty")], "no snapshots folder"),

@@ -2,41 +2,26 @@
 peak/first-crossing extraction, bad input (CPU, well under a minute)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
+
+import beta2_analysis
+import reheat
+import train
+from config import make_config
+from model import GPT, flatten, trunk_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import beta2_analysis  # noqa: E402
-import reheat  # noqa: E402
-import train  # noqa: E402
-from config import make_config  # noqa: E402
-from model import GPT, flatten, trunk_keys  # noqa: E402
-
-MICRO = dict(preset="tiny", n_layer=1, d_model=32, n_head=2, d_ff=64, batch_size=4, grad_accum=1, n_train_stories=200,
-             n_val_stories=50, n_eval_probe=16, n_eval_lm=8, progress=False)
-
-
-def args(d: dict) -> list[str]:
-    return [a for k, v in d.items() for a in (f"--{k}", str(v))]
-
-
-def micro(tmp, **kw) -> dict:
-    return {**MICRO, "out_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache"), **kw}
 
 
 # ----------------------------------------------------------------------------- beta2
-def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, micro, argv):
     # beta2 = 0: Adam divides by the current |g|, so rows of tokens absent from a batch (g = 0, m != 0)
     # take steps of lr * m / eps and the loss explodes within a few steps; beta2 = 0.95 trains normally.
     sweep = micro(tmp_path, steps=20, eval_every=4, snapshot_every=4)
     out = tmp_path / "exp"
-    beta2_analysis.main(args(sweep) + ["--betas", "0.0,0.95", "--window", "4:12", "--null_draws", "20", "--out", str(out)])
+    beta2_analysis.main(argv(sweep) + ["--betas", "0.0,0.95", "--window", "4:12", "--null_draws", "20", "--out", str(out)])
     rec = json.load(open(out / "beta2_seed42.json"))
     runs = {r["beta2"]: r for r in rec["runs"]}
     assert [r["beta2"] for r in rec["table"]] == [0.95, 0.0]
@@ -57,18 +42,13 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     # a subset reuses the finished runs (nothing retrained) and the table keeps the other finished run
     mtime = os.path.getmtime(os.path.join(good["run"], "status.json"))
     capsys.readouterr()
-    beta2_analysis.main(args(sweep) + ["--betas", "0.95", "--window", "4:12", "--null_draws", "20", "--out", str(out)])
+    beta2_analysis.main(argv(sweep) + ["--betas", "0.95", "--window", "4:12", "--null_draws", "20", "--out", str(out)])
     assert "already complete" in capsys.readouterr().out
     assert os.path.getmtime(os.path.join(good["run"], "status.json")) == mtime
     assert [r["beta2"] for r in json.load(open(out / "beta2_seed42.json"))["table"]] == [0.95, 0.0]
 
 
-def write_snapshot(run, step, sd):
-    os.makedirs(os.path.join(run, "snapshots"), exist_ok=True)
-    save_file({k: v.detach().float().contiguous() for k, v in sd.items()}, os.path.join(run, "snapshots", f"step_{step:06d}.safetensors"))
-
-
-def walk(run, steps, sd, seed, scale=0.01):
+def walk(write_snapshot, run, steps, sd, seed, scale=0.01):
     """Snapshots of a drift along one random direction plus noise, from `sd`; returns the last state."""
     g = torch.Generator().manual_seed(seed)
     drift = {k: torch.randn(v.shape, generator=g) for k, v in sd.items()}
@@ -79,11 +59,11 @@ def walk(run, steps, sd, seed, scale=0.01):
     return sd
 
 
-def test_geometry_uses_the_finite_snapshots(tmp_path):
+def test_geometry_uses_the_finite_snapshots(tmp_path, snapshots, tiny_model):
     run = str(tmp_path / "run")
-    sd = walk(run, range(0, 100, 10), GPT(40, n_layer=2, d_model=8, n_head=2, d_ff=16, ctx=8).state_dict(), 0)
+    sd = walk(snapshots.write, run, range(0, 100, 10), tiny_model(), 0)
     sd = {k: torch.full_like(v, float("nan")) for k, v in sd.items()}
-    write_snapshot(run, 100, sd)
+    snapshots.write(run, 100, sd)
     g = beta2_analysis.run_geometry(run, 20, (20, 60), "cpu", 10)
     assert g["last_step"] == 90
     assert g["primary"]["row_steps"] == [20, 40, 60, 80, 90]  # the 20-step grid plus the last usable snapshot
@@ -91,16 +71,12 @@ def test_geometry_uses_the_finite_snapshots(tmp_path):
 
 
 # ----------------------------------------------------------------------------- reheat
-def _flat(run, step, keys):
-    from safetensors.torch import load_file
-    return flatten(load_file(os.path.join(run, "snapshots", f"step_{step:06d}.safetensors")), keys).double()
-
-
-def test_projection_on_the_original_backbone_matches_dense(tmp_path):
+def test_projection_on_the_original_backbone_matches_dense(tmp_path, snapshots, tiny_model):
     src, hot = str(tmp_path / "src"), str(tmp_path / "hot")
-    sd = walk(src, range(0, 220, 20), GPT(40, n_layer=2, d_model=8, n_head=2, d_ff=16, ctx=8).state_dict(), 1)
-    walk(hot, range(0, 60, 5), sd, 2, scale=0.03)  # reheat: starts at the source's last weights
-    write_snapshot(hot, 60, {k: torch.full_like(v, float("inf")) for k, v in sd.items()})  # not usable: skipped
+    _flat = lambda run, step, keys: flatten(snapshots.read(run, step), keys).double()  # noqa: E731
+    sd = walk(snapshots.write, src, range(0, 220, 20), tiny_model(), 1)
+    walk(snapshots.write, hot, range(0, 60, 5), sd, 2, scale=0.03)  # reheat: starts at the source's last weights
+    snapshots.write(hot, 60, {k: torch.full_like(v, float("inf")) for k, v in sd.items()})  # not usable: skipped
     out = reheat.backbone_projection(src, {"hot": hot}, "cpu")
     got = out["runs"]["hot"]
     assert got["steps"] == list(range(0, 60, 5))
@@ -130,7 +106,7 @@ def test_peak_and_first_crossing():
     assert reheat.lr_tag(6e-4) == "6e-4" and reheat.lr_tag(1e-3) == "1e-3" and reheat.lr_tag(2.5e-4) == "2.5e-4"
 
 
-def test_reheat_end_to_end(tmp_path):
+def test_reheat_end_to_end(tmp_path, micro):
     cfg = make_config(**micro(tmp_path, steps=12, eval_every=4, snapshot_every=4))
     assert train.train(cfg)["status"] == "complete"
     out = tmp_path / "exp"
@@ -160,34 +136,23 @@ def test_reheat_end_to_end(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad input
-def _one_line_exit2(fn, capsys):
-    with pytest.raises(SystemExit) as e:
-        fn()
-    err = capsys.readouterr().err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert e.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
-def test_bad_input(tmp_path, capsys):
-    base = args(micro(tmp_path, steps=12))
+def test_bad_input(tmp_path, usage_error, micro, argv, snapshots, cli_error):
+    base = argv(micro(tmp_path, steps=12))
     for bad in (["--betas", "0.9,abc"], ["--betas", "1.0"], ["--betas", "0.9,0.90"], ["--betas", ""],
                 ["--window", "12:4"], ["--beta2", "0.5"], ["--null_draws", "0"]):
-        _one_line_exit2(lambda: beta2_analysis.main(base + bad), capsys)
-    msg = _one_line_exit2(lambda: reheat.main(base), capsys)  # the default source run does not exist
-    assert "train it first: python train.py --preset tiny" in msg
-    _one_line_exit2(lambda: reheat.main(base + ["--run", str(tmp_path / "nothing")]), capsys)
+        usage_error(beta2_analysis.main, base + bad)
+    # the default source run does not exist
+    usage_error(reheat.main, base, match="train it first: python train.py --preset tiny")
+    usage_error(reheat.main, base + ["--run", str(tmp_path / "nothing")])
     src = tmp_path / "runs" / "src"  # a run folder whose training has not reached its last step
-    write_snapshot(str(src), 0, GPT(40, n_layer=1, d_model=32, n_head=2, d_ff=64, ctx=128).state_dict())
+    snapshots.write(str(src), 0, GPT(40, n_layer=1, d_model=32, n_head=2, d_ff=64, ctx=128).state_dict())
     json.dump({"config": make_config(**micro(tmp_path, steps=12)).to_dict()}, open(src / "config.json", "w"))
-    assert "no snapshot at step 12" in _one_line_exit2(lambda: reheat.main(base + ["--run", str(src)]), capsys)
-    assert "no snapshot at step 7" in _one_line_exit2(lambda: reheat.main(base + ["--run", str(src), "--step", "7"]), capsys)
+    usage_error(reheat.main, base + ["--run", str(src)], match="no snapshot at step 12")
+    usage_error(reheat.main, base + ["--run", str(src), "--step", "7"], match="no snapshot at step 7")
     for bad in (["--lrs", "0"], ["--lrs", "1e-3,x"], ["--lrs", "-1e-3"], ["--lr", "1e-3"]):
-        _one_line_exit2(lambda: reheat.main(base + ["--run", str(src), "--step", "0"] + bad), capsys)
+        usage_error(reheat.main, base + ["--run", str(src), "--step", "0"] + bad)
     assert sorted(os.listdir(tmp_path / "runs")) == ["src"]  # nothing trained, nothing written
     for script in ("beta2_analysis.py", "reheat.py"):  # the same through the command line
-        r = subprocess.run([sys.executable, os.path.join(ROOT, script), "--preset", "tiny", "--out_dir", str(tmp_path / "cli"),
-                            "--betas" if script.startswith("beta2") else "--lrs", "0.5,bad"], capture_output=True, text=True, timeout=120)
-        lines = [l for l in r.stderr.splitlines() if l.strip()]
-        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+        cli_error(script, ["--preset", "tiny", "--out_dir", tmp_path / "cli",
+                           "--betas" if script.startswith("beta2") else "--lrs", "0.5,bad"])
     assert not os.path.exists(tmp_path / "cli")

@@ -8,37 +8,29 @@ import sys
 import pytest
 import torch
 
+import experiments as ex
+import runs
+import sgd_control as sc
+import sgd_matched_valloss as mv
+import sgd_nesterov_run as nr
+import train
+from common import write_csv
+from config import UsageError
+from model import GPT, trunk_keys
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import config  # noqa: E402
-from config import UsageError  # noqa: E402
-from model import GPT, trunk_keys  # noqa: E402
-import sgd_control as sc  # noqa: E402
-import sgd_matched_valloss as mv  # noqa: E402
-import sgd_nesterov_run as nr  # noqa: E402
-import train  # noqa: E402
-
-MICRO = dict(preset="tiny", n_train_stories=200, n_val_stories=50, n_layer=1, d_model=32, n_head=2, d_ff=64, ctx=64,
-             ood_gap_min=30, ood_gap_max=40, batch_size=4, grad_accum=1, n_eval_probe=8, n_eval_lm=4, progress=False)
 SCALE = 0.005  # paper steps -> micro steps: 4,000 -> 20, window [600, 2000] -> [3, 10], eval every 1
 
 
 @pytest.fixture
-def micro(tmp_path_factory, monkeypatch):
+def small(tmp_path_factory, monkeypatch, micro):
     """Overrides for a micro run in a fresh out_dir (shared corpus cache), with the experiment shrunk to 20 steps."""
-    monkeypatch.setitem(config.STEP_SCALE, "tiny", SCALE)
-    cache = str(tmp_path_factory.getbasetemp() / "sgd_cache")
-    out = tmp_path_factory.mktemp("sgd")
-    return {**MICRO, "out_dir": str(out / "runs"), "cache_dir": cache}
-
-
-def _args(d):
-    return [a for k, v in d.items() for a in (f"--{k}", str(v))]
+    monkeypatch.setitem(ex.STEP_SCALE, "tiny", SCALE)
+    return micro(tmp_path_factory.mktemp("sgd"), ctx=64, ood_gap_min=30, ood_gap_max=40, n_eval_probe=8, n_eval_lm=4)
 
 
 def test_run_configs_match_table8():
-    cfg = {r: sc.run_config(r) for r in sc.RUNS}
+    cfg = {r: ex.control_config(r) for r in ex.TABLE8}
     want = {"A": ("adamw", 1e-3, 0.5, "decoupled"), "B": ("sgd", 1e-3, 0.5, "l2"), "C": ("sgd", 1e-2, 0.05, "l2"),
             "C'": ("sgd", 1e-2, 0.5, "decoupled")}
     for r, (opt, lr, wd, mode) in want.items():
@@ -51,24 +43,24 @@ def test_run_configs_match_table8():
     assert (cfg["B"].momentum, cfg["C"].momentum, cfg["C'"].momentum) == (0.0, 0.9, 0.9)
     assert [cfg[r].nesterov for r in ("B", "C", "C'")] == [False, False, True]
     assert cfg["A"].beta1 == 0.9 and cfg["A"].beta2 == 0.95
-    assert [cfg[r].stop_rule for r in sc.RUNS] == ["", "", "", "2000:5.1:0.02"]
-    assert [cfg[r].name for r in sc.RUNS] == ["sgd_A_seed42", "sgd_B_seed42", "sgd_C_seed42", "sgd_Cp_seed42"]
+    assert [cfg[r].stop_rule for r in ex.TABLE8] == ["", "", "", "2000:5.1:0.02"]
+    assert [cfg[r].name for r in ex.TABLE8] == ["sgd_A_seed42", "sgd_B_seed42", "sgd_C_seed42", "sgd_Cp_seed42"]
     # C' follows run C's learning rate at every step (same 4,000-step schedule; the rule ends it at 2,000)
     assert all(train.lr_at(cfg["C'"], s) == train.lr_at(cfg["C"], s) for s in range(0, 4000, 25))
-    tiny = sc.run_config("C", {"preset": "tiny", "seed": 7})
+    tiny = ex.control_config("C", {"preset": "tiny", "seed": 7})
     assert (tiny.name, tiny.steps, tiny.warmup, tiny.lr, tiny.momentum, tiny.d_model) == ("tiny_sgd_C_seed7", 160, 60, 1e-2, 0.9, 64)
-    assert sc.window("tiny") == (24, 80) and sc.run_config("C'", {"preset": "tiny"}).stop_rule == "80:5.1:0.02"
+    assert ex.window("tiny") == (24, 80) and ex.control_config("C'", {"preset": "tiny"}).stop_rule == "80:5.1:0.02"
     with pytest.raises(UsageError, match="--lr is fixed"):
-        sc.run_config("A", {"lr": 3e-3})
+        ex.control_config("A", {"lr": 3e-3})
     with pytest.raises(UsageError, match="unknown run"):
-        sc.run_config("D")
+        ex.control_config("D")
     with pytest.raises(UsageError):
         sc.parse_runs("A,D")
     assert sc.parse_runs("c, a,A") == ["C", "A"]
 
 
 def test_cprime_is_sgdw_with_nesterov():
-    cfg = sc.run_config("C'", {"preset": "tiny"})
+    cfg = ex.control_config("C'", {"preset": "tiny"})
     assert (cfg.optimizer, cfg.nesterov, cfg.momentum, cfg.wd_mode, cfg.weight_decay) == ("sgd", True, 0.9, "decoupled", 0.5)
     model = GPT(50, 1, 8, 2, 16, 8)
     opt = train.make_optimizer(model, cfg, torch.device("cpu"))
@@ -87,10 +79,10 @@ def _metrics(run_dir):
     return [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
 
 
-def test_stop_rule_fires_or_lets_the_run_continue(micro, monkeypatch):
+def test_stop_rule_fires_or_lets_the_run_continue(small, monkeypatch):
     # a rule every run meets: stopped at the rule step (paper 2,000 -> 10), nothing after it
-    monkeypatch.setattr(sc, "STOP_RULE", (2000, -1.0, 2.0))
-    cfg = sc.run_config("C'", micro)
+    monkeypatch.setattr(ex, "STOP_RULE", (2000, -1.0, 2.0))
+    cfg = ex.control_config("C'", small)
     assert cfg.stop_rule == "10:-1.0:2.0" and cfg.steps == 20
     st = train.train(cfg)
     assert (st["status"], st["step"]) == ("stopped_early", 10)
@@ -102,8 +94,8 @@ def test_stop_rule_fires_or_lets_the_run_continue(micro, monkeypatch):
     assert rec["fired"] and rec["consistent"] and rec["ended_at"] == 10
     assert train.train(cfg)["status"] == "stopped_early"  # a stopped run is left alone
     # a rule no run meets: the run goes on to the end of its schedule
-    monkeypatch.setattr(sc, "STOP_RULE", (2000, 1e9, 2.0))
-    cfg2 = sc.run_config("C'", {**micro, "out_dir": micro["out_dir"] + "2"})
+    monkeypatch.setattr(ex, "STOP_RULE", (2000, 1e9, 2.0))
+    cfg2 = ex.control_config("C'", {**small, "out_dir": small["out_dir"] + "2"})
     st2 = train.train(cfg2)
     assert (st2["status"], st2["step"]) == ("complete", 20)
     m2 = _metrics(cfg2.run_dir)
@@ -149,20 +141,20 @@ def _colinear_run(cfg, f, seed=0):
     v = {k: torch.randn(theta0[k].shape, generator=g) for k in trunk_keys(cfg.n_layer)}
     os.makedirs(os.path.join(cfg.run_dir, "snapshots"))
     for s in cfg.snapshot_steps():
-        save_file({k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()}, train.snapshot_path(cfg.run_dir, s))
+        save_file({k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()}, runs.snapshot_path(cfg.run_dir, s))
     json.dump({"config": cfg.to_dict()}, open(os.path.join(cfg.run_dir, "config.json"), "w"))
     return math.sqrt(sum(float((x ** 2).sum()) for x in v.values()))
 
 
-def test_table_assembly_from_window_summaries(micro, tmp_path):
-    cfg = sc.run_config("C", micro)
-    w0, w1 = sc.window("tiny")
+def test_table_assembly_from_window_summaries(small, tmp_path):
+    cfg = ex.control_config("C", small)
+    w0, w1 = ex.window("tiny")
     assert (w0, w1) == (3, 10)
     vnorm = _colinear_run(cfg, lambda s: 0.1 * s)
-    ws = sc.window_geometry(cfg, w0, w1, groups=["trunk", "block0"], null_draws=200)
+    ws = ex.control_window(cfg, w0, w1, groups=["trunk", "block0"], null_draws=200)
     metrics = [dict(step=0, val_loss=7.7, p_ood=0.0), dict(step=10, val_loss=6.0, p_ood=0.02),
                dict(step=20, val_loss=5.5, p_ood=0.02)]
-    row = sc.table_row("C", cfg.to_dict(), metrics, {"status": "complete", "step": 20}, ws)
+    row = ex.table9_row("C", cfg.to_dict(), metrics, {"status": "complete", "step": 20}, ws)
     assert (row["optimizer"], row["final_val"], row["best_p_ood"], row["best_p_ood_step"]) == ("SGD+momentum", 5.5, 0.02, 10)
     assert row["pc1_pct"] == pytest.approx(100.0) and row["k95"] == row["k99"] == 1
     assert row["drift"] == pytest.approx(0.1 * (w1 - w0) * vnorm, rel=1e-5)
@@ -170,17 +162,17 @@ def test_table_assembly_from_window_summaries(micro, tmp_path):
     assert row["null_theory_pc1_pct"] < 100 and row["block_pc1_pct"] == {"block0": pytest.approx(100.0)}
     assert (row["momentum"], row["weight_decay"], row["wd_mode"]) == (0.9, 0.05, "l2")
     # a run that ended before the window end: its outcome, no geometry
-    row_b = sc.table_row("B", sc.run_config("B", micro).to_dict(), metrics[:1], {"status": "diverged", "step": 4}, None)
+    row_b = ex.table9_row("B", ex.control_config("B", small).to_dict(), metrics[:1], {"status": "diverged", "step": 4}, None)
     assert row_b["pc1_pct"] is None and row_b["status"] == "diverged" and row_b["final_val"] == 7.7
-    text = sc.format_table([row, row_b])
+    text = ex.format_table9([row, row_b])
     assert "100.0" in text and "diverged@4" in text
-    sc.write_csv(tmp_path / "t.csv", [row, row_b], sc.COLUMNS)
+    write_csv(tmp_path / "t.csv", [row, row_b], ex.TABLE9_COLUMNS)
     lines = open(tmp_path / "t.csv").read().splitlines()
-    assert lines[0].split(",") == sc.COLUMNS and len(lines) == 3
+    assert lines[0].split(",") == ex.TABLE9_COLUMNS and len(lines) == 3
     # a missing snapshot inside the window is an error, not a shorter window
-    os.remove(train.snapshot_path(cfg.run_dir, 6))
+    os.remove(runs.snapshot_path(cfg.run_dir, 6))
     with pytest.raises(UsageError, match="no snapshot at step 6"):
-        sc.window_geometry(cfg, w0, w1)
+        ex.control_window(cfg, w0, w1)
 
 
 def _one_error_line(capsys, fn):
@@ -190,22 +182,22 @@ def _one_error_line(capsys, fn):
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error:"), err
 
 
-def test_scripts_end_to_end(micro, capsys, monkeypatch):
-    monkeypatch.setattr(sc, "NULL_DRAWS", 100)
-    args = _args(micro)
-    out = os.path.join(micro["out_dir"], "tiny_sgd_control")
+def test_scripts_end_to_end(small, capsys, monkeypatch, argv):
+    monkeypatch.setattr(ex, "NULL_DRAWS", 100)
+    args = argv(small)
+    out = os.path.join(small["out_dir"], "tiny_sgd_control")
     _one_error_line(capsys, lambda: mv.main(args))  # runs A and C not trained yet
     nr.main(args)
     cp = json.load(open(os.path.join(out, "sgd_nesterov.json")))
     assert cp["rule"]["evaluated"] and cp["rule"]["consistent"] and cp["rule"]["step"] == 10
     assert cp["compare_with_C"] is None and cp["row"]["pc1_pct"] is not None  # run C does not exist yet
-    assert os.path.exists(os.path.join(micro["out_dir"], "tiny_sgd_Cp_seed42", "analysis", "sgd_nesterov.json"))
+    assert os.path.exists(os.path.join(small["out_dir"], "tiny_sgd_Cp_seed42", "analysis", "sgd_nesterov.json"))
     sc.main(args + ["--runs", "A,C"])
     rec = json.load(open(os.path.join(out, "sgd_control.json")))
     assert [r["run"] for r in rec["rows"]] == ["A", "C", "C'"] and rec["window"] == [3, 10]  # C' from its run folder
     assert all(r["pc1_pct"] is not None for r in rec["rows"]) and rec["rows"][0]["status"] == "complete"
     assert set(rec["window_summaries"]["A"]["groups"]) == {"trunk", "block0"}
-    assert os.path.exists(os.path.join(micro["out_dir"], "tiny_sgd_A_seed42", "analysis", "sgd_window.json"))
+    assert os.path.exists(os.path.join(small["out_dir"], "tiny_sgd_A_seed42", "analysis", "sgd_window.json"))
     assert os.path.getsize(os.path.join(out, "sgd_control.png")) > 0
     capsys.readouterr()
     mv.main(args)
@@ -218,7 +210,7 @@ def test_scripts_end_to_end(micro, capsys, monkeypatch):
     # bad input: one line, exit 2, nothing overwritten
     files = [os.path.join(out, f) for f in ("sgd_matched_valloss.json", "sgd_control.json", "sgd_control.csv")]
     before = [open(f, "rb").read() for f in files]
-    os.remove(train.snapshot_path(os.path.join(micro["out_dir"], "tiny_sgd_A_seed42"), 3))
+    os.remove(runs.snapshot_path(os.path.join(small["out_dir"], "tiny_sgd_A_seed42"), 3))
     _one_error_line(capsys, lambda: mv.main(args))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A"]))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A,D"]))

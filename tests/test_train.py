@@ -14,6 +14,7 @@ sys.path.insert(0, ROOT)
 from config import UsageError, make_config  # noqa: E402
 from dataset import get_batch, load_corpus, make_eval_sets  # noqa: E402
 from model import GPT, GPT2_VOCAB, trunk_keys  # noqa: E402
+import runs  # noqa: E402
 import train  # noqa: E402
 
 MICRO = dict(preset="tiny", n_train_stories=300, n_val_stories=60, n_layer=2, d_model=32, n_head=2, d_ff=64,
@@ -170,10 +171,10 @@ def test_malicious_state_pickle_executes_nothing(tmp_path):
     path = tmp_path / "state_latest.pt"
     torch.save({"model": _Evil(str(marker)), "optimizer": {}, "step": 1}, path)
     with pytest.raises(UsageError):
-        train.load_state(str(path))
+        runs.load_state(str(path))
     assert not marker.exists()
     with open(path, "wb") as f:  # a raw pickle stream, not a torch zip file
         pickle.dump(_Evil(str(marker)), f)
     with pytest.raises(UsageError):
-        train.load_state(str(path))
+        runs.load_state(str(path))
     assert not marker.exists()

@@ -1,0 +1,278 @@
+"""Shared plumbing of every script: device choice, provenance, the one results writer, table printing.
+
+pick_device(name, float64=False)   auto = cuda > mps > cpu; an explicit device that is not there is a UsageError
+environment(device)                git commit and dirty flag, torch/CUDA/Python versions, device name
+provenance(t0, argv, ...)          environment + exact command line, wall time, date, peak memory
+write_json(path, obj)              atomic (temp file and rename), non-finite floats written as null
+write_csv(path, rows, columns)     atomic CSV of dict rows
+write_result(path, experiment, config, definitions, results, t0, ...)  the JSON shape of every result
+format_table(head, body)           plain-text table, columns right-aligned
+fmt(x, nd)                         a number for a table cell ("-" for None)
+analysis_parser(doc, name, ...)    the options of every analysis: --run --anchor --device --partial --out
+parse_floats(text, what, lo, hi)   a comma-separated list of numbers in a range
+cli(fn, *args)                     run a script's main body: bad input, a full disk or Ctrl-C is one line
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import errno
+import io
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+from config import Parser, UsageError, fail
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+# ----------------------------------------------------------------------------- device
+def pick_device(name: str = "auto", float64: bool = False) -> torch.device:
+    """The device `name` asks for. auto: CUDA, else MPS, else the CPU. `float64`: the caller's math is
+    float64, which MPS cannot run, so MPS becomes the CPU (named or chosen by auto)."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r} asked for, but there are {torch.cuda.device_count()} CUDA devices")
+    if dev.type == "mps" and not mps:
+        raise UsageError(f"device {name!r} asked for, but MPS is not available")
+    return torch.device("cpu") if (float64 and dev.type == "mps") else dev
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full fp32 elsewhere (CPU runs stay bitwise reproducible)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def exact_fp32():
+    """TF32 off: the analyses' float32 matmuls stay exact fp32 on CUDA."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+# ----------------------------------------------------------------------------- provenance
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=ROOT).stdout.strip()
+    except Exception:
+        return ""
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or device.type
+
+
+def environment(device: torch.device | str = "cpu") -> dict:
+    """The code and environment a run or a result comes from."""
+    device = pick_device(device) if isinstance(device, str) else device
+    return dict(git_commit=_git("rev-parse", "HEAD") or "unknown",
+                git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+                torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
+                device=str(device), device_name=device_name(device))
+
+
+def provenance(t0: float, argv=None, device: torch.device | str = "cpu", script: str | None = None) -> dict:
+    """environment() plus the exact command line (script and argv), wall time since t0
+    (time.perf_counter()), the date and the peak memory."""
+    script = os.path.basename(script or sys.argv[0])
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    out = dict(environment(device), command=shlex.join(["python", script, *argv]),
+               wall_s=round(time.perf_counter() - t0, 2), date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+               peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    if out["device"].startswith("cuda"):
+        out["peak_device_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- writers
+def finite(o):
+    """`o` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    return o
+
+
+def os_reason(e: OSError) -> str:
+    """A short reason for the OS errors a user can act on (full disk, read-only or forbidden folder)."""
+    return {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied"}.get(e.errno, e.strerror or type(e).__name__)
+
+
+def disk_error(e: OSError, path: str) -> UsageError:
+    return UsageError(f"cannot write {path}: {os_reason(e)}")
+
+
+def write_text(path: str, text: str):
+    """Write `text` to `path` atomically: a temp file in the same folder, then a rename."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise disk_error(e, path)
+
+
+def write_json(path: str, obj, indent: int | None = 1):
+    write_text(path, json.dumps(finite(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def write_csv(path: str, rows: list[dict], columns: list[str] | None = None):
+    buf = io.StringIO()
+    columns = columns or (list(rows[0]) if rows else [])
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(finite(rows))
+    write_text(path, buf.getvalue())
+
+
+def write_result(path: str, experiment: str, config: dict, definitions: dict, results, t0: float,
+                 argv=None, device="cpu", script: str | None = None, **extra) -> dict:
+    """The JSON of one result: experiment, config, definitions, results, provenance (SPEC section 5),
+    then `extra` top-level keys (the fields a script wrote before; kept so that readers keep working)."""
+    record = dict(experiment=experiment, config=config, definitions=definitions, results=results, **extra)
+    record["provenance"] = provenance(t0, argv, device, script)
+    write_json(path, record)
+    return record
+
+
+def check_writable(folder: str):
+    """UsageError unless `folder` (or the nearest parent that exists) can be written: checked before computing."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"cannot write into {folder}: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into {folder}: {probe} is read-only")
+
+
+# ----------------------------------------------------------------------------- figures
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> str:
+    """Lay out, write atomically (a kill never leaves an empty PNG) and close a figure; returns path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise disk_error(e, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- tables
+def fmt(v, nd: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def format_table(head: list[str], body: list[list]) -> str:
+    """Rows of cells as right-aligned columns (cells are str()-ed)."""
+    lines = [[str(x) for x in line] for line in [head, *body]]
+    widths = [max(len(x) for x in col) for col in zip(*lines)]
+    return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in lines)
+
+
+# ----------------------------------------------------------------------------- command lines
+def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> Parser:
+    """The options every analysis takes; with `replay_batches`, also those of the analyses that replay
+    the run's training batches (gradient and Fisher), that many mini-batches by default."""
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
+    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--partial", action="store_true",
+                   help="analyse an unfinished run, or one with missing snapshots, on the snapshots it has")
+    p.add_argument("--out", default=None, help=f"output JSON (default <run>/analysis/{name}.json); "
+                                               "figures and other files go to the same folder")
+    if replay_batches:
+        p.add_argument("--batches", type=int, default=replay_batches,
+                       help=f"mini-batches per snapshot (default {replay_batches})")
+        p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+                       help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
+        p.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
+                       help="tokenized-corpus cache (default: the run's config cache_dir)")
+        p.add_argument("--fp32", action="store_true",
+                       help="full fp32 forward/backward on CUDA too (default: the run's bf16 autocast)")
+    return p
+
+
+def out_path(args, name: str) -> str:
+    """The output JSON of an analysis (--out or <run>/analysis/<name>.json), its folder checked writable."""
+    path = args.out or os.path.join(args.run, "analysis", f"{name}.json")
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path} is a folder; give the JSON file to write")
+    check_writable(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def parse_floats(text: str, what: str, lo: float, hi: float, hi_open: bool) -> list[float]:
+    """Comma-separated numbers in [lo, hi) or [lo, hi], distinct; UsageError otherwise."""
+    try:
+        vals = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}")
+    for v in vals:
+        if not (math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)):
+            raise UsageError(f"{what}: {v:g} is outside [{lo:g}, {hi:g}{')' if hi_open else ']'}")
+    if len(set(vals)) != len(vals):
+        raise UsageError(f"{what} has duplicates: {text!r}")
+    return vals
+
+
+def cli(fn, *args, **kw):
+    """fn(*args, **kw), with bad input, an OS error on writing (full disk, read-only folder) and Ctrl-C
+    reported as one line on stderr (exit 2, or 130 for Ctrl-C) instead of a traceback."""
+    try:
+        return fn(*args, **kw)
+    except UsageError as e:
+        fail(str(e))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        fail(f"cannot write {e.filename or 'a file'}: {os_reason(e)}")
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)

@@ -1,0 +1,204 @@
+"""The experiment protocols as data: Table 8 runs, the analysis window, the stop rule, the 4,000-step
+control schedule, the beta2 grid, the reheat plan, and the step scaling of `--preset tiny`.
+
+    python experiments.py                  # print every protocol of the paper preset
+    python experiments.py --preset tiny    # the same in the tiny preset's steps
+
+Protocols are stated in paper steps; `exp_steps` maps them to a preset's time scale. Every
+experiment script builds its run configs with `experiment_config`: the preset and the command
+line's overrides first, then the fields the experiment fixes (one policy, one message: overriding a
+fixed field is an error; the schedule is a default the command line may change).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from common import fmt, format_table
+from config import Config, Parser, UsageError, fail, make_config
+
+# Experiments state their schedules in paper steps; the tiny preset runs them shrunk by this factor
+# (paper 10,000 steps -> tiny 400, like the tiny preset itself).
+STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
+
+# Table 8. `tag` names the run folder; every other field except `label` is a Config field the experiment fixes.
+TABLE8 = {
+    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
+              wd_mode="decoupled"),
+    "B": dict(tag="B", label="SGD", optimizer="sgd", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
+              wd_mode="l2"),
+    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False, weight_decay=0.05,
+              wd_mode="l2"),
+    "C'": dict(tag="Cp", label="SGDW+Nesterov", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True,
+               weight_decay=0.5, wd_mode="decoupled"),
+}
+TRAINED_BY_SGD_CONTROL = ("A", "B", "C")  # C' is trained by sgd_nesterov_run.py
+WINDOW = (600, 2000)                      # analysis window and anchor of the controls and beta2, paper steps
+STOP_RULE = (2000, 5.1, 0.02)             # run C': at step 2,000 stop if val > 5.1 and best p_ood < 0.02
+NULL_DRAWS = 1000                         # draws per null model in the window summaries
+
+BETA2_GRID = (0.99, 0.95, 0.90, 0.80, 0.0)
+
+# Reheating (paper steps): from the source's last weights, fresh AdamW, the doubled probe weight.
+REHEAT_LRS = (1e-3, 6e-4, 3e-4)
+REHEAT = dict(steps=2000, warmup=200, eval_every=100, snapshot_every=100, min_lr_frac=0.1)
+REHEAT_THRESHOLD = 0.60                   # p_ood level whose first crossing is reported
+
+
+def exp_steps(preset: str, n: int) -> int:
+    """Paper step count `n` in the preset's time scale."""
+    return n if STEP_SCALE[preset] == 1.0 or n == 0 else max(1, round(n * STEP_SCALE[preset]))
+
+
+def run_prefix(preset: str) -> str:
+    """Prefix of experiment run names: '' for the paper preset, 'tiny_' for tiny."""
+    return "" if preset == "paper" else f"{preset}_"
+
+
+def window(preset: str) -> tuple[int, int]:
+    return exp_steps(preset, WINDOW[0]), exp_steps(preset, WINDOW[1])
+
+
+def control_schedule(preset: str) -> dict:
+    """The 4,000-step schedule of the SGD controls and the beta2 runs: warmup 1,500, lambda 2 throughout,
+    eval every 200, snapshots every 200 plus every 50 in [600, 2000] and every 100 after."""
+    e = lambda n: exp_steps(preset, n)  # noqa: E731
+    return dict(steps=e(4000), warmup=e(1500), lambda_step=e(4000), eval_every=e(200), snapshot_every=e(200),
+                snapshot_extra=f"{e(600)}:{e(2000)}:{e(50)},{e(2000)}:{e(4000)}:{e(100)}")
+
+
+def stop_rule(preset: str) -> str:
+    step, max_val, min_ood = STOP_RULE
+    return f"{exp_steps(preset, step)}:{max_val}:{min_ood}"
+
+
+def reheat_protocol(preset: str, lam: float, data_offset: int) -> dict:
+    """Config fields of a reheat run: the plan in the preset's steps, `lam` throughout, the data stream
+    continued from `data_offset` (the source's steps: fresh batches, not a replay)."""
+    e = lambda n: exp_steps(preset, n)  # noqa: E731
+    return dict({k: e(v) if k != "min_lr_frac" else v for k, v in REHEAT.items()}, snapshot_extra="",
+                lambda_probe=lam, lambda_probe_late=lam, lambda_step=0, stop_rule="", data_offset=data_offset)
+
+
+def experiment_config(given: dict, fixed: dict, defaults: dict | None = None, why: str = "") -> Config:
+    """Preset, then `defaults` (the protocol's schedule), then the command line `given`, then `fixed`.
+    A `given` field that the experiment fixes is an error (the one override message)."""
+    clash = sorted(set(given) & set(fixed))
+    if clash:
+        k = clash[0]
+        raise UsageError(f"--{k} is fixed by the experiment ({why + ': ' if why else ''}{fixed[k]!r}); leave it out")
+    return make_config(**{**(defaults or {}), **given, **fixed})
+
+
+def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = "") -> tuple[str, str | None]:
+    """(experiment folder, results copy folder or None): --out, else <out_dir>/<prefix><kind>; --results, else
+    results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/)."""
+    from common import ROOT
+    paper = os.path.join(ROOT, "results", kind, sub) if sub else os.path.join(ROOT, "results", kind)
+    return (out or os.path.join(cfg.out_dir, f"{run_prefix(cfg.preset)}{kind}"),
+            results or (paper if cfg.preset == "paper" else None))
+
+
+# ----------------------------------------------------------------------------- the SGD-family controls
+def control_config(run: str, given: dict | None = None) -> Config:
+    """Config of control run `run` (a key of TABLE8): preset, the 4,000-step schedule and snapshots, user
+    overrides, then the fields the experiment fixes (Table 8, the name, C''s stop rule)."""
+    if run not in TABLE8:
+        raise UsageError(f"unknown run {run!r} (choose from {', '.join(TABLE8)})")
+    given = dict(given or {})
+    base = make_config(**given)
+    spec = TABLE8[run]
+    fixed = dict({k: v for k, v in spec.items() if k not in ("tag", "label")},
+                 name=f"{run_prefix(base.preset)}sgd_{spec['tag']}_seed{base.seed}",
+                 stop_rule=stop_rule(base.preset) if run == "C'" else "")
+    return experiment_config(given, fixed, control_schedule(base.preset), why=f"run {run}")
+
+
+def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: int | None = None) -> dict:
+    """geometry.window_summary of the run on [start, end] with anchor `start`, trunk and every block
+    (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
+    from geometry import window_summary
+    from runs import list_snapshots
+    want = [s for s in cfg.snapshot_steps() if start <= s <= end]
+    if start not in want or end not in want:
+        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no snapshot at "
+                         f"step {start if start not in want else end}")
+    have = list_snapshots(cfg.run_dir)
+    missing = [s for s in want if s not in have]
+    if missing:
+        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: no snapshot at step {missing[0]} "
+                         f"({len(missing)} of {len(want)} missing)")
+    groups = groups or ["trunk"] + [f"block{l}" for l in range(cfg.n_layer)]
+    return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
+                          null_draws=null_draws or NULL_DRAWS)
+
+
+def reached(status: dict | None, end: int) -> bool:
+    """Whether a finished run got to step `end`."""
+    return bool(status) and status["status"] != "running" and status["step"] >= end
+
+
+# Columns of the CSV and of the printed Table 9 (JSON rows also hold per-block PC1).
+TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
+                  "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct",
+                  "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct",
+                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct"]
+
+
+def _pct(x):
+    return None if x is None else 100.0 * x
+
+
+def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None) -> dict:
+    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: no geometry)."""
+    if not metrics:
+        raise UsageError(f"run {run} has no evaluations in metrics.jsonl")
+    best = max(metrics, key=lambda r: (r["p_ood"], -r["step"]))  # earliest step of the best p_ood
+    row = dict(run=run, optimizer=TABLE8[run]["label"],
+               **{k: cfg[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "wd_mode")},
+               status=status["status"], last_step=status["step"], final_val=metrics[-1]["val_loss"],
+               best_p_ood=best["p_ood"], best_p_ood_step=best["step"])
+    if cfg["optimizer"] == "adamw":
+        row.update(momentum=None, nesterov=None)  # AdamW: beta1 = cfg["beta1"], not SGD momentum
+    row.update({c: None for c in TABLE9_COLUMNS if c not in row}, block_pc1_pct=None)
+    if ws is not None:
+        t = ws["groups"]["trunk"]
+        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]), pc1_pct=_pct(t["pc1"]),
+                   pc1_normalized_pct=_pct(t["pc1_normalized"]), k95=t["k95"], k99=t["k99"], drift=t["drift"],
+                   update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
+                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
+                   null_direction_pc1_pct=_pct(t["null_direction"]["mean"]),
+                   null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
+                   block_pc1_pct={g: _pct(v["pc1"]) for g, v in ws["groups"].items() if g != "trunk"})
+    return row
+
+
+def format_table9(rows: list[dict]) -> str:
+    """Plain-text table: the paper's Table 9 plus k99, row-normalized PC1, mean |C| and the null PC1s."""
+    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift", "mean|C|",
+            "theory %", "shuffle %", "direction %"]
+    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]), fmt(r["best_p_ood"]),
+             fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]), fmt(r["k99"]), fmt(r["drift"], 2),
+             fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1), fmt(r["null_shuffle_pc1_pct"], 1),
+             fmt(r["null_direction_pc1_pct"], 1)] for r in rows]
+    return format_table(head, body)
+
+
+def plan(preset: str) -> dict:
+    return dict(step_scale=STEP_SCALE[preset], table8=TABLE8, window=window(preset), stop_rule=stop_rule(preset),
+                control_schedule=control_schedule(preset), beta2_grid=BETA2_GRID, reheat_lrs=REHEAT_LRS,
+                reheat=reheat_protocol(preset, 4.0, 0), reheat_threshold=REHEAT_THRESHOLD)
+
+
+def main(argv=None):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=sorted(STEP_SCALE), help="time scale (default paper)")
+    print(json.dumps(plan(p.parse_args(argv).preset), indent=1))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UsageError as e:
+        fail(str(e))

@@ -1,0 +1,1378 @@
+"""Every figure, table and number of the reproduction report, from results/ only (never snapshots).
+
+    python make_paper_figures.py           # results/ -> paper/figures, paper/generated, README block
+    python make_paper_figures.py --results results --version v1 --out paper --readme README.md
+
+Writes paper/figures/<name>.{pdf,png}; paper/generated/macros.tex (one \\newcommand per quoted number),
+paper/generated/tab_*.tex (LaTeX tables), claims.md and numbers.json; and the README's generated block
+(between the `<!-- generated:results:start -->` and `<!-- generated:results:end -->` lines). A figure
+whose inputs are missing is skipped with one line naming what is missing; the rest are still made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+import claims as cl
+from claims import BLOCKS, Results, Seed, get, group_key
+from config import Parser, fail
+
+FIG_W = 7.0  # inches: a full text width of the report
+README_START, README_END = "<!-- generated:results:start -->", "<!-- generated:results:end -->"
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
+
+
+class Missing(Exception):
+    """A figure's input is not in results/ (the message names it)."""
+
+
+def need(x, what: str):
+    if x is None or (hasattr(x, "__len__") and len(x) == 0):
+        raise Missing(what)
+    return x
+
+
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as p
+
+    p.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8.5,
+            "axes.labelsize": 8,
+            "legend.fontsize": 6.5,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "lines.linewidth": 1.1,
+            "figure.dpi": 100,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "pdf.fonttype": 42,
+        }
+    )
+    return p
+
+
+def lambda_step(s: Seed) -> int | None:
+    cfg = s.res.json(f"{s.dir}/config.json")
+    return get(cfg, "config.lambda_step")
+
+
+def mark_lambda(ax, s: Seed):
+    t = lambda_step(s)
+    if t:
+        ax.axvline(t, color="0.5", ls="--", lw=0.7)
+
+
+# ----------------------------------------------------------------------------- figures
+def fig_decomposition(p, s: Seed):
+    """Figure 1: a(t), ||r(t)|| and p_ood (block 0)."""
+    dec, steps = (
+        need(s.decomposition("block0"), "trajectory_pca_uncentered.json (block0 decomposition)"),
+        s.steps(),
+    )
+    pood = s.p_ood_at(steps)
+    need([x for x in pood if x is not None], "metrics.jsonl (p_ood)")
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
+    a1.plot(steps, dec["a"], color="C3", label="a(t) backbone coordinate")
+    a1.plot(steps, dec["r"], color="C0", label="||r(t)|| residual")
+    along = group_key(s.pca, "block0", "along")
+    if along:
+        a1.plot(steps, along, color="C2", ls=":", label="<x(t), -e0> (weight-decay direction)")
+    mark_lambda(a1, s)
+    a1.set(xlabel="step", ylabel="drift from theta(0)", title="block 0: backbone and residual")
+    a1.legend(frameon=False)
+    a2.plot(steps, dec["r"], color="C0", label="||r(t)||")
+    c = dec.get("corr_r_p_ood")
+    a2.set(
+        xlabel="step",
+        ylabel="||r(t)||",
+        title="residual and p_ood" + (f" (corr of levels {c:.2f})" if c is not None else ""),
+    )
+    b = a2.twinx()
+    b.spines["right"].set_visible(True)
+    (hp,) = b.plot(steps, pood, color="0.45", lw=0.9, label="p_ood")
+    b.set_ylabel("p_ood")
+    mark_lambda(a2, s)
+    a2.legend(handles=[a2.get_lines()[0], hp], frameon=False, loc="upper right")
+    return fig
+
+
+def fig_alignment(p, s: Seed):
+    """Figure 2: per-batch gradient |cos| with v_b against the noise floor; update C(t) and the walk's."""
+    g, u = need(s.grad, "backbone_gradient_analysis.json"), need(s.update, "backbone_update_analysis.json")
+    gs, cosm = get(g, "steps"), need(get(g, "results.combined.block0.cos_mean"), "gradient cos_mean (block0)")
+    cossd, floor = get(g, "results.combined.block0.cos_sd"), get(g, "noise_floor.block0")
+    C = np.asarray(get(u, "groups.block0.C"), float)
+    mids = np.asarray(get(u, "u_steps"), float) - 100 * get(u, "phases.scale", 1.0)
+    wc = group_key(u, "block0", "matched_walk_update_C")
+    if wc is None and (n2 := s.increment_norms_sq("block0")) is not None:
+        wc = cl.walk_update_C(n2)
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 3.0))
+    a1.errorbar(
+        gs,
+        cosm,
+        yerr=cossd,
+        fmt="o",
+        ms=2.5,
+        color="C0",
+        elinewidth=0.6,
+        label="per-batch gradient |cos(g, v_b)|",
+    )
+    a1.plot(mids, np.abs(C), color="C3", label="200-step update |C(t)|")
+    if wc is not None:
+        a1.plot(mids, np.abs(wc), color="0.4", ls="--", label="matched random walk |C(t)|")
+    a1.axhline(floor, color="k", ls=":", lw=0.8, label=f"noise floor sqrt(2/(pi D)) = {floor:.1e}")
+    a1.set(
+        yscale="log",
+        xlabel="step (updates at their midpoint)",
+        ylabel="|cos| with v_b",
+        title="block 0: gradient vs update",
+    )
+    a2.plot(mids, C, color="C3", label="update C(t) (signed)")
+    if wc is not None:
+        a2.plot(mids, wc, color="0.4", ls="--", label="matched walk C(t)")
+    a2.axhline(0, color="k", lw=0.5)
+    ts = get(u, "summary.block0.t_star")
+    if ts:
+        a2.axvline(ts, color="C3", ls=":", lw=0.8, label=f"t* = {ts}")
+    mark_lambda(a2, s)
+    a2.set(xlabel="step", ylabel="C(t)", title="signed update alignment")
+    a2.legend(frameon=False)
+    fig.legend(handles=a1.get_legend_handles_labels()[0], frameon=False, loc="lower center", ncol=2)
+    fig._rect = (0, 0.17, 1, 1)
+    return fig
+
+
+def fisher_series(s: Seed, key: str = "q") -> dict:
+    rows = need(cl._fisher_rows(s), "backbone_fisher_analysis.json (table)")
+    out = {"steps": [st for st, _ in rows]}
+    for name in ("v_b", "v_sw", "v_PC2"):
+        out[name] = [get(x, f"{key}.{name}") for _, x in rows]
+    rk = "q_random" if key == "q" else f"{key}_random"
+    out["random"] = [x.get(rk) for _, x in rows]
+    out["alpha"] = [x.get("alpha") for _, x in rows]
+    out["frac"] = [
+        x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None) for _, x in rows
+    ]
+    return out
+
+
+def mark_rank1(ax, f: dict):
+    r1 = [st for st, fr in zip(f["steps"], f["frac"]) if fr is not None and fr > cl.RANK1]
+    for st in r1:
+        ax.axvspan(st - 100, st + 100, color="C1", alpha=0.12, lw=0)
+    return len(r1)
+
+
+def fig_fisher(p, s: Seed):
+    """Figure 3: Rayleigh quotients q(v), anisotropy alpha, lambda_1 / trace (rank-1 snapshots shaded)."""
+    f = fisher_series(s)
+    fig, (a1, a2, a3) = p.subplots(1, 3, figsize=(FIG_W, 2.9))
+    R = np.asarray([r if r else [np.nan] for r in f["random"]], float)
+    a1.fill_between(
+        f["steps"], np.nanmin(R, 1), np.nanmax(R, 1), color="0.8", label="K = 10 random directions"
+    )
+    for name, c in (("v_b", "C3"), ("v_sw", "C0"), ("v_PC2", "C2")):
+        a1.plot(f["steps"], f[name], color=c, label=f"q({name})")
+    n1 = mark_rank1(a1, f)
+    a1.set(yscale="log", xlabel="step", ylabel="q(v) = ||G v||^2 / M", title="Rayleigh quotients (trunk)")
+    a1.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    a2.plot(f["steps"], f["alpha"], color="C3")
+    a2.axhline(1, color="k", ls=":", lw=0.8)
+    mark_rank1(a2, f)
+    mark_lambda(a2, s)
+    a2.set(yscale="log", xlabel="step", ylabel="alpha = q(v_b) / mean q(w_k)", title="anisotropy")
+    a3.plot(f["steps"], f["frac"], color="C1", marker="o", ms=2)
+    a3.axhline(cl.RANK1, color="k", ls=":", lw=0.8)
+    a3.set(
+        xlabel="step",
+        ylabel="lambda_1 / trace",
+        ylim=(0, 1.05),
+        title=f"rank-1 (> {cl.RANK1}): {n1} snapshots",
+    )
+    return fig
+
+
+def fig_fisher_split(p, s: Seed):
+    """The Fisher of the LM loss and of the probe loss, rank-1 snapshots of the combined one shaded."""
+    rows = need(cl._fisher_rows(s), "backbone_fisher_analysis.json (table)")
+    if not any(isinstance(x.get("q_lm"), dict) for _, x in rows):
+        raise Missing(
+            "q_lm / q_probe in backbone_fisher_analysis.json (the Fisher split of the new analysis)"
+        )
+    f, lm, pr = fisher_series(s), fisher_series(s, "q_lm"), fisher_series(s, "q_probe")
+    fig, axes = p.subplots(1, 2, figsize=(FIG_W, 2.4), sharey=True)
+    for ax, ser, title in ((axes[0], lm, "LM loss"), (axes[1], pr, "probe loss")):
+        for name, c in (("v_b", "C3"), ("v_sw", "C0"), ("v_PC2", "C2")):
+            if any(v is not None for v in ser[name]):
+                ax.plot(ser["steps"], ser[name], color=c, label=f"q({name})")
+        R = [np.nanmean(r) if r else np.nan for r in ser["random"]]
+        ax.plot(ser["steps"], R, color="0.5", ls="--", label="mean q(random)")
+        mark_rank1(ax, f)
+        ax.set(yscale="log", xlabel="step", title=f"Fisher of the {title} (shaded: combined Fisher rank-1)")
+        ax.legend(frameon=False)
+    axes[0].set_ylabel("q(v)")
+    return fig
+
+
+def fig_reheat(p, s: Seed):
+    """Figure 4: reheating from the last snapshot at three learning rates: p_ood, a(t) and ||r(t)||."""
+    d = need(s.res.json(f"reheat/seed{s.seed}/reheat.json"), f"reheat/seed{s.seed}/reheat.json")
+    T0 = get(d, "source.step")
+    src = get(d, "source.metrics", [])
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
+    a1.plot([m["step"] for m in src], [m["p_ood"] for m in src], color="0.6", label="original training")
+    for i, r in enumerate(get(d, "runs", [])):
+        ms = r.get("metrics") or []
+        a1.plot(
+            [T0 + m["step"] for m in ms],
+            [m["p_ood"] for m in ms],
+            color=f"C{i}",
+            label=f"reheat lr {r['lr']:.0e}".replace("e-0", "e-"),
+        )
+    a1.axhline(get(d, "threshold", 0.6), color="k", ls=":", lw=0.7)
+    a1.set(
+        xlabel="step (reheating after the original run's last step)", ylabel="p_ood", title="probe re-entry"
+    )
+    a1.legend(frameon=False, loc="upper right")
+    srcg = get(d, "projection.source.groups.trunk")
+    need(srcg, "reheat.json projection (trunk)")
+    st = get(d, "projection.source.row_steps")
+    a2.plot(st, srcg["a"], color="0.6", label="a(t), original")
+    a2.plot(st, srcg["r"], color="0.6", ls="--", label="||r(t)||, original")
+    for i, (name, r) in enumerate(get(d, "projection.runs", {}).items()):
+        lr = name.rsplit("lr", 1)[-1]
+        a2.plot(
+            [T0 + x for x in r["steps"]], r["groups"]["trunk"]["a"], color=f"C{i}", label=f"a(t), lr {lr}"
+        )
+        a2.plot([T0 + x for x in r["steps"]], r["groups"]["trunk"]["r"], color=f"C{i}", ls="--")
+    a2.set(
+        xlabel="step",
+        ylabel="trunk drift from theta(0)",
+        title="backbone coordinate and residual (original v_b)",
+    )
+    a2.legend(frameon=False, loc="center left")
+    return fig
+
+
+def fig_pc1_nulls(p, s: Seed):
+    """Observed PC1 per block and trunk against its nulls: equal-norm walk, shuffle, directions, matched."""
+    need(s.pca, "trajectory_pca_uncentered.json")
+    groups = [g for g in BLOCKS + ["trunk"] if s.pc1(g) is not None]
+    nl = [s.nulls(g) for g in groups]
+    x = np.arange(len(groups))
+    fig, ax = p.subplots(figsize=(FIG_W, 2.5))
+    ax.axhline(
+        100 * nl[0]["theory"],
+        color="k",
+        ls=":",
+        lw=0.8,
+        label=f"equal-norm walk 8/pi^2 (T = {len(s.steps())})",
+    )
+    sh = [n["shuffle"] for n in nl]
+    ax.errorbar(
+        x - 0.15,
+        [100 * d.get("mean", np.nan) for d in sh],
+        yerr=[100 * d.get("sd", 0) for d in sh],
+        fmt="s",
+        ms=3,
+        color="C0",
+        label="time-shuffle null (mean +- sd)",
+    )
+    ax.plot(
+        x + 0.15,
+        [100 * n["directions"].get("mean", np.nan) for n in nl],
+        "x",
+        color="C2",
+        label="random-directions null",
+    )
+    ax.plot(
+        x,
+        [100 * n["matched"] if n["matched"] is not None else np.nan for n in nl],
+        "_",
+        ms=14,
+        mew=2,
+        color="C3",
+        label=f"matched null (from {nl[0]['matched_source']})",
+    )
+    ax.plot(x, [100 * n["pc1"] for n in nl], "o", color="k", ms=4, label="observed PC1")
+    ax.set_xticks(x, [g.replace("block", "block ") for g in groups])
+    ax.set(ylabel="uncentered PC1 (%)", title=f"PC1 of the drift against its nulls (seed {s.seed})")
+    ax.legend(frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.02))
+    lo = min(100 * min(n["pc1"], n["shuffle"].get("mean", 1)) for n in nl)
+    ax.set_ylim(lo - 12, 100)
+    return fig
+
+
+def window_rows(res: Results) -> list[dict]:
+    """[600, 2000] window geometry of every optimizer run: SGD-family controls and the beta2 sweep."""
+    rows = []
+    for k, r in cl._sgd_rows(res).items():
+        if r.get("pc1_pct") is None:
+            continue
+        rows.append(
+            {
+                "label": f"{k}: {r.get('optimizer', '')}".strip(),
+                "pc1": r["pc1_pct"],
+                "k95": r["k95"],
+                "drift": r["drift"],
+                "shuffle": r.get("null_shuffle_pc1_pct"),
+                "null": r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct")),
+                "val": r.get("final_val"),
+            }
+        )
+    b2 = res.json("beta2/beta2_seed42.json")
+    for r in get(b2, "table", []) if b2 else []:
+        run = next((x for x in get(b2, "runs", []) if x["beta2"] == r["beta2"]), {})
+        w = get(run, "geometry.window.groups.trunk") or {}
+        if r.get("window_pc1") is None:
+            continue
+        m = w.get("null_matched_pc1", get(w, "null_direction.mean"))
+        rows.append(
+            {
+                "label": f"AdamW beta2 {r['beta2']:g}",
+                "pc1": 100 * r["window_pc1"],
+                "k95": r["window_k95"],
+                "drift": r["window_drift"],
+                "shuffle": 100 * get(w, "null_shuffle.mean", np.nan),
+                "null": 100 * m if m is not None else None,
+                "val": r.get("final_val"),
+            }
+        )
+    return rows
+
+
+def fig_windows(p, res: Results):
+    """Window [600, 2000] geometry of AdamW, the SGD family and the beta2 runs, against their nulls."""
+    rows = need(window_rows(res), "sgd_control/sgd_control.json or beta2/beta2_seed42.json")
+    x = np.arange(len(rows))
+    fig, (a1, a2, a3) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw={"width_ratios": [1.4, 1, 1]})
+    a1.bar(x, [r["pc1"] for r in rows], color="0.75", label="observed PC1")
+    a1.plot(
+        x,
+        [r["shuffle"] if r["shuffle"] is not None else np.nan for r in rows],
+        "s",
+        ms=3,
+        color="C0",
+        label="shuffle null",
+    )
+    a1.plot(
+        x,
+        [r["null"] if r["null"] is not None else np.nan for r in rows],
+        "_",
+        ms=10,
+        mew=2,
+        color="C3",
+        label="matched (random-directions) null",
+    )
+    a1.set(ylabel="PC1 (%)", ylim=(50, 101), title="window [600, 2000], anchor 600")
+    fig.legend(handles=a1.get_legend_handles_labels()[0], frameon=False, loc="upper center", ncol=3)
+    fig._rect = (0, 0, 1, 0.9)
+    a2.bar(x, [r["drift"] for r in rows], color="C4")
+    a2.set(ylabel="drift ||theta(2000) - theta(600)||", title="drift")
+    a3.bar(x, [r["val"] if r["val"] is not None else np.nan for r in rows], color="C5")
+    uni = cl.unigram(res)
+    if uni is not None:
+        a3.axhline(uni, color="k", ls=":", lw=0.8, label=f"unigram baseline {uni:.2f}")
+        a3.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
+    a3.set(ylabel="final validation loss")
+    for ax in (a1, a2, a3):
+        ax.set_xticks(x, [r["label"] for r in rows], rotation=60, ha="right", fontsize=6)
+    return fig
+
+
+def fig_training(p, s: Seed):
+    """Training curves: validation loss (n-gram baselines beside it), probe accuracies, the SGD runs."""
+    m = need(s.metrics, f"{s.dir}/metrics.jsonl")
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
+    st = [r["step"] for r in m]
+    a1.plot(st, [r.get("val_loss") for r in m], color="k", label=f"AdamW seed {s.seed} (10k steps)")
+    sgd = s.res.json("sgd_control/sgd_control.json")
+    for i, (k, c) in enumerate((get(sgd, "curves", {}) or {}).items()):
+        if k != "A":
+            a1.plot(c["step"], c["val_loss"], color=f"C{i + 1}", lw=0.9, label=f"run {k} (SGD family)")
+    stats = s.res.corpus_stats()
+    for n, ls in (("1", ":"), ("4", "--")):
+        v = get(stats, f"ngram_val_nats.{n}") if stats else None
+        if v is not None:
+            a1.axhline(v, color="0.5", ls=ls, lw=0.8, label=f"{n}-gram baseline {v:.2f}")
+    a1.set(yscale="log", xlabel="step", ylabel="validation loss (nats/token)", title="language modelling")
+    a1.legend(frameon=False)
+    a2.plot(st, [r.get("p_in") for r in m], color="C2", label="p_in (gaps 5-30)")
+    a2.plot(st, [r.get("p_ood") for r in m], color="C3", label="p_ood (gaps 80-200)")
+    mark_lambda(a2, s)
+    a2.set(xlabel="step", ylabel="probe accuracy", title="probe", ylim=(-0.02, 1.02))
+    a2.legend(frameon=False)
+    return fig
+
+
+def fig_spectrum(p, s: Seed):
+    """rho_k of the trunk drift (raw, row-normalized, centered) against the walk theory and matched null."""
+    r = need(get(s.pca, "results.trunk"), "trajectory_pca_uncentered.json (trunk)")
+    k = np.arange(1, 11)
+    fig, ax = p.subplots(figsize=(FIG_W * 0.6, 2.5))
+    for key, c in (("raw", "k"), ("normalized", "C0"), ("centered", "C2")):
+        rho = get(r, f"{key}.rho")
+        if rho:
+            ax.plot(k[: len(rho)], rho[:10], "o-", ms=3, color=c, label=f"observed, {key} rows")
+    th = get(s.pca, "theory.uncentered_T") or [8 / ((2 * i - 1) ** 2 * math.pi**2) for i in k[:5]]
+    ax.plot(k[: len(th)], th, ":", color="k", label="equal-norm walk (uncentered)")
+    thc = get(s.pca, "theory.centered_T")
+    if thc:
+        ax.plot(k[: len(thc)], thc, ":", color="C2", label="equal-norm walk (centered)")
+    n2 = s.increment_norms_sq("trunk")
+    if n2 is not None:
+        w = np.sort(np.linalg.eigvalsh(cl.matched_walk(n2)))[::-1]
+        ax.plot(k, (w / w.sum())[:10], "--", color="C3", label="matched walk (uncentered)")
+    ax.set(yscale="log", xlabel="component k", ylabel="rho_k", title="trunk drift spectrum")
+    ax.legend(frameon=False)
+    return fig
+
+
+def fig_coherence(p, s: Seed):
+    """The coherence ratio ||x(t)||^2 / sum_s<=t ||d(s)||^2 against t (1: orthogonal increments)."""
+    need(s.pca, "trajectory_pca_uncentered.json")
+    fig, ax = p.subplots(figsize=(FIG_W * 0.6, 2.4))
+    n = 0
+    for i, g in enumerate(BLOCKS + ["trunk"]):
+        run = s.coherence_running(g)
+        if run:
+            ax.plot(
+                s.steps()[: len(run)],
+                run,
+                color="k" if g == "trunk" else p.cm.viridis(i / 8),
+                lw=1.6 if g == "trunk" else 0.8,
+                label=g,
+            )
+            n += 1
+    need(n or None, "coherence_running, or the update analysis' u_norm to compute it")
+    ax.axhline(1, color="k", ls=":", lw=0.8)
+    ax.set(
+        xlabel="step",
+        ylabel="||x(t)||^2 / sum ||d||^2",
+        title="coherence of the increments (< 1: mean-reverting)",
+    )
+    ax.legend(frameon=False, ncol=3)
+    return fig
+
+
+def fig_switching(p, s: Seed):
+    """Switch directions: |<v_sw, v_b>| per pair and block, beside the |C| of ordinary 200-step updates."""
+    sw = need(get(s.pca, "switching.groups"), "trajectory_pca_uncentered.json (switching)")
+    pairs = get(s.pca, "switching.pairs", [])
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.4))
+    for i, g in enumerate([g for g in BLOCKS + ["trunk"] if g in sw]):
+        ov = [q["backbone_overlap"] for q in sw[g]["pairs"]]
+        a1.plot([i] * len(ov), ov, "o", ms=3, color="C0", alpha=0.7)
+        a2.bar(i, np.mean([q["E_2_6"] for q in sw[g]["pairs"]]), color="C2")
+    groups = [g for g in BLOCKS + ["trunk"] if g in sw]
+    if s.update:
+        C = np.abs(np.asarray(get(s.update, "groups.block0.C"), float))
+        a1.axhline(
+            float(np.mean(C)),
+            color="C3",
+            ls="--",
+            lw=0.8,
+            label="ordinary 200-step updates, mean |C| (block 0)",
+        )
+        a1.legend(frameon=False)
+    for ax in (a1, a2):
+        ax.set_xticks(range(len(groups)), [g.replace("block", "b") for g in groups])
+    a1.set(ylabel="|<v_sw, v_b>|", title=f"switch directions ({len(pairs)} peak-trough pairs)")
+    a2.set(ylabel="E_2:6 (mean over pairs)", title="transverse part captured by PCs 2-6")
+    return fig
+
+
+def fig_block_projection(p, s: Seed):
+    """Signed gradient projection b_l(t) = <g_l, v_b^(l)> per block and its cumulative sum B_l."""
+    g = need(s.grad, "backbone_gradient_analysis.json")
+    st = get(g, "steps")
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.4))
+    for i, b in enumerate(BLOCKS):
+        bl, B = get(g, f"results.combined.{b}.b"), get(g, f"results.combined.{b}.B")
+        if bl:
+            c = "C3" if b == "block0" else p.cm.Blues(0.35 + 0.08 * i)
+            a1.plot(st, bl, color=c, lw=1.2 if b == "block0" else 0.7, label=b if i in (0, 1, 7) else None)
+            a2.plot(st, B, color=c, lw=1.2 if b == "block0" else 0.7)
+    for ax in (a1, a2):
+        ax.axhline(0, color="k", lw=0.5)
+        mark_lambda(ax, s)
+    a1.set(xlabel="step", ylabel="b_l(t)", title="signed gradient projection per block", yscale="symlog")
+    a1.set_yscale("symlog", linthresh=1e-3)
+    a1.legend(frameon=False)
+    a2.set(xlabel="step", ylabel="B_l = sum b_l", title="cumulative")
+    return fig
+
+
+def fig_decay_share(p, s: Seed):
+    """The drift's share along theta(0) (weight decay) against t, with decay alone beside it."""
+    need(s.pca, "trajectory_pca_uncentered.json")
+    share = {g: group_key(s.pca, g, "share_e0") for g in BLOCKS + ["trunk"]}
+    if not any(share.values()):
+        raise Missing("share_e0 (weight-decay decomposition) in trajectory_pca_uncentered.json")
+    fig, ax = p.subplots(figsize=(FIG_W * 0.6, 2.4))
+    for i, (g, sh) in enumerate(share.items()):
+        if sh:
+            ax.plot(
+                s.steps()[: len(sh)], sh, color="k" if g == "trunk" else p.cm.viridis(i / 8), lw=0.9, label=g
+            )
+    ds = group_key(s.pca, "trunk", "decay_share")
+    if ds:
+        ax.plot(s.steps()[: len(ds)], ds, "--", color="C3", label="decay alone (trunk)")
+    ax.set(xlabel="step", ylabel="<x, e0>^2 / ||x||^2", title="share of the drift along theta(0)")
+    ax.legend(frameon=False, ncol=2)
+    return fig
+
+
+def seed_figs(s):
+    return [
+        ("fig1_decomposition", fig_decomposition),
+        ("fig2_alignment", fig_alignment),
+        ("fig3_fisher", fig_fisher),
+        ("fig4_reheat", fig_reheat),
+        ("fig_pc1_nulls", fig_pc1_nulls),
+        ("fig_training", fig_training),
+        ("fig_spectrum", fig_spectrum),
+        ("fig_coherence", fig_coherence),
+        ("fig_switching", fig_switching),
+        ("fig_block_projection", fig_block_projection),
+        ("fig_decay_share", fig_decay_share),
+        ("fig_fisher_split", fig_fisher_split),
+    ]
+
+
+def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[str]:
+    p = plt()
+    os.makedirs(out, exist_ok=True)
+    jobs = [(n, (lambda f=f: f(p, seed))) for n, f in seed_figs(seed)] if seed else []
+    jobs.insert(6, ("fig_windows", lambda: fig_windows(p, res)))
+    made = []
+    for name, make in jobs:
+        try:
+            if seed is None and name != "fig_windows":
+                raise Missing("a seed<N>/ folder")
+            fig = make()
+        except Missing as e:
+            log(f"skip {name}: missing {e}")
+            continue
+        except (KeyError, TypeError, ValueError, IndexError) as e:  # malformed input: report, go on
+            log(f"skip {name}: unreadable input ({type(e).__name__}: {e})")
+            p.close("all")
+            continue
+        fig.tight_layout(rect=getattr(fig, "_rect", (0, 0, 1, 1)))
+        for ext in ("pdf", "png"):
+            meta = {"CreationDate": None} if ext == "pdf" else {}  # same inputs, same bytes
+            fig.savefig(os.path.join(out, f"{name}.{ext}"), dpi=150 if ext == "png" else None, metadata=meta)
+        p.close(fig)
+        made.append(name)
+    return made
+
+
+# ----------------------------------------------------------------------------- numbers, macros, tables
+def macro_name(*parts) -> str:
+    """camelCase letters only (TeX macro names): digits spelled out."""
+    s = "".join(str(x)[:1].upper() + str(x)[1:] if i else str(x) for i, x in enumerate(parts))
+    s = re.sub(r"\d", lambda m: DIGITS[int(m.group())], s)
+    s = re.sub(r"[^A-Za-z]", "", s)
+    return s
+
+
+def f1(x):
+    return "--" if x is None else f"{x:.1f}"
+
+
+def f2(x):
+    return "--" if x is None else f"{x:.2f}"
+
+
+def f3(x):
+    return "--" if x is None else f"{x:.3f}"
+
+
+def f4(x):
+    return "--" if x is None else f"{x:.4f}"
+
+
+def p1(x):
+    return "--" if x is None else f"{100 * x:.1f}"
+
+
+def tex_sci(x, nd=1):
+    if x is None or not np.isfinite(x):
+        return "--"
+    m, e = f"{x:.{nd}e}".split("e")
+    return f"${m}\\times10^{{{int(e)}}}$"
+
+
+def tex_escape(s: str) -> str:
+    rep = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"$\sim$",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "|": r"\textbar{}",
+    }
+    return "".join(rep.get(c, c) for c in str(s)).replace("--", "-{}-")  # no en-dash ligature in options
+
+
+def md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def _numbers_pca(s: Seed, m: dict):
+    if s.pca:
+        pcs = {g: s.pc1(g) for g in BLOCKS + ["trunk"]}
+        nl = {g: s.nulls(g) for g in pcs if pcs[g] is not None}
+        for g, n in nl.items():
+            nm = "trunk" if g == "trunk" else "block" + DIGITS[int(g[5:])]
+            m[macro_name(nm, "PCone")] = p1(n["pc1"])
+            m[macro_name(nm, "MatchedNull")] = p1(n["matched"])
+            m[macro_name(nm, "ShuffleNull")] = p1(n["shuffle"].get("mean"))
+            m[macro_name(nm, "DirectionNull")] = p1(n["directions"].get("mean"))
+            m[macro_name(nm, "Kninetyfive")] = str(get(s.pca, f"summary.{g}.k95"))
+            m[macro_name(nm, "Coherence")] = f2(s.coherence(g))
+            m[macro_name(nm, "FbFinal")] = p1(get(s.pca, f"summary.{g}.f_b_final"))
+        blocks = [g for g in BLOCKS if g in nl]
+        rng = lambda xs: (p1(min(xs)), p1(max(xs)))  # noqa: E731
+        m["blockPConeMin"], m["blockPConeMax"] = rng([nl[g]["pc1"] for g in blocks])
+        m["blockMatchedNullMin"], m["blockMatchedNullMax"] = rng(
+            [nl[g]["matched"] for g in blocks if nl[g]["matched"]]
+        )
+        m["blockShuffleNullMin"], m["blockShuffleNullMax"] = rng([nl[g]["shuffle"]["mean"] for g in blocks])
+        m["blockDirectionNullMin"], m["blockDirectionNullMax"] = rng(
+            [nl[g]["directions"]["mean"] for g in blocks]
+        )
+        m["directionNullSdMax"] = tex_sci(max(nl[g]["directions"].get("sd", 0) for g in blocks), 0)
+        m["theoryPCone"] = p1(nl["block0"]["theory"])
+        m["matchedNullSource"] = nl["block0"]["matched_source"] or "--"
+        coh = [s.coherence(g) for g in blocks]
+        if None not in coh:
+            m["blockCoherenceMin"], m["blockCoherenceMax"] = f2(min(coh)), f2(max(coh))
+        m["nSnapshots"] = str(len(s.steps()) + 1)
+        m["nRows"] = str(len(s.steps()))
+        st = get(s.pca, "results.block0.stability") or {}
+        m["blockZeroCosPrev"], m["blockZeroCosGlobal"] = f4(st.get("cos_prev_mean")), f3(
+            st.get("cos_global_mean")
+        )
+        m["blockZeroCosGlobalMin"] = f3(st.get("cos_global_min"))
+        dec = s.decomposition("block0")
+        if dec.get("a"):
+            a = np.asarray(dec["a"])
+            m["blockZeroAPeakStep"] = str(s.steps()[int(a.argmax())])
+            m["blockZeroAPeak"], m["blockZeroAEnd"] = f1(a.max()), f1(a[-1])
+            m["blockZeroCorrLevels"] = f2(dec.get("corr_r_p_ood"))
+        sw = get(s.pca, "switching.pairs", [])
+        m["nSwitchPairs"] = str(len(sw))
+        ov = [get(s.pca, f"summary.{g}.switch_overlap_mean") for g in blocks]
+        e26 = [get(s.pca, f"summary.{g}.E_2_6_mean") for g in blocks]
+        if None not in ov:
+            m["switchOverlapMin"], m["switchOverlapMax"] = f2(min(ov)), f2(max(ov))
+            m["switchETwoSixMin"], m["switchETwoSixMax"] = p1(min(e26)), p1(max(e26))
+        pw = [get(s.pca, f"summary.{g}.switch_pairwise_cos_max") for g in blocks]
+        if None not in pw:
+            m["switchPairwiseMax"] = f2(max(pw))
+
+
+def _numbers_update(s: Seed, m: dict):
+    if s.update:
+        for g, nm in (("block0", "blockZero"), ("trunk", "trunk")):
+            for ph in ("early", "mid", "late"):
+                m[macro_name(nm, "C", ph)] = f3(get(s.update, f"groups.{g}.phase_means.{ph}.abs_C"))
+                m[macro_name(nm, "SignedC", ph)] = f3(get(s.update, f"groups.{g}.phase_means.{ph}.C"))
+            m[macro_name(nm, "TStar")] = str(get(s.update, f"summary.{g}.t_star"))
+        m["updateLabel"] = "its midpoint" if cl.labels_by_midpoint(s.update) else "its later step"
+        for ph in ("early", "mid", "late"):
+            m[macro_name("medianBlocksC", ph)] = f3(
+                get(s.update, f"summary.median_of_blocks_1_on.{ph}_abs_C")
+            )
+
+
+def _numbers_grad(s: Seed, m: dict):
+    if s.grad:
+        floor = get(s.grad, "noise_floor.block0")
+        cos = np.asarray(get(s.grad, "results.combined.block0.cos_mean", []), float)
+        if len(cos):
+            m["gradCosBlockZero"] = f"{cos.mean():.4f}"
+            m["gradCosRatio"] = f1(cos.mean() / floor)
+            m["noiseFloorBlockZero"] = tex_sci(floor)
+            m["noiseFloorTrunk"] = tex_sci(get(s.grad, "noise_floor.trunk"))
+
+
+def _numbers_claims(s: Seed, m: dict):
+    for r in cl.evaluate_cache(s.res):
+        if r["seed"] != s.seed:
+            continue
+        nums = r["numbers"]
+        if r["id"] == "C3" and nums.get("corr_diff") is not None:
+            m["blockZeroCorrDiff"] = f2(nums["corr_diff"])
+            m["blockZeroARetreat"] = f"{100 * nums['a_retreat']:.0f}"
+        if r["id"] == "C2" and nums:
+            m["nullCosPrev"], m["nullCosGlobal"] = f"{nums['null_cos_prev']:.4f}", f3(nums["null_cos_global"])
+        if r["id"] == "C4" and nums:
+            m["fbFinalMin"], m["fbFinalMax"] = p1(nums["fb_final_min"]), p1(nums["fb_final_max"])
+            m["fbAvgMin"], m["fbAvgMax"] = p1(nums["fb_avg_min"]), p1(nums["fb_avg_max"])
+            m["nullFbMin"] = p1(nums["null_fb_min"])
+        if r["id"] == "C5" and nums:
+            m["gradSameSign"] = f"{100 * nums['same_sign']:.0f}"
+        if r["id"] == "C6" and nums:
+            for ph in ("early", "mid", "late"):
+                m[macro_name("walkC", ph)] = f3(nums[f"null_{ph}"])
+        if r["id"] == "C8" and nums:
+            m["blockZeroDominance"] = f1(nums["ratio"])
+        if r["id"] == "C9" and nums:
+            m["fisherRiseOrders"] = f"{nums['rise_orders']:+.1f}"
+            m["fisherRankOne"], m["fisherRankOneOf"] = str(nums["rank1"]), str(nums["rank1_of"])
+            m["alphaSpike"] = f1(nums["alpha_spike"])
+        if r["id"] == "C10" and nums:
+            m["fisherOverlapMedian"], m["fisherOverlapMax"] = tex_sci(nums["overlap_median"]), tex_sci(
+                nums["overlap_max"]
+            )
+            m["fisherOverlapFloor"] = tex_sci(nums["floor"])
+        if r["id"] == "C11" and nums.get("ordinary_abs_C") is not None:
+            m["ordinaryUpdateC"] = f2(nums["ordinary_abs_C"])
+
+
+def _numbers_metrics(s: Seed, m: dict):
+    if s.metrics:
+        val = {r["step"]: r.get("val_loss") for r in s.metrics}
+        T = max(val)
+        m["valStart"], m["valEnd"] = f2(val[0]), f3(val[T])
+        for t in (2000, 4000, 6000):
+            if t in val:
+                m[macro_name("val", DIGITS[t // 1000], "k")] = f3(val[t])
+        po = [(r["step"], r.get("p_ood") or 0) for r in s.metrics]
+        best = max(po, key=lambda x: x[1])
+        m["poodBest"], m["poodBestStep"], m["poodFinal"] = f2(best[1]), str(best[0]), f3(po[-1][1])
+        pin = next((r["step"] for r in s.metrics if (r.get("p_in") or 0) >= 0.95), None)
+        m["pinStep"] = str(pin)
+        four = get(s.res.corpus_stats(), "ngram_val_nats.4") if s.res.corpus_stats() else None
+        m["valVsFourgram"] = compare(val[T], four, 0.0005)
+        m["runSteps"] = f"{T:,}".replace(",", "{,}")
+
+
+def seed_numbers(s: Seed, log=print) -> dict:
+    """Every number the report quotes about one seed run (macro name -> text); a part whose inputs are
+    missing or malformed is left out with one line (the text then shows "--" for its macros)."""
+    m = {}
+    for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics):
+        try:
+            part(s, m)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            log(f"numbers: {part.__name__[9:]} of {s.dir} left out ({type(e).__name__}: {e})")
+    return {k: v for k, v in m.items() if v is not None}
+
+
+def global_numbers(res: Results, log=print) -> dict:
+    """The numbers of the experiments beyond one seed run, the verdict counts and the provenance."""
+    m = {"corpusVersion": res.version or "--"}
+    for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench):
+        try:
+            part(res, m)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            log(f"numbers: {part.__name__[9:]} left out ({type(e).__name__}: {e})")
+    return m
+
+
+def _numbers_sgd(res: Results, m: dict):
+    rows = cl._sgd_rows(res)
+    for k, r in rows.items():
+        nm = {"C'": "Cp"}.get(k, k)
+        m[macro_name("sgd", nm, "PCone")] = f1(r.get("pc1_pct"))
+        m[macro_name("sgd", nm, "Kninetyfive")] = str(r.get("k95"))
+        m[macro_name("sgd", nm, "Drift")] = f2(r.get("drift"))
+        m[macro_name("sgd", nm, "Val")] = f2(r.get("final_val"))
+        m[macro_name("sgd", nm, "Shuffle")] = f1(r.get("null_shuffle_pc1_pct"))
+        m[macro_name("sgd", nm, "DirNull")] = f1(r.get("null_direction_pc1_pct"))
+
+
+def _numbers_corpus(res: Results, m: dict):
+    uni = cl.unigram(res)
+    st = res.corpus_stats()
+    if uni is not None:
+        m["unigramVal"] = f2(uni)
+        m["fourgramVal"] = f3(get(st, "ngram_val_nats.4"))
+        m["corpusVocab"] = f"{get(st, 'vocab'):,}".replace(",", "{,}")
+        m["corpusTrainTokens"] = f"{get(st, 'train_tokens') / 1e6:.0f}"
+
+
+def _numbers_verdicts(res: Results, m: dict):
+    for r in cl.evaluate_cache(res):
+        if r["id"] == "C15" and r["numbers"]:
+            m["reheatPeakSixE"], m["reheatPeakAny"] = f2(r["numbers"]["peak_6e4"]), f2(
+                r["numbers"]["peak_any"]
+            )
+            m["reheatAChange"] = f"{100 * r['numbers']['a_change']:.0f}"
+            m["reheatRGrowth"] = f1(r["numbers"]["r_growth"])
+    counts = {v: 0 for v in cl.VERDICTS}
+    for r in cl.evaluate_cache(res):
+        counts[r["verdict"]] += 1
+    m["nHolds"], m["nHoldsAbove"], m["nNotHold"], m["nNotMeasurable"] = (str(counts[v]) for v in cl.VERDICTS)
+
+
+def _numbers_bench(res: Results, m: dict):
+    b = res.json("bench/bench.json")
+    for r in get(b, "rows", []) if b else []:
+        nm = "Corpus" if r["vocab"] < 10000 else "Gpt"
+        m[macro_name("bench", nm, "TokS")] = f"{r['tok_per_s'] / 1e6:.2f}"
+        m[macro_name("bench", nm, "Mfu")] = f1(r["mfu_pct"])
+        m[macro_name("bench", nm, "Ms")] = f1(r["ms_per_step"])
+    prov = res.json("seed42/provenance.json") or {}
+    m["gitCommit"] = (prov.get("git_commit") or "--")[:7]
+    m["deviceName"] = prov.get("device_name") or "--"
+    m["torchVersion"] = tex_escape(prov.get("torch") or "--")
+    m["runDate"] = prov.get("date") or "--"
+
+
+NUMWORDS = [
+    "Zero",
+    "One",
+    "Two",
+    "Three",
+    "Four",
+    "Five",
+    "Six",
+    "Seven",
+    "Eight",
+    "Nine",
+    "Ten",
+    "Eleven",
+    "Twelve",
+    "Thirteen",
+    "Fourteen",
+    "Fifteen",
+    "Sixteen",
+    "Seventeen",
+    "Eighteen",
+    "Nineteen",
+    "Twenty",
+]
+
+
+def compare(x, ref, tol=0.0005) -> str:
+    """'above' / 'below' / 'equal to': the word the text uses for a number against its null."""
+    if x is None or ref is None:
+        return "not comparable with"
+    return "equal to" if abs(x - ref) <= tol else ("above" if x > ref else "below")
+
+
+def claim_numbers(rows: list[dict], seed: int | None) -> dict:
+    """Per claim: verdict, our number, its null and the rule's reason (the figure seed's row)."""
+    m = {}
+    for r in rows:
+        if (
+            seed is not None
+            and r["seed"] != seed
+            and any(x["id"] == r["id"] and x["seed"] == seed for x in rows)
+        ):
+            continue
+        c = "C" + NUMWORDS[int(r["id"][1:])]
+        m[f"verdict{c}"], m[f"ours{c}"] = tex_escape(r["verdict"]), tex_escape(r["ours"])
+        m[f"null{c}"], m[f"reason{c}"] = tex_escape(r["null"]), tex_escape(r["reason"])
+    return m
+
+
+def used_macros(src_dir: str) -> set[str]:
+    """Every \\word of the report's sources (paper.tex, sections/*.tex)."""
+    files = [os.path.join(src_dir, "paper.tex")] + sorted(
+        glob.glob(os.path.join(src_dir, "sections", "*.tex"))
+    )
+    return {w for f in files if os.path.exists(f) for w in re.findall(r"\\([A-Za-z]+)", open(f).read())}
+
+
+def write_macros(nums: dict, path: str, used: set[str] = frozenset()):
+    """One \\newcommand per number; every other camelCase word the text uses gets \\providecommand{..}{--}:
+    the text shows "--" for a number that results/ does not have yet."""
+    lines = ["% generated by make_paper_figures.py from results/; do not edit"]
+    for k in sorted(nums):
+        if not re.fullmatch(r"[A-Za-z]+", k):
+            raise ValueError(f"bad macro name {k!r}")
+        lines.append(f"\\newcommand{{\\{k}}}{{{nums[k]}}}")
+    ours = {k for k in used if re.fullmatch(r"[a-z]+[A-Z][A-Za-z]*", k)}  # the generated names are camelCase
+    lines += [f"\\providecommand{{\\{k}}}{{--}}" for k in sorted(ours - set(nums))]
+    open(path, "w").write("\n".join(lines) + "\n")
+
+
+def tabular(cols: str, head: list[str], rows: list[list[str]], caption: str = "") -> str:
+    out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
+    out += [" & ".join(r) + " \\\\" for r in rows]
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def tab_pc1(s: Seed) -> str:
+    rows = []
+    for g in BLOCKS + ["trunk"]:
+        if s.pc1(g) is None:
+            continue
+        n = s.nulls(g)
+        sh = n["shuffle"]
+        rows.append(
+            [
+                g.replace("block", "block "),
+                p1(n["pc1"]),
+                str(get(s.pca, f"summary.{g}.k95")),
+                p1(n["theory"]),
+                f"{p1(sh.get('mean'))} $\\pm$ {p1(sh.get('sd'))}",
+                p1(n["directions"].get("mean")),
+                p1(n["matched"]),
+                f2(s.coherence(g)),
+                p1(get(s.pca, f"summary.{g}.f_b_final")),
+            ]
+        )
+    return tabular(
+        "lrrrrrrrr",
+        [
+            "group",
+            "PC1",
+            "$k_{95}$",
+            "$8/\\pi^2$",
+            "shuffle",
+            "rand.\\ dir.",
+            "matched",
+            "coherence",
+            "$f_b(T)$",
+        ],
+        rows,
+    )
+
+
+def tab_update(s: Seed) -> str:
+    u = s.update
+    rows = []
+    nums = next(
+        (r["numbers"] for r in cl.evaluate_cache(s.res) if r["id"] == "C6" and r["seed"] == s.seed), {}
+    )
+    for ph, lab in (
+        ("early", "early ($t<2000$)"),
+        ("mid", "mid ($2000\\le t\\le6000$)"),
+        ("late", "late ($t>6000$)"),
+    ):
+        rows.append(
+            [
+                lab,
+                f3(get(u, f"groups.block0.phase_means.{ph}.abs_C")),
+                f3(get(u, f"summary.median_of_blocks_1_on.{ph}_abs_C")),
+                f3(get(u, f"groups.trunk.phase_means.{ph}.abs_C")),
+                f3(get(u, f"groups.block0.phase_means.{ph}.C")),
+                f3(nums.get(f"null_{ph}")),
+            ]
+        )
+    rows.append(
+        [
+            "sign flip $t^*$",
+            str(get(u, "summary.block0.t_star")),
+            "--",
+            str(get(u, "summary.trunk.t_star")),
+            "--",
+            "none",
+        ]
+    )
+    return tabular(
+        "lrrrrr",
+        [
+            "phase (midpoint)",
+            "$|C|$ block 0",
+            "$|C|$ blocks 1--7 (median)",
+            "$|C|$ trunk",
+            "signed $C$ block 0",
+            "matched walk $|C|$ block 0",
+        ],
+        rows,
+    )
+
+
+def tab_fisher(s: Seed) -> str:
+    rows = cl._fisher_rows(s)
+    want = [200, 1800, 4000, 4800, 6000, 8000, 9600, 10000]
+    out = []
+    for st, x in rows:
+        if st not in want:
+            continue
+        fr = x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None)
+        out.append(
+            [
+                str(st),
+                tex_sci(x["q"]["v_b"]),
+                tex_sci(x["q"].get("v_sw")),
+                tex_sci(x["q"].get("v_PC2")),
+                tex_sci(x.get("q_random_mean")),
+                f1(x["alpha"]),
+                f3(fr),
+                tex_sci(x["u1_overlap"]["v_b"]),
+            ]
+        )
+    return tabular(
+        "rrrrrrrr",
+        [
+            "step",
+            "$q(v_b)$",
+            "$q(v_{sw})$",
+            "$q(v_{PC2})$",
+            "mean $q(w_k)$",
+            "$\\alpha$",
+            "$\\lambda_1/\\mathrm{tr}$",
+            "$|\\langle u_1, v_b\\rangle|$",
+        ],
+        out,
+    )
+
+
+def tab_sgd(res: Results) -> str:
+    rows = []
+    for k, r in cl._sgd_rows(res).items():
+        rows.append(
+            [
+                tex_escape(k),
+                tex_escape(r.get("optimizer", "")),
+                tex_escape(r.get("status", "")),
+                f2(r.get("final_val")),
+                f3(r.get("best_p_ood")),
+                f1(r.get("pc1_pct")),
+                str(r.get("k95")),
+                f1(r.get("drift")),
+                f1(r.get("null_shuffle_pc1_pct")),
+                f1(r.get("null_matched_pc1_pct", r.get("null_direction_pc1_pct"))),
+            ]
+        )
+    return tabular(
+        "llllrrrrrr",
+        [
+            "run",
+            "optimizer",
+            "status",
+            "final val",
+            "best $p_{ood}$",
+            "PC1 \\%",
+            "$k_{95}$",
+            "drift",
+            "shuffle \\%",
+            "matched \\%",
+        ],
+        rows,
+    )
+
+
+def tab_matched(res: Results) -> str:
+    d = res.json("sgd_control/sgd_matched_valloss.json")
+    ws = get(d, "window_summaries", [])
+    rows = []
+    for i, r in enumerate(get(d, "rows", [])):
+        th = get(ws[i], "groups.trunk.null_theory_pc1") if i < len(ws) else None
+        rows.append(
+            [
+                tex_escape(r.get("optimizer", r["run"])),
+                r["kind"],
+                tex_escape(r["window"]),
+                f"{r['val_max']:.2f}--{r['val_min']:.2f}",
+                f1(r["pc1_pct"]),
+                str(r["k95"]),
+                str(r["k99"]),
+                f3(r["drift"]),
+                p1(th),
+            ]
+        )
+    return tabular(
+        "lllrrrrrr",
+        ["optimizer", "kind", "window", "val", "PC1 \\%", "$k_{95}$", "$k_{99}$", "drift", "walk PC1 \\%"],
+        rows,
+    )
+
+
+def tab_beta2(res: Results) -> str:
+    rows = []
+    for r in window_rows(res):
+        rows.append(
+            [
+                tex_escape(r["label"]),
+                f2(r["val"]),
+                f1(r["pc1"]),
+                str(r["k95"]),
+                f1(r["drift"]),
+                f1(r["shuffle"]),
+                f1(r["null"]),
+            ]
+        )
+    b2 = res.json("beta2/beta2_seed42.json")
+    for r in get(b2, "table", []) if b2 else []:
+        if r.get("status") == "diverged":
+            rows.append(
+                [f"AdamW beta2 {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
+            )
+    return tabular(
+        "lrrrrrr", ["run", "final val", "PC1 \\%", "$k_{95}$", "drift", "shuffle \\%", "matched \\%"], rows
+    )
+
+
+def tab_reheat(res: Results, seed: int) -> str:
+    d = res.json(f"reheat/seed{seed}/reheat.json")
+    rows = []
+    for r in get(d, "table", []) if d else []:
+        fs = r.get("first_step_at_threshold")
+        rows.append(
+            [
+                f"{r['lr']:g}",
+                f3(r["peak_p_ood"]),
+                str(r["peak_step"]),
+                "--" if fs is None else str(fs),
+                f3(r["final_p_ood"]),
+                f1(r["a_start"]),
+                f1(r["a_end"]),
+                f1(r["r_start"]),
+                f1(r["r_max"]),
+                f1(r["r_end"]),
+            ]
+        )
+    return tabular(
+        "rrrrrrrrrr",
+        [
+            "lr",
+            "peak $p_{ood}$",
+            "at step",
+            "first $\\ge$ 0.60",
+            "final",
+            "$a$ start",
+            "$a$ end",
+            "$\\|r\\|$ start",
+            "$\\|r\\|$ max",
+            "$\\|r\\|$ end",
+        ],
+        rows,
+    )
+
+
+def tab_bench(res: Results) -> str:
+    b = res.json("bench/bench.json")
+    rows = (
+        [
+            [
+                f"{r['vocab']:,}",
+                f"{r['params']:,}",
+                f1(r["ms_per_step"]),
+                f"{r['tok_per_s']:,.0f}",
+                f1(r["tflops"]),
+                f1(r["mfu_pct"]),
+                f1(r["mem_gib"]),
+            ]
+            for r in get(b, "rows", [])
+        ]
+        if b
+        else []
+    )
+    return tabular(
+        "rrrrrrr", ["vocabulary", "parameters", "ms/step", "tokens/s", "TFLOP/s", "MFU \\%", "GiB"], rows
+    )
+
+
+def tab_provenance(res: Results) -> str:
+    rows = []
+    for folder in ("seed42", "sgd_control", "beta2", "reheat/seed42", "bench"):
+        pv = res.json(f"{folder}/provenance.json")
+        for stg in (pv or {}).get("stages", []):
+            rows.append(
+                [tex_escape(folder), f"\\texttt{{{tex_escape(stg['command'])}}}", f1(stg.get("wall_s"))]
+            )
+    return tabular("llr", ["results folder", "command", "wall s"], rows)
+
+
+def tab_claims(rows: list[dict]) -> str:
+    col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
+    out = [
+        "\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
+        "\\toprule",
+        "id & claim & paper & ours & null & verdict \\\\",
+        "\\midrule",
+        "\\endhead",
+    ]
+    multi = len({r["seed"] for r in rows}) > 1
+    for r in rows:
+        idc = r["id"] + (f" (s{r['seed']})" if multi else "")
+        out.append(
+            " & ".join(
+                [
+                    idc,
+                    tex_escape(r["claim"]),
+                    tex_escape(r["paper"]),
+                    tex_escape(r["ours"]),
+                    tex_escape(r["null"]),
+                    f"\\textbf{{{tex_escape(r['verdict'])}}}",
+                ]
+            )
+            + " \\\\"
+        )
+        out.append(
+            "\\multicolumn{6}{@{}p{0.97\\linewidth}}"
+            f"{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]"
+        )
+    out += ["\\bottomrule", "\\end{longtable}"]
+    return "\n".join(out) + "\n"
+
+
+def md_claims(rows: list[dict], res: Results) -> str:
+    out = [
+        f"Claims of the paper against `results/{res.version}` (verdicts computed by `claims.py`):",
+        "",
+        "| id | claim | paper | ours | null | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    multi = len({r["seed"] for r in rows}) > 1
+    for r in rows:
+        idc = r["id"] + (f" s{r['seed']}" if multi else "")
+        out.append(
+            "| "
+            + " | ".join(
+                md_escape(x)
+                for x in (
+                    idc,
+                    r["claim"],
+                    r["paper"],
+                    r["ours"],
+                    r["null"],
+                    f"**{r['verdict']}**: {r['reason']}",
+                )
+            )
+            + " |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def md_pc1(s: Seed) -> str:
+    out = ["| group | PC1 | 8/pi^2 | shuffle | matched null | coherence |", "|---|---|---|---|---|---|"]
+    for g in BLOCKS + ["trunk"]:
+        if s.pc1(g) is None:
+            continue
+        n = s.nulls(g)
+        out.append(
+            f"| {g} | {p1(n['pc1'])}% | {p1(n['theory'])}% | {p1(n['shuffle'].get('mean'))}% | "
+            f"{p1(n['matched'])}% | {f2(s.coherence(g))} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def update_readme(path: str, block: str) -> bool:
+    """Replace the README's generated block (between the marker lines); False when it has no markers."""
+    if not os.path.exists(path):
+        return False
+    text = open(path).read()
+    i, j = text.find(README_START), text.find(README_END)
+    if i < 0 or j < i:
+        return False
+    new = text[: i + len(README_START)] + "\n" + block + text[j:]
+    if new != text:
+        open(path, "w").write(new)
+    return True
+
+
+def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=print) -> dict:
+    gen = os.path.join(out, "generated")
+    os.makedirs(gen, exist_ok=True)
+    rows = cl.evaluate_cache(res)
+    nums = global_numbers(res, log)
+    nums.update(claim_numbers(rows, seed.seed if seed else None))
+    if seed:
+        nums.update(seed_numbers(seed, log))
+        nums["figSeed"] = str(seed.seed)
+        if seed.pc1("trunk") is not None:
+            tn = seed.nulls("trunk")
+            nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
+            nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
+            nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
+    src = out if os.path.exists(os.path.join(out, "paper.tex")) else os.path.join(ROOT, "paper")
+    write_macros(nums, os.path.join(gen, "macros.tex"), used_macros(src))
+    tables = {
+        "tab_claims": lambda: tab_claims(rows),
+        "tab_sgd": lambda: tab_sgd(res),
+        "tab_matched": lambda: tab_matched(res),
+        "tab_beta2": lambda: tab_beta2(res),
+        "tab_bench": lambda: tab_bench(res),
+        "tab_provenance": lambda: tab_provenance(res),
+    }
+    if seed:
+        tables.update(
+            {
+                "tab_pc1": lambda: tab_pc1(seed),
+                "tab_update": lambda: tab_update(seed),
+                "tab_fisher": lambda: tab_fisher(seed),
+                "tab_reheat": lambda: tab_reheat(res, seed.seed),
+            }
+        )
+    for name, make in tables.items():
+        try:
+            text = make()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            log(f"skip table {name}: unreadable input ({type(e).__name__}: {e})")
+            text = "\\emph{(not in results/)}\n"
+        open(os.path.join(gen, f"{name}.tex"), "w").write(text)
+    md = md_claims(rows, res)
+    open(os.path.join(gen, "claims.md"), "w").write(md)
+    json.dump(
+        {"numbers": nums, "claims": rows},
+        open(os.path.join(gen, "numbers.json"), "w"),
+        indent=1,
+        default=float,
+    )
+    block = md + (
+        "\nPer-block PC1 of the drift against its nulls (seed " + str(seed.seed) + "):\n\n" + md_pc1(seed)
+        if seed
+        else ""
+    )
+    if readme and not update_readme(readme, block):
+        log(f"README {readme}: no generated block markers, left as it is")
+    return nums
+
+
+def main(argv=None):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results", help="results root (results/<version>/<experiment>/...)")
+    p.add_argument("--version", default=None, help="corpus version (default: the newest with a seed run)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed whose run the figures show (default 42, else the first)"
+    )
+    p.add_argument("--out", default="paper", help="writes <out>/figures and <out>/generated")
+    p.add_argument(
+        "--readme",
+        default=os.path.join(ROOT, "README.md"),
+        help="README whose generated block is rewritten ('' for none)",
+    )
+    p.add_argument("--no-figures", action="store_true", help="numbers, tables and README block only")
+    ns = p.parse_args(argv)
+    if not os.path.isdir(ns.results):
+        fail(f"--results {ns.results}: not a folder")
+    res = Results(ns.results, ns.version)
+    if res.dir is None or not os.path.isdir(res.dir):
+        fail(f"no corpus version folder in {ns.results}" + (f" ({ns.version})" if ns.version else ""))
+    seeds = res.seeds()
+    if ns.seed is not None and ns.seed not in seeds:
+        fail(f"no {res.dir}/seed{ns.seed}")
+    pick = ns.seed if ns.seed is not None else (42 if 42 in seeds else (seeds[0] if seeds else None))
+    seed = Seed(res, pick) if pick is not None else None
+    made = [] if ns.no_figures else make_figures(res, seed, os.path.join(ns.out, "figures"))
+    generate(res, seed, ns.out, ns.readme or None)
+    print(
+        f"{len(made)} figures in {os.path.join(ns.out, 'figures')}; "
+        f"macros and tables in {os.path.join(ns.out, 'generated')}"
+        f" (results {res.dir})"
+    )
+
+
+if __name__ == "__main__":
+    main()

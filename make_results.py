@@ -1,0 +1,230 @@
+"""The whole results plan, resumable: every run and analysis the paper report is built from.
+
+    python make_results.py --list                  # the plan, its ETA and what is done; runs nothing
+    python make_results.py                         # run every part in order (one GPU), then collect
+    python make_results.py --parts seed42,bench    # only these parts (and nothing they depend on)
+    python make_results.py --preset tiny           # the same plan shrunk for a CPU (minutes)
+    python make_results.py --collect-only --pack results_v2.tar.gz   # copy small outputs, pack them
+
+`make results` runs the second line. Each stage is one command of a script of this repository;
+a stage is done when it ended with exit code 0 for the same command (a marker in
+<out_dir>/.plan/). The scripts themselves resume (train.py from state_latest.pt, the experiments
+skip finished runs), so an interrupted plan loses at most the stage in flight. A failed stage is
+reported and the stages that need it are skipped; the others go on. After each part its small
+outputs (configs, metrics, logs, analysis JSON/CSV/PNG; never snapshots) are copied into
+`--results` (default results/v2 for the paper preset).
+
+The estimates are wall seconds on one NVIDIA H200 (paper preset); they are printed as the ETA.
+The plan does not fit one 10-minute call: `--list` names the parts, each of which does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+
+from config import Parser, UsageError, fail
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+ANALYSES = ("trajectory_pca_uncentered", "backbone_update_analysis", "backbone_gradient_analysis",
+            "backbone_fisher_analysis")
+
+
+@dataclass
+class Stage:
+    name: str                  # part.stage
+    cmd: list[str]
+    est_s: float               # H200 wall seconds, paper preset
+    needs: list[str] = field(default_factory=list)
+
+    @property
+    def part(self) -> str:
+        return self.name.split(".")[0]
+
+
+def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> list[Stage]:
+    """Training of one seed, then the four trajectory analyses on it."""
+    run = f"{prefix}seed{seed}"
+    train = Stage(f"seed{seed}.train", ["train.py", "--seed", str(seed), *common], 200)
+    return [train] + [Stage(f"seed{seed}.{a}", [f"{a}.py", "--run", "{out_dir}/" + run, *dev], est,
+                            needs=[train.name])
+                      for a, est in zip(ANALYSES, (15, 8, 35, 45))]
+
+
+def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> list[Stage]:
+    common = ["--progress", "false", "--out_dir", out_dir] + (["--preset", preset] if preset != "paper" else [])
+    common += ["--device", device] if device else []
+    dev = ["--device", device] if device else []
+    tiny = ["--preset", preset] if preset != "paper" else []
+    prefix = "" if preset == "paper" else f"{preset}_"
+    r = lambda sub: os.path.join(results, sub)  # noqa: E731
+    plan = seed_stages(42, common, dev, prefix)
+    src = "{out_dir}/" + f"{prefix}seed42"
+    plan += [
+        Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"),
+                              *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev], 120),
+        Stage("finetune.finetune", ["finetune_geometry.py", "--base", src, "--progress", "false", *tiny, *dev],
+              120, needs=["seed42.train"]),
+        Stage("controls.sgd_control", ["sgd_control.py", "--results", r("sgd_control"), *common], 420),
+        Stage("controls.sgd_nesterov_run", ["sgd_nesterov_run.py", "--results", r("sgd_control"), *common], 45),
+        Stage("controls.sgd_matched_valloss", ["sgd_matched_valloss.py", "--results", r("sgd_control"), *common], 10,
+              needs=["controls.sgd_control"]),
+        Stage("reheat.reheat", ["reheat.py", "--run", src, "--results", r("reheat/seed42"), *common], 120,
+              needs=["seed42.train"]),
+        Stage("beta2.beta2", ["beta2_analysis.py", "--results", r("beta2"), *common], 300),
+    ]
+    plan += seed_stages(271, common, dev, prefix)
+    return plan
+
+
+def marker_path(out_dir: str, stage: Stage) -> str:
+    return os.path.join(out_dir, ".plan", stage.name + ".json")
+
+
+def expand(stage: Stage, out_dir: str) -> list[str]:
+    return [sys.executable, *[a.replace("{out_dir}", out_dir) for a in stage.cmd]]
+
+
+def is_done(stage: Stage, out_dir: str) -> bool:
+    try:
+        rec = json.load(open(marker_path(out_dir, stage)))
+    except (OSError, ValueError):
+        return False
+    return rec.get("rc") == 0 and rec.get("cmd") == expand(stage, out_dir)[1:]
+
+
+def select(plan: list[Stage], parts: str | None) -> list[Stage]:
+    if not parts:
+        return plan
+    want = [p.strip() for p in parts.split(",") if p.strip()]
+    known = list(dict.fromkeys(s.part for s in plan))
+    bad = [p for p in want if p not in known]
+    if bad:
+        raise UsageError(f"unknown part(s) {', '.join(bad)} (choose from {', '.join(known)})")
+    return [s for s in plan if s.part in want]
+
+
+def fmt_s(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+def print_plan(plan: list[Stage], out_dir: str, scale: float):
+    print(f"{'part':<10} {'stage':<28} {'est':>8}  status   command")
+    todo = 0.0
+    for s in plan:
+        done = is_done(s, out_dir)
+        todo += 0 if done else s.est_s * scale
+        print(f"{s.part:<10} {s.name.split('.', 1)[1]:<28} {fmt_s(s.est_s * scale):>8}  {'done' if done else 'todo':<7}  "
+              f"{shlex.join(expand(s, out_dir)[1:])}")
+    parts = {}
+    for s in plan:
+        parts[s.part] = parts.get(s.part, 0) + s.est_s * scale
+    print("parts: " + ", ".join(f"{p} {fmt_s(t)}" for p, t in parts.items()))
+    print(f"ETA of what is left: {fmt_s(todo)}")
+
+
+def run_stage(stage: Stage, out_dir: str, log_dir: str) -> int:
+    cmd = expand(stage, out_dir)
+    os.makedirs(log_dir, exist_ok=True)
+    t0 = time.time()
+    with open(os.path.join(log_dir, stage.name + ".log"), "w") as log:
+        log.write(f"$ {shlex.join(cmd[1:])}\n")
+        log.flush()
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - t0
+    os.makedirs(os.path.dirname(marker_path(out_dir, stage)), exist_ok=True)
+    with open(marker_path(out_dir, stage), "w") as f:
+        json.dump(dict(cmd=cmd[1:], rc=rc, wall_s=round(wall, 1), date=time.strftime("%Y-%m-%d %H:%M:%S")), f)
+    return rc
+
+
+FOLDER_OF_PART = {"controls": "sgd_control", "reheat": "reheat/seed42", "finetune": "seed42"}
+
+
+def stage_records(plan: list[Stage], out_dir: str) -> dict:
+    """{results folder: [{command, wall_s}]} from the stage markers, for the provenance of each folder."""
+    out: dict[str, list] = {}
+    for s in plan:
+        try:
+            rec = json.load(open(marker_path(out_dir, s)))
+        except (OSError, ValueError):
+            continue
+        folder = FOLDER_OF_PART.get(s.part, s.part)
+        out.setdefault(folder, []).append(dict(command="python " + shlex.join(rec["cmd"]), wall_s=rec["wall_s"],
+                                               rc=rec["rc"], date=rec["date"]))
+    return out
+
+
+def collect(plan: list[Stage], out_dir: str, results: str) -> list[str]:
+    """Copy the small files of every finished run into `results` (collect_results.py's layout)."""
+    import collect_results
+    return collect_results.collect(out_dir, results, stage_records(plan, out_dir), time.strftime("%Y-%m-%d"))
+
+
+def pack(results: str, path: str, log_dir: str | None):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(results, arcname=os.path.relpath(results, ROOT) if results.startswith(ROOT) else os.path.basename(results))
+        if log_dir and os.path.isdir(log_dir):
+            tar.add(log_dir, arcname="plan_logs")
+    print(f"packed {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
+
+
+def main(argv=None):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="time scale of every run (default paper)")
+    p.add_argument("--parts", default=None, help="comma-separated parts to run (default: all, in plan order)")
+    p.add_argument("--out_dir", "--out-dir", default="runs", help="parent folder of the run folders (default runs)")
+    p.add_argument("--results", default=None, help="where small outputs are collected (default results/v2; tiny: <out_dir>/tiny_results)")
+    p.add_argument("--device", default=None, help="device for every script (default: each script's auto)")
+    p.add_argument("--list", action="store_true", help="print the plan and what is done; run nothing")
+    p.add_argument("--collect-only", action="store_true", help="only copy the small outputs into --results")
+    p.add_argument("--pack", default=None, metavar="PATH", help="pack --results (and the plan logs) into this .tar.gz")
+    p.add_argument("--executor", default="inline", choices=("inline",), help="how stages run (inline: one after another)")
+    args = p.parse_args(argv)
+    try:
+        results = args.results or (os.path.join("results", "v2") if args.preset == "paper"
+                                   else os.path.join(args.out_dir, f"{args.preset}_results"))
+        plan = select(build_plan(args.preset, args.out_dir, results, args.device), args.parts)
+    except UsageError as e:
+        fail(str(e))
+    scale = 1.0 if args.preset == "paper" else 0.2
+    log_dir = os.path.join(args.out_dir, ".plan", "logs")
+    print_plan(plan, args.out_dir, scale)
+    if args.list:
+        return 0
+    failed: set[str] = set()
+    if not args.collect_only:
+        t_start, left = time.time(), sum(s.est_s * scale for s in plan if not is_done(s, args.out_dir))
+        for i, s in enumerate(plan, 1):
+            if is_done(s, args.out_dir):
+                continue
+            missing = [n for n in s.needs if n in failed]
+            if missing:
+                print(f"[{i}/{len(plan)}] {s.name}: skipped, needs {', '.join(missing)} which failed", flush=True)
+                failed.add(s.name)
+                continue
+            print(f"[{i}/{len(plan)}] {s.name} (est {fmt_s(s.est_s * scale)}, ETA of the rest {fmt_s(left)}) ...", flush=True)
+            t0 = time.time()
+            rc = run_stage(s, args.out_dir, log_dir)
+            left = max(0.0, left - s.est_s * scale)
+            state = "done" if rc == 0 else f"FAILED (exit {rc}; log {os.path.join(log_dir, s.name + '.log')})"
+            print(f"[{i}/{len(plan)}] {s.name}: {state} in {fmt_s(time.time() - t0)}", flush=True)
+            if rc:
+                failed.add(s.name)
+        print(f"plan finished in {fmt_s(time.time() - t_start)}; failed: {', '.join(sorted(failed)) or 'none'}")
+    if os.path.isdir(args.out_dir):
+        print("collected: " + ", ".join(collect(plan, args.out_dir, results)))
+    if args.pack:
+        pack(results, args.pack, log_dir)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

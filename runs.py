@@ -1,0 +1,441 @@
+"""Run folders: reading config/metrics/status/codewords/snapshots, the one-writer lock, the corpus check.
+
+    python runs.py --run runs/tiny_seed42 --fresh trajectory_pca_uncentered   # exit 0 when up to date
+
+A run folder runs/<name>/ holds config.json, metrics.jsonl, status.json, codewords.json, log.txt,
+snapshots/step_XXXXXX.safetensors, state_latest.pt and analysis/. Every reader here tolerates the
+leftovers of a kill: an empty or cut JSON file reads as missing, a cut last line of metrics.jsonl is
+left out. `--fresh NAME` answers whether <run>/analysis/NAME.json was made by this commit (clean
+tree), from the run's current config, on its finished trajectory (run_seed.sh reruns it otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+
+from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
+
+SNAPSHOT = re.compile(r"^step_(\d+)\.safetensors$")
+RUN_FILES = {"config.json", "metrics.jsonl", "status.json", "codewords.json", "log.txt", "snapshots",
+             "state_latest.pt", "training_curves.png", ".lock", "analysis"}
+
+
+# ----------------------------------------------------------------------------- readers
+def read_json(path: str):
+    """The JSON in `path`; None when the file is missing, empty or cut (a write killed half-way)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}")
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """Rows of metrics.jsonl in step order, one per step (the last written); a cut last line is left out."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    try:
+        with open(path) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+    except FileNotFoundError:
+        return []
+    rows = {}
+    for i, line in enumerate(lines):
+        try:
+            r = json.loads(line)
+            rows[int(r["step"])] = r
+        except (ValueError, KeyError, TypeError):
+            if i == len(lines) - 1:
+                break  # the line a kill cut short
+            raise UsageError(f"{path} line {i + 1} is not a metrics row")
+    return [rows[s] for s in sorted(rows)]
+
+
+def read_status(run_dir: str) -> dict | None:
+    st = read_json(os.path.join(run_dir, "status.json"))
+    return st if isinstance(st, dict) and "status" in st and "step" in st else None
+
+
+def read_record(run_dir: str) -> dict | None:
+    """config.json of a run: {"config", "env", "corpus", "corpus_identity", "resumes"}; None if unreadable."""
+    rec = read_json(os.path.join(run_dir, "config.json"))
+    return rec if isinstance(rec, dict) and isinstance(rec.get("config"), dict) else None
+
+
+def run_config(run_dir: str, **override) -> Config:
+    """The Config a run was trained with (with `override`, e.g. cache_dir), validated."""
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"run folder not found: {run_dir}")
+    rec = read_record(run_dir)
+    if rec is None:
+        raise UsageError(f"no readable config.json in {run_dir} (not a training run folder?)")
+    try:
+        return config_from_dict({**rec["config"], **override}).validate()
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{run_dir}/config.json does not hold a valid config ({e})")
+
+
+def read_codewords(run_dir: str) -> list[int] | None:
+    cw = read_json(os.path.join(run_dir, "codewords.json"))
+    return cw.get("ids") if isinstance(cw, dict) else None
+
+
+def config_sha(config: dict) -> str:
+    """Short hash of a config dict (what an analysis records of the run it read)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- snapshots
+def snapshot_path(run_dir: str, step: int) -> str:
+    return os.path.join(run_dir, "snapshots", f"step_{step:06d}.safetensors")
+
+
+def list_snapshots(run_dir: str) -> dict[int, str]:
+    """{step: path} of the snapshot files on disk."""
+    d = os.path.join(run_dir, "snapshots")
+    if not os.path.isdir(d):
+        return {}
+    return {int(m.group(1)): os.path.join(d, f) for f in sorted(os.listdir(d)) if (m := SNAPSHOT.match(f))}
+
+
+def remove_leftovers(run_dir: str) -> list[str]:
+    """Delete the temp files a kill leaves behind (half-written snapshots, state or JSON files)."""
+    gone = []
+    for d in (run_dir, os.path.join(run_dir, "snapshots")):
+        if os.path.isdir(d):
+            for f in os.listdir(d):
+                if f.startswith(".tmp") or ".tmp" in f:
+                    os.remove(os.path.join(d, f))
+                    gone.append(f)
+    return gone
+
+
+def trajectory_state(run_dir: str, cfg: Config) -> dict:
+    """Where a run stands: status, the snapshot steps its schedule wants, those missing on disk."""
+    st = read_status(run_dir)
+    have = set(list_snapshots(run_dir))
+    end = st["step"] if st and st["status"] != "running" else cfg.steps
+    want = [s for s in cfg.snapshot_steps() if s <= end]  # a diverged or stopped run ends between snapshots
+    missing = [s for s in want if s not in have]
+    finished = bool(st) and st["status"] != "running"
+    return dict(status=st["status"] if st else "running", step=st["step"] if st else None, finished=finished,
+                complete=finished and not missing, missing=missing, snapshots=len(have))
+
+
+def check_trajectory(run_dir: str, cfg: Config, partial: bool = False) -> dict:
+    """trajectory_state; UsageError for an unfinished run or one with missing snapshots unless `partial`."""
+    ts = trajectory_state(run_dir, cfg)
+    if partial:
+        return dict(ts, partial=not ts["complete"])
+    if not ts["finished"]:
+        raise UsageError(f"{run_dir} has not finished training (resume it with train.py, or pass --partial "
+                         f"to analyse the snapshots it has)")
+    if ts["missing"]:
+        raise UsageError(f"{run_dir} lacks {len(ts['missing'])} of its snapshots (first: step {ts['missing'][0]}); "
+                         f"resume it with train.py to rewrite them, or pass --partial")
+    return dict(ts, partial=False)
+
+
+# ----------------------------------------------------------------------------- the run folder as a whole
+def check_run_dir(cfg: Config) -> Config | None:
+    """The config that made cfg.run_dir (None when there is no run yet, or only a killed start);
+    a folder made with another config, or one that is not a run folder, is an error."""
+    run_dir = cfg.run_dir
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UsageError(f"{run_dir} is a file, not a run folder")
+    if not os.path.isdir(run_dir) or not os.listdir(run_dir):
+        return None
+    rec = read_record(run_dir)
+    if rec is None:
+        if not set(os.listdir(run_dir)) <= RUN_FILES:
+            raise UsageError(f"{run_dir} exists but is not a run folder (no config.json); use another --name")
+        state = os.path.join(run_dir, "state_latest.pt")
+        if not os.path.exists(state):
+            return None  # killed before the first resume point: a fresh start redoes it all, bitwise
+        rec = {"config": load_state(state).get("config") or {}}
+    try:
+        old = config_from_dict(rec["config"])
+    except (TypeError, ValueError):
+        raise UsageError(f"{run_dir}/config.json does not hold a valid config; use another --name")
+    changed = diff_configs(old, cfg)
+    if changed:
+        raise UsageError(f"{run_dir} was made with another config (differs in: {', '.join(changed)}); use another --name")
+    return old
+
+
+STATE_KEYS = {"model", "optimizer", "step", "rng", "train_sum", "n_sum"}
+
+
+def load_state(path: str) -> dict:
+    """Load state_latest.pt safely (weights_only: a malicious pickle executes nothing) and check its keys."""
+    import torch
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UsageError(f"{path} is corrupt or not a state file ({type(e).__name__}); remove it to restart the run")
+    missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else ["all"]
+    if missing:
+        raise UsageError(f"{path} is not a state file of train.py (missing: {', '.join(missing)}); remove it to restart the run")
+    return state
+
+
+class RunLock:
+    """One writer per run folder: an exclusive flock on <run>/.lock, held while training."""
+
+    def __init__(self, run_dir: str):
+        self.path, self.f = os.path.join(run_dir, ".lock"), None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.f = open(self.path, "a+")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.f.seek(0)
+            pid = self.f.read().strip() or "?"
+            self.f.close()
+            raise UsageError(f"{os.path.dirname(self.path)} is being written by another process (pid {pid}); "
+                             f"wait for it or use another --name")
+        self.f.truncate(0)
+        self.f.write(str(os.getpid()))
+        self.f.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+# ----------------------------------------------------------------------------- corpus identity
+def check_corpus(run_record: dict, cfg: Config):
+    """UsageError when the corpus `cfg` rebuilds is not the one recorded in the run's config.json
+    (an edited template must never make an analysis replay batches the run did not train on)."""
+    from dataset import corpus_identity
+    recorded = run_record.get("corpus_identity")
+    if recorded is None:
+        return  # a run folder from before corpus identities were recorded: the codeword check remains
+    now = corpus_identity(cfg)
+    diff = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+    if diff:
+        raise UsageError(f"the corpus rebuilt for {cfg.run_dir} is not the one it trained on ({', '.join(diff)} "
+                         f"differ(s): the corpus generator or data changed); check out the commit of the run")
+
+
+def existing_run(cfg: Config) -> dict | None:
+    """{config, metrics, status} of the run folder of `cfg`, None when there is no run yet;
+    a folder made with another config is an error."""
+    old = check_run_dir(cfg)
+    if old is None:
+        return None
+    return dict(config=old, metrics=read_metrics(cfg.run_dir), status=read_status(cfg.run_dir))
+
+
+def curves(metrics: list[dict], keys=("step", "val_loss", "p_in", "p_ood")) -> dict:
+    """{key: [value per eval]} of metrics rows (for figures and the experiment records)."""
+    return {k: [r.get(k) for r in metrics] for k in keys}
+
+
+def same_finished_run(cfg: Config) -> bool:
+    """Whether cfg.run_dir holds a finished run of exactly `cfg` (another config's folder: False)."""
+    if read_record(cfg.run_dir) is None or not finished(read_status(cfg.run_dir)):
+        return False
+    try:
+        return check_run_dir(cfg) is not None
+    except UsageError:
+        return False
+
+
+def finished(status: dict | None) -> bool:
+    return bool(status) and status["status"] != "running"
+
+
+def lambda_step(config: dict, steps) -> int | None:
+    """The run's lambda step when it falls within `steps` (for a marker in figures)."""
+    s = config.get("lambda_step")
+    return s if s is not None and steps and steps[0] <= s <= steps[-1] else None
+
+
+def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int | None:
+    """Latest snapshot step (<= end) whose tensors `keys` are all finite (a diverged run may end in NaN)."""
+    import torch
+    from safetensors import safe_open
+    for s in sorted((s for s in paths if end is None or s <= end), reverse=True):
+        with safe_open(paths[s], framework="pt") as f:
+            if all(torch.isfinite(f.get_tensor(k)).all() for k in keys):
+                return s
+    return None
+
+
+# ----------------------------------------------------------------------------- analyses: loading a run
+def open_trajectory(run: str, anchor: int = 0, device="auto", partial: bool = False):
+    """(geometry.Trajectory of the run's snapshots from `anchor`, trajectory state): an unfinished run or
+    missing snapshots are an error unless `partial` (the analyses' --partial)."""
+    from geometry import Trajectory
+    if not os.path.isdir(run):
+        raise UsageError(f"run folder not found: {run}")
+    traj = Trajectory(run, anchor=anchor, device=device)
+    rec = read_record(run)
+    if rec is None:
+        if not partial:
+            raise UsageError(f"no readable config.json in {run}: not a training run (pass --partial to "
+                             f"analyse the snapshots anyway)")
+        return traj, dict(partial=True, config_sha=None)
+    return traj, run_state(run, config_from_dict(rec["config"]), partial)
+
+
+def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="auto", partial: bool = False):
+    """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
+    its Config (cache_dir overridable) and its corpus, checked against the recorded corpus identity
+    and codewords.json."""
+    from dataset import load_corpus
+    if not os.path.isdir(run):
+        raise UsageError(f"run folder not found: {run}")
+    cfg = run_config(run, **({"cache_dir": cache_dir} if cache_dir else {}))
+    traj, state = open_trajectory(run, anchor, device, partial)
+    try:
+        corpus = load_corpus(cfg)
+    except UsageError as e:
+        raise UsageError(f"cannot load the data of {run}: {e}")
+    except Exception as e:  # e.g. the corpus generator missing, or an unreadable cache
+        raise UsageError(f"cannot load the data of {run}: {type(e).__name__}: {e}")
+    check_corpus(read_record(run), cfg)
+    ids = read_codewords(run)
+    if ids is not None and ids != [int(i) for i in corpus.codeword_ids]:
+        raise UsageError(f"the corpus rebuilt from {run}/config.json is not the one the run trained on "
+                         f"(codewords differ from codewords.json: corpus generator or tokenizer changed?)")
+    return traj, cfg, corpus, state
+
+
+def load_model(traj, cfg: Config, corpus, step: int, model=None):
+    """The run's model (uncompiled) with the weights of snapshot `step`, on traj.device."""
+    from model import GPT
+    model = model or GPT.from_config(cfg, corpus.vocab_size).to(traj.device)
+    try:
+        model.load_state_dict(traj.load(step, list(traj.shapes)))
+    except RuntimeError as e:
+        raise UsageError(f"snapshot step {step} does not fit the model built from config.json and the corpus "
+                         f"(vocabulary {corpus.vocab_size}): {str(e).splitlines()[-1].strip()[:160]}")
+    return model
+
+
+def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
+    """n mini-batches of batch_size sequences: the training stream from step on, i.e. the run's
+    micro-batches get_batch(corpus, cfg, s, m) in the order (step, 0), ..., (step, grad_accum - 1),
+    (step + 1, 0), ..., concatenated and cut into consecutive mini-batches (the first n * batch_size
+    sequences). Returns (batches, used): used = the (step, micro) pairs read, in order."""
+    import torch
+    from dataset import get_batch
+    xs, ys, ps, used = [], [], [], []
+    s, m, have = step, 0, 0
+    while have < n * batch_size:
+        x, y, p = get_batch(corpus, cfg, s, m)
+        xs.append(x), ys.append(y), ps.append(p), used.append((s, m))
+        have += len(x)
+        s, m = (s + 1, 0) if m + 1 == cfg.grad_accum else (s, m + 1)
+    x, y, p = (torch.cat(t)[: n * batch_size] for t in (xs, ys, ps))
+    return [(x[i : i + batch_size], y[i : i + batch_size], p[i : i + batch_size])
+            for i in range(0, n * batch_size, batch_size)], used
+
+
+def loss_fn(which: int, lam: float, device, fp32: bool):
+    """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM, 2 probe),
+    in the run's bf16 autocast on CUDA unless `fp32`."""
+    from contextlib import nullcontext
+    from common import autocast
+    from model import losses
+    ctx = nullcontext if fp32 else (lambda: autocast(device))
+
+    def f(model, batch):
+        with ctx():
+            return losses(model, *(t.to(device) for t in batch), lam)[which]
+    return f
+
+
+def batch_record(cfg: Config, used) -> dict:
+    """Which micro-batches a snapshot's mini-batches came from; trained_on: all of them are steps the run took."""
+    return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
+
+
+REPLAY_RULE = ("the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
+               "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
+               "mini-batches; trained_on = false when the stream reaches steps the run never took")
+REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe", "lambda_probe_late", "lambda_step",
+                 "n_layer", "d_model")
+
+
+def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
+    """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
+    micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
+    import sys
+    from tqdm import tqdm
+    model = None
+    for t in tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty()):
+        model = load_model(traj, cfg, corpus, t, model)
+        batches, used = replay_batches(corpus, cfg, t, n, batch_size)
+        record[str(t)] = batch_record(cfg, used)
+        yield t, cfg.lambda_at(t), model, batches
+
+
+def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
+    """The "batches" and "config" entries of a replaying analysis' JSON."""
+    return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                             rule=REPLAY_RULE, per_step=per_step),
+                config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
+
+
+def snapshot_selection(traj, every: int) -> list[int]:
+    """Every `every`-th snapshot step from the anchor on."""
+    if every < 1:
+        raise UsageError(f"--every must be >= 1, got {every}")
+    return [s for s in traj.steps if s >= traj.anchor][::every]
+
+
+# ----------------------------------------------------------------------------- analysis freshness
+def analysis_freshness(run_dir: str, name: str) -> str | None:
+    """None when <run>/analysis/<name>.json is up to date, else why it is not."""
+    from common import environment
+    rec = read_json(os.path.join(run_dir, "analysis", f"{name}.json"))
+    if not isinstance(rec, dict):
+        return "not made yet"
+    pv, run = rec.get("provenance") or {}, rec.get("run_state") or {}
+    env, cfg = environment(), read_record(run_dir)
+    if pv.get("git_commit") != env["git_commit"] or pv.get("git_dirty") or env["git_dirty"]:
+        return f"made by commit {str(pv.get('git_commit'))[:10]}{' (dirty)' if pv.get('git_dirty') else ''}, " \
+               f"code is {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}"
+    if cfg is None or run.get("config_sha") != config_sha(cfg["config"]):
+        return "made from another config of the run"
+    if run.get("partial", True):
+        return "made on a partial trajectory"
+    return None
+
+
+def run_state(run_dir: str, cfg: Config, partial: bool = False) -> dict:
+    """What an analysis records of the run it read (for the freshness check): trajectory state and config hash."""
+    rec = read_record(run_dir) or {"config": cfg.to_dict()}
+    return dict(check_trajectory(run_dir, cfg, partial), config_sha=config_sha(rec["config"]))
+
+
+def main(argv=None):
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--fresh", required=True, metavar="NAME", help="analysis name: exit 0 if analysis/NAME.json is up to date, 1 if not")
+    args = p.parse_args(argv)
+    why = analysis_freshness(args.run, args.fresh)
+    print(f"{args.fresh}: {why or 'up to date'}")
+    raise SystemExit(0 if why is None else 1)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UsageError as e:
+        fail(str(e))

@@ -1,0 +1,271 @@
+"""finetune_geometry.py: projection statistics, peft LoRA updates and gradients, alignment on a convex toy,
+the study on a micro base run and on a tiny local GPT-2 (CPU, about 30 s)."""
+import copy
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import finetune_geometry as fg  # noqa: E402
+import train  # noqa: E402
+from model import GPT, losses  # noqa: E402
+
+pytest.importorskip("peft")
+MICRO = dict(n_layer=2, steps=4, warmup=2, lambda_step=2, eval_every=4, snapshot_every=4, state_every=4)
+STUDY = ["--preset", "tiny", "--steps", "6", "--batch_size", "4", "--warmup", "2", "--align_every", "3",
+         "--eval_every", "3", "--n_dirs", "4", "--progress", "false"]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, micro_cfg):
+    cfg = micro_cfg(tmp_path_factory.mktemp("ft"), name="micro", **MICRO)
+    train.train(cfg)
+    return cfg.run_dir
+
+
+# ----------------------------------------------------------------------------- math
+def test_random_level_closed_forms():
+    assert fg.random_level(1) == pytest.approx(1.0)
+    assert fg.random_level(2) == pytest.approx(2 / math.pi)      # E|cos theta|, theta uniform on the circle
+    assert fg.random_level(3) == pytest.approx(0.5)              # E|u_z| on the 2-sphere (Archimedes)
+    D = 10**6
+    assert fg.random_level(D) == pytest.approx(math.sqrt(2 / (math.pi * D)), rel=1e-5)
+
+
+def test_projection_statistics_on_planted_gradients():
+    """Gradients planted so that their projections on the group's unit directions are known numbers a_tj
+    (least-norm solution plus noise orthogonal to the directions): the statistics must return them."""
+    rng = np.random.default_rng(0)
+    sizes, k, T = [30, 20, 25], 3, 50
+    Z = [rng.standard_normal((k, n)) for n in sizes]
+    znorm2 = np.stack([(z ** 2).sum(1) for z in Z])
+    idx = [0, 1]                                              # a group of the first two matrices
+    U = np.concatenate([Z[i] for i in idx], 1) / np.sqrt(znorm2[idx].sum(0))[:, None]
+    a = rng.standard_normal((T, k)) * [1.0, 2.0, 0.5] + [0.3, 0.0, -1.0]
+    sq, dots, norms = np.zeros((T, 3)), np.zeros((T, 3, k)), np.zeros(T)
+    for t in range(T):
+        g = U.T @ np.linalg.solve(U @ U.T, a[t])
+        n = rng.standard_normal(U.shape[1])
+        n -= U.T @ np.linalg.solve(U @ U.T, U @ n)           # orthogonal to every direction
+        g += n * (t % 5) / np.linalg.norm(n)
+        norms[t] = np.linalg.norm(g)
+        parts = np.split(g, np.cumsum([sizes[i] for i in idx])[:-1])
+        for i, p in zip(idx, parts):
+            sq[t, i], dots[t, i] = (p ** 2).sum(), Z[i] @ p
+        sq[t, 2], dots[t, 2] = 7.0, rng.standard_normal(k)    # a matrix outside the group changes nothing
+    got_norms, P = fg.group_series(sq, dots, znorm2, idx)
+    np.testing.assert_allclose(P, a, atol=1e-10)
+    np.testing.assert_allclose(got_norms, norms, rtol=1e-10)
+    s = fg.projection_stats(P, got_norms, 50)
+    assert s["proj_abs_mean"] == pytest.approx(np.abs(a).mean())
+    assert s["proj_var"] == pytest.approx(a.var(0, ddof=1).mean())
+    assert s["grad_norm_var"] == pytest.approx(norms.var(ddof=1))
+
+
+def test_projections_of_isotropic_gradients_sit_at_the_random_level():
+    gen = torch.Generator().manual_seed(1)
+    D, T, k = 2000, 400, 4
+    g = torch.randn(T, D, generator=gen, dtype=torch.float64)
+    g *= (3.0 / g.norm(dim=1))[:, None]                      # norm 3 at every step
+    z = torch.randn(k, D, generator=gen, dtype=torch.float64)
+    P = (g @ (z / z.norm(dim=1, keepdim=True)).T).numpy()
+    s = fg.projection_stats(P, g.norm(dim=1).numpy(), D)
+    assert s["cos_abs_mean"] == pytest.approx(fg.random_level(D), rel=0.05)
+    assert s["proj_abs_mean"] == pytest.approx(s["proj_abs_mean_null"], rel=0.05)
+
+
+# ----------------------------------------------------------------------------- peft LoRA
+def _tiny_models():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    ours = GPT(50, n_layer=2, d_model=16, n_head=2, d_ff=32, ctx=8)
+    hf = fg.HFLM(GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=2, n_head=2,
+                                                       bos_token_id=0, eos_token_id=0)))
+    names_ours = [f"blocks.{l}.{n}" for l in range(2) for n in fg.OURS]
+    names_hf = [f"hf.transformer.h.{l}.{n}" for l in range(2) for n in fg.HF]
+    return [(ours, names_ours, False), (hf, names_hf, True)]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["ours", "hf_conv1d"])
+def test_lora_update_equals_change_of_merged_weights(which):
+    pytest.importorskip("transformers")
+    model, names, fan = _tiny_models()[which]
+    W0 = {n: fg._weight(model.get_submodule(n)).detach().clone() for n in names}
+    pm = fg.add_lora(model, names, 3, 6.0, fan, seed=0)
+    with torch.no_grad():
+        for n in names:  # B = 0 at the start; give it values so the update is not trivially zero
+            A, B, s, _ = fg._lora(model.get_submodule(n))
+            B.normal_()
+            assert s == 2.0
+    deltas = {n: fg.lora_delta(model.get_submodule(n)).detach().clone() for n in names}
+    merged = pm.merge_and_unload()
+    for n in names:
+        assert deltas[n].shape == W0[n].shape and deltas[n].abs().max() > 0
+        torch.testing.assert_close(merged.get_submodule(n).weight - W0[n], deltas[n], rtol=1e-5, atol=1e-6)
+
+
+def test_lora_effective_gradient_closed_form():
+    """With W = W0 + s B A: dL/dB = s G A^T and dL/dA = s B^T G (G = dL/dW), so the effective gradient
+    s (dL/dB A + B dL/dA) = s^2 (G A^T A + B B^T G); G from an unmodified model carrying the merged
+    weights."""
+    model, names, _ = _tiny_models()[0]
+    twin = copy.deepcopy(model)
+    fg.add_lora(model, names, 3, 3.0, False, seed=0)
+    with torch.no_grad():
+        for n in names:
+            fg._lora(model.get_submodule(n))[1].normal_(0, 0.1)
+            twin.get_submodule(n).weight += fg.lora_delta(model.get_submodule(n))
+    x = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
+    model(x).square().mean().backward()
+    twin(x).square().mean().backward()
+    for n in names:
+        layer = model.get_submodule(n)
+        A, B, s, _ = fg._lora(layer)
+        G = twin.get_submodule(n).weight.grad
+        want = s * s * (G @ A.T @ A + B @ B.T @ G)
+        torch.testing.assert_close(fg.lora_grad(layer), want, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("rank", [5, 1])
+def test_lora_aligns_with_full_fine_tuning_on_a_convex_toy(rank):
+    """Loss 0.5 ||W - W*||_F^2 (strictly convex, isotropic). Full gradient descent goes straight to W*.
+    LoRA's gradient flow on (B, A) decreases the same loss; at full rank (r = 5 = min(5, 6)) it can reach
+    any W, so with a small enough lr both runs end at the unique minimiser and their cumulative updates
+    coincide: cos -> 1. At rank 1 it ends at the best rank-1 approximation of W* - W0 (Eckart-Young), so
+    cos -> sigma_1 / ||sigma||, which is the rank-1 ceiling: the measure is not 1 by construction."""
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 5, bias=False)
+
+        def forward(self):
+            return self.fc(torch.eye(6))  # = W^T
+
+    torch.manual_seed(0)
+    toy, W_star = Toy(), torch.randn(5, 6)
+    W0 = toy.fc.weight.detach().clone()
+
+    def fit(m, params, steps):
+        opt = torch.optim.SGD(params, lr=0.2)
+        for _ in range(steps):
+            opt.zero_grad()
+            (0.5 * (m() - W_star.T).square().sum()).backward()
+            opt.step()
+    full = copy.deepcopy(toy)
+    fit(full, list(full.parameters()), 200)
+    dW = (full.fc.weight - W0).detach()
+    lora = copy.deepcopy(toy)
+    fg.add_lora(lora, ["fc"], rank, float(rank), False, seed=0)
+    fit(lora, [p for p in lora.parameters() if p.requires_grad], 600)
+    d = fg.lora_delta(lora.fc).detach()
+    cos = float(fg.group_cos(np.array([float((d * dW).sum())]), np.array([float(dW.square().sum())]),
+                             np.array([float(d.square().sum())]), [0]))
+    ceiling = fg.rank_ceiling([torch.linalg.svdvals(dW).square().double().numpy()], rank, [0])
+    assert cos == pytest.approx(ceiling, abs=1e-4)
+    assert (cos > 0.9999) if rank == 5 else (cos < 0.95)
+
+
+# ----------------------------------------------------------------------------- the study on a micro base run
+def test_task_batches_use_long_gaps_and_record_true_gradients(base_run):
+    ft = fg.ft_config(preset="tiny", steps=2, batch_size=8, p_task=1.0, n_dirs=3)
+    base = fg.our_base(base_run, ft, torch.device("cpu"))
+    x, y, pos, ev = fg.task_data(base, ft, torch.device("cpu"))
+    assert (pos >= base.cfg.ood_gap_min).all()                # every row a probe, its answer past a long gap
+    assert base.cfg.gap_min == base.cfg.ood_gap_min and base.cfg.data_offset == MICRO["steps"]
+    # the step-0 gradient statistics equal those of a gradient computed here, independently
+    Z, znorm2 = fg.random_dirs(base, 3, 0, torch.device("cpu"))
+    run = fg.finetune(base, (x, y, pos, ev), Z, ft, "full", 1e-3)
+    model = copy.deepcopy(base.model)
+    losses(model, x[0], y[0], pos[0], ft.lambda_task)[0].backward()
+    G = [model.get_submodule(n).weight.grad.reshape(-1) for n in base.names]
+    np.testing.assert_allclose(run["grad_sq"][0], [float(g.square().sum()) for g in G], rtol=1e-5)
+    dots = torch.stack([z @ g for z, g in zip(Z, G)]).numpy()
+    np.testing.assert_allclose(run["grad_dots"][0], dots, rtol=1e-4, atol=1e-7)
+
+
+def test_study_end_to_end_on_our_base(base_run, tmp_path):
+    out = tmp_path / "out"
+    fg.main(["--base", base_run, *STUDY, "--ranks", "1,32", "--lrs", "1e-4,1e-3,1e-2", "--out", str(out)])
+    recs = {e: json.load(open(out / f"finetune_{e}.json")) for e in fg.EXPERIMENTS}
+    for r in recs.values():
+        assert {"experiment", "config", "definitions", "results", "provenance"} <= set(r)
+        assert r["provenance"]["command"].startswith("python ")
+    res = {e: r["results"] for e, r in recs.items()}
+    # the base eval is the run's own last eval (same weights, same fixed eval set)
+    assert res["baseline"]["base_eval"]["p_ood"] == recs["baseline"]["config"]["base"]["recorded_p_ood"]
+    # no rank-r update can be closer to dW_full than its best rank-r approximation
+    for row in res["rank"]["rows"]:
+        assert abs(row["align_final"]) <= row["ceiling_final"] + 1e-6
+    al = res["alignment"]["alignment"]["groups"]
+    assert set(al) == {"layer0", "layer1", "overall"}
+    assert all(abs(c) <= 1 + 1e-9 for g in al.values() for c in g["cos"])
+    assert res["rank"]["rows"][1]["ceiling_final"] == pytest.approx(1.0)  # rank 32: full rank of every matrix
+    assert len(res["activity"]["lora"]["final"]) == 2 and res["activity"]["full"]["overall"] > 0
+    assert [r["lr"] for r in res["lr"]["rows"]["full"]] == [1e-4, 1e-3, 1e-2]
+    assert (out / "finetune_table.md").read_text().count("\n|") >= 8
+    for f in ("gradients", "alignment", "activity", "lr", "rank"):
+        assert (out / f"finetune_{f}.png").stat().st_size > 0
+    s = fg.finetune_summary(str(out))
+    assert s["alignment"]["rank"] == 8 and len(s["rank"]) == 2 and s["table"]["rows"]
+
+
+def test_hf_corpus_maps_words_to_the_tokenizer(base_run):
+    """A fake tokenizer that spells every word in characters: the mapped stream is the words' spellings
+    side by side, the codewords are its single-token uppercase words, the templates keep their slot."""
+    class CharTok:
+        codes = [f" {a}{b}{c}" for a in "ABCDEFGH" for b in "ABCDEFGH" for c in "ABCDEFGHIJ"]  # 640 tokens
+        eos_token_id = 0
+
+        def encode(self, s, add_special_tokens=False):
+            return [ord(c) for c in s]
+
+        def decode(self, ids):
+            i = ids[0]
+            return chr(i) if i < 256 else self.codes[i - 256]
+    tok, V = CharTok(), 256 + len(CharTok.codes)
+    from dataset import load_corpus
+    from runs import run_config
+    cfg = run_config(base_run)
+    words = load_corpus(cfg)
+    c = fg.hf_corpus(cfg, tok, V)
+    def spelled(w):  # the fake tokenizer's ids of word id w (end of text: the eos id 0)
+        if w == words.tok.eot:
+            return [0]
+        word = words.tok.itos[w]
+        return tok.encode(word if not word[0].isalnum() else " " + word)
+    spell = [spelled(w) for w in words.val[:300].tolist()]
+    flat = [i for s in spell for i in s]
+    assert c.val[: len(flat)].tolist() == flat
+    assert len(c.codeword_ids) == cfg.n_codewords and min(c.codeword_ids) >= 256
+    assert all(-1 in k and q[-1] == -1 for k, q in c.templates)
+
+
+def test_hf_path_on_a_tiny_local_gpt2(base_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from dataset import WordTokenizer
+    V = WordTokenizer(512).vocab_size  # no tokenizer in the folder: the word ids are the token ids
+    config = transformers.GPT2Config(vocab_size=V, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                                     bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    cache = json.load(open(os.path.join(base_run, "config.json")))["config"]["cache_dir"]
+    out = tmp_path / "out"
+    fg.main(["--hf_model", str(tmp_path / "gpt2"), *STUDY, "--ranks", "2", "--lrs", "", "--hf_stories", "300",
+             "--cache_dir", cache, "--n_eval_probe", "16", "--n_eval_lm", "8", "--out", str(out)])
+    r = json.load(open(out / "finetune_alignment.json"))
+    assert r["config"]["base"]["kind"] == "hf" and r["config"]["trunk_numel"] == 2 * 12 * 32 * 32
+    assert len(r["results"]["alignment"]["matrices"]) == 8
+
+
+@pytest.mark.parametrize("args", [["--base", "no/such/run"], ["--hf_model", "no-such-model-here"],
+                                  ["--lrs", "1e-3,x"], ["--preset", "huge"], ["--rank", "0"]])
+def test_bad_input_is_one_line(args, tmp_path, usage_error, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in tests: the cache only, at once
+    usage_error(fg.main, [*args, "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,70 @@
+"""The results plan: order, resumption through markers, failures that skip only their dependents."""
+import os
+
+import pytest
+
+import make_results as mr
+
+
+def fake_plan(tmp_path, fail_b=False):
+    """Three stages whose commands append their name to a file; b fails when asked; c needs b."""
+    log = tmp_path / "order.txt"
+    say = lambda name, rc=0: ["-c", f"open({str(log)!r}, 'a').write({name!r} + '\\n'); raise SystemExit({rc})"]  # noqa: E731
+    return log, [mr.Stage("p1.a", say("a"), 1), mr.Stage("p2.b", say("b", 3 if fail_b else 0), 1),
+                 mr.Stage("p2.c", say("c"), 1, needs=["p2.b"]), mr.Stage("p3.d", say("d"), 1)]
+
+
+def run_plan(monkeypatch, tmp_path, plan, *args):
+    monkeypatch.setattr(mr, "build_plan", lambda *a, **k: plan)
+    monkeypatch.setattr(mr, "collect", lambda *a, **k: [])
+    return mr.main(["--out_dir", str(tmp_path / "runs"), *args])
+
+
+def test_stages_run_in_plan_order_and_rerun_skips_finished(monkeypatch, tmp_path):
+    log, plan = fake_plan(tmp_path)
+    assert run_plan(monkeypatch, tmp_path, plan) == 0
+    assert log.read_text().split() == ["a", "b", "c", "d"]
+    assert run_plan(monkeypatch, tmp_path, plan) == 0
+    assert log.read_text().split() == ["a", "b", "c", "d"]  # every marker matched: nothing ran again
+
+
+def test_failed_stage_skips_its_dependents_only_and_is_retried(monkeypatch, tmp_path):
+    log, plan = fake_plan(tmp_path, fail_b=True)
+    assert run_plan(monkeypatch, tmp_path, plan) == 1
+    assert log.read_text().split() == ["a", "b", "d"]     # c needs b: skipped; d goes on
+    log.write_text("")
+    _, fixed = fake_plan(tmp_path)
+    assert run_plan(monkeypatch, tmp_path, fixed) == 0
+    assert log.read_text().split() == ["b", "c"]          # a and d were done; b is retried, then c
+
+
+def test_a_changed_command_is_not_done(monkeypatch, tmp_path):
+    log, plan = fake_plan(tmp_path)
+    run_plan(monkeypatch, tmp_path, plan)
+    plan[0].cmd = plan[0].cmd[:1] + [plan[0].cmd[1].replace("write('a'", "write('a2'")]
+    log.write_text("")
+    run_plan(monkeypatch, tmp_path, plan)
+    assert log.read_text().split() == ["a2"]
+
+
+def test_parts_select_and_unknown_part_is_one_line(monkeypatch, tmp_path, usage_error):
+    log, plan = fake_plan(tmp_path)
+    assert run_plan(monkeypatch, tmp_path, plan, "--parts", "p3") == 0
+    assert log.read_text().split() == ["d"]
+    usage_error(run_plan, monkeypatch, tmp_path, plan, "--parts", "p9", match="unknown part")
+
+
+def test_real_plan_lists_every_part_with_an_eta(capsys, tmp_path):
+    assert mr.main(["--list", "--out_dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for part in ("seed42", "seed271", "controls", "beta2", "reheat", "finetune", "bench"):
+        assert f"\n{part} " in out
+    assert "ETA of what is left" in out
+    assert not os.path.exists(tmp_path / ".plan")  # --list writes nothing
+
+
+@pytest.mark.parametrize("preset", ["paper", "tiny"])
+def test_every_stage_script_exists(preset, tmp_path):
+    for s in mr.build_plan(preset, str(tmp_path), str(tmp_path / "res"), None):
+        assert os.path.isfile(os.path.join(mr.ROOT, s.cmd[0])), s.cmd[0]
+        assert all(n in {t.name for t in mr.build_plan(preset, "r", "x", None)} for n in s.needs)

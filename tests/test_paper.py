@@ -1,0 +1,223 @@
+"""The report pipeline: matched-null math against closed forms and dense simulation, claim rules with planted
+answers, a changed result reaching the macros, the README table and the PDF text, and every figure drawn from
+the results of a tiny pipeline run in the test (CPU, about a minute in all)."""
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import claims as cl  # noqa: E402
+import collect_results  # noqa: E402
+import make_paper_figures as mpf  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "results")
+PCA = "v1/seed42/analysis/trajectory_pca_uncentered.json"
+UPDATE = "v1/seed42/analysis/backbone_update_analysis.json"
+HAVE_TEX = all(shutil.which(t) for t in ("latexmk", "pdflatex", "pdftotext"))
+
+
+# ----------------------------------------------------------------------------- matched null
+def test_matched_null_equal_norms_is_the_random_walk():
+    # L L^T has eigenvalues 1 / (4 sin^2((2k-1) pi / (2 (2T+1)))) and trace T (T+1) / 2
+    for T in (1, 5, 50):
+        lam = 1 / (4 * math.sin(math.pi / (2 * (2 * T + 1))) ** 2)
+        assert cl.matched_null_pc1(np.ones(T)) == pytest.approx(lam / (T * (T + 1) / 2), rel=1e-9)
+    assert cl.matched_null_pc1(np.ones(2000)) == pytest.approx(8 / math.pi**2, abs=1e-3)
+    assert cl.matched_null_pc1([0, 0, 4.0, 0]) == pytest.approx(1.0)  # one step: a line
+    assert cl._matched_null_pc1_local(np.arange(1, 9.0)) == pytest.approx(cl.matched_null_pc1(np.arange(1, 9.0)))
+
+
+def test_matched_walk_quantities_match_a_dense_walk():
+    # a walk with rising-then-falling step sizes in independent random directions of R^D, D large
+    rng = np.random.default_rng(0)
+    T, D = 30, 40_000
+    n = np.concatenate([np.linspace(0.5, 3, 10), np.linspace(3, 0.3, 20)])
+    U = rng.standard_normal((T, D))
+    X = np.cumsum(n[:, None] * U / np.linalg.norm(U, axis=1, keepdims=True), axis=0)
+    _, S, Vt = np.linalg.svd(X, full_matrices=False)
+    vb = Vt[0] * np.sign(X[-1] @ Vt[0])
+    assert (S[0] ** 2 / (S**2).sum()) == pytest.approx(cl.matched_null_pc1(n**2), abs=0.01)
+    d = np.diff(np.vstack([np.zeros(D), X]), axis=0)
+    C = d @ vb / np.linalg.norm(d, axis=1)
+    assert np.abs(C - cl.walk_update_C(n**2)).max() < 0.03 and (cl.walk_update_C(n**2) > 0).all()
+    assert (X[-1] @ vb) ** 2 / (X[-1] @ X[-1]) == pytest.approx(cl.walk_fb_final(n**2), abs=0.01)
+    W, cg, cp, prev = 10, [], [], None
+    for s in range(T - W + 1):
+        v = np.linalg.svd(X[s : s + W], full_matrices=False)[2][0]
+        cg.append(abs(v @ vb))
+        cp += [abs(v @ prev)] if prev is not None else []
+        prev = v
+    w = cl.walk_window_cos(n**2, W)
+    assert w["cos_global_mean"] == pytest.approx(np.mean(cg), abs=0.01)
+    assert w["cos_prev_mean"] == pytest.approx(np.mean(cp), abs=0.005)
+
+
+# ----------------------------------------------------------------------------- claim rules
+def _copy_results(tmp_path):
+    dst = tmp_path / "results"
+    shutil.copytree(RESULTS, dst)
+    return dst
+
+
+def _edit(path, fn):
+    d = json.load(open(path))
+    fn(d)
+    json.dump(d, open(path, "w"))
+
+
+def _c1(res_dir) -> str:
+    return next(r for r in cl.evaluate(cl.Results(str(res_dir))) if r["id"] == "C1")["verdict"]
+
+
+def test_c1_verdict_follows_the_matched_null(tmp_path):
+    res = _copy_results(tmp_path)
+    assert _c1(res) == cl.NOT  # the committed run: every block below its matched null
+
+    def equal_steps(d):  # equal increment norms: the matched null becomes the random walk's 81.1%
+        for g in d["groups"].values():
+            g["u_norm"] = [1.0] * len(g["u_norm"])
+
+    _edit(res / UPDATE, equal_steps)
+    for pc1, verdict in ((0.84, cl.HOLDS), (0.80, cl.NOT), (0.95, cl.ABOVE)):
+        _edit(res / PCA, lambda d: [d["summary"][b].update(pc1=pc1) for b in cl.BLOCKS])
+        assert _c1(res) == verdict, pc1
+    os.remove(res / UPDATE)  # without increment norms: the random-directions mean stands in (89-90%)
+    assert _c1(res) == cl.ABOVE
+
+
+def test_every_claim_gets_a_verdict_and_missing_results_are_not_measurable(tmp_path):
+    rows = cl.evaluate(cl.Results(RESULTS))
+    assert [r["id"] for r in rows] == [f"C{i}" for i in range(1, 17)]
+    assert all(r["verdict"] in cl.VERDICTS and r["reason"] for r in rows)
+    empty = tmp_path / "results" / "v1" / "seed42"
+    empty.mkdir(parents=True)
+    rows = cl.evaluate(cl.Results(str(tmp_path / "results")))
+    assert {r["verdict"] for r in rows} == {cl.NA}
+
+
+# ----------------------------------------------------------------------------- one number, end to end
+def test_a_changed_number_reaches_macros_readme_and_pdf(tmp_path):
+    res = _copy_results(tmp_path)
+
+    def trunk(d):
+        d["summary"]["trunk"]["pc1"] = d["results"]["trunk"]["raw"]["pc1"] = 0.9731
+
+    _edit(res / PCA, trunk)
+    out = tmp_path / "paper"
+    out.mkdir()
+    shutil.copy(os.path.join(ROOT, "paper", "paper.tex"), out)
+    shutil.copytree(os.path.join(ROOT, "paper", "sections"), out / "sections")
+    readme = tmp_path / "README.md"
+    shutil.copy(os.path.join(ROOT, "README.md"), readme)
+    before = open(os.path.join(ROOT, "paper", "generated", "macros.tex")).read()
+    assert "\\newcommand{\\trunkPCone}{81.6}" in before and "\\newcommand{\\trunkVsMatched}{below}" in before
+    mpf.main(["--results", str(res), "--out", str(out), "--readme", str(readme), "--no-figures"])
+    macros = open(out / "generated" / "macros.tex").read()
+    assert "\\newcommand{\\trunkPCone}{97.3}" in macros and "\\newcommand{\\trunkVsMatched}{above}" in macros
+    text = open(readme).read()
+    assert "| trunk | 97.3% |" in text and "| trunk | 81.6% |" not in text
+    assert text.count(mpf.README_START) == 1 and text.count(mpf.README_END) == 1
+    if not HAVE_TEX:
+        pytest.skip("latexmk, pdflatex or pdftotext not installed: the PDF part is not checked")
+    r = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-quiet", "paper.tex"],
+                       cwd=out, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:]
+    pdf = subprocess.run(["pdftotext", "paper.pdf", "-"], cwd=out, capture_output=True, text=True).stdout
+    flat = re.sub(r"\s+", " ", pdf)
+    assert "the trunk 97.3%" in flat and "above the matched null" in flat
+
+
+# ----------------------------------------------------------------------------- every figure from a tiny pipeline
+MICRO = dict(preset="tiny", n_train_stories=200, n_val_stories=50, n_layer=1, d_model=32, n_head=2, d_ff=64, ctx=64,
+             ood_gap_min=30, ood_gap_max=40, batch_size=4, grad_accum=1, n_eval_probe=8, n_eval_lm=4, progress=False)
+P_OOD = [0.0, 0.1, 0.3, 0.1, 0.05, 0.3, 0.5, 0.2, 0.1, 0.2, 0.1]  # planted: peaks at 8, 24, 36; troughs 16, 32
+
+
+def _args(d):
+    return [a for k, v in d.items() for a in (f"--{k}", str(v))]
+
+
+def _tiny_pipeline(tmp, monkeypatch) -> str:
+    """Train a micro run and run the four analyses, the SGD controls, beta2 and reheating on it; returns runs/."""
+    import backbone_fisher_analysis as bfa
+    import backbone_gradient_analysis as bga
+    import backbone_update_analysis as bua
+    import beta2_analysis
+    import config
+    import reheat
+    import sgd_control as sc
+    import sgd_matched_valloss as mv
+    import sgd_nesterov_run as nr
+    import train
+    import trajectory_pca_uncentered as tpu
+
+    monkeypatch.setitem(config.STEP_SCALE, "tiny", 0.005)  # experiments: 4,000 paper steps -> 20
+    monkeypatch.setattr(sc, "NULL_DRAWS", 50)
+    base = {**MICRO, "out_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}
+    train.main(_args({**base, "steps": 40, "warmup": 8, "lambda_step": 16, "eval_every": 4, "snapshot_every": 4}))
+    run = str(tmp / "runs" / "tiny_seed42")
+    rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+    with open(os.path.join(run, "metrics.jsonl"), "w") as f:  # an oscillating p_ood, so that switching has pairs
+        for r, p in zip(rows, P_OOD):
+            f.write(json.dumps({**r, "p_ood": p}) + "\n")
+    tpu.main(["--run", run])
+    bua.main(["--run", run])
+    bga.main(["--run", run, "--batches", "2", "--batch_size", "2"])
+    bfa.main(["--run", run, "--batches", "4", "--batch_size", "2"])
+    nr.main(_args(base))
+    sc.main(_args(base) + ["--runs", "A,B,C"])
+    mv.main(_args(base))
+    beta2_analysis.main(_args(base) + ["--betas", "0.99,0.8", "--null_draws", "20"])
+    reheat.main(["--run", run, "--lrs", "1e-3,3e-4", "--steps", "6", "--warmup", "2", "--eval_every", "2",
+                 "--progress", "false"])
+    return str(tmp / "runs")
+
+
+def test_every_figure_from_a_tiny_pipeline(tmp_path, monkeypatch, capsys):
+    runs = _tiny_pipeline(tmp_path, monkeypatch)
+    res = tmp_path / "results"
+    folders = collect_results.collect(runs, str(res / "v1"), {"seed42": [{"command": "train.py", "wall_s": 1.0}]},
+                                      "2026-12-01")
+    assert set(folders) == {"seed42", "sgd_control", "beta2", "reheat/seed42"}
+    prov = json.load(open(res / "v1" / "seed42" / "provenance.json"))
+    assert prov["git_commit"] is not None and prov["stages"][0]["command"] == "train.py"
+    copied = [os.path.join(d, f) for d, _, fs in os.walk(res) for f in fs]
+    assert not [f for f in copied if f.endswith((".safetensors", ".pt"))]  # never snapshots or states
+    assert os.path.exists(res / "v1" / "sgd_control" / "runs" / "tiny_sgd_A_seed42" / "metrics.jsonl")
+    capsys.readouterr()
+    out = tmp_path / "paper"
+    made = mpf.make_figures(cl.Results(str(res)), cl.Seed(cl.Results(str(res)), 42), str(out / "figures"))
+    log = capsys.readouterr().out
+    new_keys = {"fig_decay_share": "share_e0", "fig_fisher_split": "q_lm"}  # figures of the newer analyses
+    every = [n for n, _ in mpf.seed_figs(None)] + ["fig_windows"]
+    for name in every:
+        if name in made:
+            assert os.path.getsize(out / "figures" / f"{name}.pdf") > 0 and (out / "figures" / f"{name}.png").exists()
+        else:  # skipped with one line that names what is missing
+            assert name in new_keys and f"skip {name}: missing {new_keys[name]}" in log, log
+    assert len(made) >= 11
+    mpf.generate(cl.Results(str(res)), cl.Seed(cl.Results(str(res)), 42), str(out), None)
+    assert "\\newcommand{\\trunkPCone}" in open(out / "generated" / "macros.tex").read()
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("argv", [["make_paper_figures.py", "--results", "no/such/dir"],
+                                  ["make_paper_figures.py", "--seed", "7"],
+                                  ["claims.py", "--results", "no/such/dir"],
+                                  ["collect_results.py", "--version", "x1"],
+                                  ["collect_results.py", "--version", "v1", "--runs", "no/such/dir"]])
+def test_bad_input_is_one_line_and_exit_2(argv, tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, argv[0])] + argv[1:], cwd=tmp_path if argv[0] ==
+                       "collect_results.py" else ROOT, capture_output=True, text=True, timeout=120)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert not os.listdir(tmp_path)  # nothing created
