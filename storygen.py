@@ -22,6 +22,7 @@ later, and records the log-probability of every random choice, so each story's n
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import itertools
 import math
@@ -470,6 +471,9 @@ class StoriesV1:
     def tokens(self, seed: int, split: str, i: int) -> list[str]:
         return self.story(seed, split, i)[0]
 
+    def tokens_and_nats(self, seed: int, split: str, i: int) -> tuple[list[str], float]:
+        return self.tokens(seed, split, i), math.nan  # version 1 does not record its choices
+
     def _vocab(self) -> list[str]:
         """Every token a story can contain: template words plus every word of every table."""
         words = _template_words(self.sections)
@@ -538,14 +542,14 @@ class _Story:
             self.nats += _excluded_nats(ch, exclude)
         self.nats += ch.nats[j]
         if self.trace is not None:
-            self.trace.append((ch.label, j, exclude))
+            self.trace.append((ch.label, j, exclude, ch))
         return j
 
     def coin(self, p: float) -> bool:
         yes = self.r() < p
         self.nats -= math.log(p if yes else 1.0 - p)
         if self.trace is not None:
-            self.trace.append((f"coin {p}", int(yes), frozenset()))
+            self.trace.append((f"coin {p}", int(yes), frozenset(), None))
         return yes
 
 
@@ -593,13 +597,13 @@ class _Parse(_Story):
                 emits = lambda: [_lookahead(o, self.slots) for o in ch.options]  # noqa: E731
         j = self._replay(lambda: [j for j in range(ch.n) if j not in exclude], emits)
         self.nats += ch.nats[j] + (_excluded_nats(ch, exclude) if exclude else 0.0)
-        self.trace.append((ch.label, j, exclude))
+        self.trace.append((ch.label, j, exclude, ch))
         return j
 
     def coin(self, p):
         yes = bool(self._replay([0, 1], None))
         self.nats -= math.log(p if yes else 1.0 - p)
-        self.trace.append((f"coin {p}", int(yes), frozenset()))
+        self.trace.append((f"coin {p}", int(yes), frozenset(), None))
         return yes
 
 
@@ -618,6 +622,7 @@ class _Table:
     of every field of every row."""
 
     def __init__(self, name: str, rows: Table):
+        zipf = rows.attrs.get("zipf")
         rows = [r if isinstance(r, tuple) else (r,) for r in rows]
         if len({r[0] for r in rows}) < len(rows):
             raise ValueError(f"table {name!r} has repeated items: its draws could not be read back")
@@ -625,11 +630,11 @@ class _Table:
         self.tokens = [[tuple(r[f].split()) for r in rows] for f in range(min(len(r) for r in rows))]
         if any("an" in t for field in self.tokens for t in field):
             raise ValueError(f"table {name!r}: write `a`, the article rule makes `an`")
-        zipf = rows.attrs.get("zipf") if hasattr(rows, "attrs") else None
         self.weights = [1.0 / (j + float(zipf)) for j in range(len(rows))] if zipf else [1.0] * len(rows)
         self.choice = _Choice(list(range(len(rows))), self.weights, f"table {name}", self.tokens[0])
         self.firsts = [frozenset(t[0] for t in field) for field in self.tokens]  # for parsing
         self.multiword = [any(len(t) > 1 for t in field) for field in self.tokens]
+        self.spans = [(min(map(len, field)), max(map(len, field))) for field in self.tokens]  # fewest, most words
 
 
 class StoriesV2:
@@ -657,6 +662,7 @@ class StoriesV2:
         macros = _read_each(files["macros"], lambda text: read_macros(text, raw))
         sections = _read_each(files["templates"], lambda text: parse_templates(text, macros, forbidden))
         self._groups, self.tracked = self._read_slots(_read(files["slots"]))
+        self._texts, self._inline = {}, {}  # compiled texts and inline choices, each made once
         self.tracked |= {"N", "F", "S", "X", "A"}  # names: the entities whose mentions the statistics follow
         self.sections = {name: self._compile_section(sec) for name, sec in sections.items()}
         self.intros = sorted(k for k in self.sections if k.startswith("intro_"))
@@ -698,18 +704,23 @@ class StoriesV2:
         for p in parts:
             if isinstance(p, str):
                 ops += self._compile_text(p)
+            elif p in self._inline:  # the same group (a macro) is compiled once
+                ops.append(self._inline[p])
             else:
-                opts = sorted(set(p), key=p.index)  # a repeated option is one outcome with its multiplicity
-                options = [self._compile_text(o) for o in opts]
-                ch = _Choice(options, [p.count(o) for o in opts], "inline")
+                counts = collections.Counter(p)  # a repeated option is one outcome with its multiplicity
+                options = [self._compile_text(o) for o in counts]
+                ch = _Choice(options, list(counts.values()), "inline")
                 if all(not o or (len(o) == 1 and o[0][0] == _LIT) for o in options):  # words only: one step
-                    ops.append((_WORDS, ch, [o[0][1] if o else () for o in options]))
+                    op = (_WORDS, ch, [o[0][1] if o else () for o in options])
                 else:
-                    ops.append((_CHOICE, ch))
+                    op = (_CHOICE, ch)
+                ops.append(self._inline.setdefault(p, op))
         return tuple(ops)
 
     def _compile_text(self, text: str) -> tuple:
         """Words as ops: runs of literal words, {slots} and <@table.k> draws."""
+        if text in self._texts:
+            return self._texts[text]
         ops, words = [], []
         for w in text.split():
             slot, draw = PLACEHOLDER.fullmatch(w), _DRAW.fullmatch(w)
@@ -729,7 +740,7 @@ class StoriesV2:
                 words.append(w)
         if words:
             ops.append((_LIT, tuple(words)))
-        return tuple(ops)
+        return self._texts.setdefault(text, tuple(ops))
 
     def _compile_section(self, sec: Section) -> list:
         steps = []
@@ -767,10 +778,9 @@ class StoriesV2:
     def _bounds(self) -> dict[str, tuple[int, int]]:
         """The fewest and most tokens each section can write (the most: every optional step, the
         longest option everywhere), so that the plan can keep every story within [MIN_LEN, MAX_LEN]."""
-        longest = {k: max(len(t) for t in tab.tokens[f]) for tab, keys, _ in self._groups.values()
-                   for f, k in enumerate(keys) if k}
+        longest = {k: tab.spans[f][1] for tab, keys, _ in self._groups.values() for f, k in enumerate(keys) if k}
         longest.update({k: 1 for k in self._code_keys()})
-        longest.update(X=2, kid=max(len(t) for t in self.tables["animals"].tokens[0]))
+        longest.update(X=2, kid=max(len(t) for t in self.tables["animals"].tokens[0]) if "animals" in self.tables else 1)
 
         def span(ops, pick):
             n = 0
@@ -782,7 +792,7 @@ class StoriesV2:
                 elif op[0] in (_CHOICE, _WORDS):
                     n += pick(span(o, pick) for o in op[1].options)
                 else:
-                    n += pick(len(t) for t in op[1].tokens[op[2]])
+                    n += op[1].spans[op[2]][pick is max]
             return n
         return {name: (sum(min(span(o, min) for o in ch.options) for p, ch, _ in steps if p >= 1.0),
                        sum(max(span(o, max) for o in ch.options) for _, ch, _ in steps))
@@ -1004,7 +1014,8 @@ class StoriesV2:
     def story(self, seed: int, split: str, i: int, trace: bool = False) -> tuple[list[str], dict]:
         """Story i of a split and its metadata: nats (-log of the probability of its choices), sections
         (opening, intros, thread setups, episodes, payoffs, ending) and the positions of entity mentions
-        (slot -> token positions); with `trace`, also its choices as (label, option, excluded)."""
+        (slot -> token positions); with `trace`, also its choices as (label, option, excluded options,
+        the choice: None for a coin)."""
         ctx = self._write(seed, split, i, trace, mentions=True)
         mentions = {}
         for key, pos in ctx.mentions:
