@@ -141,9 +141,18 @@ def _synthetic_split(args):
     import storygen
     gen, stoi = storygen.generator(version), WordTokenizer(0, version).stoi  # codewords never appear in stories
     ids, nats = [], []
+    if hasattr(gen, "ids_and_nats"):  # stories as generator ids, translated to token ids at once
+        end = len(gen.vocab)  # stands for the end-of-text token
+        for i in range(start, stop):
+            story, n = gen.ids_and_nats(seed, split, i)
+            ids += story
+            ids.append(end)
+            nats.append(n)
+        trans = np.asarray([stoi[w] for w in gen.vocab] + [0], dtype=np.uint16)
+        return trans[np.asarray(ids)], np.asarray(nats)
     for i in range(start, stop):
         tokens, n = gen.tokens_and_nats(seed, split, i)
-        ids.extend([stoi[t] for t in tokens])
+        ids.extend(map(stoi.__getitem__, tokens))
         ids.append(0)  # eot
         nats.append(n)
     return np.asarray(ids, dtype=np.uint16), np.asarray(nats)
@@ -434,7 +443,7 @@ def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: int = 0) -> dict:
     q = np.percentile(lens, [5, 50, 95])
     out = dict(corpus=corpus.description, vocab=corpus.vocab_size, codewords=len(corpus.codeword_ids),
                train_stories=int(len(eot)), train_tokens=int(len(tr)), val_tokens=int(len(corpus.val)),
-               distinct_train_types=int(len(np.unique(tr))),
+               distinct_train_types=int(np.count_nonzero(np.bincount(tr, minlength=corpus.vocab_size))),
                story_tokens=dict(mean=round(float(lens.mean()), 1), std=round(float(lens.std()), 1), min=int(lens.min()),
                                  p5=int(q[0]), p50=int(q[1]), p95=int(q[2]), max=int(lens.max())))
     if corpus.train_nats is not None and not np.isnan(corpus.train_nats).any():

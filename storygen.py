@@ -202,7 +202,7 @@ def _template_words(sections: dict[str, Section]) -> set[str]:
             for parts, _ in alts:
                 for p in parts:
                     for text in ((p,) if isinstance(p, str) else p):
-                        words.update(PLACEHOLDER.sub(" ", text).split())
+                        words.update(_DRAW.sub(" ", PLACEHOLDER.sub(" ", text)).split())
     return words
 
 
@@ -521,15 +521,15 @@ class _Branch(Exception):
 
 
 class _Story:
-    """One story being written: its random stream, tokens, slots, nats (and, on request, a trace of
-    its choices and the positions of its entity mentions)."""
+    """One story being written: its random stream, tokens, slots, nats (and, on request, the positions
+    of its entity mentions)."""
     __slots__ = ("r", "out", "slots", "local", "nats", "trace", "mentions", "sections")
     parsing = False
 
-    def __init__(self, rng: random.Random | None, trace: bool = False, mentions: bool = False):
+    def __init__(self, rng: random.Random | None, mentions: bool = False):
         self.r = rng.random if rng is not None else None
         self.out, self.slots, self.local, self.nats, self.sections = [], {}, [], 0.0, []
-        self.trace = [] if trace else None
+        self.trace = None
         self.mentions = [] if mentions else None
 
     def pick(self, ch: _Choice, exclude: frozenset = frozenset(), emits: list | None = None) -> int:
@@ -541,15 +541,31 @@ class _Story:
                 j = int(r() * ch.n) if ch.uniform else bisect.bisect_right(ch.cum, r() * ch.total)
             self.nats += _excluded_nats(ch, exclude)
         self.nats += ch.nats[j]
-        if self.trace is not None:
-            self.trace.append((ch.label, j, exclude, ch))
         return j
 
     def coin(self, p: float) -> bool:
         yes = self.r() < p
         self.nats -= math.log(p if yes else 1.0 - p)
-        if self.trace is not None:
-            self.trace.append((f"coin {p}", int(yes), frozenset(), None))
+        return yes
+
+
+class _Traced(_Story):
+    """A story that also keeps the trace of its choices: (label, option, excluded options, the choice:
+    None for a coin)."""
+    __slots__ = ()
+
+    def __init__(self, rng: random.Random, mentions: bool = False):
+        super().__init__(rng, mentions)
+        self.trace = []
+
+    def pick(self, ch, exclude=frozenset(), emits=None):
+        j = _Story.pick(self, ch, exclude)
+        self.trace.append((ch.label, j, exclude, ch))
+        return j
+
+    def coin(self, p):
+        yes = _Story.coin(self, p)
+        self.trace.append((f"coin {p}", int(yes), frozenset(), None))
         return yes
 
 
@@ -569,8 +585,8 @@ class _Parse(_Story):
     parsing = True
 
     def __init__(self, prefix: list, target: list):
-        super().__init__(None, trace=True)
-        self.prefix, self.k, self.target, self.checked = prefix, 0, target, 0
+        super().__init__(None)
+        self.prefix, self.k, self.target, self.checked, self.trace = prefix, 0, target, 0, []
 
     def _replay(self, options, emits) -> int:
         """The next choice: replayed, or made here if the target text allows only one option.
@@ -618,18 +634,18 @@ def _agrees(emit, target: list, at: int) -> bool:
 
 
 class _Table:
-    """A word table compiled for drawing: its weights (zipf=OFFSET: 1/(rank + OFFSET)) and the tokens
-    of every field of every row."""
+    """A word table compiled for drawing: its weights (zipf=OFFSET: 1/(rank + OFFSET)) and, for every
+    field of every row, its words as vocabulary ids."""
 
-    def __init__(self, name: str, rows: Table):
+    def __init__(self, name: str, rows: Table, index: dict[str, int]):
         zipf = rows.attrs.get("zipf")
         rows = [r if isinstance(r, tuple) else (r,) for r in rows]
         if len({r[0] for r in rows}) < len(rows):
             raise ValueError(f"table {name!r} has repeated items: its draws could not be read back")
-        self.name = name
-        self.tokens = [[tuple(r[f].split()) for r in rows] for f in range(min(len(r) for r in rows))]
-        if any("an" in t for field in self.tokens for t in field):
+        if any("an" in f.split() for r in rows for f in r):
             raise ValueError(f"table {name!r}: write `a`, the article rule makes `an`")
+        self.name = name
+        self.tokens = [[tuple(index[w] for w in r[f].split()) for r in rows] for f in range(min(map(len, rows)))]
         self.weights = [1.0 / (j + float(zipf)) for j in range(len(rows))] if zipf else [1.0] * len(rows)
         self.choice = _Choice(list(range(len(rows))), self.weights, f"table {name}", self.tokens[0])
         self.firsts = [frozenset(t[0] for t in field) for field in self.tokens]  # for parsing
@@ -648,6 +664,7 @@ class StoriesV2:
     PAYOFF_AFTER, PAYOFF_BY = 80, 200  # tokens since a thread's setup before its payoff may / must come
     ROLES = {"": "protagonist", "f_": "friend", "s_": "sibling", "x_": "neighbour", "a_": "pet"}
     _PRONOUN_KEYS = ("he", "him", "his", "himself")
+    _CODE_WORDS = "an girl boy sister brother Miss Mister she her herself he him his himself"  # words of _draw
 
     def __init__(self, path: str):
         self.path = path
@@ -655,12 +672,20 @@ class StoriesV2:
         files = {kind: [os.path.join(path, f) for f in names if f.startswith(kind) and f.endswith(".txt")]
                  for kind in ("tables", "macros", "slots", "templates")}
         raw = _read_each(files["tables"], read_tables)
-        self.tables = {}
-        for name, rows in raw.items():
-            self.tables[name] = _Table(name, rows)
         forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})  # "an" comes from the article rule
         macros = _read_each(files["macros"], lambda text: read_macros(text, raw))
         sections = _read_each(files["templates"], lambda text: parse_templates(text, macros, forbidden))
+        # The closed vocabulary, known before anything is written: a story is a list of its ids.
+        words = _template_words(sections) | set(self._CODE_WORDS.split())
+        words |= {w for rows in raw.values() for r in rows for f in (r if isinstance(r, tuple) else (r,)) for w in f.split()}
+        self.vocab = sorted(words)
+        self.index = ix = {w: i for i, w in enumerate(self.vocab)}
+        self._a, self._an = ix["a"], ix["an"]
+        self._vowel = frozenset(i for w, i in ix.items() if w[0] in "aeiou")
+        self._pron = {g: [(ix[w],) for w in (("she", "her", "her", "herself") if g else ("he", "him", "his", "himself"))]
+                      for g in (True, False)}
+        self._w = {w: (ix[w],) for w in ("girl", "boy", "sister", "brother", "Miss", "Mister", "she")}
+        self.tables = {name: _Table(name, rows, ix) for name, rows in raw.items()}
         self._groups, self.tracked = self._read_slots(_read(files["slots"]))
         self._texts, self._inline = {}, {}  # compiled texts and inline choices, each made once
         self.tracked |= {"N", "F", "S", "X", "A"}  # names: the entities whose mentions the statistics follow
@@ -676,7 +701,6 @@ class StoriesV2:
         self._check_keys()
         self.bounds = self._bounds()
         self._most = {name: hi for name, (_, hi) in self.bounds.items()}
-        self.vocab = self._vocab()
 
     # --------------------------------------------------------------- loading
     def _read_slots(self, text: str):
@@ -737,7 +761,7 @@ class StoriesV2:
             elif any(c in w for c in "{}<>"):
                 raise ValueError(f"a slot or draw must be a word of its own: {w!r} in {text!r}")
             else:
-                words.append(w)
+                words.append(self.index[w])
         if words:
             ops.append((_LIT, tuple(words)))
         return self._texts.setdefault(text, tuple(ops))
@@ -797,17 +821,6 @@ class StoriesV2:
         return {name: (sum(min(span(o, min) for o in ch.options) for p, ch, _ in steps if p >= 1.0),
                        sum(max(span(o, max) for o in ch.options) for _, ch, _ in steps))
                 for name, steps in self.sections.items()}
-
-    def _vocab(self) -> list[str]:
-        words = {"an", "girl", "boy", "sister", "brother", "Miss", "Mister"}
-        words |= {w for ws in (("she", "her", "herself"), ("he", "him", "his", "himself")) for w in ws}
-        for tab in self.tables.values():
-            words.update(w for field in tab.tokens for toks in field for w in toks)
-        for steps in self.sections.values():
-            for _, ch, _ in steps:
-                for ops in ch.options:
-                    words.update(_lit_words(ops))
-        return sorted(words)
 
     # --------------------------------------------------------------- writing
     def _emit(self, ctx: _Story, ops: tuple):
@@ -949,11 +962,11 @@ class StoriesV2:
                 tab = self.tables["animals"]
                 s[key] = tab.tokens[0][ctx.pick(tab.choice)]
             else:
-                s[key] = ("girl",) if self._gender(ctx, role) else ("boy",)
+                s[key] = self._w["girl" if self._gender(ctx, role) else "boy"]
         elif key == "sib":
-            s[key] = ("sister",) if self._gender(ctx, "s_") else ("brother",)
+            s[key] = self._w["sister" if self._gender(ctx, "s_") else "brother"]
         elif key == "X":
-            title = ("Miss",) if self._gender(ctx, "x_") else ("Mister",)
+            title = self._w["Miss" if self._gender(ctx, "x_") else "Mister"]
             tab = self.tables["surnames"]
             s[key] = title + tab.tokens[0][ctx.pick(tab.choice, emits=[title + t for t in tab.tokens[0]])]
         elif key == "A":
@@ -963,7 +976,7 @@ class StoriesV2:
             tab = self.tables["grownups"]
             j = ctx.pick(tab.choice, emits=tab.tokens[0] if key == "P" else None)
             s["P"] = tab.tokens[0][j]
-            s.update(zip(("p_" + w for w in self._PRONOUN_KEYS), _pronoun_tokens(tab.tokens[1][j] == ("she",))))
+            s.update(zip(("p_" + w for w in self._PRONOUN_KEYS), self._pron[tab.tokens[1][j] == self._w["she"]]))
         elif key in ("e_n", "coins", "age"):
             lo, hi = {"e_n": (2, 9), "coins": (5, 12), "age": (4, 9)}[key]
             self._bind(ctx, key, {key: self._num(lo + ctx.pick(self._u[hi - lo + 1]))})
@@ -988,7 +1001,7 @@ class StoriesV2:
         g = ctx.slots.get("#g" + role)
         if g is None:
             g = ctx.slots["#g" + role] = ctx.coin(0.5)
-            ctx.slots.update(zip((role + w for w in self._PRONOUN_KEYS), _pronoun_tokens(g)))
+            ctx.slots.update(zip((role + w for w in self._PRONOUN_KEYS), self._pron[g]))
         return g
 
     def _num(self, n: int) -> tuple:
@@ -1000,12 +1013,12 @@ class StoriesV2:
 
     # --------------------------------------------------------------- stories
     def _write(self, seed: int, split: str, i: int, trace: bool = False, mentions: bool = False) -> _Story:
-        ctx = _Story(_rng(seed, split, i), trace, mentions)
+        ctx = (_Traced if trace else _Story)(_rng(seed, split, i), mentions)
         self._compose(ctx)
-        text = " " + " ".join(ctx.out)
-        for v in "aeiou":  # the article rule: "a apple" -> "an apple"
-            text = text.replace(" a " + v, " an " + v)
-        ctx.out = out = text.split()
+        out, j = ctx.out, -1
+        while (j := _find(out, self._a, j + 1)) >= 0:  # the article rule: "a apple" -> "an apple"
+            if out[j + 1] in self._vowel:
+                out[j] = self._an
         if not self.MIN_LEN <= len(out) <= self.MAX_LEN:
             raise RuntimeError(f"story {split} {i} of seed {seed} has {len(out)} tokens, outside "
                                f"[{self.MIN_LEN}, {self.MAX_LEN}]: the grammar's lengths need fixing")
@@ -1024,19 +1037,29 @@ class StoriesV2:
             (s for s in ctx.sections if s.startswith("ep_")), ""), "mentions": mentions}
         if trace:
             meta["trace"] = ctx.trace
-        return ctx.out, meta
+        return self.words(ctx.out), meta
+
+    def words(self, ids) -> list[str]:
+        return [self.vocab[i] for i in ids]
 
     def tokens(self, seed: int, split: str, i: int) -> list[str]:
-        return self._write(seed, split, i).out
+        return self.words(self._write(seed, split, i).out)
 
     def tokens_and_nats(self, seed: int, split: str, i: int) -> tuple[list[str], float]:
+        ctx = self._write(seed, split, i)
+        return self.words(ctx.out), ctx.nats
+
+    def ids_and_nats(self, seed: int, split: str, i: int) -> tuple[list[int], float]:
+        """Story i as ids into `vocab` (the fast path of corpus generation) and its nats."""
         ctx = self._write(seed, split, i)
         return ctx.out, ctx.nats
 
     def parse(self, tokens: list[str], limit: int = 2) -> list[tuple[list[int], float]]:
         """Every choice sequence (option indices, in the order the generator makes them) that writes
         `tokens`, with its nats; stops after `limit` of them."""
-        target = ["a" if t == "an" else t for t in tokens]  # the article rule, undone
+        if not set(tokens) <= self.index.keys():
+            return []
+        target = [self._a if t == "an" else self.index[t] for t in tokens]  # the article rule, undone
         found, stack = [], [[]]
         while stack and len(found) < limit:
             ctx = _Parse(stack.pop(), target)
@@ -1052,8 +1075,12 @@ class StoriesV2:
         return found
 
 
-def _pronoun_tokens(female: bool) -> list[tuple]:
-    return [(w,) for w in (("she", "her", "her", "herself") if female else ("he", "him", "his", "himself"))]
+def _find(seq: list, x, start: int) -> int:
+    """The first index >= start of x in seq (list.index, done in C), or -1."""
+    try:
+        return seq.index(x, start)
+    except ValueError:
+        return -1
 
 
 def _lookahead(ops: tuple, slots: dict, depth: int = 8) -> list:
