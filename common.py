@@ -88,8 +88,11 @@ def device_name(device: torch.device) -> str:
 def environment(device: torch.device | str = "cpu") -> dict:
     """The code and environment a run or a result comes from."""
     device = pick_device(device) if isinstance(device, str) else device
-    return dict(git_commit=_git("rev-parse", "HEAD") or "unknown",
-                git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+    commit = _git("rev-parse", "HEAD")
+    # A copy of the tree without .git (a GPU machine's, say) is told its commit by the one who sent it.
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else \
+        os.environ.get("SOURCE_DIRTY", "") not in ("", "0")
+    return dict(git_commit=commit or os.environ.get("SOURCE_COMMIT") or "unknown", git_dirty=dirty,
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
                 device=str(device), device_name=device_name(device))
 
