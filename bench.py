@@ -22,7 +22,7 @@ corpus (--stretch-stories training stories) in a temporary run folder: step-time
 time the device waited for the host (gaps between the steps' device events), eval and snapshot costs, and
 eager against compiled evaluation. --profile: the top-15 device kernels by time over 3 project steps.
 
-    torchrun --nproc_per_node 4 bench.py --vocab corpus --no-reference   # the step on 4 GPUs
+    torchrun --standalone --nproc_per_node 4 bench.py --vocab corpus --no-reference   # the step on 4 GPUs
 
 Under torchrun every process takes its share of the rows of each micro-batch (the step's batch is the same)
 and the project rows sum the gradients over the processes as train.py does; a reference row is one GPU's

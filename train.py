@@ -10,7 +10,7 @@ written to a temp file and renamed. Re-running the same command resumes from sta
 (and rewrites a snapshot that is missing); a finished run is left as it is. One process writes a
 run folder at a time; Ctrl-C stops with one line and the run can be resumed.
 
-    torchrun --nproc_per_node 4 train.py --seed 42  # one run on 4 GPUs (data parallel), the same batches
+    torchrun --standalone --nproc_per_node 4 train.py --seed 42   # one run on 4 GPUs, the same batches
 
 Under torchrun every process trains on its share of the rows of each micro-batch and the gradients are
 summed over the processes, so a step sees the same sequences whatever the number of processes; process 0
