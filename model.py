@@ -145,7 +145,7 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
     if counts is None:
         n_lm, n_probe = (~mask).sum(1, keepdim=True), mask.sum(1, keepdim=True)
     else:
-        n_lm, n_probe = counts[..., None]
+        n_lm, n_probe = counts[0, :, None], counts[1, :, None]
     lm_w = ~mask / n_lm                                    # weight of each token in its micro-batch's LM mean
     probe_w = mask / n_probe.clamp(min=1)
     if ce_chunks > 0:
