@@ -99,7 +99,8 @@ class Config:
 
     @property
     def train_stories(self) -> int:
-        return self.n_train_stories or (1_000_000 if self.data == "synthetic" else 200_000)
+        from dataset import SYNTHETIC_VERSION  # here, not at the top: dataset imports this module
+        return self.n_train_stories or (1_000_000 if self.data in SYNTHETIC_VERSION else 200_000)
 
     def lambda_at(self, step: int) -> float:
         return self.lambda_probe if step < self.lambda_step else self.lambda_probe_late

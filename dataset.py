@@ -1,12 +1,14 @@
 """Corpora, tokenizers, the key-retrieval probe task, deterministic batches and fixed eval sets.
 
-    python dataset.py --sample 3                 # print 3 generated stories and corpus statistics
+    python dataset.py --sample 3                 # print 3 generated stories (and their nats) and statistics
     python dataset.py --preset tiny --baseline   # n-gram baseline on the training tokens
+    python dataset.py --stats --baseline --baseline_tokens 30000000   # results/corpus/synthetic_v2_stats.json
 
-Corpora (`--data`): `synthetic` (the embedded story generator, word-level tokenizer; default),
-`tinystories` (Hugging Face `datasets` + tiktoken `gpt2`; needs the network once), or a local
-.txt/.jsonl/.parquet file with a `text` field (tiktoken `gpt2`). Every corpus is tokenized once
-into a uint16 stream (stories separated by an end-of-text token) cached under `cache_dir`.
+Corpora (`--data`): `synthetic` (the embedded story generator, corpus version 2, word-level tokenizer;
+default), `synthetic_v1` (the archived version 1), `tinystories` (Hugging Face `datasets` + tiktoken
+`gpt2`; needs the network once), or a local .txt/.jsonl/.parquet file with a `text` field (tiktoken
+`gpt2`). Every corpus is tokenized once into a uint16 stream (stories separated by an end-of-text
+token) cached under `cache_dir`; a synthetic corpus also caches the nats of every story (version 2).
 
 Batches are a pure function of (seed, step + data_offset, micro-step): `get_batch` draws 257-token windows of
 the train stream; with probability p_probe a window is replaced by a probe sequence: story text,
@@ -21,6 +23,7 @@ import json
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +40,9 @@ PROBE_TEMPLATES = [
     ("the little bird sang a name , and the name was {C} .", "the name the little bird sang was {C}"),
 ]
 EOT = "<eot>"
-SYNTHETIC_VERSION = 1  # bump when the generator or tokenizer changes (invalidates caches)
+# `--data` name -> version of the story generator (storygen). A version's stories never change: a
+# change of the generator's output is a new version (the corpus identity also hashes its data files).
+SYNTHETIC_VERSION = {"synthetic": 2, "synthetic_v1": 1}
 
 
 # ----------------------------------------------------------------------------- tokenizers
@@ -59,11 +64,13 @@ def invented_codewords(n: int) -> list[str]:
 class WordTokenizer:
     """Exact word-level tokenizer of the generated corpus: <eot>, words, then codewords."""
 
-    def __init__(self, n_codewords: int):
+    def __init__(self, n_codewords: int, version: int):
         import storygen
         template_words = {w for pair in PROBE_TEMPLATES for s in pair for w in s.split() if w != "{C}"}
         self.codewords = invented_codewords(n_codewords)
-        self.itos = [EOT] + sorted(set(storygen.VOCAB) | template_words) + self.codewords
+        words = sorted(set(storygen.generator(version).vocab) | template_words)
+        self.n_words = len(words)
+        self.itos = [EOT] + words + self.codewords
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.eot = 0
         self.vocab_size = len(self.itos)
@@ -119,6 +126,8 @@ class Corpus:
     tok: object                # WordTokenizer | GPT2Tokenizer
     templates: list            # [(key_ids_with_-1_for_codeword, query_ids_ending_in_-1)]
     description: str
+    train_nats: np.ndarray | None = None  # synthetic: -log P of each story's choices (NaN in version 1)
+    val_nats: np.ndarray | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -130,26 +139,97 @@ class Corpus:
 
 
 def _synthetic_split(args):
-    seed, split, start, stop = args
+    version, seed, split, start, stop = args
     import storygen
-    tok = WordTokenizer(0)  # codewords never appear in stories
-    ids = []
+    gen, stoi = storygen.generator(version), WordTokenizer(0, version).stoi  # codewords never appear in stories
+    ids, nats = [], []
+    if hasattr(gen, "ids_and_nats"):  # stories as generator ids, translated to token ids at once
+        end = len(gen.vocab)  # stands for the end-of-text token
+        for i in range(start, stop):
+            story, n = gen.ids_and_nats(seed, split, i)
+            ids += story
+            ids.append(end)
+            nats.append(n)
+        trans = np.asarray([stoi[w] for w in gen.vocab] + [0], dtype=np.uint16)
+        return trans[np.asarray(ids)], np.asarray(nats)
     for i in range(start, stop):
-        ids.extend(tok.encode_tokens(storygen.story_tokens(seed, split, i)))
-        ids.append(tok.eot)
-    return np.asarray(ids, dtype=np.uint16)
+        tokens, n = gen.tokens_and_nats(seed, split, i)
+        ids.extend(map(stoi.__getitem__, tokens))
+        ids.append(0)  # eot
+        nats.append(n)
+    return np.asarray(ids, dtype=np.uint16), np.asarray(nats)
 
 
-def _generate_synthetic(split: str, n: int, seed: int = 0) -> np.ndarray:
-    chunks = [(seed, split, a, min(a + 2000, n)) for a in range(0, n, 2000)]
-    workers = min(len(chunks), (os.cpu_count() or 1))
-    if workers > 2:
+def _generate_synthetic(version: int, split: str, n: int, seed: int = 0, progress: bool = False):
+    """Stories 0..n-1 of a split as one token stream and their nats, generated by story ranges on
+    every core."""
+    from tqdm import tqdm
+    chunks = [(version, seed, split, a, min(a + 2000, n)) for a in range(0, n, 2000)]
+    workers = min(len(chunks), os.cpu_count() or 1)
+    bar = dict(total=len(chunks), desc=f"corpus v{version} {split}", unit="chunk", disable=not progress or n < 50_000)
+    if workers >= 2:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_synthetic_split, chunks)
+            parts = list(tqdm(pool.imap(_synthetic_split, chunks), **bar))
     else:
-        parts = [_synthetic_split(c) for c in chunks]
-    return np.concatenate(parts)
+        parts = [_synthetic_split(c) for c in tqdm(chunks, **bar)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _synthetic_cached(cfg: Config, key: str, version: int, split: str, n: int):
+    """The cached token stream and story nats of a split, generated once."""
+    paths = [_cache_path(cfg, f"{key}_{split}{n}"), _cache_path(cfg, f"{key}_{split}{n}_nats")]
+    try:
+        return tuple(np.load(p, mmap_mode="r") for p in paths)
+    except Exception:
+        pass  # missing or broken: built again
+    arrays = _generate_synthetic(version, split, n, progress=cfg.progress)
+    for p, arr in zip(paths[::-1], arrays[::-1]):  # the token stream last: its file means both are there
+        _cached(p, lambda: arr, rebuild=True)
+    return arrays
+
+
+def corpus_identity(cfg: Config) -> dict:
+    """What the token streams of `cfg` are a function of, recorded in config.json and checked before
+    a run's batches are replayed. Synthetic corpora: the generator version, the sha256 of its data
+    files, the tokenizer's word count, the probe templates and a fingerprint of the first stories of
+    each split (so a code change that alters stories shows; a comment edit changes nothing); text
+    corpora: the data name and the sha256 of the token cache."""
+    probe = hashlib.sha256(json.dumps(PROBE_TEMPLATES).encode()).hexdigest()
+    if cfg.data in SYNTHETIC_VERSION:
+        import storygen
+        version = SYNTHETIC_VERSION[cfg.data]
+        h = hashlib.sha256()
+        for path in storygen.data_files(version):
+            h.update(os.path.basename(path).encode() + b"\0" + open(path, "rb").read() + b"\0")
+        first = np.concatenate([_synthetic_split((version, 0, split, 0, 64))[0] for split in ("train", "val")])
+        return {"data": cfg.data, "generator_version": version, "data_sha256": h.hexdigest(),
+                "tokenizer_words": WordTokenizer(0, version).n_words, "probe_sha256": probe,
+                "stories_sha256": hashlib.sha256(first.tobytes()).hexdigest()}
+    key = _text_cache_key(cfg)
+    h = hashlib.sha256()
+    for p in _text_cache_paths(cfg, key):
+        if not os.path.exists(p):
+            load_corpus(cfg)  # builds the cache
+        h.update(np.ascontiguousarray(np.load(p, mmap_mode="r")).tobytes())
+    return {"data": cfg.data, "tokenizer": "gpt2", "probe_sha256": probe, "cache_sha256": h.hexdigest()}
+
+
+def _synthetic_key(ident: dict) -> str:
+    return (f"synthetic_v{ident['generator_version']}_{ident['data_sha256'][:10]}_{ident['stories_sha256'][:6]}"
+            f"_{ident['tokenizer_words']}")
+
+
+def _text_cache_key(cfg: Config) -> str:
+    if cfg.data == "tinystories":
+        return f"tinystories_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
+    st = os.stat(cfg.data)
+    h = hashlib.sha1(f"{os.path.abspath(cfg.data)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"file_{h}_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
+
+
+def _text_cache_paths(cfg: Config, key: str) -> list[str]:
+    return [_cache_path(cfg, f"{key}_{s}") for s in ("train", "val")]
 
 
 def _load_texts(cfg: Config) -> tuple[list[str], list[str]]:
@@ -185,8 +265,8 @@ def _cache_path(cfg: Config, key: str) -> str:
     return os.path.join(cfg.cache_dir, key + ".npy")
 
 
-def _cached(path: str, build) -> np.ndarray:
-    if os.path.exists(path):
+def _cached(path: str, build, rebuild: bool = False) -> np.ndarray:
+    if os.path.exists(path) and not rebuild:
         try:
             return np.load(path, mmap_mode="r")
         except Exception:
@@ -199,60 +279,38 @@ def _cached(path: str, build) -> np.ndarray:
     return arr
 
 
-def corpus_identity(cfg: Config) -> dict:
-    """What fixes the token streams a run trains on, recorded in config.json and checked before any replay.
-    Synthetic: generator version + sha256 of storygen's grammar and word tables (its upper-case module
-    data) and of the probe templates. Text corpora: sha256 of the cached token arrays (built if needed)."""
-    h = hashlib.sha256()
-    if cfg.data == "synthetic":
-        import storygen
-        def canon(o):  # sets and dicts in a fixed order (set order changes between processes)
-            if isinstance(o, dict):
-                return sorted([repr(k), canon(v)] for k, v in o.items())
-            if isinstance(o, (set, frozenset)):
-                return sorted(map(repr, o))
-            return [canon(v) for v in o] if isinstance(o, (list, tuple)) else o
-        tables = {k: v for k, v in vars(storygen).items() if k.isupper() and k[0] != "_" and isinstance(v, (str, list, tuple, dict, set))}
-        h.update(json.dumps(canon([tables, PROBE_TEMPLATES])).encode())
-        return dict(kind="synthetic", version=SYNTHETIC_VERSION, sha256=h.hexdigest())
-    corpus = load_corpus(cfg)
-    for arr in (corpus.train, corpus.val):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return dict(kind="tokens", tokenizer=corpus.tok.name, sha256=h.hexdigest())
-
-
 def load_corpus(cfg: Config) -> Corpus:
-    if cfg.data == "synthetic":
-        import storygen
-        tok = WordTokenizer(cfg.n_codewords)
-        src = hashlib.sha1(open(storygen.__file__, "rb").read()).hexdigest()[:10]  # a changed generator gets a new cache
-        key = f"synthetic_v{SYNTHETIC_VERSION}_{src}_{tok.vocab_size - cfg.n_codewords}"
-        train = _cached(_cache_path(cfg, f"{key}_train{cfg.train_stories}"), lambda: _generate_synthetic("train", cfg.train_stories))
-        val = _cached(_cache_path(cfg, f"{key}_val{cfg.n_val_stories}"), lambda: _generate_synthetic("val", cfg.n_val_stories))
-        desc = f"synthetic stories v{SYNTHETIC_VERSION} (word tokenizer)"
+    if cfg.data in SYNTHETIC_VERSION:
+        version = SYNTHETIC_VERSION[cfg.data]
+        try:
+            ident = corpus_identity(cfg)
+        except (OSError, ValueError) as e:  # a missing or malformed data folder
+            raise UsageError(f"story generator data: {e}")
+        tok = WordTokenizer(cfg.n_codewords, version)
+        key = _synthetic_key(ident)
+        train, train_nats = _synthetic_cached(cfg, key, version, "train", cfg.train_stories)
+        val, val_nats = _synthetic_cached(cfg, key, version, "val", cfg.n_val_stories)
+        desc = f"synthetic stories v{version} (word tokenizer)"
     else:
         if cfg.data != "tinystories" and not os.path.isfile(cfg.data):
             raise UsageError(f"data file not found: {cfg.data}")
         tok = GPT2Tokenizer(cfg.n_codewords, cfg.seed)
-        if cfg.data == "tinystories":
-            key = f"tinystories_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
-        else:
-            st = os.stat(cfg.data)
-            h = hashlib.sha1(f"{os.path.abspath(cfg.data)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-            key = f"file_{h}_gpt2_{cfg.train_stories}_{cfg.n_val_stories}"
-        paths = [_cache_path(cfg, f"{key}_{s}") for s in ("train", "val")]
+        key = _text_cache_key(cfg)
+        paths = _text_cache_paths(cfg, key)
         if not all(os.path.exists(p) for p in paths):
             tr_texts, va_texts = _load_texts(cfg)
             for p, texts in zip(paths, (tr_texts, va_texts)):
                 ids = [i for t in texts for i in tok.encode(t) + [tok.eot]]
                 _cached(p, lambda: np.asarray(ids, dtype=np.uint16))
         train, val = (np.load(p, mmap_mode="r") for p in paths)
+        train_nats = val_nats = None
         desc = f"{cfg.data} (tiktoken gpt2)"
     for name, arr in (("train", train), ("val", val)):
         if len(arr) < 4 * (cfg.ctx + 1):
             raise UsageError(f"the {name} split has only {len(arr)} tokens, too few for context {cfg.ctx}")
     templates = [(_encode_template(tok, k), _encode_template(tok, q)) for k, q in PROBE_TEMPLATES]
-    return Corpus(np.asarray(train), np.asarray(val), tok, templates, f"{desc}, cache {key}, {len(train):,} train tokens")
+    return Corpus(np.asarray(train), np.asarray(val), tok, templates, f"{desc}, cache {key}, {len(train):,} train tokens",
+                  train_nats, val_nats)
 
 
 def _encode_template(tok, s: str) -> list[int]:
@@ -416,30 +474,100 @@ def ngram_baseline(train: np.ndarray, val: np.ndarray, V: int, max_n: int = 4) -
     return out
 
 
+# ----------------------------------------------------------------------------- corpus statistics
+GAP_BINS = (1, 10, 40, 80, 150, 300, 601)  # token distances between consecutive mentions of one entity
+
+
+def mention_gaps(version: int, split: str, n: int, seed: int = 0) -> dict:
+    """Distances (tokens) between consecutive mentions of the same entity (names, the favourite toy,
+    the pet, places and things a thread sets up: the slots storygen marks) in stories 0..n-1: a
+    histogram over GAP_BINS, the share of gaps in [80, 300] and of stories with at least one."""
+    import storygen
+    gen, gaps, hit = storygen.generator(version), [], 0
+    for i in range(n):
+        long = False
+        for pos in gen.story(seed, split, i)[1]["mentions"].values():
+            d = np.diff(pos)
+            gaps.extend(d.tolist())
+            long = long or bool(((d >= 80) & (d <= 300)).any())
+        hit += long
+    gaps = np.asarray(gaps)
+    hist = np.histogram(gaps, bins=GAP_BINS)[0]
+    return {"bins": list(GAP_BINS), "count": hist.tolist(), "share_80_300": round(float(((gaps >= 80) & (gaps <= 300)).mean()), 4),
+            "stories_with_gap_80_300": round(hit / n, 4), "stories": n}
+
+
+def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: int = 0) -> dict:
+    """Types, tokens, story lengths, H_choice (nats per token of the generator's choices, the end-of-text
+    token included) and, with baseline_tokens, n-gram baselines fitted on that many training tokens."""
+    tr = corpus.train
+    eot = np.flatnonzero(tr == corpus.tok.eot)
+    lens = eot - np.concatenate([[0], eot[:-1] + 1])
+    q = np.percentile(lens, [5, 50, 95])
+    out = dict(corpus=corpus.description, vocab=corpus.vocab_size, codewords=len(corpus.codeword_ids),
+               train_stories=int(len(eot)), train_tokens=int(len(tr)), val_tokens=int(len(corpus.val)),
+               distinct_train_types=int(np.count_nonzero(np.bincount(tr, minlength=corpus.vocab_size))),
+               story_tokens=dict(mean=round(float(lens.mean()), 1), std=round(float(lens.std()), 1), min=int(lens.min()),
+                                 p5=int(q[0]), p50=int(q[1]), p95=int(q[2]), max=int(lens.max())))
+    if corpus.train_nats is not None and not np.isnan(corpus.train_nats).any():
+        out["h_choice"] = {split: round(float(np.sum(nats) / len(stream)), 4)
+                           for split, nats, stream in (("train", corpus.train_nats, tr), ("val", corpus.val_nats, corpus.val))}
+        out["story_nats"] = dict(mean=round(float(np.mean(corpus.train_nats)), 1), std=round(float(np.std(corpus.train_nats)), 1))
+    if baseline_tokens:
+        cut = tr[: min(baseline_tokens, len(tr))]
+        out["ngram_train_tokens"] = int(len(cut))
+        out["ngram_val_nats"] = {str(k): round(v, 4) for k, v in ngram_baseline(cut, corpus.val, corpus.vocab_size).items()}
+    return out
+
+
 # ----------------------------------------------------------------------------- command line
 def main(argv=None):
     ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    ap.add_argument("--sample", type=int, default=0, help="print this many training stories")
+    ap.add_argument("--sample", type=int, default=0, help="print this many training stories (with their nats)")
     ap.add_argument("--baseline", action="store_true", help="fit n-gram baselines (n=1..4) and report val nats/token")
+    ap.add_argument("--baseline_tokens", type=int, default=0, help="fit them on the first N training tokens (0: all)")
+    ap.add_argument("--stats", action="store_true",
+                    help="also entity-mention distances; write results/corpus/synthetic_v<version>_stats.json")
+    ap.add_argument("--gap_stories", type=int, default=2000, help="validation stories for the mention distances")
     args = ap.parse_args(argv)
+    t0 = time.time()
     try:
         cfg = config_from_args(args)
+        if args.baseline_tokens < 0 or args.gap_stories < 1:
+            raise UsageError("--baseline_tokens must be >= 0 and --gap_stories >= 1")
+        if args.stats and cfg.data not in SYNTHETIC_VERSION:
+            raise UsageError(f"--stats needs a synthetic corpus ({', '.join(SYNTHETIC_VERSION)}), not {cfg.data}")
         corpus = load_corpus(cfg)
     except UsageError as e:
         fail(str(e))
     tr = corpus.train
-    eot = np.flatnonzero(tr == corpus.tok.eot)
-    starts = np.concatenate([[0], eot[:-1] + 1])
-    for s, e in list(zip(starts, eot))[: args.sample]:
+    eot = np.flatnonzero(tr[: 700 * (args.sample + 1)] == corpus.tok.eot)
+    for i, (s, e) in enumerate(list(zip(np.concatenate([[0], eot[:-1] + 1]), eot))[: args.sample]):
+        nats = corpus.train_nats[i] if corpus.train_nats is not None else float("nan")
+        print(f"--- story {i}: {e - s} tokens" + ("" if np.isnan(nats) else f", {nats:.1f} nats ({nats / (e - s + 1):.3f} per token)"))
         print(corpus.tok.decode(tr[s:e]), end="\n\n")
-    lens = eot - starts
-    stats = dict(corpus=corpus.description, vocab=corpus.vocab_size, codewords=len(corpus.codeword_ids),
-                 train_stories=int(len(eot)), train_tokens=int(len(tr)), val_tokens=int(len(corpus.val)),
-                 mean_story_tokens=round(float(lens.mean()), 1), min_story_tokens=int(lens.min()), max_story_tokens=int(lens.max()),
-                 distinct_train_types=int(len(np.unique(tr))))
-    if args.baseline:
-        stats["ngram_val_nats"] = {str(k): round(v, 4) for k, v in ngram_baseline(tr, corpus.val, corpus.vocab_size).items()}
+    stats = corpus_stats(corpus, cfg, (args.baseline_tokens or len(tr)) if args.baseline else 0)
+    if args.stats:
+        stats["mention_gaps"] = mention_gaps(SYNTHETIC_VERSION[cfg.data], "val", min(args.gap_stories, cfg.n_val_stories))
     print(json.dumps(stats, indent=1))
+    if args.stats:
+        from common import write_result
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "corpus",
+                            f"synthetic_v{SYNTHETIC_VERSION[cfg.data]}_stats.json")
+        write_result(path, "corpus_statistics", {k: getattr(cfg, k) for k in ("data", "train_stories", "n_val_stories", "n_codewords")},
+                     STATS_DEFINITIONS, stats, t0, argv=argv)
+        print(f"wrote {os.path.relpath(path)}")
+
+
+STATS_DEFINITIONS = {
+    "h_choice": "sum over a split's stories of -log P(the generator's choices), divided by the split's tokens "
+                "(end-of-text tokens included): an upper bound on the entropy rate, equal to it where the choices "
+                "can be read back from the text (storygen.StoriesV2.parse)",
+    "ngram_val_nats": "validation cross-entropy (nats/token) of interpolated Witten-Bell n-gram models fitted on the "
+                      "first ngram_train_tokens training tokens",
+    "mention_gaps": "token distances between consecutive mentions of one entity in validation stories",
+    "story_tokens": "tokens per story, end-of-text excluded",
+}
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Corpus, probe sequences, local files and the n-gram baseline."""
+import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
 
+import dataset
 from config import UsageError, make_config
 from dataset import PROBE_TEMPLATES, _load_texts, load_corpus, ngram_baseline, probe_sequence
 
@@ -62,3 +65,66 @@ def test_ngram_baseline_known_answers():
     cyc = np.tile(np.arange(V), 2_000)     # deterministic given one previous token
     res = ngram_baseline(cyc[:80_000], cyc[80_000:], V, max_n=2)
     assert abs(res[1] - np.log(V)) < 0.01 and res[2] < 0.01
+
+
+def test_v1_token_ids_unchanged():
+    """The first 1,000 stories of each split of corpus v1, as token ids, and the v1 tokenizer (with 512
+    codewords), hashed with the code as it was before the generator's data moved to files."""
+    ids = [dataset._synthetic_split((1, 0, split, 0, 1000))[0] for split in ("train", "val")]
+    assert hashlib.sha256(ids[0].tobytes() + ids[1].tobytes()).hexdigest() == \
+        "44c39c794159eb4dc350e4cd4454eb61910c8e61724619a605dfe4a8be39fe8f"
+    itos = dataset.WordTokenizer(512, 1).itos
+    assert hashlib.sha256("\n".join(itos).encode()).hexdigest() == \
+        "b5f5d648b1eb00620198d464a66cfc2605cb6dcbf6d298da4e2ce3360bf32a39"
+
+
+def test_synthetic_is_version_2_and_synthetic_v1_the_archived_one(corpus, tmp_path):
+    import storygen
+    assert dataset.SYNTHETIC_VERSION == {"synthetic": 2, "synthetic_v1": 1}
+    v1 = load_corpus(make_config(preset="tiny", data="synthetic_v1", n_train_stories=100, n_val_stories=50,
+                                 cache_dir=str(tmp_path), progress=False))
+    assert "v2" in corpus.description and "v1" in v1.description
+    probe_words = {w for pair in PROBE_TEMPLATES for t in pair for w in t.split() if w != "{C}"}
+    assert corpus.tok.n_words == len(set(storygen.generator(2).vocab) | probe_words) and v1.tok.n_words == 1930
+    assert np.isnan(v1.train_nats).all() and (corpus.train_nats > 0).all()
+
+
+def test_v2_tokenizer_round_trip_and_cached_nats(corpus):
+    """Stories -> ids -> tokens is exact, the cached stream is the generator's stories back to back, and
+    the cached nats are the generator's."""
+    import storygen
+    gen, tok = storygen.generator(2), corpus.tok
+    at = 0
+    for i in range(50):
+        tokens, nats = gen.tokens_and_nats(0, "train", i)
+        ids = tok.encode_tokens(tokens)
+        assert [tok.itos[j] for j in ids] == tokens and tok.decode(ids) == storygen.detokenize(tokens)
+        assert corpus.train[at:at + len(ids)].tolist() == ids and corpus.train[at + len(ids)] == tok.eot
+        assert corpus.train_nats[i] == nats
+        at += len(ids) + 1
+
+
+def test_an_edited_template_stops_the_gradient_analysis_of_its_run(tmp_path, micro_cfg, monkeypatch, cli_error):
+    """A tiny run trains on a copy of the generator's data files; one word of one template is then
+    changed in the copy, and the gradient analysis of the run stops with one line and exit code 2
+    instead of replaying batches the run never trained on."""
+    import shutil
+    import runs
+    import storygen
+    import train
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(os.path.dirname(storygen.__file__), "storygen_data"), data)
+    monkeypatch.setenv(storygen.DATA_ENV, str(data))
+    cfg = micro_cfg(tmp_path, steps=20, eval_every=10, snapshot_every=10, cache_dir=str(tmp_path / "cache"))
+    assert train.train(cfg)["status"] == "complete"
+    record = runs.read_record(cfg.run_dir)
+    assert record["corpus_identity"] == dataset.corpus_identity(cfg)
+    runs.check_corpus(record, cfg)  # unchanged data: the check passes
+    path = data / "v2" / "templates_cast.txt"
+    text = path.read_text()
+    line = "once upon a time , there lived a {trait} little {kid} called {N} ."
+    assert text.count(line) == 1
+    path.write_text(text.replace(line, line.replace("called", "named")))
+    assert dataset.corpus_identity(cfg)["data_sha256"] != record["corpus_identity"]["data_sha256"]
+    cli_error("backbone_gradient_analysis.py", ["--run", cfg.run_dir, "--device", "cpu"],
+              match="not the one it trained on", env={**os.environ, storygen.DATA_ENV: str(data)})

@@ -4,18 +4,16 @@ import copy
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import finetune_geometry as fg  # noqa: E402
-import train  # noqa: E402
-from model import GPT, losses  # noqa: E402
+import finetune_geometry as fg
+import train
+from model import GPT, losses
 
 pytest.importorskip("peft")
 MICRO = dict(n_layer=2, steps=4, warmup=2, lambda_step=2, eval_every=4, snapshot_every=4, state_every=4)
