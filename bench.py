@@ -381,9 +381,9 @@ def parse_variant(cfg, spec: str) -> tuple[str | None, str, object]:
 def vocabularies(cfg, which: str) -> list[tuple[str, int]]:
     out = []
     if which in ("corpus", "both"):
-        if cfg.data == "synthetic":  # the word tokenizer's size, without generating the corpus
-            from dataset import WordTokenizer
-            out.append(("corpus", WordTokenizer(cfg.n_codewords).vocab_size))
+        from dataset import SYNTHETIC_VERSION, WordTokenizer
+        if cfg.data in SYNTHETIC_VERSION:  # the word tokenizer's size, without generating the corpus
+            out.append(("corpus", WordTokenizer(cfg.n_codewords, SYNTHETIC_VERSION[cfg.data]).vocab_size))
         else:
             from dataset import load_corpus
             out.append(("corpus", load_corpus(cfg).vocab_size))
