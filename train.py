@@ -477,12 +477,12 @@ def finished(status: dict | None) -> bool:
 # ----------------------------------------------------------------------------- training
 class Trainer:
     """The state of one training process on one run folder (under its lock). Under torchrun the process
-    0 (`lead`) alone evaluates, snapshots and writes the folder; every process loads the resume state."""
+    0 (`rank0`) alone evaluates, snapshots and writes the folder; every process loads the resume state."""
 
     def __init__(self, cfg: Config, corpus, device):
         self.cfg, self.run_dir, self.device, self.corpus = cfg, cfg.run_dir, device, corpus
-        self.lead, self.log = rank() == 0, None
-        self.ev = make_eval_sets(corpus, cfg) if self.lead else None
+        self.rank0, self.log = rank() == 0, None
+        self.ev = make_eval_sets(corpus, cfg) if self.rank0 else None
         self.model = GPT.from_config(cfg, corpus.vocab_size).to(device)
         if cfg.init_from:
             load_init(self.model, cfg.init_from)
@@ -500,7 +500,7 @@ class Trainer:
         self.snaps = SnapshotWriter(self.run_dir)
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
         self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
-                                  compiled=cfg.compile_eval and device.type == "cuda") if self.lead else None
+                                  compiled=cfg.compile_eval and device.type == "cuda") if self.rank0 else None
         self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
 
     def missing_before(self, step: int) -> list[int]:
@@ -509,7 +509,7 @@ class Trainer:
 
     def open_files(self):
         """Metrics past the resume point are dropped (they are redone); the log gets a header line."""
-        if not self.lead:
+        if not self.rank0:
             return
         keep = lambda s: s < self.start or (self.state is not None and s == self.start)  # noqa: E731
         done = [r for r in read_metrics(self.run_dir) if keep(r["step"])]
@@ -561,7 +561,7 @@ class Trainer:
 
     def finish(self, kind: str, step: int, **extra) -> dict:
         st = dict(status=kind, step=step, **extra)
-        if self.lead:
+        if self.rank0:
             self.save_state(step)
             self.snaps.join()
             write_json(os.path.join(self.run_dir, "status.json"), st)
@@ -582,22 +582,22 @@ class Trainer:
         fwd = loss_fn(cfg, self.device)
         evals, snaps = set(cfg.eval_steps()), set(cfg.snapshot_steps())
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.lead),
+        bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.rank0),
                    dynamic_ncols=True, desc=os.path.basename(self.run_dir))
         self.model.train()
         feed = Prefetcher(self.corpus, cfg, self.device, start, cfg.steps, shard=(rank(), world()))
         try:
             for step in range(start, cfg.steps + 1):
                 redo = step > start or self.state is None  # the resume step's eval and snapshot are done
-                if self.lead:
+                if self.rank0:
                     if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
                         self.snaps.save(self.model, step)
                     self.snaps.check()
                 if step in evals and redo:
-                    end = from_rank0(self.eval_step(step, bar) if self.lead else None)  # all stop together
+                    end = from_rank0(self.eval_step(step, bar) if self.rank0 else None)  # all stop together
                     if end:
                         return self.finish(end[0], step, reason=end[1])
-                if self.lead and step > start and step % cfg.state_every == 0 and step < cfg.steps:
+                if self.rank0 and step > start and step % cfg.state_every == 0 and step < cfg.steps:
                     self.save_state(step)
                 if step == cfg.steps or (stop_after is not None and step - start >= stop_after):
                     break
@@ -608,7 +608,7 @@ class Trainer:
                                                       cfg.lambda_at(step), fwd)
                 self.train_sum += sums
                 self.n_sum += 1
-                if step == start and self.lead:
+                if step == start and self.rank0:
                     self.log_first_step(t0)
                 bar.update(1)
             bar.close()
@@ -725,7 +725,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     done = on_rank0(_before_start, cfg)
     if done:
         return done
-    device = device or pick_device(cfg.device)
+    device = device if device is not None else pick_device(cfg.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
@@ -743,20 +743,20 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
 
 def main(argv=None):
     cfg = parse_config(argv, description=__doc__)
-    lead = int(os.environ.get("RANK", 0)) == 0 if launched() else True
+    rank0 = int(os.environ.get("RANK", 0)) == 0 if launched() else True
     try:
         st = train(cfg)
     except FromRank0:
         sys.exit(2)  # process 0 says why
     except UsageError as e:
-        fail(str(e) if lead else f"process {rank()}: {e}")
+        fail(str(e) if rank0 else f"process {rank()}: {e}")
     except Interrupted as e:
-        if not lead:
+        if not rank0:
             sys.exit(130)
         fail(f"interrupted at step {e.args[0]}; run the same command to resume", code=130)
     finally:
         leave_processes()
-    if lead:
+    if rank0:
         print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
 
 
