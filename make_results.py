@@ -84,12 +84,14 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
     tiny = ["--preset", preset] if preset != "paper" else []
     prefix = "" if preset == "paper" else f"{preset}_"
     r = lambda sub: os.path.join(results, sub)  # noqa: E731
-    plan = seed_stages(42, common, dev, prefix)
+    # the benchmark first: it also exercises the compiled step, evaluation and snapshots of train.py
+    plan = [Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"), "--stretch", "--profile",
+                                  "--variant", "fuse_micro=false",
+                                  *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev],
+                  150, alone=True)]
+    plan += seed_stages(42, common, dev, prefix)
     src = "{out_dir}/" + f"{prefix}seed42"
     plan += [
-        Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"),
-                              *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []),
-                              *dev], 120, alone=True),
         Stage("finetune.finetune", ["finetune_geometry.py", "--base", src, "--progress", "false", *tiny, *dev],
               120, needs=["seed42.train"]),
         # the controls the paper lacks (SPEC 7): run A, D's lr sweep and D, A0, D0; then A against D at matched loss
