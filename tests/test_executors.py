@@ -78,7 +78,8 @@ def test_group_alone_and_dependency_rule():
 
 
 def test_train_stage_on_several_gpus_runs_under_torchrun():
-    train, pca = mr.build_plan("paper", "runs", "results/v2", None)[:2]
+    plan = {s.name: s for s in mr.build_plan("paper", "runs", "results/v2", None)}
+    train, pca = plan["seed42.train"], plan["seed42.trajectory_pca_uncentered"]
     assert mr.expand(train, "runs", gpus=2)[1:6] == ["-m", "torch.distributed.run", "--standalone",
                                                      "--nproc_per_node=2", "train.py"]
     assert mr.expand(pca, "runs", gpus=2)[1] == "trajectory_pca_uncentered.py"
@@ -92,7 +93,7 @@ def test_slurm_job_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
         (bin_dir / tool).write_text("#!/bin/sh\nexit 1\n")
         (bin_dir / tool).chmod(stat.S_IRWXU)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    train = mr.build_plan("paper", "runs", "results/v2", None)[0]
+    train = next(s for s in mr.build_plan("paper", "runs", "results/v2", None) if s.name == "seed42.train")
     ex = submitit.AutoExecutor(folder=str(tmp_path / "sub"), cluster="slurm")
     ex.update_parameters(**executors.slurm_parameters(train, "gpu", 90, 2))
     script = ex._executor._make_submission_file_text("python -m job", "uid")
