@@ -106,7 +106,7 @@ def experiment_folders(runs_dir: str) -> dict[str, dict]:
         path, name = os.path.join(runs_dir, full), strip_preset(full)
         if re.fullmatch(r"seed\d+", name):
             out.setdefault(name, {"records": [], "runs": [], "main": path})
-        elif re.fullmatch(r"sgd_\w+_seed\d+", name):
+        elif re.fullmatch(r"sgd_[\w.]+_seed\d+", name):
             out.setdefault("sgd_control", {"records": [], "runs": []})["runs"].append(path)
         elif re.fullmatch(r"beta2_[\d.]+_seed\d+", name):
             out.setdefault("beta2", {"records": [], "runs": []})["runs"].append(path)
