@@ -573,11 +573,11 @@ def fig_finetune(p, res: Results):
         a2.bar(L + off, ft["activity"][m], width=0.4, color=c,
                label=f"{m} (centroid {ft['activity']['centroid_' + m]:.2f})")
         proj = [fv[m][f"layer{i}"]["proj_abs_mean"] for i in L]
+        nul = [fv[m][f"layer{i}"]["proj_abs_mean_null"] for i in L]
         a3.bar(L + off, proj, width=0.4, color=c, label=m)
-    nul = [fv["full"][f"layer{i}"]["proj_abs_mean_null"] for i in L]
-    a3.plot(L, nul, "_", color="C3", ms=10, mew=1.5, label="random direction")
+        a3.plot(L + off, nul, "_", color="C3", ms=6, mew=1.5, label="random level" if m == "full" else None)
     a2.set(xlabel="layer", ylabel=r"$\|\Delta W_l\| / \|W_l(0)\|$", title="layer-wise activity", xticks=L)
-    a3.set(xlabel="layer", ylabel=r"mean $|\langle g, v_b\rangle|$", title="gradient projection on $v_b$",
+    a3.set(xlabel="layer", ylabel=r"mean $|\langle g, z\rangle|$", title="gradient on fixed random $z$",
            xticks=L, yscale="log")
     a2.legend(frameon=False)
     a3.legend(frameon=False)
@@ -912,6 +912,15 @@ def _numbers_finetune(res: Results, m: dict):
         "below" if (a["late_mean"] or 0) < st["align_lo"] else "above")
     m["ftAlignVsRandom"] = "above" if rd.get("alignment_above_random") else "not above"
     m["ftBasePood"], m["ftFullPood"] = f2(ft["base_p_ood"]), f3(ft["full_p_ood"])
+    m["ftStudyRatio"] = f2(st["proj_full"] / st["proj_lora"])
+    m["ftDim"] = tex_sci(fv["full"]["overall"]["D"], 1)
+    m["ftRatioVsStudy"] = compare(ft["ratio_full_over_lora"]["proj_abs_mean"], st["proj_full"] / st["proj_lora"])
+    for k, v in (("Full", "full"), ("Lora", "lora")):
+        r = ft["proj_abs_mean"][v] / fv[v]["overall"]["proj_abs_mean_null"]
+        m[f"ftProj{k}VsNull"] = "at" if abs(r - 1) < 0.1 else ("above" if r > 1 else "below")
+    m["ftCentroidVs"] = compare(ft["activity"]["centroid_lora"], ft["activity"]["centroid_full"], 0.005)
+    lora_p = [r["p_ood"] for r in ft["rank"] if r["rank"] == a["rank"]]
+    m["ftLoraPood"] = f3(lora_p[0]) if lora_p else "--"
 
 
 def _numbers_controls(res: Results, m: dict):
