@@ -192,9 +192,20 @@ def stage_records(plan: list[Stage], out_dir: str) -> dict:
 
 
 def collect(plan: list[Stage], out_dir: str, results: str) -> list[str]:
-    """Copy the small files of every finished run into `results` (collect_results.py's layout)."""
-    import collect_results
-    return collect_results.collect(out_dir, results, stage_records(plan, out_dir), time.strftime("%Y-%m-%d"))
+    """Copy the small files of every finished run into `results` (results/<version>) by collect_results.py,
+    with the stages' commands and wall times as their provenance; returns what it printed."""
+    os.makedirs(os.path.join(out_dir, ".plan"), exist_ok=True)
+    stages = os.path.join(out_dir, ".plan", "stages.json")
+    with open(stages, "w") as f:
+        json.dump(stage_records(plan, out_dir), f, indent=1)
+    root, version = os.path.split(os.path.normpath(results))
+    cmd = [sys.executable, "collect_results.py", "--runs", out_dir, "--results", root or ".", "--version", version,
+           "--date", time.strftime("%Y-%m-%d"), "--stages", stages]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        print(f"collect failed: {r.stderr.strip()}")
+        return []
+    return r.stdout.split()
 
 
 def pack(results: str, path: str, log_dir: str | None):
@@ -272,7 +283,7 @@ def main(argv=None):
     p.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="time scale of every run (default paper)")
     p.add_argument("--parts", default=None, help="comma-separated parts to run (default: all, in plan order)")
     p.add_argument("--out_dir", "--out-dir", default="runs", help="parent folder of the run folders (default runs)")
-    p.add_argument("--results", default=None, help="where small outputs are collected (default results/v2; tiny: <out_dir>/tiny_results)")
+    p.add_argument("--results", default=None, help="where small outputs are collected, <root>/v<N> (default results/v2; tiny: <out_dir>/tiny_results/v2)")
     p.add_argument("--device", default=None, help="device for every script (default: each script's auto)")
     p.add_argument("--list", action="store_true", help="print the plan and what is done; run nothing")
     p.add_argument("--collect-only", action="store_true", help="only copy the small outputs into --results")
@@ -292,7 +303,7 @@ def main(argv=None):
     try:
         check_executor_options(args)
         results = args.results or (os.path.join("results", "v2") if args.preset == "paper"
-                                   else os.path.join(args.out_dir, f"{args.preset}_results"))
+                                   else os.path.join(args.out_dir, f"{args.preset}_results", "v2"))
         plan = select(build_plan(args.preset, args.out_dir, results, args.device), args.parts)
     except UsageError as e:
         fail(str(e))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from common import (check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json,
                     write_text)
-from config import Config, UsageError, fail, parse_config, parse_stop_rule
+from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
 from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
@@ -154,14 +154,6 @@ def sum_over_processes(model, sums: torch.Tensor):
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full fp32 elsewhere (CPU runs stay bitwise reproducible)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-def lr_at(cfg: Config, step: int) -> float:
-    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine over the run, clamped at min_lr_frac."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * max(cfg.min_lr_frac, 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
