@@ -931,7 +931,7 @@ def _numbers_controls(res: Results, m: dict):
         n = names[run]
         T = max(c)
         m[f"ctrl{n}Last"], m[f"ctrl{n}LastVal"] = f"{T:,}".replace(",", "{,}"), f3(c[T])
-        for t, w in ((1000, "OneK"), (4000, "FourK")):
+        for t, w in ((0, "Zero"), (1000, "OneK"), (4000, "FourK")):
             if t in c:
                 m[f"ctrl{n}Val{w}"] = f3(c[t])
     cfg = res.json("sgd_control/runs/sgd_D_seed42/config.json")
