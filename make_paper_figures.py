@@ -641,6 +641,15 @@ def seed_figs(s):
     ]
 
 
+
+def drop_stale(out: str, name: str):
+    """A skipped figure's old files would show another results set's figure in the report: remove them."""
+    for ext in ("pdf", "png"):
+        f = os.path.join(out, f"{name}.{ext}")
+        if os.path.exists(f):
+            os.remove(f)
+
+
 def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[str]:
     p = plt()
     os.makedirs(out, exist_ok=True)
@@ -655,10 +664,12 @@ def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[s
             fig = make()
         except Missing as e:
             log(f"skip {name}: missing {e}")
+            drop_stale(out, name)
             continue
         except (KeyError, TypeError, ValueError, IndexError) as e:  # malformed input: report, go on
             log(f"skip {name}: unreadable input ({type(e).__name__}: {e})")
             p.close("all")
+            drop_stale(out, name)
             continue
         fig.tight_layout(rect=getattr(fig, "_rect", (0, 0, 1, 1)))
         for ext in ("pdf", "png"):
@@ -1008,6 +1019,13 @@ def _numbers_corpus(res: Results, m: dict):
         m["fourgramVal"] = f3(get(st, "ngram_val_nats.4"))
         m["corpusVocab"] = f"{get(st, 'vocab'):,}".replace(",", "{,}")
         m["corpusTrainTokens"] = f"{get(st, 'train_tokens') / 1e6:.0f}"
+    ident = get(res.json("seed42/config.json") or {}, "corpus_identity") or {}
+    tok = re.search(r"([\d,]+) train tokens", get(res.json("seed42/config.json") or {}, "corpus") or "")
+    if "corpusVocab" not in m and ident.get("tokenizer_words"):  # no corpus statistics: the run's identity
+        n = 1 + ident["tokenizer_words"] + get(res.json("seed42/config.json"), "config.n_codewords")  # EOT, codewords
+        m["corpusVocab"] = f"{n:,}".replace(",", "{,}")
+    if "corpusTrainTokens" not in m and tok:
+        m["corpusTrainTokens"] = f"{int(tok.group(1).replace(',', '')) / 1e6:.0f}"
 
 
 def _numbers_verdicts(res: Results, m: dict):
