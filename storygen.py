@@ -1,23 +1,26 @@
 """Seeded generator of short children's stories in simple English: the embedded corpus.
 
-    python storygen.py --n 3 --seed 0 --version 2   # print 3 stories, the vocabulary size and stories/s
+    python storygen.py --n 3 --seed 0 --version 2   # print 3 stories with their nats, the vocabulary, stories/s
 
 Story i of a split is a pure function of (version, seed, split, i) and of the version's data files
 in storygen_data/v<version>/ (or $STORYGEN_DATA/v<version>/): word tables (tables*.txt), macros
-(macros.txt) and a template grammar (templates*.txt), all read by the same parsers below. A story
-is a list of whitespace-free tokens from a closed vocabulary (`Stories.vocab`): lowercase words,
-capitalized proper names (and week days) and separate punctuation, so a word-level tokenizer is
+(macros.txt), slot groups (slots.txt, version 2) and a template grammar (templates*.txt), all read by
+the same parsers below. A story is a list of whitespace-free tokens from a closed vocabulary
+(`vocab`): lowercase words, capitalized names and separate punctuation, so a word-level tokenizer is
 exact. `detokenize` makes readable text.
 
-Version 1 (archived): one slot table is drawn per story (a protagonist with gender and pronouns, a
-friend, a parent, a pet, a favourite object, a place, numbers and schema-specific fillers); then an
-opening, a few introductory facts, the steps of one of about forty plot schemas and an ending are
-joined and formatted with the table. What the opening introduces comes back later, correctly
-inflected, which rewards long context.
+Version 1 (archived, `StoriesV1`): one slot table per story (a protagonist with gender and
+pronouns, a friend, a parent, a pet, a favourite object, a place, numbers); an opening, a few
+introductory facts, one of about forty plot schemas and an ending are joined and formatted with it.
 
-Version 2 (see the section "version 2" below) adds an open lexicon with Zipf-like frequencies, more
-free choices per sentence, longer stories, threads that are set up early and paid off 80-300 tokens
-later, and records the log-probability of every random choice, so each story's nats are known.
+Version 2 (`StoriesV2`, the default): an opening, introductions, one or two threads whose setup
+comes early and whose payoff repeats what it set up 80-300 tokens later (a hidden toy found where
+it was hidden, a seed grown into its plant, coins left after spending), two to five episodes and an
+ending. Words come from tables of a few thousand word types drawn with Zipf-like weights; animals,
+foods, jobs, places and plants carry facts that never change (a fox has a bushy red tail and lives in
+a den), learned late for the rare ones; numbers add up. Every random choice records its
+log-probability, so each story's nats are known exactly, and `StoriesV2.parse` recovers the choices
+of a story from its tokens alone (H_choice is then the corpus entropy rate, not only a bound).
 """
 from __future__ import annotations
 
