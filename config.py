@@ -35,9 +35,9 @@ class Config:
     compile: bool = True           # torch.compile the training model when available (CUDA only)
     progress: bool = True          # tqdm bar
     # --- data ---
-    data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | path to .txt/.jsonl/.parquet
-    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 395M tokens, more than the
-                                   # paper run's 328M, so no story repeats) or the first 200,000 of a text corpus
+    data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
+    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 394M tokens, more than
+                                   # the paper run's 328M) or the first 200,000 of a text corpus
     n_val_stories: int = 5_000     # stories in the validation split
     cache_dir: str = ".cache"      # tokenized corpora (uint16 .npy), built once
     p_probe: float = 0.10          # probability that a training sequence is a probe sequence
