@@ -509,7 +509,9 @@ class StoriesV1:
 # from word tables. `StoriesV2.parse` runs the same code with replayed choices and finds every choice
 # sequence that writes a given story: exactly one means that its choices can be read back from its
 # text, and its nats are then exactly -log P(story).
-_LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)  # kinds of ops of a compiled template line
+# A compiled template line is a tuple of ops: (_LIT, words), (_SLOT, key), (_CHOICE, choice among ops),
+# (_WORDS, choice, its options' words) or (_DRAWN, table, field). Words are vocabulary ids.
+_LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)
 
 
 class _Choice:
@@ -1183,13 +1185,15 @@ def detokenize(tokens: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- entry points
 @functools.lru_cache(maxsize=8)
-def _load(version: int, path: str):
+def _load(version: int, path: str, stamp: tuple):
     return {1: StoriesV1, 2: StoriesV2}[version](path)
 
 
 def generator(version: int = LATEST):
-    """The generator of a corpus version, reading its data files from data_dir(version)."""
-    return _load(version, data_dir(version))
+    """The generator of a corpus version, reading its data files from data_dir(version) (again when
+    one of them has changed)."""
+    stamp = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in data_files(version))
+    return _load(version, data_dir(version), stamp)
 
 
 def main():
