@@ -16,10 +16,15 @@ micro-batches of steps t .. t + 15). With F = G^T G / M:
                                and |<u_1, v>| for each named direction.
 v_b and v_PC2 are the first two right singular vectors of the uncentered drift from the anchor
 (recomputed here from one Gram pass, sign a(T) > 0). v_sw = theta(peak) - theta(trough),
-normalized, for the largest p_ood peak and its adjacent trough in metrics.jsonl: the extrema
-(prominence >= 0.03 within +-3 evals) and peak/trough pairs of trajectory_pca_uncentered.py, of
-which the pair with the highest p_ood at the peak. Without such a pair v_sw is left out and the
-JSON says why. Groups: the trunk (default; the paper's Fisher),
+normalized, for THE switching pair (geometry.switching_pair, the one definition: of the p_ood
+peak/trough pairs, prominence >= 0.03 within +-3 evals, the one whose peak is the most prominent);
+at snapshots whose replayed batches lie inside the pair's interval (they made v_sw) v_sw is not
+measured. Without such a pair v_sw is left out and the JSON says why.
+Every quantity is computed for the LM loss, the probe loss and the combined loss apart (one batch
+with a wrong probe answer can own the combined Fisher late in training), with lambda_1 / trace, a
+rank-1 flag, the median over batches of <g_i, v>^2 beside the mean, and per mini-batch the LM and
+probe gradient norms and the number of probe answers and wrong answers.
+Groups: the trunk (default; the paper's Fisher),
 one block (--group blockN), or the trunk and every block (--group all); every direction is taken
 within its group and normalized there.
 
@@ -30,8 +35,10 @@ Forward/backward in the run's bf16 autocast on CUDA (float32 gradients), --fp32 
 Rayleigh quotients and the Gram matrix in float64, TF32 off.
 
 Writes <run>/analysis/backbone_fisher_analysis.json and <run>/analysis/backbone_fisher_analysis.png
-(left: q(v) against step, v_b red, v_sw blue, v_PC2 purple, random directions as a grey band,
-log scale, the lambda step dashed; right: alpha against step).
+(q(v) against step for the combined, LM and probe losses: v_b red with its median estimate dashed,
+v_sw blue, v_PC2 purple, random directions as a grey band, rank-1 snapshots marked; and
+lambda_1 / trace of the three losses; alpha per group; per-batch LM and probe gradient norms, the
+batches with a wrong probe answer marked; log scales, the lambda step dashed).
 """
 from __future__ import annotations
 
@@ -39,14 +46,17 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
-from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
+import torch
+
+from common import analysis_parser, autocast, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from geometry import backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions
+from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions,
+                      replays_switch, switch_interval, switching_pair)
 from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
-from trajectory_pca_uncentered import PROMINENCE, RADIUS, pair_switches
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -68,21 +78,19 @@ def select_groups(spec: str, groups: dict) -> list[str]:
     return [spec]
 
 
-def switching_pair(metrics: list[dict], snapshots, anchor: int):
-    """(peak_step, trough_step, info) for the largest p_ood peak and its adjacent trough, or (None, None, reason).
-    Extrema and pairs are those of trajectory_pca_uncentered.pair_switches (one definition in the repository);
-    of its pairs, the one with the highest p_ood at the peak (then the largest drop)."""
-    rows = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}  # last row per step wins
-    steps = sorted(rows)
-    if len(steps) < 3:
-        return None, None, "fewer than 3 evals with p_ood in metrics.jsonl"
-    sw = pair_switches(steps, [rows[s] for s in steps], set(snapshots), anchor)
-    if not sw["pairs"]:
-        return None, None, (f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within +-{RADIUS} evals; "
-                            f"{len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)")
-    best = max(sw["pairs"], key=lambda q: (q["p_ood_peak"], q["p_ood_peak"] - q["p_ood_trough"]))
-    return best["peak"], best["trough"], dict(p_peak=best["p_ood_peak"], p_trough=best["p_ood_trough"],
-                                              n_pairs=len(sw["pairs"]), peaks=sw["peaks"], troughs=sw["troughs"])
+@torch.no_grad()
+def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
+    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy argmax at
+    the answer position is not the codeword (the batches whose probe gradient is large)."""
+    x, y, pos = (t.to(device) for t in batch)
+    has = pos >= 0
+    if not has.any():
+        return 0, 0
+    with (nullcontext() if fp32 else autocast(device)):
+        logits = model(x[has])
+    rows = torch.arange(int(has.sum()), device=device)
+    guess = logits[rows, pos[has]].argmax(-1)
+    return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
 
 
 def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dict:
@@ -98,34 +106,88 @@ def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dic
     return out
 
 
+def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
+    """geometry.fisher_summary of one loss and group; v_sw's entries are None where it is `excluded`."""
+    named = {n: d for n, d in dirs.items() if not (excluded and n == "v_sw")}
+    s = fisher_summary(G, keys, named, rand=rand)
+    s["q_random_mean"] = float(np.mean(s["q_random"]))
+    if excluded and "v_sw" in dirs:
+        for k in ("q", "q_median", "u1_overlap"):
+            s[k]["v_sw"] = None
+    return s
+
+
 # ----------------------------------------------------------------------------- figure
 def plot(out_dir: str, out: dict) -> str:
+    """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked), of the LM
+    loss and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM and probe gradient
+    norms."""
     plt = pyplot()
     g0 = out["groups"][0]
     steps = np.array(out["steps"])
     rows = [r["groups"][g0] for r in out["table"]]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 3.9))
-    qr = np.array([r["q_random"] for r in rows])
-    ax.fill_between(steps, qr.min(1), qr.max(1), color="grey", alpha=0.3, lw=0, label=f"random (K={qr.shape[1]}, min-max)")
-    ax.plot(steps, qr.mean(1), color="grey", lw=1)
+    nan = lambda xs: np.array([np.nan if x is None else x for x in xs], dtype=float)  # noqa: E731
+    pos = lambda xs: np.where(nan(xs) > 0, nan(xs), np.nan)  # noqa: E731  (log axes: a zero q is not drawn)
     styles = {"v_b": ("tab:red", r"$v_b$ (backbone)"), "v_sw": ("tab:blue", r"$v_{sw}$ (switching)"),
               "v_PC2": ("tab:purple", r"$v_{PC2}$")}
-    for name, (color, label) in styles.items():
-        if name in rows[0]["q"]:
-            ax.plot(steps, [r["q"][name] for r in rows], "o-", ms=3, color=color, lw=1.5 if name != "v_PC2" else 1,
-                    label=label)
-    bx.axhline(1, color="grey", ls=":", lw=0.8)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+
+    def qpanel(ax, summ, title):
+        qr = np.array([s["q_random"] for s in summ])
+        ax.fill_between(steps, qr.min(1), qr.max(1), color="grey", alpha=0.3, lw=0,
+                        label=f"random (K={qr.shape[1]}, min-max)")
+        ax.plot(steps, qr.mean(1), color="grey", lw=1)
+        for name, (color, label) in styles.items():
+            if name in summ[0]["q"]:
+                ax.plot(steps, pos([s["q"][name] for s in summ]), "o-", ms=3, color=color,
+                        lw=1.5 if name != "v_PC2" else 1, label=label)
+        ax.plot(steps, pos([s["q_median"]["v_b"] for s in summ]), "--", color="tab:red", lw=1,
+                label=r"$v_b$, median over batches")
+        rk = [t for t, s in zip(steps, summ) if s["rank1"]]
+        if rk:
+            ax.plot(rk, [0.96] * len(rk), "kv", ms=5, transform=ax.get_xaxis_transform(),
+                    label=f"rank 1 ($\\lambda_1$/trace > {RANK1})")
+        ax.set_yscale("log"), ax.set_title(title, fontsize=9), ax.legend(fontsize=6)
+
+    qpanel(axes[0, 0], rows, f"combined loss: q(v) = ||Gv||^2 / M ({g0})")
+    qpanel(axes[1, 0], [r["lm"] for r in rows], "LM loss only")
+    qpanel(axes[1, 1], [r["probe"] for r in rows], "probe loss only")
+    bx = axes[0, 1]
+    for key, color, label in ((None, "k", "combined"), ("lm", "tab:green", "LM"),
+                              ("probe", "tab:orange", "probe")):
+        frac = [(r if key is None else r[key])["lambda1_frac"] for r in rows]
+        bx.plot(steps, nan(frac), "o-", ms=3, color=color, label=label)
+    bx.axhline(RANK1, color="grey", ls=":", lw=0.8)
+    bx.set_ylim(0, 1.05), bx.set_ylabel(r"$\lambda_1$ / trace"), bx.legend(fontsize=7)
+    bx.set_title(r"share of the top Fisher eigenvalue (1: one batch owns it)", fontsize=9)
+    cx = axes[0, 2]
+    cx.axhline(1, color="grey", ls=":", lw=0.8)
     for g in out["groups"]:
-        bx.plot(steps, [r["groups"][g]["alpha"] for r in out["table"]], "o-" if g == g0 else "-",
+        cx.plot(steps, nan([r["groups"][g]["alpha"] for r in out["table"]]), "o-" if g == g0 else "-",
                 ms=3, lw=1.8 if g == g0 else 0.8, color="k" if g == g0 else None, label=g)
+    cx.plot(steps, nan([r["alpha_median"] for r in rows]), "--", color="k", lw=1,
+            label=f"{g0}, median estimate")
+    cx.set_yscale("log"), cx.set_ylabel(r"$\alpha = q(v_b)$ / mean $q(w)$")
+    cx.set_title("anisotropy", fontsize=9)
+    cx.legend(fontsize=6, ncol=2)
+    dx = axes[1, 2]  # per-batch gradient norms: LM smooth, probe spread over orders of magnitude
+    for t, r in zip(steps, out["table"]):
+        s_, wrong = r["groups"][g0], np.array(r["per_batch"]["n_wrong"]) > 0
+        pn = np.array(s_["probe"]["grad_norms"])
+        dx.scatter([t] * len(pn), np.where(pn > 0, pn, np.nan), s=6, lw=0,
+                   c=np.where(wrong, "tab:orange", "tab:blue"))
+        dx.scatter([t] * len(pn), s_["lm"]["grad_norms"], s=4, c="tab:green", lw=0)
+    for color, label in (("tab:green", "LM, per batch"), ("tab:blue", "probe, no wrong answer"),
+                         ("tab:orange", "probe, >= 1 wrong answer")):
+        dx.scatter([], [], s=6, c=color, label=label)
+    dx.set_yscale("log"), dx.set_ylabel(r"$\|g_i\|$")
+    dx.set_title(f"per-batch gradient norms ({g0})", fontsize=9)
+    dx.legend(fontsize=6)
     lam_step = out["config"]["lambda_step"]
-    for a in (ax, bx):
-        a.set_yscale("log"), a.set_xlabel("step")
+    for a in axes.flat:
+        a.set_xlabel("step")
         if steps.min() < lam_step <= steps.max():
             a.axvline(lam_step, color="k", ls="--", lw=0.8)
-    ax.set_ylabel(r"$q(v) = \|Gv\|^2 / M$"), ax.set_title(f"Fisher Rayleigh quotients ({g0})", fontsize=9)
-    bx.set_ylabel(r"anisotropy $\alpha = q(v_b)$ / mean $q(w)$"), bx.set_title("anisotropy", fontsize=9)
-    ax.legend(fontsize=7), bx.legend(fontsize=7, ncol=2)
     fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
     return save_figure(fig, os.path.join(out_dir, "backbone_fisher_analysis.png"), dpi=130)
 
@@ -159,18 +221,36 @@ def analyse(args) -> dict:
             dirs[g]["v_sw"] = v
         switching = dict(peak_step=peak, trough_step=trough, **sw_info,
                          cos_vb={g: dot(dirs[g]["v_sw"], dirs[g]["v_b"]) for g in groups if "v_sw" in dirs[g]})
+        lo, hi = switch_interval(peak, trough)
+        switching["rule"] = (f"v_sw is not measured at the snapshots whose replayed training steps fall in "
+                             f"[{lo}, {hi}): those batches made the update that defines it (table rows: "
+                             "v_sw_excluded)")
     else:
         switching = dict(omitted=sw_info)
     rand = {g: random_directions(dirs[g]["v_b"], args.K, [dirs[g]["v_b"]], args.seed) for g in groups}
 
-    # gradients and Fisher quantities at each step
+    # gradients and Fisher quantities at each step: LM and probe losses apart, then LM + lambda probe
     table, batches_used = [], {}
-    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher"):
-        G = batch_gradients(model, batches, loss_fn(0, lam, traj.device, args.fp32), keys)  # (M, D)
-        row = dict(step=t, **{"lambda": lam}, groups={})
+    replay = replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher")
+    for t, lam, model, batches in replay:
+        # v_sw is made by the updates of its pair's interval: never measured on those batches
+        rec = batches_used[str(t)]
+        excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1), peak, trough)
+        counts = [probe_answers(model, b, traj.device, args.fp32) for b in batches]
+        row = dict(step=t, **{"lambda": lam}, v_sw_excluded=excluded,
+                   per_batch=dict(n_probe=[c[0] for c in counts], n_wrong=[c[1] for c in counts]), groups={})
+        G = batch_gradients(model, batches, loss_fn(1, lam, traj.device, args.fp32), keys)  # (M, D) LM loss
+        G_pr = batch_gradients(model, batches, loss_fn(2, lam, traj.device, args.fp32), keys)
+        parts = {g: {} for g in groups}
+        for name, M_ in (("lm", G), ("probe", G_pr)):
+            for g in groups:
+                parts[g][name] = summary(M_[:, cols[g]], traj.groups[g], dirs[g], rand[g], excluded)
+        G.add_(G_pr, alpha=lam)  # combined, in place
+        del G_pr
         for g in groups:
-            s = fisher_summary(G[:, cols[g]], traj.groups[g], dirs[g], rand=rand[g])
-            s["q_random_mean"] = float(np.mean(s["q_random"]))
+            s = summary(G[:, cols[g]], traj.groups[g], dirs[g], rand[g], excluded)
+            lm, pr = parts[g]["lm"], parts[g]["probe"]
+            s.update(q_lm=lm["q"], q_probe=pr["q"], lm=lm, probe=pr)
             row["groups"][g] = s
         table.append(row)
         del G
@@ -182,16 +262,31 @@ def analyse(args) -> dict:
         anchor=traj.anchor,
         groups=groups,
         definitions=dict(
-            G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, canonical trunk order "
-              "(model.trunk_keys), restricted to the group's columns",
+            G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, "
+              "canonical trunk order (model.trunk_keys), restricted to the group's columns; computed as G_LM "
+              "+ lambda G_probe (the gradient is linear in the loss), G_LM and G_probe each from its own "
+              "backward pass",
+            split="every quantity for three losses: combined (the keys of groups.<g> themselves, q), LM only "
+                  "(groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After the probe is "
+                  "learned most mini-batches carry almost no probe gradient and one batch with a wrong "
+                  "answer can carry 10^4 times more: then the combined and probe Fishers are that one batch",
+            per_batch="per_batch.n_probe / n_wrong: probe answers in each mini-batch and those the model "
+                      "gets wrong (greedy argmax at the answer); <loss>.grad_norms: ||g_i|| per mini-batch "
+                      "and group",
+            median="q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v); "
+                   "alpha_median = q_median(v_b) / mean_k q_median(w_k): robust to one dominating batch",
+            lambda1_frac=f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches "
+                         "is one direction",
             F="empirical Fisher F = G^T G / M (never formed)",
             q="q(v) = v^T F v = ||G v||^2 / M for unit v",
             v_b="first right singular vector of the uncentered drift rows theta(t) - theta(anchor), sign a(T) > 0",
             v_PC2="second right singular vector of the same rows (sign: last row's coordinate >= 0)",
-            v_sw="(theta(peak) - theta(trough)) / norm, largest p_ood peak and adjacent trough (see 'switching')",
+            v_sw="(theta(peak) - theta(trough)) / norm of THE switching pair (geometry.switching_pair: the "
+                 "most prominent p_ood peak and its adjacent trough); None at steps whose replayed batches "
+                 "lie in the pair's interval (v_sw_excluded)",
             random=f"K = {args.K} Gaussian directions Gram-Schmidt orthonormalized against v_b and each other "
                    f"(geometry.random_directions, seed {args.seed}), the same at every step",
-            alpha="q(v_b) / mean_k q(w_k)",
+            alpha="q(v_b) / mean_k q(w_k) (None when every q(w_k) is 0, e.g. a probe-free batch set)",
             lambda1="top eigenvalue of F (from the M x M Gram G G^T); trace = trace(F) = sum_i ||g_i||^2 / M",
             u1_overlap="|<u_1, v>| for the top eigenvector u_1 of F",
             precision="fp32 forward/backward" if (args.fp32 or traj.device.type != "cuda") else
@@ -232,8 +327,12 @@ def main(argv=None):
     path, out, fig = cli(run, args, argv)
     g0 = out["groups"][0]
     last = out["table"][-1]["groups"][g0]
+    fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
+    rank1 = sum(r["groups"][g0]["rank1"] for r in out["table"])
     print(f"{path}: {len(out['steps'])} steps, {out['provenance']['wall_s']} s; {g0} at step {out['steps'][-1]}: "
-          f"q(v_b) {last['q']['v_b']:.3g}, alpha {last['alpha']:.3g}, |<u1, v_b>| {last['u1_overlap']['v_b']:.3g}"
+          f"q(v_b) {fmt(last['q']['v_b'])} (LM {fmt(last['q_lm']['v_b'])}, "
+          f"probe {fmt(last['q_probe']['v_b'])}), "
+          f"alpha {fmt(last['alpha'])}, |<u1, v_b>| {fmt(last['u1_overlap']['v_b'])}; rank-1 at {rank1} steps"
           f"{'' if 'v_sw' in last['q'] else '; v_sw omitted (' + out['switching']['omitted'] + ')'}; figure: {os.path.basename(fig)}")
 
 

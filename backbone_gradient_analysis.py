@@ -21,13 +21,13 @@ order in which the analyses run. For each group (block l, trunk) and batch i:
                               b_l over the analysed snapshots (so B depends on --every).
 The combined gradient is g_LM + lambda g_probe (the gradient is linear in the loss; this saves a
 third backward pass). On CUDA the forward/backward runs under the run's bf16 autocast
-(train.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
+(common.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
 in full fp32. All dot products are float64, TF32 off.
 
 Writes <run>/analysis/backbone_gradient_analysis.json and
 <run>/analysis/backbone_gradient_alignment_block0.png (Figure 2 style: blue |cos| mean +- sd,
 noise floor, and the update alignment |C(t)| in red when backbone_update_analysis.json exists),
-<run>/analysis/backbone_gradient_projection.png (b_l(t) and B_l per block).
+<run>/analysis/backbone_gradient_projection.png (b_l(t), B_l and the median normalized b_l per block).
 Cost (paper run, 51 snapshots): 2 x 816 forward/backward passes of 64 x 256 tokens; the
 16 x 25.2M float32 gradient matrices take 1.6 GB each (two at a time; the combined one is formed
 in place).
@@ -71,10 +71,16 @@ def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, sl
     out = {}
     for g in vb:
         ok = n2[g] > 0  # a probe-only loss is 0 on a mini-batch without probe sequences: no direction, no cosine
-        c = dots[g][ok].abs() / n2[g][ok].sqrt()
-        out[g] = dict(cos_mean=float(c.mean()) if len(c) else None, cos_sd=float(c.std()) if len(c) > 1 else None,
-                      b=float(dots[g].mean()), b_sd=float(dots[g].std()) if M > 1 else 0.0,
-                      grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int((~ok).sum()))
+        sc = (dots[g][ok] / n2[g][ok].sqrt()).cpu().numpy()  # signed cosines
+        b = dots[g].cpu().numpy()
+        med = lambda x: float(np.median(x)) if len(x) else None  # noqa: E731
+        out[g] = dict(cos_mean=float(np.abs(sc).mean()) if len(sc) else None,
+                      cos_sd=float(np.abs(sc).std(ddof=1)) if len(sc) > 1 else None,
+                      b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
+                      grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int((~ok).sum()),
+                      cos_median=med(np.abs(sc)), b_median=med(b),
+                      b_normalized=float(sc.mean()) if len(sc) else None,
+                      b_normalized_median=med(sc), b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
     return out
 
 
@@ -87,7 +93,7 @@ def update_alignment(out_dir: str):
     if d is None:
         return None
     try:
-        steps, C = d["u_steps"], d["groups"]["block0"]["C"]
+        steps, C = d.get("update_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # at the midpoints
         assert len(steps) == len(C)
     except Exception:
         print(f"note: {path} has no u_steps / groups.block0.C series; the red line is left out")
@@ -119,15 +125,21 @@ def plot(out_dir: str, out: dict) -> list[str]:
     ax.legend(fontsize=7, loc="best")
     paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_alignment_block0.png"), dpi=130))
 
-    # b_l(t) and its cumulative sum B_l per block (combined loss)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    # b_l(t), its cumulative sum B_l, and the median signed cosine per block (combined loss)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     blocks = [g for g in res["combined"] if g != "trunk"]
     cmap = plt.get_cmap("tab10" if len(blocks) <= 10 else "viridis", 10 if len(blocks) <= 10 else len(blocks))
     for i, g in enumerate(blocks):
         axes[0].plot(steps, res["combined"][g]["b"], "o-", ms=3, color=cmap(i), label=g)
         axes[1].plot(steps, res["combined"][g]["B"], "-", color=cmap(i), label=g)
+        med = [np.nan if x is None else x for x in res["combined"][g]["b_normalized_median"]]
+        axes[2].plot(steps, med, "o-", ms=3, color=cmap(i), label=g)
+    for sign in (1, -1):
+        axes[2].axhline(sign * floor["block0"], color="grey", ls=":", lw=0.8)
     for ax, name in zip(axes, (r"$b_\ell(t) = \langle g_\ell, v_b^{(\ell)} \rangle$ (mean over batches)",
-                                r"$B_\ell = \sum_{t' \leq t} b_\ell(t')$")):
+                                r"$B_\ell = \sum_{t' \leq t} b_\ell(t')$",
+                                r"median over batches of $\langle g_\ell, v_b^{(\ell)} \rangle / \|g_\ell\|$"
+                                r" ($\pm$ block-0 floor)")):
         ax.axhline(0, color="grey", lw=0.6)
         if steps.min() < lam_step <= steps.max():
             ax.axvline(lam_step, color="k", ls="--", lw=0.8)
@@ -154,7 +166,7 @@ def analyse(args) -> dict:
     slices = group_slices(traj)
 
     # backbone per group (one Gram pass + one direction pass)
-    pcas, dirs = backbone(traj, groups, k=1)
+    pcas, dirs = backbone(traj, groups, k=1, progress=sys.stderr.isatty())
     vb = {g: flatten(dirs[g][0], traj.groups[g]) for g in groups}
 
     # gradients at each snapshot
@@ -175,8 +187,10 @@ def analyse(args) -> dict:
         results[name] = {}
         for g in groups:
             col = {k: [r[name][g][k] for _, _, r in per_step]
-                   for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients")}
+                   for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients", "cos_median",
+                             "b_median", "b_normalized", "b_normalized_median", "b_pos_frac")}
             col["B"] = np.cumsum(col["b"]).tolist()
+            col["B_normalized"] = np.cumsum([0.0 if x is None else x for x in col["b_normalized"]]).tolist()
             col["cos_over_floor"] = [None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]]
             results[name][g] = col
     device = traj.device
@@ -197,6 +211,12 @@ def analyse(args) -> dict:
             b="b_l(t) = <g_l, v_b^(l)> mean over the mini-batches (b_sd: sample sd); unnormalized gradient; b < 0: a "
               "gradient-descent step moves along +v_b, the direction of the drift (a(T) > 0)",
             B="B_l(t) = sum of b_l over the analysed snapshots up to t (depends on --every)",
+            b_normalized="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a "
+                         "nonzero gradient (b normalized: a few probe batches with large gradients dominate "
+                         "the raw mean late in training); B_normalized its cumulative sum",
+            medians="cos_median, b_median, b_normalized_median: medians over the mini-batches beside the "
+                    "means",
+            b_pos_frac="fraction of mini-batches whose signed cosine is > 0 (0 or 1: a consistent sign)",
             precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
                       "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",
         ),

@@ -6,7 +6,10 @@
 u(t) = theta(t) - theta(t_prev), t_prev the previous snapshot step (200 steps earlier on the standard
 schedule; `--lag L` takes t_prev = t - L instead). u(t) is a difference of drift rows, so C(t) comes from
 the T x T Gram of one streamed pass over the snapshots, as does v_b (first right singular vector of the
-uncentered drift rows, a(T) > 0: the same v_b as trajectory_pca_uncentered.py).
+uncentered drift rows, a(T) > 0: the same v_b as trajectory_pca_uncentered.py). Each update is also
+labelled by its midpoint (t - 100 for 200-step updates, the paper's convention), which sets its
+phase and t*; C(t) of the matched random walk (the same increment norms, orthogonal directions) is
+reported beside ours.
 Writes <run>/analysis/backbone_update_analysis.json and backbone_update_alignment.png (next to --out).
 """
 from __future__ import annotations
@@ -34,13 +37,22 @@ DEFINITIONS = {
     "u": "u(t) = theta(t) - theta(t_prev) = x(t) - x(t_prev), x(anchor) = 0; t_prev in u_prev_steps.",
     "C": "C(t) = <u(t), v_b> / ||u(t)|| (signed); abs_C = |C(t)|; from G: C = (e G c_b) / sqrt(e G e^T) with e the "
          "coefficients of u(t) over the rows and v_b = X^T c_b.",
+    "labels": "each update u(t) = theta(t) - theta(t_prev) is labelled by its midpoint (t + t_prev) / 2 "
+              "(update_mid_steps; t - 100 for 200-step updates: the paper's convention, SPEC 6); phases, "
+              "early_sign and t_star use these labels. by_end_step: the same labelled by the later step t "
+              "(summary *_end).",
     "early_sign": "sign of the mean of C over the early phase (of C at the first u when the early phase is empty).",
-    "t_star": "the first step t (in the order of u) whose C(t) has the sign opposite to early_sign (the paper's "
-              "'first checkpoint where C(t) crosses zero'); t_star_persistent: the first step from which C keeps "
-              "the opposite sign to the end of the run; None when there is none.",
-    "phases": "the paper's phases of its 10,000-step run, early t < 2000, mid 2000 <= t <= 6000, late t > 6000, scaled "
-              "to this run's length L: early t < 0.2 L, mid 0.2 L <= t <= 0.6 L, late t > 0.6 L (t = the later step of u).",
-    "phase_means": "mean of |C| and of C over the u(t) of each phase; abs_C_peak: the largest |C| in the phase.",
+    "t_star": "the first label (in the order of u) whose C has the sign opposite to early_sign (the paper's "
+              "'first checkpoint where C(t) crosses zero'); t_star_persistent: the first label from which C "
+              "keeps the opposite sign to the end of the run; None when there is none.",
+    "phases": "the paper's phases of its 10,000-step run by update midpoint, early < 2000, mid 2000-6000, "
+              "late > 6000, scaled to this run's length L: early < 0.2 L, mid 0.2 L-0.6 L, late > 0.6 L.",
+    "phase_means": "mean of |C| and of C over the updates of each phase; abs_C_peak: the largest |C| in it.",
+    "matched_walk": "the same updates in the matched random walk: increments with the observed norms ||x(t) "
+                    "- x(t_prev)|| between consecutive snapshots and mutually orthogonal directions (the D "
+                    "-> inf limit of random ones), C(t) against that walk's own backbone "
+                    "(matched_walk_update_C), its phase means and sign flip. It never flips sign: its "
+                    "backbone has a positive component on every increment.",
 }
 
 
@@ -58,12 +70,18 @@ def main(argv=None):
     cli(run, parse_args(argv), argv)
 
 
-def update_pairs(row_steps, anchor: int, lag: int) -> list[tuple[int, int]]:
-    """(t, t_prev) for every u(t): consecutive snapshots (lag 0) or t_prev = t - lag when it has a snapshot."""
-    have = [anchor] + list(row_steps)
-    if lag == 0:
-        return list(zip(have[1:], have[:-1]))
-    return [(t, t - lag) for t in row_steps if t - lag in have]
+def phase_stats(labels, C, phases) -> dict:
+    """Phase means of |C| and C and the sign flip of the updates labelled `labels` (NaN C left out)."""
+    ok = [i for i, c in enumerate(C) if np.isfinite(c)]
+    out = dict(phase_means={})
+    for name, inside in phases.items():
+        sel = [C[i] for i in ok if inside(labels[i])]
+        out["phase_means"][name] = dict(abs_C=float(np.mean(np.abs(sel))) if sel else None,
+                                        C=float(np.mean(sel)) if sel else None,
+                                        abs_C_peak=float(np.max(np.abs(sel))) if sel else None, n=len(sel))
+    lab, C_ = [labels[i] for i in ok], [C[i] for i in ok]
+    out.update(sign_flip(lab, C_, [phases["early"](t) for t in lab]))
+    return out
 
 
 def sign_flip(steps, C, early_mask) -> dict:
@@ -84,19 +102,14 @@ def run(args, argv):
     out_json = out_path(args, "backbone_update_analysis")
     traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     rows = traj.row_steps
-    pairs = update_pairs(rows, args.anchor, args.lag)
+    pairs = geo.update_pairs(rows, args.anchor, args.lag)
     if not pairs:
         raise UsageError(f"no snapshot pair {args.lag} steps apart at or after the anchor {args.anchor}")
     grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
 
     # --- compute
-    idx = {s: i for i, s in enumerate(rows)}
-    E = torch.zeros(len(pairs), len(rows), dtype=torch.float64)  # u(t) = x(t) - x(t_prev), x(anchor) = 0
-    for j, (t, tp) in enumerate(pairs):
-        E[j, idx[t]] += 1
-        if tp in idx:
-            E[j, idx[tp]] -= 1
-    steps = [t for t, _ in pairs]
+    E = geo.update_rows(pairs, rows)  # u(t) = x(t) - x(t_prev), x(anchor) = 0
+    steps, mids = [t for t, _ in pairs], [geo.midpoint(t, tp) for t, tp in pairs]
     L = int(traj.config.get("steps") or traj.steps[-1])
     b1, b2 = (b * L / PAPER_STEPS for b in PAPER_BOUNDS)
     phases = dict(early=lambda t: t < b1, mid=lambda t: b1 <= t <= b2, late=lambda t: t > b2)
@@ -104,32 +117,40 @@ def run(args, argv):
     for g in traj.groups:
         al = geo.update_cos(grams[g], geo.pca(grams[g]).coef(1)[:, 0], E)
         C = al["C"].tolist()
-        ok = [i for i, c in enumerate(C) if np.isfinite(c)]
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
-                   u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(), phase_means={})
-        for name, inside in phases.items():
-            sel = [C[i] for i in ok if inside(steps[i])]
-            res["phase_means"][name] = dict(abs_C=float(np.mean(np.abs(sel))) if sel else None, C=float(np.mean(sel)) if sel else None,
-                                            abs_C_peak=float(np.max(np.abs(sel))) if sel else None, n=len(sel))
-        res.update(sign_flip([steps[i] for i in ok], [C[i] for i in ok], [phases["early"](steps[i]) for i in ok]))
+                   u_norm=al["u_norm"].tolist(), u_dot_vb=al["u_dot_vb"].tolist(),
+                   **phase_stats(mids, C, phases), by_end_step=phase_stats(steps, C, phases))
+        Cw = geo.matched_walk_alignment(grams[g], E).tolist()
+        res.update(matched_walk_update_C=[c if np.isfinite(c) else None for c in Cw],
+                   matched_walk=phase_stats(mids, Cw, phases))
         groups[g] = res
     summary = {g: dict(t_star=r["t_star"], t_star_persistent=r["t_star_persistent"], early_sign=r["early_sign"],
                        **{f"{ph}_abs_C": r["phase_means"][ph]["abs_C"] for ph in phases},
-                       **{f"{ph}_C": r["phase_means"][ph]["C"] for ph in phases}) for g, r in groups.items()}
+                       **{f"{ph}_C": r["phase_means"][ph]["C"] for ph in phases},
+                       t_star_end=r["by_end_step"]["t_star"],
+                       **{f"{ph}_abs_C_end": r["by_end_step"]["phase_means"][ph]["abs_C"] for ph in phases},
+                       **{f"matched_walk_{ph}_abs_C": r["matched_walk"]["phase_means"][ph]["abs_C"]
+                          for ph in phases},
+                       matched_walk_t_star=r["matched_walk"]["t_star"]) for g, r in groups.items()}
     others = [g for g in traj.groups if g not in ("block0", "trunk")]
     if others:
-        summary["median_of_blocks_1_on"] = {f"{ph}_abs_C": _median([groups[g]["phase_means"][ph]["abs_C"] for g in others]) for ph in phases}
+        def med(ph, key=None):
+            return _median([(groups[g][key] if key else groups[g])["phase_means"][ph]["abs_C"]
+                            for g in others])
+        summary["median_of_blocks_1_on"] = {**{f"{ph}_abs_C": med(ph) for ph in phases},
+                                            **{f"{ph}_abs_C_end": med(ph, "by_end_step") for ph in phases}}
 
     # --- save
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
-    fig = plot_alignment(groups, steps, lambda_step(traj.config, steps), out_dir)
+    fig = plot_alignment(groups, mids, lambda_step(traj.config, mids), out_dir)
     gaps = sorted({t - tp for t, tp in pairs})
     definitions = dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
                        + f"; gaps t - t_prev in this run: {gaps}")
     result = write_result(
         out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
         anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
+        update_mid_steps=mids,
         phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
         summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
     s = summary["block0"]
@@ -144,13 +165,16 @@ def _median(xs):
 
 # ----------------------------------------------------------------------------- figure
 def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
-    """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0; small multiples for every group."""
+    """Figure 2 (red lines): |C(t)| solid and signed C(t) dashed for block 0, against the updates' midpoints,
+    with the matched random walk's C(t) (green, dotted); small multiples for every group."""
     plt = pyplot()
 
     def draw(ax, r, title, fs):
         nan = lambda xs: [np.nan if x is None else x for x in xs]
         ax.plot(steps, nan(r["abs_C"]), color="tab:red", lw=1.5, label="|C(t)|")
         ax.plot(steps, nan(r["C"]), color="tab:red", ls="--", lw=1, label="C(t)")
+        ax.plot(steps, nan(r["matched_walk_update_C"]), color="tab:green", ls=":", lw=1.2,
+                label="matched random walk")
         ax.axhline(0, color="k", lw=0.5)
         if lam_step is not None:
             ax.axvline(lam_step, color="k", ls=":", lw=0.8, label="lambda step")
@@ -166,7 +190,7 @@ def plot_alignment(groups: dict, steps, lam_step, out_dir: str) -> str:
     gs = fig.add_gridspec(1, 2, width_ratios=[5, 2.4 * ncol])
     ax = fig.add_subplot(gs[0])
     draw(ax, groups["block0"], "block 0: update-backbone alignment", 9)
-    ax.set_xlabel("step"), ax.set_ylabel("cos(u(t), v_b)"), ax.legend(fontsize=8)
+    ax.set_xlabel("update midpoint (step)"), ax.set_ylabel("cos(u(t), v_b)"), ax.legend(fontsize=8)
     sub = gs[1].subgridspec(nrow, ncol)
     axes = []
     for i, g in enumerate(names):

@@ -37,9 +37,8 @@ import torch
 import experiments as ex
 import geometry as geo
 import train
-from common import cli, parse_floats, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Config, Parser, UsageError, add_config_args, given_overrides
-from geometry import copy_results
 from runs import check_run_dir, last_finite_step, read_metrics, same_finished_run
 
 PAPER_BETAS = ",".join(map(str, ex.BETA2_GRID))
@@ -92,7 +91,8 @@ def table_row(entry: dict) -> dict:
                 n_rows=n_rows, pc1=prim.get("pc1"), k95=prim.get("k95"), k99=prim.get("k99"), drift=prim.get("drift"),
                 abs_C=prim.get("update_abs_C_mean"), pc1_null_theory=prim.get("null_theory_pc1"),
                 window_pc1=win.get("pc1"), window_k95=win.get("k95"), window_drift=win.get("drift"),
-                window_abs_C=win.get("update_abs_C_mean"))
+                window_abs_C=win.get("update_abs_C_mean"), pc1_null_matched=prim.get("null_matched_pc1"),
+                window_pc1_null_matched=win.get("null_matched_pc1"))
 
 
 def format_table(rows: list[dict], window) -> str:
@@ -139,6 +139,10 @@ def plot(record: dict, path: str):
             bad = [(x, v) for x, v, o in zip(xs, y, ok) if not o and v is not None]
             if bad:
                 a.plot(*zip(*bad), "x", color="tab:red", ms=9, label="diverged" if k == key else None)
+        if key == "pc1":  # each PC1 beside its matched null (the observed step sizes, independent directions)
+            for k, color in (("pc1_null_matched", "k"), ("window_pc1_null_matched", "tab:blue")):
+                a.plot(xs, [math.nan if r.get(k) is None else 100 * r[k] for r in rows], "_", ms=14, mew=2,
+                       color=color, label="matched null" if k == "pc1_null_matched" else None)
         a.set_xticks(xs, [f"{r['beta2']:g}" for r in rows])
         a.set(xlabel="beta2", ylabel=label, title=label)
         if key == "drift":

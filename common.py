@@ -1,10 +1,11 @@
 """Shared plumbing of every script: device choice, provenance, the one results writer, table printing.
 
-pick_device(name, float64=False)   auto = cuda > mps > cpu; an explicit device that is not there is a UsageError
+pick_device(name, float64=False)   auto = cuda > mps > cpu; an explicit device that is not there: UsageError
 environment(device)                git commit and dirty flag, torch/CUDA/Python versions, device name
 provenance(t0, argv, ...)          environment + exact command line, wall time, date, peak memory
 write_json(path, obj)              atomic (temp file and rename), non-finite floats written as null
 write_csv(path, rows, columns)     atomic CSV of dict rows
+copy_results(paths, dest)          the small files a paper-preset result also keeps under results/
 write_result(path, experiment, config, definitions, results, t0, ...)  the JSON shape of every result
 format_table(head, body)           plain-text table, columns right-aligned
 fmt(x, nd)                         a number for a table cell ("-" for None)
@@ -72,7 +73,8 @@ def exact_fp32():
 # ----------------------------------------------------------------------------- provenance
 def _git(*args) -> str:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=ROOT).stdout.strip()
+        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=ROOT)
+        return r.stdout.strip()
     except Exception:
         return ""
 
@@ -86,8 +88,11 @@ def device_name(device: torch.device) -> str:
 def environment(device: torch.device | str = "cpu") -> dict:
     """The code and environment a run or a result comes from."""
     device = pick_device(device) if isinstance(device, str) else device
-    return dict(git_commit=_git("rev-parse", "HEAD") or "unknown",
-                git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+    commit = _git("rev-parse", "HEAD")
+    # A copy of the tree without .git (a GPU machine's, say) is told its commit by the one who sent it.
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else \
+        os.environ.get("SOURCE_DIRTY", "") not in ("", "0")
+    return dict(git_commit=commit or os.environ.get("SOURCE_COMMIT") or "unknown", git_dirty=dirty,
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
                 device=str(device), device_name=device_name(device))
 
@@ -155,6 +160,15 @@ def write_csv(path: str, rows: list[dict], columns: list[str] | None = None):
     write_text(path, buf.getvalue())
 
 
+def copy_results(paths: list[str], dest: str | None) -> list[str]:
+    """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
+    import shutil
+    if not dest:
+        return []
+    os.makedirs(dest, exist_ok=True)
+    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
+
+
 def write_result(path: str, experiment: str, config: dict, definitions: dict, results, t0: float,
                  argv=None, device="cpu", script: str | None = None, **extra) -> dict:
     """The JSON of one result: experiment, config, definitions, results, provenance (SPEC section 5),
@@ -166,7 +180,7 @@ def write_result(path: str, experiment: str, config: dict, definitions: dict, re
 
 
 def check_writable(folder: str):
-    """UsageError unless `folder` (or the nearest parent that exists) can be written: checked before computing."""
+    """UsageError unless `folder` (or its nearest existing parent) is writable; checked before computing."""
     probe = os.path.abspath(folder)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
@@ -221,8 +235,10 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> P
     """The options every analysis takes; with `replay_batches`, also those of the analyses that replay
     the run's training batches (gradient and Fisher), that many mini-batches by default."""
     p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
-    p.add_argument("--anchor", type=int, default=0, help="anchor step theta(anchor) (default 0, the initialization)")
+    p.add_argument("--run", required=True,
+                   help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
+    p.add_argument("--anchor", type=int, default=0,
+                   help="anchor step theta(anchor) (default 0, the initialization)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--partial", action="store_true",
                    help="analyse an unfinished run, or one with missing snapshots, on the snapshots it has")
@@ -232,7 +248,7 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> P
         p.add_argument("--batches", type=int, default=replay_batches,
                        help=f"mini-batches per snapshot (default {replay_batches})")
         p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                       help="sequences per mini-batch (default: the run's batch_size, 64 in the paper preset)")
+                       help="sequences per mini-batch (default: the run's batch_size, 64 in the paper)")
         p.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
                        help="tokenized-corpus cache (default: the run's config cache_dir)")
         p.add_argument("--fp32", action="store_true",

@@ -33,6 +33,13 @@ class Config:
     out_dir: str = "runs"          # parent folder of run folders
     device: str = "auto"           # auto | cuda | mps | cpu
     compile: bool = True           # torch.compile the training model when available (CUDA only)
+    fuse_micro: bool = True        # one forward/backward of all grad_accum micro-batches (the same numbers
+                                   # as accumulating them; more activation memory); false for small GPUs
+    ce_chunks: int = 0             # > 0: the loss in this many token chunks, the logits never kept (large
+                                   # vocabularies)
+    compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
+                                   # over many evals)
+    sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
@@ -129,6 +136,9 @@ class Config:
             (self.n_codewords > 0 and self.n_val_stories > 0 and self.n_train_stories >= 0,
              "n_codewords and n_val_stories must be > 0, n_train_stories >= 0"),
             (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0, "need grad_clip >= 0, ctx > 0, n_layer > 0"),
+            (self.ce_chunks >= 0, "ce_chunks must be >= 0 (0: the loss in one piece)"),
+            (self.sdpa in ("auto", "flash", "cudnn", "efficient"),
+             f"sdpa must be auto, flash, cudnn or efficient, got {self.sdpa!r}"),
             (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
         ]
         checks += [(_segment_ok(seg), f"snapshot_extra segment {seg!r} is not start:end:every with start <= end, every > 0")
@@ -167,7 +177,8 @@ def parse_stop_rule(rule: str) -> tuple[int, float, float]:
 
 
 # Fields that may differ between the run that made a folder and the command that resumes it.
-RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every"}
+RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every",
+                  "fuse_micro", "ce_chunks", "compile_eval", "sdpa"}
 
 PRESETS: dict[str, dict] = {
     "paper": {},

@@ -21,6 +21,8 @@ import argparse
 import hashlib
 import json
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 
@@ -358,6 +360,56 @@ def get_batch(corpus: Corpus, cfg: Config, step: int, micro: int, batch_size: in
         pos[b] = a - 1
     seqs = torch.from_numpy(seqs)
     return seqs[:, :-1].contiguous(), seqs[:, 1:].contiguous(), torch.from_numpy(pos)
+
+
+class Prefetcher:
+    """The batches of steps start .. stop - 1, built ahead by a background thread (a queue of `depth` steps)
+    and copied to the device without blocking (pinned host memory on CUDA). The batches of step t are
+    exactly [get_batch(corpus, cfg, t, m) for m < grad_accum]: a pure function of (seed, step, micro), so a
+    resumed run gets the same ones. `get(t)` must be called for t = start, start + 1, ... in order."""
+
+    def __init__(self, corpus: Corpus, cfg: Config, device: torch.device, start: int, stop: int,
+                 depth: int = 3):
+        self.device, self.next, self.micro = device, start, cfg.grad_accum
+        self.queue, self.stopped = queue.Queue(maxsize=depth), threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(corpus, cfg, start, stop), daemon=True)
+        self.thread.start()
+
+    def _work(self, corpus, cfg, start, stop):
+        try:
+            for step in range(start, stop):
+                parts = [get_batch(corpus, cfg, step, m) for m in range(cfg.grad_accum)]
+                host = [torch.cat(t) for t in zip(*parts)]  # micro-batches stacked: one copy per tensor
+                if self.device.type == "cuda":
+                    host = [t.pin_memory() for t in host]
+                if not self._put((step, host)):
+                    return
+        except BaseException as e:  # raised again by get()
+            self._put((None, e))
+
+    def _put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(self, step: int) -> list[tuple]:
+        """The micro-batches [(x, y, probe_pos), ...] of `step`, on the device."""
+        if step != self.next:
+            raise RuntimeError(f"batches are prefetched in order: asked for step {step}, next is {self.next}")
+        got, host = self.queue.get()
+        if got is None:
+            raise host
+        self.next += 1
+        dev = [t.to(self.device, non_blocking=True) for t in host]
+        return list(zip(*(t.chunk(self.micro) for t in dev)))
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join()
 
 
 @dataclass

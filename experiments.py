@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 
 from common import fmt, format_table
@@ -22,14 +23,14 @@ from config import Config, Parser, UsageError, fail, make_config
 # (paper 10,000 steps -> tiny 400, like the tiny preset itself).
 STEP_SCALE = {"paper": 1.0, "tiny": 0.04}
 
-# Table 8. `tag` names the run folder; every other field except `label` is a Config field the experiment fixes.
+# Table 8. `tag` names the run folder; every other field but `label` is a Config field the experiment fixes.
 TABLE8 = {
-    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
-              wd_mode="decoupled"),
+    "A": dict(tag="A", label="AdamW", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False,
+              weight_decay=0.5, wd_mode="decoupled"),
     "B": dict(tag="B", label="SGD", optimizer="sgd", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.5,
               wd_mode="l2"),
-    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False, weight_decay=0.05,
-              wd_mode="l2"),
+    "C": dict(tag="C", label="SGD+momentum", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=False,
+              weight_decay=0.05, wd_mode="l2"),
     "C'": dict(tag="Cp", label="SGDW+Nesterov", optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True,
                weight_decay=0.5, wd_mode="decoupled"),
 }
@@ -87,11 +88,12 @@ def experiment_config(given: dict, fixed: dict, defaults: dict | None = None, wh
     clash = sorted(set(given) & set(fixed))
     if clash:
         k = clash[0]
-        raise UsageError(f"--{k} is fixed by the experiment ({why + ': ' if why else ''}{fixed[k]!r}); leave it out")
+        why = f"{why}: " if why else ""
+        raise UsageError(f"--{k} is fixed by the experiment ({why}{fixed[k]!r}); leave it out")
     return make_config(**{**(defaults or {}), **given, **fixed})
 
 
-def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = "") -> tuple[str, str | None]:
+def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = ""):
     """(experiment folder, results copy folder or None): --out, else <out_dir>/<prefix><kind>; --results, else
     results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/)."""
     from common import ROOT
@@ -122,8 +124,8 @@ def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: i
     from runs import list_snapshots
     want = [s for s in cfg.snapshot_steps() if start <= s <= end]
     if start not in want or end not in want:
-        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no snapshot at "
-                         f"step {start if start not in want else end}")
+        raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no "
+                         f"snapshot at step {start if start not in want else end}")
     have = list_snapshots(cfg.run_dir)
     missing = [s for s in want if s not in have]
     if missing:
@@ -140,10 +142,11 @@ def reached(status: dict | None, end: int) -> bool:
 
 
 # Columns of the CSV and of the printed Table 9 (JSON rows also hold per-block PC1).
-TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status", "last_step",
-                  "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct", "pc1_normalized_pct",
-                  "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct", "null_shuffle_pc1_pct",
-                  "null_shuffle_sd_pct", "null_direction_pc1_pct", "null_direction_sd_pct"]
+TABLE9_COLUMNS = ["run", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode", "status",
+                  "last_step", "final_val", "best_p_ood", "best_p_ood_step", "window", "n_rows", "pc1_pct",
+                  "pc1_normalized_pct", "k95", "k99", "drift", "update_abs_C_mean", "null_theory_pc1_pct",
+                  "null_shuffle_pc1_pct", "null_shuffle_sd_pct", "null_direction_pc1_pct",
+                  "null_direction_sd_pct", "null_matched_pc1_pct"]
 
 
 def _pct(x):
@@ -151,11 +154,11 @@ def _pct(x):
 
 
 def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None) -> dict:
-    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: no geometry)."""
+    """One row of Table 9 from a run's config fields, metrics, status and window summary (None: none)."""
     if not metrics:
         raise UsageError(f"run {run} has no evaluations in metrics.jsonl")
     best = max(metrics, key=lambda r: (r["p_ood"], -r["step"]))  # earliest step of the best p_ood
-    row = dict(run=run, optimizer=TABLE8[run]["label"],
+    row = dict(run=run, optimizer=CONTROLS[run]["label"],
                **{k: cfg[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "wd_mode")},
                status=status["status"], last_step=status["step"], final_val=metrics[-1]["val_loss"],
                best_p_ood=best["p_ood"], best_p_ood_step=best["step"])
@@ -164,29 +167,148 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
     row.update({c: None for c in TABLE9_COLUMNS if c not in row}, block_pc1_pct=None)
     if ws is not None:
         t = ws["groups"]["trunk"]
-        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]), pc1_pct=_pct(t["pc1"]),
+        row.update(window=f"[{ws['anchor']}, {ws['end']}]", n_rows=len(ws["row_steps"]),
+                   pc1_pct=_pct(t["pc1"]),
                    pc1_normalized_pct=_pct(t["pc1_normalized"]), k95=t["k95"], k99=t["k99"], drift=t["drift"],
                    update_abs_C_mean=t["update_abs_C_mean"], null_theory_pc1_pct=_pct(t["null_theory_pc1"]),
-                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]), null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
+                   null_shuffle_pc1_pct=_pct(t["null_shuffle"]["mean"]),
+                   null_shuffle_sd_pct=_pct(t["null_shuffle"]["sd"]),
                    null_direction_pc1_pct=_pct(t["null_direction"]["mean"]),
                    null_direction_sd_pct=_pct(t["null_direction"]["sd"]),
+                   null_matched_pc1_pct=_pct(t["null_matched_pc1"]),
                    block_pc1_pct={g: _pct(v["pc1"]) for g, v in ws["groups"].items() if g != "trunk"})
     return row
 
 
 def format_table9(rows: list[dict]) -> str:
     """Plain-text table: the paper's Table 9 plus k99, row-normalized PC1, mean |C| and the null PC1s."""
-    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift", "mean|C|",
-            "theory %", "shuffle %", "direction %"]
-    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]), fmt(r["best_p_ood"]),
-             fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]), fmt(r["k99"]), fmt(r["drift"], 2),
-             fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1), fmt(r["null_shuffle_pc1_pct"], 1),
-             fmt(r["null_direction_pc1_pct"], 1)] for r in rows]
+    head = ["run", "optimizer", "status", "final val", "best p_ood", "PC1 %", "PC1n %", "k95", "k99", "drift",
+            "mean|C|", "theory %", "shuffle %", "direction %", "matched %"]
+    body = [[r["run"], r["optimizer"], f"{r['status']}@{r['last_step']}", fmt(r["final_val"]),
+             fmt(r["best_p_ood"]), fmt(r["pc1_pct"], 1), fmt(r["pc1_normalized_pct"], 1), fmt(r["k95"]),
+             fmt(r["k99"]), fmt(r["drift"], 2), fmt(r["update_abs_C_mean"]), fmt(r["null_theory_pc1_pct"], 1),
+             fmt(r["null_shuffle_pc1_pct"], 1), fmt(r["null_direction_pc1_pct"], 1),
+             fmt(r["null_matched_pc1_pct"], 1)] for r in rows]
+    return format_table(head, body)
+
+
+# ----------------------------------------------------------------------------- the controls the paper lacks
+# Runs B and C never learn, and their drift is the shrinkage weight decay alone gives the initialization,
+# so "SGD PC1 100%" tests weight decay, not the optimizer (SPEC 7). The decisive controls:
+#   D   SGD + momentum 0.9 at the learning rate of a short sweep (so that it learns), with decoupled weight
+#       decay of run A's per-step strength (lr * wd = 1e-3 * 0.5): weight decay alone moves A and D alike
+#   A0  AdamW, weight decay 0
+#   D0  run D with weight decay 0
+# Same model, data, seed, 4,000-step schedule, snapshots, window and nulls as Table 8.
+NEW_CONTROLS = {
+    "D": dict(tag="D", label="SGD+momentum (swept lr)", optimizer="sgd", momentum=0.9, nesterov=False,
+              wd_mode="decoupled"),
+    "A0": dict(tag="A0", label="AdamW, wd 0", optimizer="adamw", lr=1e-3, momentum=0.0, nesterov=False,
+               weight_decay=0.0, wd_mode="decoupled"),
+    "D0": dict(tag="D0", label="SGD+momentum (swept lr), wd 0", optimizer="sgd", momentum=0.9, nesterov=False,
+               weight_decay=0.0, wd_mode="decoupled"),
+}
+D_LRS = (0.03, 0.1, 0.3, 1.0)   # the sweep of D's peak learning rate
+D_SWEEP_STEP = 1000             # paper steps: each sweep run stops here; the lowest validation loss wins
+D_SHRINK = TABLE8["A"]["lr"] * TABLE8["A"]["weight_decay"]  # peak per-step decay of run A, given to D
+CONTROLS = {**TABLE8, **NEW_CONTROLS}
+
+
+def new_control_config(run: str, given: dict | None = None, lr: float | None = None, sweep: bool = False):
+    """Config of a new control: A0; D or D0 at peak learning rate `lr` (D's weight decay D_SHRINK / lr,
+    decoupled); with `sweep`, D's sweep run at `lr`: D's config with a stop rule that always fires at the
+    sweep step (val > -inf and best p_ood < 2), so that the sweep runs are finished runs of D's first
+    steps."""
+    if run not in NEW_CONTROLS or (sweep and run != "D"):
+        raise UsageError(f"unknown new control {run!r} (choose from {', '.join(NEW_CONTROLS)})")
+    if run in ("D", "D0") and not (lr and lr > 0):
+        raise UsageError(f"run {run} needs the learning rate of the sweep (D_LRS {list(D_LRS)})")
+    given = dict(given or {})
+    base = make_config(**given)
+    spec = NEW_CONTROLS[run]
+    fixed = {k: v for k, v in spec.items() if k not in ("tag", "label")}
+    if run != "A0":
+        fixed.update(lr=lr, weight_decay=fixed.get("weight_decay", D_SHRINK / lr))
+    tag = f"Dsweep_lr{lr:g}" if sweep else spec["tag"]
+    fixed.update(name=f"{run_prefix(base.preset)}sgd_{tag}_seed{base.seed}",
+                 stop_rule=f"{exp_steps(base.preset, D_SWEEP_STEP)}:-inf:2" if sweep else "")
+    return experiment_config(given, fixed, control_schedule(base.preset), why=f"run {run}")
+
+
+def d_sweep(results: dict) -> dict:
+    """The sweep's outcome from {lr: (status, metrics)} of its runs: the validation loss of each at the sweep
+    step (None when the run diverged or has no eval there), and the winner (lowest), or a reason."""
+    rows = []
+    for lr, (status, metrics) in sorted(results.items()):
+        stopped = status and status.get("status") == "stopped_early"
+        step = status["step"] if stopped else None  # the sweep step
+        val = next((m["val_loss"] for m in metrics if m["step"] == step), None)
+        rows.append(dict(lr=lr, status=status and status.get("status"), step=step, val_loss=val))
+    ok = [r for r in rows if r["val_loss"] is not None and math.isfinite(r["val_loss"])]
+    best = min(ok, key=lambda r: (r["val_loss"], r["lr"])) if ok else None
+    rule = f"lowest validation loss at step {D_SWEEP_STEP} (paper steps) of D's first steps"
+    return dict(rows=rows, rule=rule,
+                lr=best and best["lr"],
+                reason=None if best else "no sweep run reached the sweep step without diverging")
+
+
+def d_sweep_outcome(given: dict | None = None) -> dict:
+    """experiments.d_sweep of D's sweep runs as they are on disk (runs not finished count as missing)."""
+    from runs import existing_run
+    results = {}
+    for lr in D_LRS:
+        info = existing_run(new_control_config("D", given, lr, sweep=True))
+        done = info and info["status"] and info["status"]["status"] != "running"
+        results[lr] = (info["status"], info["metrics"]) if done else (None, [])
+    return d_sweep(results)
+
+
+# Columns of the new controls' table: Table 9's and the yardsticks of SPEC 6 (trunk, window).
+CONTROL_COLUMNS = TABLE9_COLUMNS + [
+    "pc1_minus_matched_pct", "coherence", "cos_vb_theta0", "share_e0_final", "decay_share_final",
+    "pc1_decay_removed_pct", "k95_decay_removed", "null_matched_decay_removed_pct", "matched_walk_abs_C_mean",
+    "unigram_val", "below_unigram"]
+
+
+def control_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict | None,
+                unigram: float | None) -> dict:
+    """table9_row plus the matched null, coherence and weight-decay decomposition of the window, and whether
+    the final validation loss is below the unigram baseline `unigram` (a run above it learned nothing)."""
+    row = table9_row(run, cfg, metrics, status, ws)
+    row.update({c: None for c in CONTROL_COLUMNS if c not in row}, unigram_val=unigram,
+               below_unigram=None if unigram is None else bool(row["final_val"] < unigram))
+    if ws is not None:
+        t = ws["groups"]["trunk"]
+        wd = t["weight_decay"]
+        row.update(pc1_minus_matched_pct=_pct(t["pc1"] - t["null_matched_pc1"]), coherence=t["coherence"],
+                   cos_vb_theta0=t["cos_vb_theta0"], share_e0_final=wd["share_e0_final"],
+                   decay_share_final=wd.get("decay_share_final"),
+                   pc1_decay_removed_pct=_pct(t["pc1_decay_removed"]),
+                   k95_decay_removed=t["k95_decay_removed"],
+                   null_matched_decay_removed_pct=_pct(wd["null_matched_pc1_decay_removed"]),
+                   matched_walk_abs_C_mean=t["matched_walk_update_abs_C_mean"])
+    return row
+
+
+def format_controls(rows: list[dict]) -> str:
+    """Plain-text table of the controls: outcome, PC1 against the matched null, and the weight-decay share."""
+    head = ["run", "optimizer", "lr", "wd", "status", "final val", "< unigram", "best p_ood", "PC1 %",
+            "matched %", "coherence", "cos(v_b,-e0)", "decay share", "PC1 -e0 %", "matched -e0 %", "drift",
+            "mean|C|", "walk |C|"]
+    cells = [("final_val", 3), ("below_unigram", 3), ("best_p_ood", 3), ("pc1_pct", 1),
+             ("null_matched_pc1_pct", 1), ("coherence", 3), ("cos_vb_theta0", 3), ("decay_share_final", 3),
+             ("pc1_decay_removed_pct", 1),
+             ("null_matched_decay_removed_pct", 1), ("drift", 2), ("update_abs_C_mean", 3),
+             ("matched_walk_abs_C_mean", 3)]
+    body = [[r["run"], r["optimizer"], fmt(r["lr"], 4), fmt(r["weight_decay"], 4),
+             f"{r['status']}@{r['last_step']}", *[fmt(r[k], nd) for k, nd in cells]] for r in rows]
     return format_table(head, body)
 
 
 def plan(preset: str) -> dict:
-    return dict(step_scale=STEP_SCALE[preset], table8=TABLE8, window=window(preset), stop_rule=stop_rule(preset),
+    return dict(step_scale=STEP_SCALE[preset], table8=TABLE8, new_controls=NEW_CONTROLS, d_lrs=D_LRS,
+                d_sweep_step=exp_steps(preset, D_SWEEP_STEP), d_shrink=D_SHRINK, window=window(preset),
+                stop_rule=stop_rule(preset),
                 control_schedule=control_schedule(preset), beta2_grid=BETA2_GRID, reheat_lrs=REHEAT_LRS,
                 reheat=reheat_protocol(preset, 4.0, 0), reheat_threshold=REHEAT_THRESHOLD)
 

@@ -52,10 +52,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from common import (autocast, check_writable, cli, exact_fp32, pick_device, pyplot, save_figure, write_result,
-                    write_text)
+from common import (autocast, check_writable, cli, copy_results, exact_fp32, pick_device, pyplot, save_figure,
+                    write_result, write_text)
 from config import Parser, UsageError, make_config
-from geometry import copy_results
 from model import losses
 
 KINDS = ("qkv", "attn_out", "mlp_up", "mlp_down")          # canonical order of a block's trunk matrices

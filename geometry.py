@@ -18,7 +18,7 @@ put in the canonical order of `model.trunk_keys` (`canonical`), whatever order a
     shuffle_null(G); direction_null(G, traj.numel(keys)); random_walk_theory(T)
 
 Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams, .directions
-pick_device(name)                 torch.device ("auto": CUDA when present); turns TF32 off
+pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns TF32 off
 canonical(keys)                   the keys in canonical trunk order (UsageError for a non-trunk key)
 group_grams(grams, groups)        {group: sum of its tensors' Grams}
 rows(G, variant)                  R for "raw", "normalized" (unit rows), "centered", "increments"
@@ -27,14 +27,33 @@ pca(G, R=None) -> PCA             eigen-decomposition of R G R^T: .rho .sigma .U
 project(G, c), decompose(G, c)    <x(t), v>; a(t), ||r(t)||, f_b(t) for v = X^T c
 gram_cos(G, c1, c2)               cosine of X^T c1 and X^T c2
 windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and previous
+update_cos(G, c, E=None)          C(t) = <u(t), v>/||u(t)|| of updates u = E X (default: consecutive rows)
+rows_summary(G, D, null_draws)    PC1, k95/k99 (raw, normalized), drift, update alignment, nulls of one group
+backbone(traj, groups, k)         {group: PCA}, {group: [v_1..v_k]} from one Gram pass and one direction pass
 random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D values for T steps
 shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random directions
+increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched walk (D -> inf)
+matched_null_pc1(n2), matched_null(G)     the reference null: top eigenvalue / trace of L diag(||d||^2) L^T
+matched_null_draws(n2, D, n, seed)        the same walk at finite D (draws)
+coherence(G)                      ||x(t)||^2 / sum_{s<=t} ||d(s)||^2, final and running
+split_anchor(Ga), decay_removed_rows(Ga)  Grams with the anchor row (Trajectory.grams(anchor_row=True))
+decay_factors(cfg, T), run_decay_factors  s(t): theta(t) = s(t) theta(0) under weight decay alone
+weight_decay_split(Ga, c_b, factors)      e0 = theta(anchor)/||.||: cos_vb_theta0, share along e0, pure-decay
+                                  displacement, PCA of the drift with its e0 component removed
+update_pairs, update_rows, midpoint       u(t) = theta(t) - theta(t_prev) as rows E, its label (the midpoint)
+update_cos(G, c, E), matched_walk_alignment(G, E)   C(t) = <u, v>/||u||; the same in the matched random walk
+find_extrema, pair_switches, switching_pair, switch_interval, replays_switch   the one v_sw and its batches
+pearson, corr_levels_and_differences      correlations on levels and first differences
 dot(a, b), cos(a, b), save_directions(path, dirs, meta), load_directions(path)   dict-directions
 random_directions(like, K, against, seed)   K Gaussian directions orthonormal to `against` and each other
 batch_gradients(model, batches, loss_fn, keys)  (M x D) float32 gradients, canonical order
+projections(G, dirs, keys)        <g_i, v_j> (M x n)
 rayleigh(G, dirs, keys)           q(v) = ||G v||^2 / M per direction
-fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace
-fisher_summary(G, keys, dirs, K, seed)  q of named directions and K random ones, alpha, u1 overlaps
+fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace, ||g_i||
+fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named directions and K random ones, alpha,
+                                  u1 overlaps, lambda_1 / trace and the rank-1 flag
+rows_summary(G, D, ...), window_summary(run_dir, start, end, ...)  the window geometry of the experiments
+backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
 
@@ -144,13 +163,18 @@ class Trajectory:
             raise UsageError(f"snapshot step {step}: {key} contains NaN/inf ({self.paths[step]})")
         return x
 
-    def grams(self, keys=None, progress=False) -> dict[str, torch.Tensor]:
-        """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk)."""
+    def grams(self, keys=None, progress=False, anchor_row=False) -> dict[str, torch.Tensor]:
+        """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk).
+        With `anchor_row` the Grams are (T+1) x (T+1): the rows x(t) and, last, theta(anchor) itself
+        (`split_anchor` takes them apart), so the weight-decay decomposition needs no second pass."""
         from tqdm import tqdm
         out = {}
-        for k in tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress):
-            x = self.drift(k)
-            out[k] = (x @ x.T).cpu()
+        with tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress, leave=False) as bar:
+            for k in bar:  # leave=False: an error line is never printed under a half-drawn bar
+                x = self.drift(k)
+                if anchor_row:
+                    x = torch.cat([x, self.load(self.anchor, [k], check=False)[k].reshape(1, -1).double()])
+                out[k] = (x @ x.T).cpu()
         return out
 
     def directions(self, keys, C: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -319,11 +343,280 @@ def _unit_gram(rng, n: int, T: int, D: int) -> torch.Tensor:
 
 
 def direction_null(G, D: int, n: int = 1000, seed: int = 0) -> dict:
-    """Uncentered PC1 when each increment keeps its norm but points in a random direction of R^D."""
+    """Uncentered PC1 when each increment keeps its norm but points in a random direction of R^D. At the
+    paper's D the draws concentrate on `matched_null_pc1` (sd ~1e-4): the percentile is then 0 or 100
+    and says only on which side of the matched null the observed PC1 lies."""
+    return _null(matched_null_draws(increment_norms_sq(G), D, n, seed), PCA(G).pc1)
+
+
+# ----------------------------------------------------------------------------- matched null and coherence
+def increment_norms_sq(G) -> torch.Tensor:
+    """||d(t)||^2 of the increments d(t) = x(t) - x(t_prev) of the rows (x(anchor) = 0), from their Gram."""
     A = rows(G, "increments")
-    norms = (A @ G.double() @ A.T).diagonal().clamp(min=0).sqrt()
-    K = _unit_gram(np.random.default_rng(seed), n, G.shape[0], D) * norms[:, None] * norms[None, :]
-    return _null(_walk_pc1(K), PCA(G).pc1)
+    return (A @ G.double().cpu() @ A.T).diagonal().clamp(min=0)
+
+
+def matched_walk(norms_sq) -> torch.Tensor:
+    """T x T Gram L diag(norms_sq) L^T (L: lower-triangular ones) of the path whose increments have the norms
+    sqrt(norms_sq) and mutually orthogonal directions: the limit, as D -> inf, of a walk with those norms and
+    independent uniformly random directions in R^D (their cosines are O(1 / sqrt(D)))."""
+    n = torch.as_tensor(norms_sq, dtype=torch.float64).cpu().reshape(-1)
+    L = torch.ones(len(n), len(n), dtype=torch.float64).tril()
+    return (L * n) @ L.T
+
+
+def matched_null_pc1(norms_sq) -> float:
+    """The matched null: uncentered PC1 = top eigenvalue / trace of L diag(||d||^2) L^T (exact at large D).
+    Equal norms give the random-walk value (8/pi^2 as T -> inf); a single nonzero increment gives 1."""
+    K = matched_walk(norms_sq)
+    if not K.trace() > 0:
+        raise UsageError("all increments are zero: the matched null is undefined")
+    return float(torch.linalg.eigvalsh(K)[-1] / K.trace())
+
+
+def matched_null(G, k: int = 5) -> dict:
+    """The matched null of the rows with Gram G: PC1 (exact, D -> inf), its first k rho, the observed PC1."""
+    P = PCA(matched_walk(increment_norms_sq(G)))
+    obs = PCA(G).pc1
+    return dict(pc1=P.pc1, rho=P.rho[:k].tolist(), k95=P.k95, observed=obs, excess=obs - P.pc1)
+
+
+def matched_null_draws(norms_sq, D: int, n: int = 1000, seed: int = 0) -> torch.Tensor:
+    """PC1 of n walks whose increments have the norms sqrt(norms_sq) and independent uniform directions in R^D
+    (the finite-D version of `matched_null_pc1`, which it approaches as D grows)."""
+    norms = torch.as_tensor(norms_sq, dtype=torch.float64).cpu().clamp(min=0).sqrt()
+    K = _unit_gram(np.random.default_rng(seed), n, len(norms), D) * norms[:, None] * norms[None, :]
+    return _walk_pc1(K)
+
+
+def coherence(G) -> dict:
+    """||x(t)||^2 / sum_{s <= t} ||d(s)||^2 for every row t (`running`) and at the last row (`coherence`):
+    1 for mutually orthogonal increments, > 1 persistent (increments add up), < 1 mean-reverting."""
+    cum = increment_norms_sq(G).cumsum(0)
+    x2 = G.double().cpu().diagonal()
+    run = torch.where(cum > 0, x2 / cum.clamp(min=1e-300), torch.full_like(cum, float("nan")))
+    return dict(coherence=_finite(run[-1]), running=[_finite(r) for r in run])
+
+
+def _finite(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------- weight-decay decomposition
+def split_anchor(Ga) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(G, h, a2) of a Gram with the anchor row (Trajectory.grams(anchor_row=True)): the T x T Gram of the
+    drift rows, h(t) = <x(t), theta(anchor)>, a2 = ||theta(anchor)||^2."""
+    Ga = Ga.double().cpu()
+    return Ga[:-1, :-1], Ga[:-1, -1], float(Ga[-1, -1])
+
+
+def decay_removed_rows(Ga) -> torch.Tensor:
+    """R (T x (T+1)) such that R [X; theta(anchor)] are the rows without their e0 component,
+    x(t) - <x(t), e0> e0, e0 = theta(anchor) / ||theta(anchor)||."""
+    G, h, a2 = split_anchor(Ga)
+    if not a2 > 0:
+        raise UsageError("theta(anchor) is zero: no weight-decay direction e0")
+    return torch.cat([torch.eye(G.shape[0], dtype=torch.float64), (-h / a2)[:, None]], 1)
+
+
+def decay_factors(cfg: dict, upto: int) -> list[float] | None:
+    """s(t) for t = 0..upto: theta(t) = s(t) theta(0) when the loss gradient is zero, i.e. weight decay
+    alone under the run's optimizer and learning-rate schedule (a momentum buffer filled from step 0 on).
+    Decoupled decay: s(t) = prod_{s' < t} (1 - lr_s' wd). None where decay alone is not a scalar map
+    (Adam with L2 decay normalizes it per coordinate)."""
+    from config import config_from_dict
+    from train import lr_at  # the schedule the run trained with
+    c = config_from_dict(cfg)
+    s, buf, out = 1.0, None, [1.0]
+    for t in range(upto):
+        lr = lr_at(c, t)
+        if c.weight_decay == 0:
+            pass
+        elif c.wd_mode == "decoupled":
+            s *= 1 - lr * c.weight_decay
+        elif c.optimizer == "sgd":  # torch.optim.SGD: d = wd theta; buf = m buf + d; step buf (or d + m buf)
+            d = c.weight_decay * s
+            if c.momentum:
+                buf = d if buf is None else c.momentum * buf + d
+                d = d + c.momentum * buf if c.nesterov else buf
+            s -= lr * d
+        else:
+            return None
+        out.append(s)
+    return out
+
+
+def weight_decay_split(Ga, c_b, factors=None) -> dict:
+    """The drift's component along e0 = theta(anchor) / ||theta(anchor)||, from the Gram with the anchor row.
+
+    along(t) = <x(t), -e0> (> 0: the weights shrink); share_e0(t) = along^2 / ||x(t)||^2;
+    cos_vb_theta0 = <v_b, -e0> for v_b = X^T c_b; the drift with its e0 component removed: PC1, k95,
+    k99 and its matched null; with `factors` (s(t) / s(anchor) per row, see decay_factors) the
+    pure-decay displacement (1 - s(t)/s(anchor)) ||theta(anchor)|| and its share of ||x(t)||^2."""
+    G, h, a2 = split_anchor(Ga)
+    R = decay_removed_rows(Ga)
+    na, x2 = math.sqrt(a2), G.diagonal().clamp(min=1e-300)
+    along = -h / na
+    cb = torch.as_tensor(c_b, dtype=torch.float64).cpu()
+    cos_vb = float(-(cb @ h) / na)
+    out = dict(theta_anchor_norm=na, along=along.tolist(), along_final=float(along[-1]),
+               share_e0=(along**2 / x2).tolist(), share_e0_final=float(along[-1] ** 2 / x2[-1]),
+               cos_vb_theta0=cos_vb, vb_share_e0=cos_vb**2)
+    Gr = R @ Ga.double().cpu() @ R.T
+    if Gr.trace() > 1e-20 * G.trace():
+        P = PCA(Ga, R)
+        out.update(pc1_decay_removed=P.pc1, k95_decay_removed=P.k95, k99_decay_removed=P.k99,
+                   rho_decay_removed=P.rho[:10].tolist(),
+                   null_matched_pc1_decay_removed=matched_null_pc1(increment_norms_sq(Gr)))
+    else:
+        out.update(pc1_decay_removed=None, k95_decay_removed=None, k99_decay_removed=None,
+                   rho_decay_removed=None, null_matched_pc1_decay_removed=None,
+                   decay_removed_note="the drift lies along e0: nothing is left")
+    if factors is not None:
+        disp = (1 - torch.as_tensor(factors, dtype=torch.float64)) * na
+        out.update(decay_displacement=disp.tolist(), decay_displacement_final=float(disp[-1]),
+                   decay_share=(disp**2 / x2).tolist(), decay_share_final=float(disp[-1] ** 2 / x2[-1]))
+    return out
+
+
+def run_decay_factors(config: dict, anchor: int, steps) -> list[float] | None:
+    """s(t) / s(anchor) for the row steps of a run with Config fields `config` (None when not computable)."""
+    if not config:
+        return None
+    s = decay_factors(config, max(steps))
+    return None if s is None else [s[t] / s[anchor] for t in steps]
+
+
+# ----------------------------------------------------------------------------- updates
+def update_pairs(row_steps, anchor: int, lag: int = 0, grid: bool = False) -> list[tuple[int, int]]:
+    """(t, t_prev) for every update u(t) = theta(t) - theta(t_prev): consecutive snapshots (lag 0), or
+    t_prev = t - lag where that step has a snapshot (the anchor counts); `grid`: only t = anchor + k lag,
+    so the updates do not overlap."""
+    have = [anchor] + list(row_steps)
+    if lag == 0:
+        return list(zip(have[1:], have[:-1]))
+    hs = set(have)
+    return [(t, t - lag) for t in row_steps if t - lag in hs and (not grid or (t - anchor) % lag == 0)]
+
+
+def update_rows(pairs, row_steps) -> torch.Tensor:
+    """E (n_u x T) with u = E X: u(t) = x(t) - x(t_prev), x(anchor) = 0."""
+    idx = {s: i for i, s in enumerate(row_steps)}
+    E = torch.zeros(len(pairs), len(row_steps), dtype=torch.float64)
+    for j, (t, tp) in enumerate(pairs):
+        E[j, idx[t]] += 1
+        if tp in idx:
+            E[j, idx[tp]] -= 1
+    return E
+
+
+def midpoint(t: int, t_prev: int):
+    """The label of u(t) = theta(t) - theta(t_prev): its midpoint (t - 100 for a 200-step update)."""
+    return (t + t_prev) // 2 if (t + t_prev) % 2 == 0 else (t + t_prev) / 2
+
+
+def matched_walk_alignment(G: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+    """C(t) of the same updates in the matched random walk (the rows' increment norms, orthogonal
+    directions), against that walk's own backbone: positive at every update, it never flips sign."""
+    K = matched_walk(increment_norms_sq(G))
+    return update_cos(K, pca(K).coef(1)[:, 0], E)["C"]
+
+
+# ----------------------------------------------------------------------------- switching
+PROMINENCE, RADIUS = 0.03, 3  # extrema of p_ood: prominence >= 0.03 within +-3 evals (SPEC 6)
+
+
+def _extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS):
+    from scipy.signal import find_peaks
+    v = np.asarray(values, dtype=float)
+    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts
+    (pk, ppk), (tr, ptr) = find_peaks(v, **kw), find_peaks(-v, **kw)
+    return pk.tolist(), tr.tolist(), ppk["prominences"].tolist(), ptr["prominences"].tolist()
+
+
+def find_extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS) -> tuple[list[int], list[int]]:
+    """Indices of the peaks and troughs of `values`: local extrema (a flat top counts once, at its middle;
+    never the first or last value) whose prominence within +-radius values is >= prominence
+    (scipy.signal.find_peaks with wlen = 2 radius + 1, on the values and on their negatives)."""
+    return _extrema(values, prominence, radius)[:2]
+
+
+def pair_switches(steps, p, snap_steps, anchor) -> dict:
+    """Peaks and troughs of p_ood at `steps`, and the (peak, trough) pairs whose steps both have snapshots at
+    or after the anchor. Each peak is paired with the next extremum when it is a trough, else with the
+    previous one when it is a trough not paired yet. Each pair records the peak's prominence and the drop."""
+    pk, tr, prom, _ = _extrema(p)
+    prom = dict(zip(pk, prom))
+    ext = sorted([(steps[i], "peak", i) for i in pk] + [(steps[i], "trough", i) for i in tr])
+    pairs, used, skipped = [], set(), []
+    for j, (s, kind, i) in enumerate(ext):
+        if kind != "peak":
+            continue
+        nxt, prv = ext[j + 1] if j + 1 < len(ext) else None, ext[j - 1] if j > 0 else None
+        if nxt and nxt[1] == "trough":
+            t = nxt[0]
+        elif prv and prv[1] == "trough" and prv[0] not in used:
+            t = prv[0]
+        else:
+            skipped.append(dict(peak=s, reason="no adjacent trough"))
+            continue
+        missing = [x for x in (s, t) if x not in snap_steps or x < anchor]
+        if missing:
+            why = f"no snapshot at or after the anchor for step {missing[0]}"
+            skipped.append(dict(peak=s, trough=t, reason=why))
+            continue
+        used.add(t)
+        pp, pt = float(p[i]), float(p[steps.index(t)])
+        pairs.append(dict(peak=s, trough=t, p_ood_peak=pp, p_ood_trough=pt, prominence=float(prom[i]),
+                          drop=pp - pt))
+    return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs, skipped=skipped)
+
+
+def switching_pair(metrics: list[dict], snapshots, anchor: int):
+    """The one switching pair of the repository: (peak_step, trough_step, info) for the pair of
+    `pair_switches` whose peak has the largest p_ood prominence (then the largest drop, then the
+    earliest), or (None, None, reason). v_sw = unit theta(peak) - theta(trough)."""
+    rows_ = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}  # the last row wins
+    steps = sorted(rows_)
+    if len(steps) < 3:
+        return None, None, "fewer than 3 evals with p_ood in metrics.jsonl"
+    sw = pair_switches(steps, [rows_[s] for s in steps], set(snapshots), anchor)
+    if not sw["pairs"]:
+        return None, None, (f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within "
+                            f"+-{RADIUS} evals; {len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)")
+    best = max(sw["pairs"], key=lambda q: (q["prominence"], q["drop"], -q["peak"]))
+    info = dict(p_peak=best["p_ood_peak"], p_trough=best["p_ood_trough"], prominence=best["prominence"],
+                drop=best["drop"], n_pairs=len(sw["pairs"]), peaks=sw["peaks"], troughs=sw["troughs"],
+                interval=list(switch_interval(best["peak"], best["trough"])))
+    return best["peak"], best["trough"], info
+
+
+def switch_interval(peak: int, trough: int) -> tuple[int, int]:
+    """[lo, hi): the training steps whose updates carry theta from one end of the pair to the other."""
+    return min(peak, trough), max(peak, trough)
+
+
+def replays_switch(train_steps, peak: int, trough: int) -> bool:
+    """Whether any of the training steps replayed at a snapshot lies inside the pair's interval: a Fisher or
+    gradient quantity of v_sw there would be measured on the batches that made v_sw."""
+    lo, hi = switch_interval(peak, trough)
+    return any(lo <= s < hi for s in train_steps)
+
+
+# ----------------------------------------------------------------------------- correlations
+def pearson(x, y) -> float | None:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def corr_levels_and_differences(x, y) -> dict:
+    """Pearson correlation of two series on their levels and on their first differences (two trends that
+    merely both rise correlate on levels; a shared oscillation survives differencing)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return dict(levels=pearson(x, y), differences=pearson(np.diff(x), np.diff(y)), n=len(x))
 
 
 def dot(a: dict, b: dict) -> float:
@@ -340,15 +633,6 @@ def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     from safetensors.torch import save_file
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
     save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
-
-
-def copy_results(paths: list[str], dest: str | None) -> list[str]:
-    """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
-    import shutil
-    if not dest:
-        return []
-    os.makedirs(dest, exist_ok=True)
-    return [shutil.copy2(p, os.path.join(dest, os.path.basename(p))) for p in paths]
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:
@@ -402,38 +686,57 @@ def _columns(G: torch.Tensor, keys, shapes):
         raise UsageError(f"gradients have {G.shape[1]} columns, keys need {i}")
 
 
-def rayleigh(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
-    """q(v) = ||G v||^2 / M for each direction (float64, CPU)."""
+def projections(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
+    """(M x n) float64 (CPU): <g_i, v_j> for each row g_i of G and each direction v_j."""
     shapes = {k: dirs[0][k].shape for k in keys}
     Gv = sum(g.double() @ torch.stack([d[k].reshape(-1).double().to(G.device) for d in dirs], 1)
              for k, g in _columns(G, keys, shapes))
-    return (Gv**2).sum(0).cpu() / G.shape[0]
+    return Gv.cpu()
+
+
+def rayleigh(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
+    """q(v) = ||G v||^2 / M for each direction (float64, CPU)."""
+    return (projections(G, dirs, keys) ** 2).sum(0) / G.shape[0]
 
 
 def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
-    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|; lambda_1, trace."""
+    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|; lambda_1,
+    trace, and the row norms ||g_i|| (the diagonal of G G^T)."""
     cols = list(_columns(G, keys, shapes))
     GG = sum(g.double() @ g.double().T for _, g in cols).cpu()
     lam, A = torch.linalg.eigh(GG)
     a1 = A[:, -1].to(G.device)
     u = {k: (a1 @ g.double()) / lam[-1].clamp(min=1e-300).sqrt().item() for k, g in cols}
     u1 = {k: u[k].reshape(shapes[k]).float() for k in u}
-    return dict(u1=u1, lambda1=float(lam[-1]) / G.shape[0], trace=float(GG.trace()) / G.shape[0])
+    return dict(u1=u1, lambda1=float(lam[-1]) / G.shape[0], trace=float(GG.trace()) / G.shape[0],
+                grad_norms=GG.diagonal().clamp(min=0).sqrt().tolist())
+
+
+RANK1 = 0.9  # lambda_1 / trace above this: the Fisher of M batches is one direction (in practice, one batch)
 
 
 def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10, seed: int = 0,
                    rand: list[dict] | None = None) -> dict:
     """q of each named direction and of K random unit directions orthogonal to dirs[backbone] (made
     here, or `rand` made once by the caller for many steps); alpha = q(backbone) / mean q(random);
-    top Fisher eigenvector's |overlap| with each named direction."""
+    top Fisher eigenvector's |overlap| with each named direction. Beside each mean over the batches
+    (q = mean_i <g_i, v>^2) the median over the batches (q_median, alpha_median): one batch with a
+    gradient 10^4 times the others owns every mean but moves the median by one rank at most."""
     if rand is None:
         rand = random_directions(dirs[backbone], K, [dirs[backbone]], seed)
     K = len(rand)
-    q = rayleigh(G, list(dirs.values()) + rand, keys).tolist()
+    P2 = projections(G, list(dirs.values()) + rand, keys).numpy() ** 2
+    q, med = P2.mean(0).tolist(), np.median(P2, 0).tolist()
     qn, qr = dict(zip(dirs, q)), q[len(dirs):]
+    mn, mr = dict(zip(dirs, med)), med[len(dirs):]
     top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})
-    return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K), lambda1=top["lambda1"], trace=top["trace"],
-                u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()})
+    frac = top["lambda1"] / top["trace"] if top["trace"] > 0 else None
+    return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
+                lambda1=top["lambda1"], trace=top["trace"],
+                u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
+                q_median=mn, q_random_median=mr,
+                alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
+                lambda1_frac=frac, rank1=frac is not None and frac > RANK1, grad_norms=top["grad_norms"])
 
 
 def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) -> dict:
@@ -447,22 +750,39 @@ def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) 
     return dict(C=C, u_dot_vb=dot, u_norm=norm)
 
 
-def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000) -> dict:
-    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, update alignment C(t) of
-    consecutive rows against v_b, and PC1 against the three null models (none for a single row)."""
+def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tensor | None = None, Ga=None,
+                 factors=None) -> dict:
+    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, PC1 against the null models
+    (theory, shuffle and random directions: none for a single row; the matched null, the reference), the
+    coherence ratio, and the update alignment C(t) against v_b of the updates u = E X (default: consecutive
+    rows), beside the matched random walk's C(t) of the same updates and C(t) of consecutive rows. With the
+    Gram `Ga` that has the anchor row (and the decay factors) also the weight-decay decomposition."""
     p, pn = pca(G), pca(G, rows(G, "normalized"))
-    C = update_cos(G, p.coef(1)[:, 0])["C"]
+    cb = p.coef(1)[:, 0]
+    C1 = update_cos(G, cb)["C"]
+    E = rows(G, "increments") if E is None else E
+    C = update_cos(G, cb, E)["C"] if len(E) else torch.zeros(0, dtype=torch.float64)
+    Cw = matched_walk_alignment(G, E) if len(E) else torch.zeros(0, dtype=torch.float64)
+    coh = coherence(G)
     out = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(), pc1_normalized=pn.pc1, k95_normalized=pn.k95,
-               k99_normalized=pn.k99, drift=float(G[-1, -1].sqrt()), update_C=C.tolist(),
-               update_abs_C_mean=float(C.abs().nanmean()), update_C_mean=float(C.nanmean()),
-               null_theory_pc1=None, null_shuffle=None, null_direction=None)
+               k99_normalized=pn.k99, drift=float(G[-1, -1].sqrt()), update_C=_floats(C),
+               update_abs_C_mean=_mean(C.abs()), update_C_mean=_mean(C),
+               matched_walk_update_C=_floats(Cw), matched_walk_update_abs_C_mean=_mean(Cw.abs()),
+               update_C_consecutive=_floats(C1), update_abs_C_mean_consecutive=_mean(C1.abs()),
+               null_theory_pc1=None, null_shuffle=None, null_direction=None,
+               null_matched_pc1=matched_null_pc1(increment_norms_sq(G)), coherence=coh["coherence"],
+               coherence_running=coh["running"])
     if G.shape[0] >= 2:  # one row has PC1 = 1 and no null to speak of
         out.update(null_theory_pc1=random_walk_theory(G.shape[0], k=1)["uncentered_T"][0],
                    null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, D, null_draws))
+    if Ga is not None:
+        wd = weight_decay_split(Ga, cb, factors)
+        out.update(cos_vb_theta0=wd["cos_vb_theta0"], pc1_decay_removed=wd["pc1_decay_removed"],
+                   k95_decay_removed=wd["k95_decay_removed"], weight_decay=wd)
     return out
 
 
-def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
+def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = False):
     """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
     singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
     Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""
@@ -486,16 +806,53 @@ def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = True):
     return pcas, dirs
 
 
+WINDOW_DEFINITIONS = dict(
+    rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
+    drift="||theta(end) - theta(anchor)||",
+    update_C="u(t) = theta(t) - theta(t - update_lag) for t = anchor + k update_lag (non-overlapping), "
+             "labelled by its midpoint (update_mid_steps); C = <u, v_b>/||u||; *_consecutive: u between "
+             "consecutive snapshots",
+    matched_walk_update_C="C(t) of the same updates in the matched random walk, against its own v_b",
+    null_matched_pc1="top eigenvalue / trace of L diag(||d||^2) L^T: the PC1 of a walk with the observed "
+                     "increment norms in independent directions, D -> inf (the reference)",
+    coherence="||x(T)||^2 / sum_t ||d(t)||^2 (1 orthogonal increments, > 1 persistent, < 1 mean-reverting); "
+              "coherence_running: the same up to each row",
+    weight_decay="e0 = theta(anchor) / ||theta(anchor)||; cos_vb_theta0 = <v_b, -e0>; share_e0 = <x, e0>^2 / "
+                 "||x||^2; decay_displacement = (1 - s(t)/s(anchor)) ||theta(anchor)||, s the factor of "
+                 "weight decay alone (geometry.decay_factors); *_decay_removed: PCA of x(t) - <x(t), e0> e0",
+    v_b="first right singular vector of the raw rows, sign with a(end) > 0")
+
+
 def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
-                   null_draws: int = 1000, progress: bool = False) -> dict:
+                   null_draws: int = 1000, progress: bool = False, update_lag="auto") -> dict:
     """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
-    PC1 and k95/k99 of raw and row-normalized rows, drift ||theta(last) - theta(start)||, update alignment
-    C(t) = <u(t), v_b>/||u(t)|| of consecutive-snapshot updates, and PC1 against the three null models."""
+    PC1 and k95/k99 of raw and row-normalized rows, drift ||theta(last) - theta(start)||, PC1 against the
+    null models (random-walk theory, shuffled increments, random directions, and the matched null, the
+    reference), the coherence ratio, the weight-decay decomposition, and the update alignment
+    C(t) = <u(t), v_b>/||u(t)|| of non-overlapping updates of `update_lag` steps ("auto": 200 paper steps
+    in the run's preset; 0: consecutive snapshots), beside the matched random walk's C(t) and the
+    consecutive-snapshot C(t)."""
+    from experiments import exp_steps
     traj = Trajectory(run_dir, anchor=start, end=end, device=device)
-    grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress)
-    out = {name: rows_summary(G, traj.numel(traj.groups[name]), null_draws)
-           for name, G in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
-    return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, groups=out,
-                definitions=dict(rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
-                                 drift="||theta(end) - theta(anchor)||", update_C="u(t) = theta(t) - theta(previous snapshot); C = <u, v_b>/||u||",
-                                 v_b="first right singular vector of the raw rows, sign with a(end) > 0"))
+    if update_lag == "auto":
+        update_lag = exp_steps(traj.config.get("preset", "paper"), 200)
+    grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress, anchor_row=True)
+    factors = run_decay_factors(traj.config, start, traj.row_steps)
+    pairs = update_pairs(traj.row_steps, start, update_lag, grid=True)
+    E = update_rows(pairs, traj.row_steps)
+    out = {name: rows_summary(split_anchor(Ga)[0], traj.numel(traj.groups[name]), null_draws, E=E, Ga=Ga,
+                              factors=factors)
+           for name, Ga in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
+    return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, update_lag=update_lag,
+                update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs],
+                groups=out,
+                definitions=dict(WINDOW_DEFINITIONS))
+
+
+def _floats(C: torch.Tensor) -> list:
+    return [_finite(c) for c in C]
+
+
+def _mean(C: torch.Tensor):
+    C = C[torch.isfinite(C)]
+    return float(C.mean()) if len(C) else None

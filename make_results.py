@@ -54,7 +54,7 @@ def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> li
     train = Stage(f"seed{seed}.train", ["train.py", "--seed", str(seed), *common], 200)
     return [train] + [Stage(f"seed{seed}.{a}", [f"{a}.py", "--run", "{out_dir}/" + run, *dev], est,
                             needs=[train.name])
-                      for a, est in zip(ANALYSES, (15, 8, 35, 45))]
+                      for a, est in zip(ANALYSES, (15, 8, 35, 90))]  # Fisher: two backward passes
 
 
 def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> list[Stage]:
@@ -64,17 +64,26 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
     tiny = ["--preset", preset] if preset != "paper" else []
     prefix = "" if preset == "paper" else f"{preset}_"
     r = lambda sub: os.path.join(results, sub)  # noqa: E731
-    plan = seed_stages(42, common, dev, prefix)
+    # the benchmark first: it also exercises the compiled step, evaluation and snapshots of train.py
+    plan = [Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"), "--stretch", "--profile",
+                                  "--variant", "fuse_micro=false",
+                                  *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev],
+                  150)]
+    plan += seed_stages(42, common, dev, prefix)
     src = "{out_dir}/" + f"{prefix}seed42"
     plan += [
-        Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"),
-                              *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev], 120),
         Stage("finetune.finetune", ["finetune_geometry.py", "--base", src, "--progress", "false", *tiny, *dev],
               120, needs=["seed42.train"]),
-        Stage("controls.sgd_control", ["sgd_control.py", "--results", r("sgd_control"), *common], 420),
-        Stage("controls.sgd_nesterov_run", ["sgd_nesterov_run.py", "--results", r("sgd_control"), *common], 45),
-        Stage("controls.sgd_matched_valloss", ["sgd_matched_valloss.py", "--results", r("sgd_control"), *common], 10,
-              needs=["controls.sgd_control"]),
+        # the controls the paper lacks (SPEC 7): run A, D's lr sweep and D, A0, D0; then A against D at matched loss
+        Stage("controls.backbone_controls", ["backbone_controls.py", "--results", r("sgd_control"), *common], 480),
+        Stage("controls.sgd_matched_valloss_D",
+              ["sgd_matched_valloss.py", "--against", "D", "--results", r("sgd_control"), *common], 10,
+              needs=["controls.backbone_controls"]),
+        # the paper's Table 8 runs B and C (A is shared with the controls), C', and Table 10
+        Stage("table9.sgd_control", ["sgd_control.py", "--results", r("sgd_control"), *common], 300),
+        Stage("table9.sgd_nesterov_run", ["sgd_nesterov_run.py", "--results", r("sgd_control"), *common], 45),
+        Stage("table9.sgd_matched_valloss", ["sgd_matched_valloss.py", "--results", r("sgd_control"), *common], 10,
+              needs=["table9.sgd_control"]),
         Stage("reheat.reheat", ["reheat.py", "--run", src, "--results", r("reheat/seed42"), *common], 120,
               needs=["seed42.train"]),
         Stage("beta2.beta2", ["beta2_analysis.py", "--results", r("beta2"), *common], 300),
@@ -144,7 +153,7 @@ def run_stage(stage: Stage, out_dir: str, log_dir: str) -> int:
     return rc
 
 
-FOLDER_OF_PART = {"controls": "sgd_control", "reheat": "reheat/seed42", "finetune": "seed42"}
+FOLDER_OF_PART = {"controls": "sgd_control", "table9": "sgd_control", "reheat": "reheat/seed42", "finetune": "seed42"}
 
 
 def stage_records(plan: list[Stage], out_dir: str) -> dict:

@@ -18,6 +18,17 @@ def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
     return (vocab_size + multiple - 1) // multiple * multiple
 
 
+def set_attention_backend(name: str = "auto"):
+    """The kernels F.scaled_dot_product_attention may use on CUDA: "auto" (all, PyTorch chooses), or only
+    "flash", "cudnn" or "efficient" (an error if that one cannot run a shape). The same attention; the
+    kernels differ in speed and in bf16 rounding. A compiled function takes the choice at compile time."""
+    on = {"flash", "cudnn", "efficient", "math"} if name == "auto" else {name}
+    torch.backends.cuda.enable_flash_sdp("flash" in on)
+    torch.backends.cuda.enable_cudnn_sdp("cudnn" in on)
+    torch.backends.cuda.enable_mem_efficient_sdp("efficient" in on)
+    torch.backends.cuda.enable_math_sdp("math" in on)
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_head: int):
         super().__init__()
@@ -84,6 +95,15 @@ class GPT(nn.Module):
         h = self.hidden(idx)
         if positions is not None:
             h = h[torch.arange(h.size(0), device=h.device), positions]
+        return self.head(h)
+
+    def head(self, h):
+        """Logits over the real vocabulary. Compiled, the product runs over all padded rows so that the
+        logits' rows have an aligned length (50,257 columns would not: slower matrix kernels) and the pad
+        columns are dropped inside the fused loss; eagerly that slice would cost copies, so only the real
+        rows are multiplied. The same logits either way, up to rounding."""
+        if torch.compiler.is_compiling():
+            return F.linear(h, self.wte.weight)[..., : self.vocab_size]
         return F.linear(h, self.wte.weight[: self.vocab_size])
 
 
@@ -109,11 +129,64 @@ def param_groups(model: nn.Module, weight_decay: float):
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
-def losses(model, x, y, probe_pos, lam: float):
-    """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere."""
-    logits = model(x)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0):
+    """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere.
+
+    The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over micro-batches of that
+    micro-batch's own mean, so one forward of all of them gives the numbers (and gradient) of gradient
+    accumulation over them. `lam` may be a 0-d tensor (a compiled loss is then not specialised to its value).
+    ce_chunks > 0: the cross-entropy is computed `ce_chunks` token chunks at a time without keeping the logits
+    (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient)."""
     mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
-    lm = (ce * ~mask).sum() / (~mask).sum()
-    probe = (ce * mask).sum() / mask.sum().clamp(min=1)
+    mask = mask.view(n_micro, -1)
+    lm_w = ~mask / (~mask).sum(1, keepdim=True)            # weight of each token in its micro-batch's LM mean
+    probe_w = mask / mask.sum(1, keepdim=True).clamp(min=1)
+    if ce_chunks > 0:
+        w = (lm_w + lam * probe_w).flatten() / n_micro
+        loss, ce = chunked_head_ce(model.hidden(x).flatten(0, 1), model.wte.weight, y.flatten(), w,
+                                   model.vocab_size, ce_chunks)
+        ce = ce.view(n_micro, -1)
+        return loss, (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
+    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
+    lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
     return lm + lam * probe, lm, probe
+
+
+class _ChunkedHeadCE(torch.autograd.Function):
+    """sum_i w_i CE(h_i W^T, t_i) and the per-token CE, chunk by chunk over tokens. The weights are known in
+    the forward, so the forward also computes the gradients with respect to h and W chunk by chunk (as fused
+    linear + cross-entropy kernels do); the backward only scales them. Neither fp32 nor full-size logits are
+    ever kept: at most one chunk's, in the autocast dtype, then fp32 for its softmax."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, w, vocab_size: int, chunks: int):
+        n = h.size(0)
+        ce = torch.empty(n, device=h.device, dtype=torch.float32)
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        pad = torch.arange(weight.size(0), device=h.device) >= vocab_size  # padded rows of the tied matrix
+        size = -(-n // chunks)
+        for a in range(0, n, size):
+            hc, t = h[a : a + size], targets[a : a + size, None]
+            logits = F.linear(hc, weight)                               # (chunk, V_pad), autocast dtype
+            z = logits.float().masked_fill(pad, float("-inf"))
+            lse = torch.logsumexp(z, dim=1, keepdim=True)
+            ce[a : a + size] = (lse - z.gather(1, t)).squeeze(1)
+            g = torch.exp(z - lse).scatter_add(1, t, torch.full_like(lse, -1.0))  # softmax - one-hot
+            g = (g * w[a : a + size, None]).to(logits.dtype)
+            grad_h[a : a + size] = g @ weight.to(g.dtype)
+            grad_w += g.t() @ hc.to(g.dtype)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.mark_non_differentiable(ce)
+        return (ce * w).sum(), ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_ce):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None
+
+
+def chunked_head_ce(h, weight, targets, w, vocab_size: int, chunks: int):
+    """(sum_i w_i CE_i, CE (N,) detached) of the tied head on h (N, d) against targets (N,), token weights w
+    (N,) without a gradient; the real vocabulary is the first `vocab_size` rows of `weight`."""
+    return _ChunkedHeadCE.apply(h, weight, targets, w.detach().float(), vocab_size, chunks)

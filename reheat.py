@@ -37,9 +37,8 @@ import torch
 import experiments as ex
 import geometry as geo
 import train
-from common import cli, fmt, format_table, parse_floats, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, fmt, format_table, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides, make_config
-from geometry import copy_results
 from runs import check_run_dir, last_finite_step, list_snapshots, read_metrics, read_record, same_finished_run, snapshot_path
 
 LOCATING = ("preset", "seed", "name", "out_dir")  # find the source run; never applied to the reheat runs

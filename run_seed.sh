@@ -1,24 +1,47 @@
 #!/usr/bin/env bash
-# Train one seed and run every analysis on it; finished stages are skipped on a re-run.
-#   bash run_seed.sh 42                  # paper preset (GPU)
-#   bash run_seed.sh 42 --preset tiny    # CPU, a few minutes
-# Extra arguments go to train.py (any Config field).
+# Train one seed and run every analysis on it; a re-run skips what is up to date.
+#   bash run_seed.sh 42                                  # paper preset (GPU)
+#   bash run_seed.sh 42 --preset tiny                    # CPU, a few minutes
+#   bash run_seed.sh 42 --preset tiny --device cpu -- --anchor 20
+# Arguments before `--` go to train.py (any Config field); --device goes to the analyses too.
+# Arguments after `--` go to every analysis (--device, --anchor, --partial).
+# An analysis is rerun when its JSON was made by another commit (or a dirty tree), from another
+# config of the run, or on a partial trajectory (python runs.py --fresh); --keep keeps every JSON
+# that exists.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ $# -ge 1 ] || { echo "usage: bash run_seed.sh SEED [train.py args]" >&2; exit 2; }
+usage="usage: bash run_seed.sh SEED [--keep] [train.py args] [-- analysis args]"
+[ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 SEED=$1; shift
-RUN=$(python3 -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' --seed "$SEED" "$@")
+KEEP=0; TRAIN=(); ANALYSIS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --keep) KEEP=1 ;;
+    --) shift; ANALYSIS+=("$@"); break ;;
+    --device) [ $# -ge 2 ] || { echo "error: --device needs a value" >&2; exit 2; }
+              TRAIN+=("$1" "$2"); ANALYSIS+=("$1" "$2"); shift ;;
+    --device=*) TRAIN+=("$1"); ANALYSIS+=("$1") ;;
+    *) TRAIN+=("$1") ;;
+  esac
+  shift
+done
+TRAIN_ARGS=(--seed "$SEED" ${TRAIN[@]+"${TRAIN[@]}"})
+RUN=$(python3 -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' "${TRAIN_ARGS[@]}")
 
 echo "== train ($RUN)"
-python3 train.py --seed "$SEED" "$@"
+python3 train.py "${TRAIN_ARGS[@]}"
 
-stage() {  # stage NAME: run NAME.py on the run unless its analysis JSON exists
-  local name=$1; shift
-  if [ -f "$RUN/analysis/$name.json" ]; then echo "== $name: done, skipped"; return; fi
-  echo "== $name"
-  python3 "$name.py" --run "$RUN" "$@"
+stage() {  # stage NAME: run NAME.py on the run unless its analysis JSON is up to date (or kept)
+  local name=$1 why
+  if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; return; fi
+  if why=$(python3 runs.py --run "$RUN" --fresh "$name"); then
+    echo "== $name: up to date, skipped"; return
+  fi
+  echo "== $name (${why#*: })"
+  python3 "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
 }
-for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis; do
+for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis \
+         backbone_fisher_analysis; do
   stage "$s"
 done
 echo "== done: $RUN"

@@ -140,7 +140,8 @@ def check_trajectory(run_dir: str, cfg: Config, partial: bool = False) -> dict:
         raise UsageError(f"{run_dir} has not finished training (resume it with train.py, or pass --partial "
                          f"to analyse the snapshots it has)")
     if ts["missing"]:
-        raise UsageError(f"{run_dir} lacks {len(ts['missing'])} of its snapshots (first: step {ts['missing'][0]}); "
+        missing = ts["missing"]
+        raise UsageError(f"{run_dir} lacks {len(missing)} of its snapshots (first: step {missing[0]}); "
                          f"resume it with train.py to rewrite them, or pass --partial")
     return dict(ts, partial=False)
 
@@ -168,7 +169,8 @@ def check_run_dir(cfg: Config) -> Config | None:
         raise UsageError(f"{run_dir}/config.json does not hold a valid config; use another --name")
     changed = diff_configs(old, cfg)
     if changed:
-        raise UsageError(f"{run_dir} was made with another config (differs in: {', '.join(changed)}); use another --name")
+        raise UsageError(f"{run_dir} was made with another config (differs in: {', '.join(changed)}); "
+                         f"use another --name")
     return old
 
 
@@ -181,10 +183,12 @@ def load_state(path: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UsageError(f"{path} is corrupt or not a state file ({type(e).__name__}); remove it to restart the run")
+        raise UsageError(f"{path} is corrupt or not a state file ({type(e).__name__}); "
+                         f"remove it to restart the run")
     missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else ["all"]
     if missing:
-        raise UsageError(f"{path} is not a state file of train.py (missing: {', '.join(missing)}); remove it to restart the run")
+        raise UsageError(f"{path} is not a state file of train.py (missing: {', '.join(missing)}); "
+                         f"remove it to restart the run")
     return state
 
 
@@ -226,8 +230,9 @@ def check_corpus(run_record: dict, cfg: Config):
     now = corpus_identity(cfg)
     diff = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
     if diff:
-        raise UsageError(f"the corpus rebuilt for {cfg.run_dir} is not the one it trained on ({', '.join(diff)} "
-                         f"differ(s): the corpus generator or data changed); check out the commit of the run")
+        raise UsageError(f"the corpus rebuilt for {cfg.run_dir} is not the one it trained on "
+                         f"({', '.join(diff)} differ(s): the corpus generator or data changed); "
+                         f"check out the commit of the run")
 
 
 def existing_run(cfg: Config) -> dict | None:
@@ -347,8 +352,8 @@ def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
 
 
 def loss_fn(which: int, lam: float, device, fp32: bool):
-    """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM, 2 probe),
-    in the run's bf16 autocast on CUDA unless `fp32`."""
+    """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM,
+    2 probe), in the run's bf16 autocast on CUDA unless `fp32`."""
     from contextlib import nullcontext
     from common import autocast
     from model import losses
@@ -361,15 +366,17 @@ def loss_fn(which: int, lam: float, device, fp32: bool):
 
 
 def batch_record(cfg: Config, used) -> dict:
-    """Which micro-batches a snapshot's mini-batches came from; trained_on: all of them are steps the run took."""
-    return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used), "trained_on": used[-1][0] < cfg.steps}
+    """Which micro-batches a snapshot's mini-batches came from; trained_on: all are steps the run took."""
+    return {"from": list(used[0]), "to": list(used[-1]), "micro_batches": len(used),
+            "trained_on": used[-1][0] < cfg.steps}
 
 
-REPLAY_RULE = ("the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), (t+1, 0), ... "
-               "(dataset.get_batch, a pure function of seed, step, micro) concatenated and cut into consecutive "
+REPLAY_RULE = ("the run's training stream from step t on: micro-batches (t, 0), ..., (t, grad_accum-1), "
+               "(t+1, 0), ... (dataset.get_batch, a pure function of seed, step, micro) concatenated and cut "
+               "into consecutive "
                "mini-batches; trained_on = false when the stream reaches steps the run never took")
-REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe", "lambda_probe_late", "lambda_step",
-                 "n_layer", "d_model")
+REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_probe", "lambda_probe_late",
+                 "lambda_step", "n_layer", "d_model")
 
 
 def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
@@ -378,17 +385,18 @@ def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: 
     import sys
     from tqdm import tqdm
     model = None
-    for t in tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty()):
-        model = load_model(traj, cfg, corpus, t, model)
-        batches, used = replay_batches(corpus, cfg, t, n, batch_size)
-        record[str(t)] = batch_record(cfg, used)
-        yield t, cfg.lambda_at(t), model, batches
+    with tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty(), leave=False) as bar:
+        for t in bar:
+            model = load_model(traj, cfg, corpus, t, model)
+            batches, used = replay_batches(corpus, cfg, t, n, batch_size)
+            record[str(t)] = batch_record(cfg, used)
+            yield t, cfg.lambda_at(t), model, batches
 
 
 def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
     """The "batches" and "config" entries of a replaying analysis' JSON."""
-    return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                             rule=REPLAY_RULE, per_step=per_step),
+    return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size,
+                             grad_accum=cfg.grad_accum, rule=REPLAY_RULE, per_step=per_step),
                 config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
 
 
@@ -409,8 +417,9 @@ def analysis_freshness(run_dir: str, name: str) -> str | None:
     pv, run = rec.get("provenance") or {}, rec.get("run_state") or {}
     env, cfg = environment(), read_record(run_dir)
     if pv.get("git_commit") != env["git_commit"] or pv.get("git_dirty") or env["git_dirty"]:
-        return f"made by commit {str(pv.get('git_commit'))[:10]}{' (dirty)' if pv.get('git_dirty') else ''}, " \
-               f"code is {env['git_commit'][:10]}{' (dirty)' if env['git_dirty'] else ''}"
+        dirty = lambda d: " (dirty)" if d else ""  # noqa: E731
+        return (f"made by commit {str(pv.get('git_commit'))[:10]}{dirty(pv.get('git_dirty'))}, "
+                f"code is {env['git_commit'][:10]}{dirty(env['git_dirty'])}")
     if cfg is None or run.get("config_sha") != config_sha(cfg["config"]):
         return "made from another config of the run"
     if run.get("partial", True):
@@ -419,7 +428,7 @@ def analysis_freshness(run_dir: str, name: str) -> str | None:
 
 
 def run_state(run_dir: str, cfg: Config, partial: bool = False) -> dict:
-    """What an analysis records of the run it read (for the freshness check): trajectory state and config hash."""
+    """What an analysis records of the run it read (for the freshness check): its state and config hash."""
     rec = read_record(run_dir) or {"config": cfg.to_dict()}
     return dict(check_trajectory(run_dir, cfg, partial), config_sha=config_sha(rec["config"]))
 
@@ -427,7 +436,8 @@ def run_state(run_dir: str, cfg: Config, partial: bool = False) -> dict:
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--fresh", required=True, metavar="NAME", help="analysis name: exit 0 if analysis/NAME.json is up to date, 1 if not")
+    p.add_argument("--fresh", required=True, metavar="NAME",
+                   help="analysis name: exit 0 if analysis/NAME.json is up to date, 1 if not")
     args = p.parse_args(argv)
     why = analysis_freshness(args.run, args.fresh)
     print(f"{args.fresh}: {why or 'up to date'}")

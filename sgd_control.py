@@ -18,9 +18,11 @@ on its own model and batch, with every step count scaled by experiments.exp_step
 
 Analysis (geometry.window_summary) of the window [600, 2000] with anchor 600: uncentered PCA of
 theta(t) - theta(600) over every snapshot in (600, 2000]: PC1 of raw and row-normalized rows, k95,
-k99, drift ||theta(2000) - theta(600)||, mean |C| of the update alignment (consecutive-snapshot
-updates against v_b), and PC1 against its nulls (random-walk theory, increments reshuffled,
-increments in random directions; 1,000 draws): trunk in the table, every block in the JSON.
+k99, drift ||theta(2000) - theta(600)||, mean |C| of the update alignment (non-overlapping 200-step
+updates against v_b, beside the matched random walk's), and PC1 against its nulls (the matched null,
+the reference; random-walk theory, increments reshuffled, increments in random directions; 1,000
+draws), the coherence ratio and the weight-decay decomposition: trunk in the table, every block in
+the JSON. The controls that the paper lacks (D, A0, D0) are trained by backbone_controls.py.
 The table holds every finished run of the experiment present under out_dir, C' included. A run
 that ended before step 2,000 (diverged, stopped) gets its outcome but no geometry.
 
@@ -36,9 +38,8 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, pyplot, save_figure, write_csv, write_result
+from common import cli, copy_results, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
-from geometry import copy_results
 from runs import curves, existing_run
 
 RUNS = ex.TABLE8
@@ -72,6 +73,8 @@ def plot_table(record: dict, path: str):
     a.errorbar([i + 0.4 for i in x], [r["null_direction_pc1_pct"] for r in geo], yerr=[r["null_direction_sd_pct"] for r in geo],
                fmt="s", color="purple", ms=4, capsize=2, label="direction null (mean +- sd)")
     a.scatter([i + 0.3 for i in x], [r["null_theory_pc1_pct"] for r in geo], marker="_", s=200, color="k", label="random-walk theory")
+    a.scatter(list(x), [r["null_matched_pc1_pct"] for r in geo], marker="_", s=400, lw=2.5, zorder=3,
+              color="tab:orange", label="matched null (observed step sizes)")
     a.set_xticks(list(x), [r["run"] for r in geo])
     a.set_ylim(0, 105), a.set_ylabel(f"trunk PC1 (%), window [{w0}, {w1}]")
     a.legend(fontsize=6, loc="lower left")

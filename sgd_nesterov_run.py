@@ -29,9 +29,8 @@ import sys
 import time
 
 import experiments as ex
-from common import cli, write_result
+from common import cli, copy_results, write_result
 from config import Parser, add_config_args, given_overrides
-from geometry import copy_results
 from runs import curves, existing_run
 
 

@@ -22,10 +22,11 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from common import check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json, write_text
+from common import (check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json,
+                    write_text)
 from config import Config, UsageError, fail, parse_config, parse_stop_rule
-from dataset import corpus_identity, get_batch, load_corpus, make_eval_sets
-from model import GPT, losses, param_groups
+from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
+from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
                   remove_leftovers, snapshot_path)
 
@@ -69,62 +70,161 @@ def optimizer_step(opt: torch.optim.Optimizer, cfg: Config, lr: float):
             torch._foreach_mul_(opt.param_groups[0]["params"], 1 - lr * cfg.weight_decay)
 
 
-def train_step(model, opt, batches, cfg: Config, lr: float, lam: float, fwd=losses):
-    """One update theta(t) -> theta(t + 1) on the step's micro-batches: forward/backward of each (the
-    gradient is their mean), global-norm clip (grad_clip 0: none), optimizer step, zero grad.
+_SCALARS: dict = {}
+
+
+def device_scalar(value, device) -> torch.Tensor:
+    """`value` as a cached 0-d fp32 tensor on `device`: a Python float would be baked into the compiled
+    loss (a recompile each time lambda changes), a new tensor per step a blocking host-to-device copy."""
+    if isinstance(value, torch.Tensor):
+        return value
+    key = (float(value), str(device))
+    if key not in _SCALARS:
+        _SCALARS[key] = torch.tensor(float(value), dtype=torch.float32, device=device)
+    return _SCALARS[key]
+
+
+def train_step(model, opt, batches, cfg: Config, lr: float, lam, fwd=losses):
+    """One update theta(t) -> theta(t + 1) on the step's micro-batches `batches` [(x, y, probe_pos), ...]:
+    the gradient of the mean of their losses, global-norm clip (grad_clip 0: none), optimizer step, zero grad.
+    cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps its own normalisation, so
+    the numbers are those of accumulation); else one forward/backward per micro-batch, gradients accumulated.
     Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient norm (no host sync)."""
-    sums = torch.zeros(3, device=batches[0][0].device)
-    for x, y, pos in batches:
+    lam = device_scalar(lam, batches[0][0].device)
+    n = len(batches)
+    if cfg.fuse_micro:
+        x, y, pos = (torch.cat(t) for t in zip(*batches)) if n > 1 else batches[0]
         with autocast(x.device):
-            loss, lm, probe = fwd(model, x, y, pos, lam)
-        (loss / cfg.grad_accum).backward()
-        sums += torch.stack([loss.detach(), lm.detach(), probe.detach()]) / cfg.grad_accum
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            loss, lm, probe = fwd(model, x, y, pos, lam, n, cfg.ce_chunks)
+        loss.backward()
+        sums = torch.stack([loss.detach(), lm.detach(), probe.detach()])
+    else:
+        sums = torch.zeros(3, device=batches[0][0].device)
+        for x, y, pos in batches:
+            with autocast(x.device):
+                loss, lm, probe = fwd(model, x, y, pos, lam, 1, cfg.ce_chunks)
+            (loss / n).backward()
+            sums += torch.stack([loss.detach(), lm.detach(), probe.detach()]) / n
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer_step(opt, cfg, lr)
     opt.zero_grad(set_to_none=True)
     return sums, grad_norm
 
 
-def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int) -> tuple[str, str] | None:
+def loss_fn(cfg: Config, device: torch.device):
+    """The training loss: `losses`, compiled for fixed shapes on CUDA when cfg.compile."""
+    return torch.compile(losses, dynamic=False) if (cfg.compile and device.type == "cuda") else losses
+
+
+def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int):
     """(status, reason) when training must end at the eval `row`: "diverged" (a loss non-finite or far
     above a uniform guess) or "stopped_early" (cfg.stop_rule); None to go on."""
     limit = max(1.5 * first_val, math.log(vocab_size) + 1)
     now = [v for v in (row["val_loss"], row["lm_loss"]) if v is not None]
     if not all(map(math.isfinite, now)) or max(now) > limit:
-        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value and ln V + 1): "
+        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value and "
+                            f"ln V + 1): "
                             f"{max(now):.4g}")
     if cfg.stop_rule:
         step, max_val, min_ood = parse_stop_rule(cfg.stop_rule)
         if row["step"] == step and row["val_loss"] > max_val and best_ood < min_ood:
-            return "stopped_early", f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} < {min_ood}"
+            return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
+                                     f"< {min_ood}")
     return None
 
 
-@torch.no_grad()
-def evaluate(model, ev, device, batch_size: int = 256) -> dict:
-    """Validation LM loss on the fixed windows; greedy accuracy at the probe answers (p_in, p_ood)."""
-    was_training = model.training
-    model.eval()
-    out, tot, n = {}, 0.0, 0
-    with autocast(device):
-        for i in range(0, len(ev.lm_x), batch_size):
-            x, y = ev.lm_x[i : i + batch_size].to(device), ev.lm_y[i : i + batch_size].to(device)
-            tot += F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="sum").item()
-            n += y.numel()
-        out["val_loss"] = tot / n
+def _lm_loss_sum(model, x, y, valid):
+    """Summed token cross-entropy of the valid rows of one batch of validation windows."""
+    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+    return (ce.sum(1) * valid).sum()
+
+
+def _probe_hits(model, x, pos, ans, valid):
+    """Valid rows of one probe batch whose greedy prediction at the answer position is the answer."""
+    return ((model(x, positions=pos).argmax(-1) == ans) & valid).sum()
+
+
+class Evaluator:
+    """Validation LM loss on the fixed windows; greedy accuracy at the probe answers (p_in, p_ood).
+
+    The sets are moved to the device once, in equal batches (the last one padded with masked rows, so every
+    batch has one shape), summed on the device and read with one sync. Probe sequences are cut after the last
+    answer position of their set: attention is causal, so the logits there do not depend on later tokens.
+    compiled: the batch functions are compiled for those fixed shapes (CUDA)."""
+
+    def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
+        self.device = device
+        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB bf16
+        lm_rows = max(1, min(rows, logits_cap))
+        self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
+        self.probe = {}
         for name, (xs, pos, ans) in ev.probe.items():
-            hits = 0
-            for i in range(0, len(xs), batch_size):
-                logits = model(xs[i : i + batch_size].to(device), positions=pos[i : i + batch_size].to(device))
-                hits += (logits.argmax(-1).cpu() == ans[i : i + batch_size]).sum().item()
-            out[name] = hits / len(xs)
-    model.train(was_training)
-    return out
+            xs = xs[:, : int(pos.max()) + 1]
+            self.probe[name] = (len(xs), self._batches((xs, pos, ans), rows))
+        self.n_lm_tokens = ev.lm_y.numel()
+        compile_ = (lambda f: torch.compile(f, dynamic=False)) if compiled else (lambda f: f)
+        self.lm_fn, self.probe_fn = compile_(_lm_loss_sum), compile_(_probe_hits)
+
+    def _batches(self, tensors, cap: int):
+        """Equal batches of at most `cap` rows (under one padded row per batch) with their valid-row masks."""
+        n = len(tensors[0])
+        nb = -(-n // cap)
+        rows = -(-n // nb)
+        pad = nb * rows - n
+        valid = torch.arange(nb * rows) < n
+        padded = [torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) if pad else t for t in tensors]
+        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid))
+                for i in range(0, nb * rows, rows)]
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict:
+        was_training = model.training
+        model.eval()
+        with autocast(self.device):
+            sums = [sum(self.lm_fn(model, *b) for b in self.lm)]
+            sums += [sum(self.probe_fn(model, *b) for b in batches) for _, batches in self.probe.values()]
+        model.train(was_training)
+        vals = torch.stack([s.float() for s in sums]).tolist()  # the one host sync
+        out = dict(val_loss=vals[0] / self.n_lm_tokens)
+        out.update({name: v / n for (name, (n, _)), v in zip(self.probe.items(), vals[1:])})
+        return out
+
+
+def evaluate(model, ev, device, batch_size: int = 512) -> dict:
+    """One evaluation of `model` (a GPT, or any module with its call and `vocab_size`) on the sets `ev`; a
+    loop that evaluates often keeps one Evaluator instead (its sets stay on the device)."""
+    return Evaluator(ev, device, model.vocab_size, rows=batch_size)(model)
 
 
 # ----------------------------------------------------------------------------- run-folder files
+def host_copy(obj):
+    """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function that
+    waits for the copies. On CUDA they go to pinned memory without blocking the host: the device makes them
+    in stream order (before any later update of the weights) and only the writer thread waits for them."""
+    cuda = []
+
+    def copy(o):
+        if isinstance(o, torch.Tensor):
+            if o.is_cuda:
+                cuda.append(o.device)
+                pinned = torch.empty(o.shape, dtype=o.dtype, pin_memory=True)
+                return pinned.copy_(o.detach(), non_blocking=True)
+            return o.detach().to("cpu", copy=True)
+        if isinstance(o, dict):
+            return {k: copy(v) for k, v in o.items()}
+        return type(o)(map(copy, o)) if isinstance(o, (list, tuple)) else o
+    out = copy(obj)
+    if not cuda:
+        return out, lambda: None
+    done = torch.cuda.Event()
+    done.record(torch.cuda.current_stream(cuda[0]))
+    return out, done.synchronize
+
+
 class SnapshotWriter:
-    """Writes fp32 snapshots in background threads; a failed write is kept and raised by `check`."""
+    """Writes snapshots and the resume state in background threads from host copies (the loop only queues the
+    copies); a failed write is kept and raised by `check`."""
 
     def __init__(self, run_dir: str):
         self.run_dir, self.threads, self.errors = run_dir, [], []
@@ -132,27 +232,52 @@ class SnapshotWriter:
         os.umask(mask)
         self.mode = 0o666 & ~mask  # safetensors creates 0600 temp files; snapshots are shared like any file
 
+    def start(self, what, write, after_all: bool = False):
+        """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one failed.
+        what(reason) is the message of a failure."""
+        earlier = [t for t in self.threads if t.is_alive()]
+
+        def run():
+            try:
+                for t in earlier if after_all else []:
+                    t.join()
+                if not (after_all and self.errors):
+                    write()
+            except Exception as e:
+                self.errors.append((what, e))
+        self.threads = earlier + [threading.Thread(target=run)]
+        self.threads[-1].start()
+
     def save(self, model, step: int):
+        """The fp32 weights of `model` as snapshot `step`."""
         from safetensors.torch import save_file
-        tensors = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}
+        tensors, ready = host_copy({k: v.float() for k, v in model.state_dict().items()})
         path = snapshot_path(self.run_dir, step)
 
         def write():
-            try:
-                save_file(tensors, path + ".tmp")
-                os.chmod(path + ".tmp", self.mode)
-                os.replace(path + ".tmp", path)
-            except Exception as e:
-                self.errors.append((step, e))
-        self.threads = [t for t in self.threads if t.is_alive()] + [threading.Thread(target=write)]
-        self.threads[-1].start()
+            ready()
+            save_file(tensors, path + ".tmp")
+            os.chmod(path + ".tmp", self.mode)
+            os.replace(path + ".tmp", path)
+        self.start(lambda why: f"snapshot step {step} could not be written ({why}); the run stopped, "
+                               f"rerun the same command to resume", write)
+
+    def save_state(self, state: dict, path: str):
+        """torch.save(state) to `path` once every earlier write is done: never a resume point past a
+        snapshot that failed."""
+        state, ready = host_copy(state)
+
+        def write():
+            ready()
+            torch.save(state, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        self.start(lambda why: f"cannot write {path}: {why}", write, after_all=True)
 
     def check(self):
         if self.errors:
-            step, e = self.errors[0]
+            what, e = self.errors[0]
             why = os_reason(e) if isinstance(e, OSError) else str(e).splitlines()[0][:160]
-            raise UsageError(f"snapshot step {step} could not be written ({why}); the run stopped, "
-                             f"rerun the same command to resume")
+            raise UsageError(what(why))
 
     def join(self):
         for t in self.threads:
@@ -165,8 +290,10 @@ def write_run_record(cfg: Config, corpus, device, start: int):
     is kept and each resume is appended."""
     old = read_record(cfg.run_dir) if start else None
     env = dict(environment(device), date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    old = old or {}
+    resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
     rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
-               env=(old or {}).get("env", env), resumes=(old or {}).get("resumes", []) + ([dict(step=start, env=env)] if start else []))
+               env=old.get("env", env), resumes=resumes)
     write_json(os.path.join(cfg.run_dir, "config.json"), rec)
     write_json(os.path.join(cfg.run_dir, "codewords.json"),
                {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]}, indent=None)
@@ -209,7 +336,8 @@ def restore(model, opt, state: dict, path: str):
         if state["train_sum"].shape != (3,):
             raise ValueError("train_sum")
     except Exception as e:
-        raise UsageError(f"{path} does not fit this run ({str(e).splitlines()[0][:120]}); remove it to restart the run")
+        raise UsageError(f"{path} does not fit this run ({str(e).splitlines()[0][:120]}); "
+                         f"remove it to restart the run")
 
 
 def finished(status: dict | None) -> bool:
@@ -239,6 +367,9 @@ class Trainer:
             self.train_sum, self.n_sum = self.state["train_sum"].to(device), self.state["n_sum"]
         self.snaps = SnapshotWriter(self.run_dir)
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
+        self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
+                                  compiled=cfg.compile_eval and device.type == "cuda")
+        self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
 
     def missing_before(self, step: int) -> list[int]:
         have = list_snapshots(self.run_dir)
@@ -246,35 +377,39 @@ class Trainer:
 
     def open_files(self):
         """Metrics past the resume point are dropped (they are redone); the log gets a header line."""
-        done = [r for r in read_metrics(self.run_dir) if r["step"] < self.start or (self.state and r["step"] == self.start)]
+        keep = lambda s: s < self.start or (self.state is not None and s == self.start)  # noqa: E731
+        done = [r for r in read_metrics(self.run_dir) if keep(r["step"])]
         write_text(self.metrics_path, "".join(map(_json_line, done)))
         self.best_ood = max([r["p_ood"] for r in done], default=0.0)
         self.first_val = done[0]["val_loss"] if done else None
         env = write_run_record(self.cfg, self.corpus, self.device, self.start)
         self.log = open(os.path.join(self.run_dir, "log.txt"), "a")
-        self.log.write(f"# {'resume at step ' + str(self.start) if self.start else 'start'}: {env['device_name']} "
+        what = f"resume at step {self.start}" if self.start else "start"
+        self.log.write(f"# {what}: {env['device_name']} "
                        f"torch {env['torch']} commit {env['git_commit'][:10]}\n")
         self.t_last, self.step_last = time.perf_counter(), self.start
 
-    def fetch(self, step: int):
-        """The step's micro-batches, moved to the device without blocking."""
-        pin = self.device.type == "cuda"
-        return [tuple(t.pin_memory().to(self.device, non_blocking=True) if pin else t.to(self.device)
-                      for t in get_batch(self.corpus, self.cfg, step, m)) for m in range(self.cfg.grad_accum)]
-
-    def eval_row(self, step: int) -> dict:
-        cfg, now = self.cfg, time.perf_counter()
+    def log_first_step(self, t0: float):
+        """The first step's wall time (compilation included): the one host sync outside the evals."""
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+        self.log.write(f"# first step {time.perf_counter() - t0:.1f} s (compilation included)\n")
+
+    def eval_row(self, step: int) -> dict:
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
         tr = (self.train_sum / max(self.n_sum, 1)).tolist() if self.n_sum else [None] * 3
         tokens = (step - self.step_last) * cfg.batch_size * cfg.grad_accum * cfg.ctx
         row = dict(step=step, lr=lr_at(cfg, min(step, cfg.steps - 1)), **{"lambda": cfg.lambda_at(step)},
-                   train_loss=tr[0], lm_loss=tr[1], probe_loss=tr[2], **evaluate(self.model, self.ev, self.device),
+                   train_loss=tr[0], lm_loss=tr[1], probe_loss=tr[2], **self.evaluate(self.model),
                    grad_norm=self.grad_norm.item() if self.n_sum else None,
                    tok_per_s=round(tokens / (now - self.t_last)) if step > self.step_last else None)
         with open(self.metrics_path, "a") as f:
             f.write(_json_line(row))
-        self.log.write(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()) + "\n")
+        cell = lambda k, v: f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"  # noqa: E731
+        self.log.write(" | ".join(cell(k, v) for k, v in row.items()) + "\n")
         self.log.flush()
         self.best_ood, self.first_val = max(self.best_ood, row["p_ood"]), self.first_val or row["val_loss"]
         self.train_sum.zero_()
@@ -283,18 +418,15 @@ class Trainer:
         return row
 
     def save_state(self, step: int):
-        self.snaps.join()  # never a resume point past a snapshot that failed
-        path = os.path.join(self.run_dir, "state_latest.pt")
-        try:
-            torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
-                        "rng": torch.get_rng_state(), "train_sum": self.train_sum.cpu(), "n_sum": self.n_sum,
-                        "config": self.cfg.to_dict()}, path + ".tmp")
-            os.replace(path + ".tmp", path)
-        except (OSError, RuntimeError) as e:
-            raise UsageError(f"cannot write {path}: {str(e).splitlines()[0][:160]}")
+        """state_latest.pt, written in the background (`snaps.join` waits for it)."""
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
+                 "rng": torch.get_rng_state(), "train_sum": self.train_sum, "n_sum": self.n_sum,
+                 "config": self.cfg.to_dict()}
+        self.snaps.save_state(state, os.path.join(self.run_dir, "state_latest.pt"))
 
     def finish(self, kind: str, step: int, **extra) -> dict:
         self.save_state(step)
+        self.snaps.join()
         st = dict(status=kind, step=step, **extra)
         write_json(os.path.join(self.run_dir, "status.json"), st)
         plot_metrics(self.run_dir)
@@ -303,23 +435,24 @@ class Trainer:
 
     def run(self, stop_after: int | None = None) -> dict:
         cfg, start = self.cfg, self.start
-        fwd = torch.compile(losses, dynamic=False) if (cfg.compile and self.device.type == "cuda") else losses
+        fwd = loss_fn(cfg, self.device)
         evals, snaps = set(cfg.eval_steps()), set(cfg.snapshot_steps())
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True,
                    desc=os.path.basename(self.run_dir))
         self.model.train()
-        batches = self.fetch(start) if start < cfg.steps else None
+        feed = Prefetcher(self.corpus, cfg, self.device, start, cfg.steps)
         try:
             for step in range(start, cfg.steps + 1):
-                redo = step > start or self.state is None  # the resume step's eval and snapshot were done before
+                redo = step > start or self.state is None  # the resume step's eval and snapshot are done
                 if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
                     self.snaps.save(self.model, step)
                 self.snaps.check()
                 if step in evals and redo:
                     row = self.eval_row(step)
-                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}", val=f"{row['val_loss']:.3f}",
-                                    p_ood=f"{row['p_ood']:.2f}", tok_s=row["tok_per_s"])
+                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}",
+                                    val=f"{row['val_loss']:.3f}", p_ood=f"{row['p_ood']:.2f}",
+                                    tok_s=row["tok_per_s"])
                     end = stop_policy(cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
                     if end:
                         return self.finish(end[0], step, reason=end[1])
@@ -327,12 +460,15 @@ class Trainer:
                     self.save_state(step)
                 if step == cfg.steps or (stop_after is not None and step - start >= stop_after):
                     break
-                sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg, lr_at(cfg, step),
-                                                  cfg.lambda_at(step), fwd)
+                t0 = time.perf_counter()
+                batches = feed.get(step)
+                with self.step_timer(step):
+                    sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg, lr_at(cfg, step),
+                                                      cfg.lambda_at(step), fwd)
                 self.train_sum += sums
                 self.n_sum += 1
-                if step + 1 < cfg.steps:
-                    batches = self.fetch(step + 1)  # built on the host while the device works
+                if step == start:
+                    self.log_first_step(t0)
                 bar.update(1)
             bar.close()
             if step < cfg.steps:  # stopped by stop_after: leave the run resumable, as a kill would
@@ -343,6 +479,7 @@ class Trainer:
             raise Interrupted(step)
         finally:
             bar.close()
+            feed.close()
             for t in self.snaps.threads:
                 t.join()
             self.log.close()
@@ -364,6 +501,50 @@ def already_done(cfg: Config) -> dict | None:
     return status
 
 
+def _build_corpus(cfg: Config):
+    """Child process: fill the corpus cache. An error is reported by the parent's own load_corpus."""
+    try:
+        load_corpus(cfg)
+    except BaseException:
+        os._exit(1)
+
+
+def warm_compile(cfg: Config, vocab_size: int, device: torch.device):
+    """One training step of a throwaway model on a batch of zeros: its compilation fills the compile caches
+    on disk, so the run's own compilation of the same graph is a cache hit. Called before the run's seed is
+    set, so the run's random numbers are untouched."""
+    model = GPT.from_config(cfg, vocab_size).to(device)
+    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long, device=device)  # x and y must not alias
+    batches = [(zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size) - 1)
+               for _ in range(cfg.grad_accum)]
+    train_step(model, make_optimizer(model, cfg, device), batches, cfg, lr_at(cfg, 0), cfg.lambda_at(0),
+               loss_fn(cfg, device))
+    torch.cuda.synchronize()
+    del model
+    torch._dynamo.reset()
+    torch.cuda.empty_cache()
+
+
+def load_corpus_while_compiling(cfg: Config, device: torch.device, wait: float = 2.0):
+    """load_corpus(cfg). On CUDA with compile, a synthetic corpus that is not cached yet is generated by a
+    child process (forked before any compile thread exists) while the training step compiles (warm_compile),
+    instead of one after the other."""
+    from dataset import SYNTHETIC_VERSION, WordTokenizer
+    if not (cfg.compile and device.type == "cuda" and cfg.data in SYNTHETIC_VERSION):
+        return load_corpus(cfg)
+    import multiprocessing as mp
+    child = mp.get_context("fork").Process(target=_build_corpus, args=(cfg,))
+    child.start()
+    child.join(timeout=wait)
+    if child.is_alive():  # generating, not read from the cache
+        try:
+            warm_compile(cfg, WordTokenizer(cfg.n_codewords, SYNTHETIC_VERSION[cfg.data]).vocab_size, device)
+        except Exception:
+            pass  # only a head start: the run compiles (and reports a real failure) itself
+        child.join()
+    return load_corpus(cfg)
+
+
 def train(cfg: Config, stop_after: int | None = None) -> dict:
     """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
     loop after that many updates without finishing (used to test resume)."""
@@ -375,13 +556,14 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     device = pick_device(cfg.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
-    corpus = load_corpus(cfg)
-    os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
+        set_attention_backend(cfg.sdpa)
+    corpus = load_corpus_while_compiling(cfg, device)
     with RunLock(cfg.run_dir):
         check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
         done = already_done(cfg)
         if done:
             return done
+        os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
         remove_leftovers(cfg.run_dir)
         torch.manual_seed(cfg.seed)
         trainer = Trainer(cfg, corpus, device)

@@ -10,7 +10,11 @@ Writes, next to --out (default <run>/analysis/trajectory_pca_uncentered.json):
   trajectory_pca_uncentered.json     definitions, results, provenance
   backbone_directions.safetensors    v_b.<group>, pc2.<group>, v_sw.<group> (first switch pair)
   switch_directions.safetensors      v_sw<i>.<group> for every switch pair (when they fit in 1 GiB)
-  trajectory_pca_pc1.png, trajectory_pca_decomposition_block0.png, trajectory_pca_spectrum.png
+  trajectory_pca_pc1.png, trajectory_pca_decomposition_block0.png, trajectory_pca_spectrum.png,
+  trajectory_pca_decay_share.png
+Per group, beside PC1: the matched null (the reference: a walk with the observed step sizes), the
+coherence ratio, and the weight-decay decomposition (the drift along theta(anchor), what decoupled
+decay alone would give, and the PCA of the drift with that component removed).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import geometry as geo
 from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from runs import lambda_step, open_trajectory, read_metrics
 
-PROMINENCE, RADIUS = 0.03, 3      # switching extrema: prominence >= 0.03 over +-3 evals (SPEC 6)
+PROMINENCE, RADIUS = geo.PROMINENCE, geo.RADIUS  # switching extrema (SPEC 6), defined in geometry.py
 N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
 SWITCH_FILE_LIMIT = 1 << 30       # save every switch pair when they take at most 1 GiB
 
@@ -56,55 +60,48 @@ DEFINITIONS = {
                "cos_global = |cos(window PC1, v_b)|; cos_prev = |cos(window PC1, PC1 of the window one snapshot earlier)|.",
     "decomposition": "a(t) = <x(t), v_b>; ||r(t)|| = sqrt(||x(t)||^2 - a(t)^2); f_b(t) = a(t)^2 / ||x(t)||^2; "
                      "norm = ||x(t)||.",
-    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have an eval in metrics.jsonl.",
+    "corr_r_p_ood": "Pearson correlation of ||r(t)|| and p_ood(t) over the snapshot steps (rows) that have "
+                    "an eval in metrics.jsonl (levels; corr_r_p_ood_diff: on first differences).",
     "extrema": f"p_ood from metrics.jsonl, in step order. Peaks: local maxima (a flat top counts once, at its middle; "
                f"not the first or last eval) whose prominence, measured within +-{RADIUS} evals, is >= {PROMINENCE}: "
                f"scipy.signal.find_peaks(p_ood, prominence={PROMINENCE}, wlen={2 * RADIUS + 1}). Troughs: the same for -p_ood.",
-    "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the previous "
-             "extremum when it is a trough not paired yet. Both steps need a snapshot at or after the anchor.",
-    "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - theta_trough = "
-            "x(peak) - x(trough), a combination of drift rows (x(anchor) = 0).",
+    "pairs": "each peak is paired with its adjacent trough: the next extremum when it is a trough, else the "
+             "previous extremum when it is a trough not paired yet. Both steps need a snapshot at or after "
+             "the anchor. prominence: the peak's (scipy, within +-3 evals); drop: p_ood(peak) - "
+             "p_ood(trough).",
+    "v_sw": "v_sw = (theta_peak - theta_trough) / ||theta_peak - theta_trough|| per group; theta_peak - "
+            "theta_trough = x(peak) - x(trough), a combination of drift rows (x(anchor) = 0). Per pair here; "
+            "THE v_sw of the other analyses is the pair v_sw_pair.",
     "backbone_overlap": "|<v_sw, v_b>| (signed value in vsw_dot_vb; its square is the backbone share of v_sw).",
     "E_2_6": "E_2:6 = sum_{k=2..6} <v_sw_perp, v_k>^2 with v_sw_perp = v_sw - <v_sw, v_b> v_b renormalized, v_k the raw "
              "PCs (fewer when the rows have lower rank).",
     "pairwise_cos": "|cos| between the switch directions of different pairs, per group.",
+    "null_matched": "the reference null: increments d(t) with their observed norms and independent "
+                    "directions; as D -> inf its uncentered PC1 is the number null_matched_pc1 = top "
+                    "eigenvalue / trace of L diag(||d||^2) L^T, L the T x T lower-triangular matrix of ones "
+                    "(geometry.matched_null). Step sizes that rise with warmup and fall with the cosine make "
+                    "it higher than the equal-norm 8/pi^2. excess = observed PC1 - null_matched_pc1. "
+                    "null_random_directions draws the same walk at the group's D: at D of millions it is "
+                    "this number with sd ~1e-4, so its percentile only tells the side.",
+    "coherence": "||x(T)||^2 / sum_t ||d(t)||^2: 1 for orthogonal increments, > 1 persistent, < 1 "
+                 "mean-reverting; coherence_running: ||x(t)||^2 / sum_{s<=t} ||d(s)||^2 per row.",
+    "weight_decay": "e0 = theta(anchor) / ||theta(anchor)|| per group. along(t) = <x(t), -e0>; share_e0(t) = "
+                    "along^2 / ||x(t)||^2; cos_vb_theta0 = <v_b, -e0> (vb_share_e0 = its square: the part of "
+                    "the backbone that points back to the origin); decay_displacement(t) = (1 - "
+                    "s(t)/s(anchor)) ||theta(anchor)||, s the scalar factor of weight decay alone under the "
+                    "run's optimizer and schedule (geometry.decay_factors; decoupled: prod_s (1 - lr_s wd)), "
+                    "decay_share = its square over ||x(t)||^2; *_decay_removed: PC1, k95, k99 and the "
+                    "matched null of the rows x(t) - <x(t), e0> e0.",
+    "corr_r_p_ood_diff": "Pearson correlation of the first differences of ||r(t)|| and p_ood(t) over the "
+                         "same rows (a shared trend correlates levels; only a shared oscillation survives "
+                         "differencing).",
+    "v_sw_pair": "index into switching.pairs of THE switching pair (geometry.switching_pair: the most "
+                 "prominent p_ood peak, then the largest drop); its direction is v_sw.<group> in "
+                 "backbone_directions.safetensors.",
 }
 
 
 # ----------------------------------------------------------------------------- switching
-def find_extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS) -> tuple[list[int], list[int]]:
-    """Indices of the peaks and troughs of `values` (see DEFINITIONS["extrema"])."""
-    from scipy.signal import find_peaks
-    v = np.asarray(values, dtype=float)
-    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts despite rounding
-    return find_peaks(v, **kw)[0].tolist(), find_peaks(-v, **kw)[0].tolist()
-
-
-def pair_switches(steps, p, snap_steps, anchor) -> dict:
-    """Peaks and troughs of p_ood at `steps`, and the (peak, trough) pairs whose steps both have snapshots."""
-    pk, tr = find_extrema(p)
-    ext = sorted([(steps[i], "peak") for i in pk] + [(steps[i], "trough") for i in tr])
-    pairs, used, skipped = [], set(), []
-    for j, (s, kind) in enumerate(ext):
-        if kind != "peak":
-            continue
-        nxt, prv = ext[j + 1] if j + 1 < len(ext) else None, ext[j - 1] if j > 0 else None
-        if nxt and nxt[1] == "trough":
-            t = nxt[0]
-        elif prv and prv[1] == "trough" and prv[0] not in used:
-            t = prv[0]
-        else:
-            skipped.append(dict(peak=s, reason="no adjacent trough"))
-            continue
-        missing = [x for x in (s, t) if x not in snap_steps or x < anchor]
-        if missing:
-            skipped.append(dict(peak=s, trough=t, reason=f"no snapshot at or after the anchor for step {missing[0]}"))
-            continue
-        used.add(t)
-        pairs.append(dict(peak=s, trough=t, p_ood_peak=float(p[steps.index(s)]), p_ood_trough=float(p[steps.index(t)])))
-    return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs, skipped=skipped)
-
-
 def switch_coefs(pairs, row_steps) -> torch.Tensor:
     """(T x n_pairs) coefficients of theta_peak - theta_trough = x(peak) - x(trough) (x(anchor) = 0)."""
     C = torch.zeros(len(row_steps), len(pairs), dtype=torch.float64)
@@ -150,11 +147,14 @@ def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: 
     """Extrema and pairs of p_ood, and per group the results of `switching`; {group: unit v_sw coefficients}."""
     if len(evals) < 3:
         return dict(peaks=[], troughs=[], pairs=[], skipped=[], reason="metrics.jsonl missing or with fewer than 3 p_ood evals"), {}
-    sw = pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps), traj.anchor)
+    sw = geo.pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps),
+                           traj.anchor)
     if not sw["pairs"]:
         sw["reason"] = (f"no peaks/troughs of p_ood with prominence >= {PROMINENCE} over +-{RADIUS} evals"
                         if not (sw["peaks"] and sw["troughs"]) else "no peak/trough pair with snapshots at both steps")
         return sw, {}
+    peak, trough, _ = geo.switching_pair(evals, traj.steps, traj.anchor)
+    sw["v_sw_pair"] = next(i for i, q in enumerate(sw["pairs"]) if (q["peak"], q["trough"]) == (peak, trough))
     c_sw, coefs, sw["groups"] = switch_coefs(sw["pairs"], traj.row_steps), {}, {}
     for g in traj.groups:
         sw["groups"][g] = switching(grams[g], pcas[g], c_sw)
@@ -162,16 +162,19 @@ def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: 
     return sw, coefs
 
 
-def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, n_save: int) -> tuple[dict, list[str]]:
-    """{"<name>.<group>": {key: tensor (CPU)}} for v_b, pc2 and the first n_save switch directions, in one more
-    pass over the snapshots: per block, the block's and the trunk's coefficients together (each key read once)."""
+def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, save: list[int]):
+    """({"<name>.<group>": {key: tensor (CPU)}}, names) for v_b, pc2 and the switch directions of the pairs
+    `save`, in one more pass over the snapshots: per block, the block's and the trunk's coefficients together
+    (each key read once)."""
     T = len(traj.row_steps)
     n_pc = 2 if T >= 2 and all(p.sigma[1] > 1e-12 * p.sigma[0] for p in pcas.values()) else 1
-    names = ["v_b"] + (["pc2"] if n_pc == 2 else []) + [f"v_sw{j}" for j in range(n_save)]
+    names = ["v_b"] + (["pc2"] if n_pc == 2 else []) + [f"v_sw{j}" for j in save]
 
     def columns(g):  # zero columns for degenerate switch pairs (theta_peak == theta_trough)
-        return torch.cat([pcas[g].coef(n_pc)] + [torch.zeros(T, 1, dtype=torch.float64) if c is None else c[:, None]
-                                                 for c in sw_coefs.get(g, [])[:n_save]], 1)
+        cs = sw_coefs.get(g, [])
+        zero = torch.zeros(T, 1, dtype=torch.float64)
+        sw = [zero if cs[j] is None else cs[j][:, None] for j in (save if cs else [])]
+        return torch.cat([pcas[g].coef(n_pc)] + sw, 1)
     dirs = {f"{n}.{g}": {} for g in traj.groups for n in names}
     for l in range(traj.n_layer):
         g = f"block{l}"
@@ -190,20 +193,23 @@ def summarize_windows(ws: list[dict]) -> dict:
                 cos_prev_mean=float(np.mean(p)) if p else None, cos_prev_min=float(np.min(p)) if p else None, windows=ws)
 
 
-def pearson(x, y):
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or x.std() == 0 or y.std() == 0:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[dict, geo.PCA]:
+def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors) -> tuple[dict, geo.PCA]:
+    """Everything of one group from its Gram with the anchor row (geometry.split_anchor)."""
+    G = geo.split_anchor(Ga)[0]
     P = geo.pca(G)
     cb = P.coef(1)[:, 0]
     out = dict(D=D, raw=P.summary(), normalized=geo.pca(G, geo.rows(G, "normalized")).summary(),
                centered=geo.pca(G, geo.rows(G, "centered")).summary() if len(steps) > 1 else None)
     out["null_shuffle"] = geo.shuffle_null(G, n_draws, seed=0)
     out["null_random_directions"] = geo.direction_null(G, D, n_draws, seed=0)
+    out["null_matched"] = geo.matched_null(G)
+    out["null_matched_pc1"] = out["null_matched"]["pc1"]
+    coh = geo.coherence(G)
+    out.update(coherence=coh["coherence"], coherence_running=coh["running"])
+    wd = geo.weight_decay_split(Ga, cb, factors)
+    out.update({k: wd[k] for k in ("cos_vb_theta0", "pc1_decay_removed", "k95_decay_removed",
+                                   "null_matched_pc1_decay_removed")})
+    out["weight_decay"] = wd
     if len(steps) >= W:
         out["stability"] = dict(rows="x(t) = theta(t) - theta(anchor): drift from the global anchor, not re-anchored per window",
                                 W=W, **summarize_windows(geo.windows(G, W, steps, cb)))
@@ -211,9 +217,11 @@ def analyse_group(G, D: int, steps, W: int, n_draws: int, p_ood: dict) -> tuple[
         out["stability"] = dict(skipped=f"{len(steps)} drift rows, fewer than the window of {W} snapshots")
     dec = geo.decompose(G, cb)
     have = [i for i, s in enumerate(steps) if s in p_ood]
-    corr = pearson([dec["r"][i] for i in have], [p_ood[steps[i]] for i in have])
-    dec.update(f_b_final=dec["f_b"][-1], corr_r_p_ood=corr, corr_n=len(have),
-               **({} if corr is not None else {"corr_note": "fewer than 3 evals at snapshot steps, or a constant series"}))
+    corr = geo.corr_levels_and_differences([dec["r"][i] for i in have], [p_ood[steps[i]] for i in have])
+    why = "fewer than 3 evals at snapshot steps, or a constant series"
+    note = {} if corr["levels"] is not None else {"corr_note": why}
+    dec.update(f_b_final=dec["f_b"][-1], corr_r_p_ood=corr["levels"], corr_r_p_ood_diff=corr["differences"],
+               corr_n=len(have), **note)
     out["decomposition"] = dec
     return out, P
 
@@ -241,40 +249,49 @@ def run(args, argv):
     traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
     metrics = read_metrics(args.run)
     steps, T = traj.row_steps, len(traj.row_steps)
-    grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
+    # the Grams have one more row: theta(anchor) itself (the weight-decay decomposition)
+    grams_a = geo.group_grams(traj.grams(progress=sys.stderr.isatty(), anchor_row=True), traj.groups)
+    grams = {g: geo.split_anchor(Ga)[0] for g, Ga in grams_a.items()}
 
-    # --- compute: everything from the T x T Grams
+    # --- compute: everything from the Grams
     evals = [r for r in metrics if isinstance(r.get("p_ood"), (int, float)) and math.isfinite(r["p_ood"])]
     p_ood = {r["step"]: float(r["p_ood"]) for r in evals}
+    factors = geo.run_decay_factors(traj.config, traj.anchor, steps)  # weight decay alone, from the anchor
     groups, pcas = {}, {}
     for g, keys in traj.groups.items():
-        groups[g], pcas[g] = analyse_group(grams[g], traj.numel(keys), steps, args.window, args.null_draws, p_ood)
+        groups[g], pcas[g] = analyse_group(grams_a[g], traj.numel(keys), steps, args.window, args.null_draws,
+                                           p_ood, factors)
 
     sw, sw_coefs = switch_analysis(evals, traj, grams, pcas)
 
     # --- second pass: only the directions that are saved
     n_sw = len(sw["pairs"])
-    n_save = n_sw if n_sw * 2 * 4 * traj.numel(traj.groups["trunk"]) <= SWITCH_FILE_LIMIT else min(n_sw, 1)
-    dirs, names = rebuild_directions(traj, pcas, sw_coefs, n_save)
+    fits = n_sw * 2 * 4 * traj.numel(traj.groups["trunk"]) <= SWITCH_FILE_LIMIT
+    save = list(range(n_sw)) if fits else [sw["v_sw_pair"]] if n_sw else []  # the v_sw pair is always saved
+    dirs, names = rebuild_directions(traj, pcas, sw_coefs, save)
 
     # --- save
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
-                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (first switch pair: unit theta_peak - theta_trough)",
-                switch_pairs=sw["pairs"][:n_save])
-    short = {"v_b": "v_b", "pc2": "pc2", "v_sw0": "v_sw"}
+                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - "
+                      "theta_trough of the switching pair: the pair whose p_ood peak is the most prominent, "
+                      "geometry.switching_pair)",
+                switch_pairs=[sw["pairs"][j] for j in save],
+                v_sw_pair=sw["pairs"][sw["v_sw_pair"]] if n_sw else None)
+    short = {"v_b": "v_b", "pc2": "pc2", **({f"v_sw{sw['v_sw_pair']}": "v_sw"} if n_sw else {})}
     backbone = {f"{short[n]}.{g}": dirs[f"{n}.{g}"] for n in names if n in short for g in traj.groups}
     geo.save_directions(os.path.join(out_dir, "backbone_directions.safetensors"), backbone, meta)
     saved = ["backbone_directions.safetensors"]
-    if n_save:
+    if save:
         geo.save_directions(os.path.join(out_dir, "switch_directions.safetensors"),
-                            {f"v_sw{j}.{g}": dirs[f"v_sw{j}.{g}"] for j in range(n_save) for g in traj.groups},
+                            {f"v_sw{j}.{g}": dirs[f"v_sw{j}.{g}"] for j in save for g in traj.groups},
                             dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
         saved.append("switch_directions.safetensors")
-    sw["saved_pairs"] = n_save
+    sw["saved_pairs"] = len(save)
     figs = [plot_pc1(groups, T, out_dir), plot_spectrum(groups, out_dir),
-            plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj.config, steps), out_dir)]
+            plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj.config, steps), out_dir),
+            plot_decay_share(groups, steps, out_dir)]
     result = write_result(out_json, "trajectory_pca_uncentered", traj.config,
                           dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0), groups, t0,
                           argv, traj.device, __file__, anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood),
@@ -294,19 +311,30 @@ def summary_table(groups: dict, sw: dict) -> dict:
                    null_shuffle_percentile=r["null_shuffle"]["percentile"], null_directions_mean=r["null_random_directions"]["mean"],
                    null_directions_percentile=r["null_random_directions"]["percentile"],
                    window_cos_global_mean=r["stability"].get("cos_global_mean"), window_cos_prev_mean=r["stability"].get("cos_prev_mean"),
-                   f_b_final=r["decomposition"]["f_b_final"], corr_r_p_ood=r["decomposition"]["corr_r_p_ood"])
+                   f_b_final=r["decomposition"]["f_b_final"], corr_r_p_ood=r["decomposition"]["corr_r_p_ood"],
+                   corr_r_p_ood_diff=r["decomposition"]["corr_r_p_ood_diff"],
+                   null_matched_pc1=r["null_matched_pc1"],
+                   pc1_minus_matched=r["raw"]["pc1"] - r["null_matched_pc1"], coherence=r["coherence"],
+                   cos_vb_theta0=r["cos_vb_theta0"], share_e0_final=r["weight_decay"]["share_e0_final"],
+                   decay_share_final=r["weight_decay"].get("decay_share_final"),
+                   pc1_decay_removed=r["pc1_decay_removed"],
+                   k95_decay_removed=r["k95_decay_removed"],
+                   null_matched_pc1_decay_removed=r["null_matched_pc1_decay_removed"])
         if sw.get("groups"):
             ov = [p["backbone_overlap"] for p in sw["groups"][g]["pairs"] if p["backbone_overlap"] is not None]
             E = [p["E_2_6"] for p in sw["groups"][g]["pairs"] if p["E_2_6"] is not None]
+            vsw = sw["groups"][g]["pairs"][sw["v_sw_pair"]]
             row.update(switch_overlap_mean=float(np.mean(ov)) if ov else None, E_2_6_mean=float(np.mean(E)) if E else None,
-                       switch_pairwise_cos_max=sw["groups"][g]["pairwise_cos_max"])
+                       switch_pairwise_cos_max=sw["groups"][g]["pairwise_cos_max"],
+                       v_sw_backbone_overlap=vsw["backbone_overlap"], v_sw_E_2_6=vsw["E_2_6"])
         out[g] = row
     return out
 
 
 # ----------------------------------------------------------------------------- figures
 def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
-    """Observed PC1 per group (bars) with the null models' mean +- 2 sd and the random-walk theory."""
+    """Observed PC1 per group (bars) with the matched null (the reference), the other null models' mean +- 2
+    sd, the random-walk theory, and the PC1 of the drift with its weight-decay component removed."""
     plt = pyplot()
     names = list(groups)
     x = np.arange(len(names))
@@ -317,6 +345,10 @@ def plot_pc1(groups: dict, T: int, out_dir: str) -> str:
         m = [groups[g][key]["mean"] for g in names]
         s = [2 * groups[g][key]["sd"] for g in names]
         ax.errorbar(x + dx, m, yerr=s, fmt="o", ms=3, color=color, capsize=3, label=f"{label} (mean +- 2 sd)")
+    ax.scatter(x, [groups[g]["null_matched_pc1"] for g in names], marker="_", s=400, lw=2.5,
+               color="tab:green", zorder=3, label="matched null (observed step sizes)")
+    ax.scatter(x, [groups[g]["pc1_decay_removed"] or np.nan for g in names], marker="x", s=30,
+               color="tab:purple", zorder=3, label="PC1, decay component removed")
     theory = geo.random_walk_theory(T)
     ax.axhline(8 / math.pi**2, color="grey", ls="--", lw=1, label="8/pi^2")
     ax.axhline(theory["uncentered_T"][0], color="grey", ls=":", lw=1, label=f"finite T = {T}")
@@ -352,7 +384,8 @@ def plot_decomposition(res: dict, steps, p_ood: dict, lam_step, out_dir: str) ->
 
 
 def plot_spectrum(groups: dict, out_dir: str) -> str:
-    """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2)."""
+    """rho_k against k for every group, with the random-walk theory 8/((2k-1)^2 pi^2) and the trunk's
+    matched null."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     cmap = plt.get_cmap("viridis")
@@ -364,9 +397,31 @@ def plot_spectrum(groups: dict, out_dir: str) -> str:
     ax.semilogy(range(1, len(rho) + 1), rho, "s-", ms=4, color="k", label="trunk")
     k = np.arange(1, len(rho) + 1)
     ax.semilogy(k, 8 / ((2 * k - 1) ** 2 * math.pi**2), "--", color="grey", label="random walk")
+    m = groups["trunk"]["null_matched"]["rho"]
+    ax.semilogy(range(1, len(m) + 1), m, ":", color="tab:green", lw=1.5, label="trunk: matched null")
     ax.set_xlabel("k"), ax.set_ylabel("rho_k (uncentered)")
     ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, os.path.join(out_dir, "trajectory_pca_spectrum.png"))
+
+
+def plot_decay_share(groups: dict, steps, out_dir: str) -> str:
+    """The drift's share along theta(anchor), <x(t), e0>^2 / ||x(t)||^2 (solid), and the share that weight
+    decay alone would give, decay_displacement(t)^2 / ||x(t)||^2 (dashed), against t: block 0, the last
+    block and the trunk."""
+    plt = pyplot()
+    blocks = [g for g in groups if g != "trunk"]
+    show = list(dict.fromkeys([blocks[0], blocks[-1], "trunk"]))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for g, color in zip(show, ("tab:red", "tab:blue", "k")):
+        wd = groups[g]["weight_decay"]
+        ax.plot(steps, wd["share_e0"], color=color, lw=1.5, label=f"{g}: observed")
+        if "decay_share" in wd:
+            ax.plot(steps, wd["decay_share"], color=color, ls="--", lw=1, label=f"{g}: weight decay alone")
+    ax.set_ylim(bottom=0), ax.set_xlabel("step")
+    ax.set_ylabel(r"share of $\|x(t)\|^2$ along $\theta(\mathrm{anchor})$")
+    ax.set_title("drift along the initialization direction (decoupled weight decay shrinks it)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, os.path.join(out_dir, "trajectory_pca_decay_share.png"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared fixtures: a micro config, a snapshot writer and reader, fake run folders, the usage-error checkers."""
+"""Shared fixtures: a micro config, a snapshot writer and reader, fake run folders, usage-error checkers."""
 import json
 import os
 import subprocess
@@ -41,8 +41,8 @@ def argv():
 
 @pytest.fixture(scope="session")
 def snapshots():
-    """.write(run, step, tensors), .read(run, step), .path(run, step) of snapshot files; .finish(run, cfg, step)
-    writes the config.json and status.json that make a folder of snapshots a finished run."""
+    """.write(run, step, tensors), .read(run, step), .path(run, step) of snapshot files;
+    .finish(run, cfg, step) writes the config.json and status.json that make snapshots a finished run."""
     from runs import snapshot_path
 
     def write(run, step, tensors):
@@ -51,10 +51,12 @@ def snapshots():
 
     def finish(run, cfg, step=None, status="complete"):
         json.dump({"config": cfg.to_dict()}, open(os.path.join(run, "config.json"), "w"))
-        json.dump({"status": status, "step": cfg.steps if step is None else step}, open(os.path.join(run, "status.json"), "w"))
+        st = {"status": status, "step": cfg.steps if step is None else step}
+        json.dump(st, open(os.path.join(run, "status.json"), "w"))
 
-    return SimpleNamespace(write=write, read=lambda run, step: load_file(snapshot_path(run, step)), path=snapshot_path,
-                           finish=finish)
+    def read(run, step):
+        return load_file(snapshot_path(run, step))
+    return SimpleNamespace(write=write, read=read, path=snapshot_path, finish=finish)
 
 
 def _one_error_line(err: str, code, want_code: int, match: str | None) -> str:
@@ -92,5 +94,7 @@ def cli_error():
 def tiny_model():
     """tiny_model(n_layer=2): the state dict of a small GPT (vocabulary 40, width 8)."""
     from model import GPT
-    return lambda n_layer=2, seed=0: (torch.manual_seed(seed), GPT(40, n_layer=n_layer, d_model=8, n_head=2, d_ff=16,
-                                                                  ctx=8).state_dict())[1]
+    def make(n_layer=2, seed=0):
+        torch.manual_seed(seed)
+        return GPT(40, n_layer=n_layer, d_model=8, n_head=2, d_ff=16, ctx=8).state_dict()
+    return make

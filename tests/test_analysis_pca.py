@@ -23,6 +23,7 @@ import torch
 
 import backbone_update_analysis as bua
 import geometry as geo
+import train
 import trajectory_pca_uncentered as tpu
 from config import make_config
 from model import GPT, flatten, trunk_keys
@@ -118,13 +119,13 @@ def test_find_extrema_hand_made():
     p = [0.2, 0.3, 0.6, 0.3, 0.1, 0.1, 0.1, 0.12, 0.1, 0.1, 0.1, 0.4, 0.4, 0.2, 0.1, 0.15, 0.3, 0.9]
     # peaks: 0.6 at 2; the flat top 0.4 at 11-12 once; not the 0.12 bump (prominence 0.02) nor the last eval.
     # Troughs: 0.1 at 14; not the flat stretches of 0.1 at 4-6 and 8-10 (prominence 0.02, the 0.12 bump between).
-    assert tpu.find_extrema(p) == ([2, 11], [14])
-    assert tpu.find_extrema([0.5, 0.52, 0.5]) == ([], [])              # prominence 0.02 < 0.03
-    assert tpu.find_extrema([0.5, 0.53, 0.5]) == ([1], [])             # exactly 0.03
-    assert tpu.find_extrema([0.3, 0.2, 0.25, 0.2, 0.6]) == ([2], [1, 3])  # a 0.05 bump between two equal troughs
-    assert tpu.find_extrema([0.1, 0.5, 0.2, 0.6, 0.1]) == ([1, 3], [2])   # a lower peak next to a higher one counts
-    assert tpu.find_extrema([0.0] * 10) == ([], [])
-    sw = tpu.pair_switches(STEPS, P_OOD, set(STEPS) - {340}, anchor=0)
+    assert geo.find_extrema(p) == ([2, 11], [14])
+    assert geo.find_extrema([0.5, 0.52, 0.5]) == ([], [])              # prominence 0.02 < 0.03
+    assert geo.find_extrema([0.5, 0.53, 0.5]) == ([1], [])             # exactly 0.03
+    assert geo.find_extrema([0.3, 0.2, 0.25, 0.2, 0.6]) == ([2], [1, 3])  # a 0.05 bump between equal troughs
+    assert geo.find_extrema([0.1, 0.5, 0.2, 0.6, 0.1]) == ([1, 3], [2])   # a lower peak by a higher counts
+    assert geo.find_extrema([0.0] * 10) == ([], [])
+    sw = geo.pair_switches(STEPS, P_OOD, set(STEPS) - {340}, anchor=0)
     assert sw["peaks"] == [100, 260] and sw["troughs"] == [160, 340]
     assert [(q["peak"], q["trough"]) for q in sw["pairs"]] == [(100, 160)] and sw["skipped"][0]["trough"] == 340
 
@@ -158,11 +159,45 @@ def test_backbone_recovered(done):
         assert os.path.exists(os.path.join(run, "analysis", f))
 
 
+def test_matched_null_coherence_and_weight_decay(done, snapshots):
+    """The new yardsticks against dense computations on the planted run's snapshots."""
+    run, _, res, _ = done
+    snap = lambda s: snapshots.read(run, s)  # noqa: E731
+    cfg = make_config(preset="tiny")
+    shrink = np.cumprod([1 - train.lr_at(cfg, t) * cfg.weight_decay for t in range(STEPS[-1])])
+    dirs = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))
+    for g, blocks in GROUPS:
+        keys = trunk_keys(2) if g == "trunk" else trunk_keys(2, blocks[0])
+        th = {s: flatten(snap(s), keys).double() for s in STEPS}
+        X = torch.stack([th[s] - th[0] for s in STEPS[1:]])
+        d2 = torch.diff(torch.cat([torch.zeros(1, X.shape[1], dtype=torch.float64), X]), dim=0).pow(2).sum(1)
+        r = res["results"][g]
+        assert r["null_matched_pc1"] == pytest.approx(geo.matched_null_pc1(d2), abs=1e-9)
+        assert r["null_matched"]["observed"] == r["raw"]["pc1"]
+        assert res["summary"][g]["null_matched_pc1"] == r["null_matched_pc1"]
+        assert r["coherence"] == pytest.approx(float(X[-1] @ X[-1] / d2.sum()), rel=1e-6)
+        assert r["coherence_running"] == pytest.approx((X.pow(2).sum(1) / d2.cumsum(0)).tolist(), rel=1e-6)
+        e0 = th[0] / th[0].norm()
+        vb = flatten(dirs[f"v_b.{g}"], keys).double()
+        wd = r["weight_decay"]
+        assert r["cos_vb_theta0"] == pytest.approx(float(-vb @ e0), abs=1e-6)
+        assert wd["share_e0"] == pytest.approx(((X @ e0) ** 2 / X.pow(2).sum(1)).tolist(), rel=1e-5, abs=1e-9)
+        want = [(1 - shrink[s - 1]) * float(th[0].norm()) for s in STEPS[1:]]
+        assert wd["decay_displacement"] == pytest.approx(want, rel=1e-9)
+        Xr = X - (X @ e0)[:, None] * e0
+        sv = torch.linalg.svdvals(Xr) ** 2
+        assert r["pc1_decay_removed"] == pytest.approx(float(sv[0] / sv.sum()), abs=1e-6)
+        corr = geo.corr_levels_and_differences(r["decomposition"]["r"], P_OOD[1:])["differences"]
+        assert r["decomposition"]["corr_r_p_ood_diff"] == pytest.approx(corr, abs=1e-9)
+    assert os.path.exists(os.path.join(run, "analysis", "trajectory_pca_decay_share.png"))
+
+
 def test_switching_at_planted_steps(done, snapshots):
     run, _, res, _ = done
     sw = res["switching"]
     assert sw["peaks"] == [100, 260] and sw["troughs"] == [160, 340]
     assert [(q["peak"], q["trough"]) for q in sw["pairs"]] == PAIRS
+    assert sw["v_sw_pair"] == 0 and sw["pairs"][0]["prominence"] > sw["pairs"][1]["prominence"]  # 0.35 > 0.25
     for g, blocks in GROUPS:
         c = [coords(STEPS.index(sp), STEPS.index(st), blocks) for sp, st in PAIRS]
         for q, ci in zip(sw["groups"][g]["pairs"], c):
@@ -182,9 +217,22 @@ def test_update_alignment_flip(done, tmp_path, snapshots):
         exp = [cos_backbone(i, i - 1, blocks) for i in range(1, len(STEPS))]
         r = res["groups"][g]
         assert np.allclose(r["C"], exp, atol=1e-5) and np.allclose(r["abs_C"], np.abs(exp), atol=1e-5)
-        assert r["t_star"] == FLIP and r["t_star_persistent"] == FLIP and r["early_sign"] == 1
-        early = [c for c, s in zip(exp, STEPS[1:]) if s < 80]
-        assert r["phase_means"]["early"]["C"] == pytest.approx(np.mean(early), abs=1e-6)
+        # each update is labelled by its midpoint, 10 steps before its later snapshot
+        assert r["t_star"] == r["t_star_persistent"] == FLIP - 10 and r["early_sign"] == 1
+        assert r["by_end_step"]["t_star"] == FLIP and res["summary"][g]["t_star_end"] == FLIP
+        mids = [s - 10 for s in STEPS[1:]]
+        for labels, pm in ((STEPS[1:], r["by_end_step"]["phase_means"]), (mids, r["phase_means"])):
+            early = [c for c, t in zip(exp, labels) if t < 80]
+            assert pm["early"]["C"] == pytest.approx(np.mean(early), abs=1e-6)
+    assert res["update_mid_steps"] == [s - 10 for s in STEPS[1:]]
+    # the matched random walk: with consecutive updates its C(t) are the components of the top right singular
+    # vector of L diag(||d||) (the walk's rows in the basis of its increments)
+    for g, blocks in GROUPS:
+        r = res["groups"][g]
+        n = torch.tensor(r["u_norm"], dtype=torch.float64)
+        v = torch.linalg.svd(torch.ones(T, T, dtype=torch.float64).tril() * n)[2][0]
+        assert r["matched_walk_update_C"] == pytest.approx(v.abs().tolist(), abs=1e-9)
+        assert r["matched_walk"]["t_star"] is None and min(r["matched_walk_update_C"]) > 0
     # the same v_b as the PCA script: C(t) from the saved direction and the snapshots themselves
     vb = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))["v_b.block0"]
     u = {k: snapshots.read(run, 300)[k].double() - snapshots.read(run, 280)[k].double() for k in vb}
@@ -210,26 +258,3 @@ def test_no_switches_is_reported_not_fatal(tmp_path, done):
     assert not os.path.exists(os.path.join(run, "analysis", "switch_directions.safetensors"))
     assert set(geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))) == \
         {f"{n}.{g}" for n in ("v_b", "pc2") for g in ("block0", "block1", "trunk")}
-
-
-@pytest.mark.parametrize("script", [tpu, bua])
-def test_bad_input_is_one_line(tmp_path, capsys, script, done, snapshots):
-    run = done[0]
-    bad = str(tmp_path / "nan_run")
-    shutil.copytree(run, bad, ignore=shutil.ignore_patterns("analysis"))
-    sd = snapshots.read(bad, 200)
-    sd["blocks.1.mlp.fc.weight"][0, 0] = float("nan")
-    snapshots.write(bad, 200, sd)
-    os.makedirs(tmp_path / "empty")
-    cases = [(["--run", str(tmp_path / "missing")], "run folder not found"),
-             (["--run", str(tmp_path / "empty")], "no snapshots folder"),
-             (["--run", run, "--anchor", "7"], "anchor 7 has no snapshot"),
-             (["--run", bad], "step 200: blocks.1.mlp.fc.weight contains NaN"),
-             (["--run", run, "--anchor", "400"], "no snapshot after anchor step 400"),
-             (["--run", run, "--device", "tpu"], "unknown device")]
-    for argv, msg in cases:
-        with pytest.raises(SystemExit) as e:
-            script.main(argv)
-        err = capsys.readouterr().err
-        assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, (argv, err)
-    assert not os.path.exists(os.path.join(bad, "analysis")) and not os.path.exists(tmp_path / "empty" / "analysis")

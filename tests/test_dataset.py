@@ -2,16 +2,13 @@
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import dataset  # noqa: E402
-from config import UsageError, make_config  # noqa: E402
-from dataset import PROBE_TEMPLATES, _load_texts, load_corpus, ngram_baseline, probe_sequence  # noqa: E402
+import dataset
+from config import UsageError, make_config
+from dataset import PROBE_TEMPLATES, _load_texts, load_corpus, ngram_baseline, probe_sequence
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,16 @@ import copy
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import finetune_geometry as fg  # noqa: E402
-import train  # noqa: E402
-from model import GPT, losses  # noqa: E402
+import finetune_geometry as fg
+import train
+from model import GPT, losses
 
 pytest.importorskip("peft")
 MICRO = dict(n_layer=2, steps=4, warmup=2, lambda_step=2, eval_every=4, snapshot_every=4, state_every=4)
@@ -249,8 +247,8 @@ def test_hf_corpus_maps_words_to_the_tokenizer(base_run):
 
 def test_hf_path_on_a_tiny_local_gpt2(base_run, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from dataset import WordTokenizer
-    V = WordTokenizer(512).vocab_size  # no tokenizer in the folder: the word ids are the token ids
+    from dataset import SYNTHETIC_VERSION, WordTokenizer
+    V = WordTokenizer(512, SYNTHETIC_VERSION["synthetic"]).vocab_size  # no tokenizer in the folder: the word ids are the token ids
     config = transformers.GPT2Config(vocab_size=V, n_positions=128, n_embd=32, n_layer=2, n_head=2,
                                      bos_token_id=0, eos_token_id=0)
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")

@@ -1,16 +1,15 @@
 """geometry.py against dense references and cases with known answers (CPU, a few seconds)."""
 import math
 import os
-import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import geometry as geo  # noqa: E402
-from config import UsageError  # noqa: E402
-from model import GPT, flatten, trunk_keys  # noqa: E402
+import geometry as geo
+from config import UsageError
+from model import GPT, flatten, trunk_keys
 
 TINY = dict(n_layer=2, d_model=8, n_head=2, d_ff=16, ctx=8)
 
@@ -283,3 +282,232 @@ def test_bad_input(tmp_path):
         traj.grams()
     with pytest.raises(UsageError, match="not a trunk key"):
         geo.canonical(["wte.weight"])
+
+
+# ----------------------------------------------------------------------------- matched null, coherence
+def test_matched_null_closed_forms():
+    """Equal norms: the exact T-step random-walk value (8/pi^2 as T grows); one nonzero increment: 1;
+    two nonzero increments a, b at rows t1 < t2 of T: the rows are (a, 0) for n1 = t2 - t1 rows and
+    (a, b) for n2 = T - t2 rows (in the basis of the two increments), whose 2 x 2 second-moment matrix
+    [[a^2 (n1 + n2), a b n2], [a b n2, b^2 n2]] has a closed-form top eigenvalue."""
+    walk = geo.random_walk_theory(50)["uncentered_T"][0]
+    assert geo.matched_null_pc1(torch.ones(50)) == pytest.approx(walk, abs=1e-12)
+    assert geo.matched_null_pc1(torch.ones(2000)) == pytest.approx(8 / math.pi**2, abs=1e-5)
+    for i in (0, 7, 19):
+        one = torch.zeros(20).index_fill(0, torch.tensor([i]), 3.0)
+        assert geo.matched_null_pc1(one) == pytest.approx(1, abs=1e-12)
+    T, t1, t2, a, b = 30, 4, 17, 2.0, 5.0
+    n = torch.zeros(T)
+    n[t1], n[t2] = a**2, b**2
+    n1, n2 = t2 - t1, T - t2
+    tr, det = a**2 * (n1 + n2) + b**2 * n2, a**2 * b**2 * n1 * n2
+    assert geo.matched_null_pc1(n) == pytest.approx((tr + math.sqrt(tr**2 - 4 * det)) / 2 / tr, abs=1e-12)
+    assert geo.matched_null_pc1(7 * n) == pytest.approx(geo.matched_null_pc1(n), abs=1e-12)
+    # warmup and decay (small steps at both ends) make the walk more colinear than equal steps
+    t = torch.arange(50, dtype=torch.float64)
+    bump = torch.sin(math.pi * (t + 0.5) / 50) ** 2
+    assert geo.matched_null_pc1(bump) > geo.matched_null_pc1(torch.ones(50)) + 0.01
+    with pytest.raises(UsageError):
+        geo.matched_null_pc1(torch.zeros(5))
+
+
+def test_matched_null_against_draws():
+    """Monte-Carlo walks with the planted norms in random directions of R^D: at small D their PC1 scatters
+    (sd ~ 1/sqrt(D)) around a mean below the exact formula, and mean and sd close in on it as D grows
+    (at the paper's D ~ 3e6 per block the null is a number, not a distribution). An independent sampler
+    (explicit Gaussian vectors, dense SVD) agrees with the Gram sampler at D = 8."""
+    norms = torch.tensor([0.2, 1.0, 3.0, 2.0, 1.5, 1.0, 0.5, 0.3, 0.2, 0.1], dtype=torch.float64) ** 2
+    exact = geo.matched_null_pc1(norms)
+    draws = {D: geo.matched_null_draws(norms, D, n=2000, seed=1) for D in (8, 100, 10_000, 1_000_000)}
+    gaps = [abs(float(d.mean()) - exact) for d in draws.values()]
+    sds = [float(d.std()) for d in draws.values()]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 2e-5
+    assert sds[-1] < 2e-4 and sds[0] > 100 * sds[-1]
+    means = {D: float(d.mean()) for D, d in draws.items()}
+    gen = torch.Generator().manual_seed(2)
+    Z = torch.randn(2000, 10, 8, generator=gen, dtype=torch.float64)
+    X = (Z / Z.norm(dim=2, keepdim=True) * norms.sqrt()[:, None]).cumsum(1)
+    s = torch.linalg.svdvals(X) ** 2
+    direct = s[:, 0] / s.sum(1)
+    se = float(direct.std()) / math.sqrt(2000) * math.sqrt(2)
+    assert float(direct.mean()) == pytest.approx(means[8], abs=4 * se)
+    # the matched null of rows whose increments are orthogonal is their own PC1
+    G = geo.matched_walk(norms)
+    m = geo.matched_null(G)
+    assert m["pc1"] == pytest.approx(m["observed"], abs=1e-12) and m["excess"] == pytest.approx(0, abs=1e-12)
+    assert geo.direction_null(G, D=10_000_000, n=200)["mean"] == pytest.approx(exact, abs=1e-4)
+
+
+def test_coherence_known_answers():
+    """Orthogonal increments: 1 at every row; the same increment repeated: ||t d||^2 / (t ||d||^2) = t;
+    +d, -d, +d, ...: 1, 0, 1, 0."""
+    c = geo.coherence(geo.matched_walk(torch.rand(12, dtype=torch.float64) + 0.1))
+    assert c["coherence"] == pytest.approx(1) and c["running"] == pytest.approx([1.0] * 12)
+    t = torch.arange(1, 9, dtype=torch.float64)
+    assert geo.coherence(torch.outer(t, t))["running"] == pytest.approx(t.tolist())
+    x = torch.tensor([1.0, 0, 1, 0, 1, 0], dtype=torch.float64)
+    c = geo.coherence(torch.outer(x, x))
+    assert c["running"] == pytest.approx([1, 0, 1 / 3, 0, 1 / 5, 0]) and c["coherence"] == pytest.approx(0)
+
+
+# ----------------------------------------------------------------------------- weight-decay decomposition
+def decay_trajectory(learned: float, T=40, D=3000, seed=7):
+    """theta(t) = s(t) theta0 + learned * w(t), w a random walk orthogonal to theta0 (planted learned part);
+    returns (Ga, X, theta0, W, s) with Ga the Gram of [x(1..T); theta0]."""
+    gen = torch.Generator().manual_seed(seed)
+    theta0 = torch.randn(D, generator=gen, dtype=torch.float64)
+    s = torch.cumprod(torch.full((T + 1,), 1 - 4e-3, dtype=torch.float64), 0) / (1 - 4e-3)  # s(0) = 1
+    W = torch.randn(T, D, generator=gen, dtype=torch.float64).cumsum(0) * 0.02
+    W -= (W @ theta0)[:, None] * theta0 / (theta0 @ theta0)
+    X = (s[1:, None] - 1) * theta0 + learned * W
+    Z = torch.cat([X, theta0[None]])
+    return Z @ Z.T, X, theta0, learned * W, s
+
+
+def test_decay_only_trajectory_is_all_backbone():
+    Ga, X, theta0, _, s = decay_trajectory(learned=0.0)
+    G = geo.split_anchor(Ga)[0]
+    c = geo.pca(G).coef(1)[:, 0]
+    wd = geo.weight_decay_split(Ga, c, s[1:].tolist())
+    assert wd["cos_vb_theta0"] == pytest.approx(1, abs=1e-9) and wd["share_e0"] == pytest.approx([1.0] * 40)
+    assert wd["along"] == pytest.approx(X.norm(dim=1).tolist(), rel=1e-9)             # x(t) = -(1 - s) theta0
+    assert wd["decay_displacement"] == pytest.approx(wd["along"], rel=1e-9)
+    assert wd["decay_share_final"] == pytest.approx(1)
+    assert wd["pc1_decay_removed"] is None and "nothing is left" in wd["decay_removed_note"]
+
+
+def test_decay_removed_drift_is_the_planted_learned_part():
+    Ga, X, theta0, L, s = decay_trajectory(learned=1.0)
+    G = geo.split_anchor(Ga)[0]
+    p = geo.pca(G)
+    wd = geo.weight_decay_split(Ga, p.coef(1)[:, 0], s[1:].tolist())
+    R = geo.decay_removed_rows(Ga)
+    assert torch.allclose(R @ Ga @ R.T, L @ L.T, rtol=1e-9, atol=1e-9)
+    pl = geo.pca(L @ L.T)
+    assert wd["pc1_decay_removed"] == pytest.approx(pl.pc1, abs=1e-9) and wd["k95_decay_removed"] == pl.k95
+    null = geo.matched_null_pc1(geo.increment_norms_sq(L @ L.T))
+    assert wd["null_matched_pc1_decay_removed"] == pytest.approx(null, abs=1e-9)
+    v_b = X.T @ p.coef(1)[:, 0]
+    e0 = theta0 / theta0.norm()
+    assert wd["cos_vb_theta0"] == pytest.approx(float(-v_b @ e0), abs=1e-9)
+    assert wd["share_e0"] == pytest.approx(((X @ e0) ** 2 / (X**2).sum(1)).tolist(), rel=1e-9)
+    assert wd["decay_displacement"] == pytest.approx(((1 - s[1:]) * theta0.norm()).tolist(), rel=1e-9)
+    assert 0 < wd["share_e0_final"] < 1 and abs(wd["cos_vb_theta0"]) < 1
+
+
+def test_grams_with_anchor_row(tmp_path):
+    run = fake_run(tmp_path, steps=range(0, 100, 20))
+    traj = geo.Trajectory(run, anchor=20, device="cpu")
+    Ga = geo.group_grams(traj.grams(anchor_row=True), traj.groups)["block1"]
+    keys = traj.groups["block1"]
+    Z = torch.cat([dense_rows(run, traj.row_steps, keys, anchor=20),
+                   flatten(_load(run, 20), keys).double()[None]])
+    assert torch.allclose(Ga, Z @ Z.T, rtol=1e-10)
+    G = geo.group_grams(traj.grams(), traj.groups)["block1"]
+    assert torch.allclose(geo.split_anchor(Ga)[0], G, rtol=1e-12)
+
+
+DECAY_CASES = dict(
+    adamw={}, sgd_l2=dict(optimizer="sgd", weight_decay=0.5, wd_mode="l2"), no_decay=dict(weight_decay=0.0),
+    sgd_l2_momentum=dict(optimizer="sgd", momentum=0.9, weight_decay=0.05, wd_mode="l2", lr=0.3),
+    sgd_l2_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.05, wd_mode="l2",
+                         lr=0.3),
+    sgdw_nesterov=dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=0.5, lr=0.3))
+
+
+@pytest.mark.parametrize("opt", list(DECAY_CASES))
+def test_decay_factors_follow_the_real_optimizer(opt):
+    """With zero loss gradients, train.optimizer_step takes each trunk weight to s(t) theta(0)."""
+    import train
+    from config import make_config
+    cfg = make_config(preset="tiny", steps=30, warmup=5, **DECAY_CASES[opt])
+    model = GPT(50, **TINY)
+    w0 = model.blocks[1].mlp.fc.weight.detach().clone()
+    opt_ = train.make_optimizer(model, cfg, torch.device("cpu"))
+    s = geo.decay_factors(cfg.to_dict(), 30)
+    for t in range(30):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        train.optimizer_step(opt_, cfg, train.lr_at(cfg, t))
+        assert torch.allclose(model.blocks[1].mlp.fc.weight, s[t + 1] * w0, rtol=1e-5, atol=1e-7), t
+    assert (s[-1] == 1.0) == (opt == "no_decay") and len(s) == 31
+    adam_l2 = dict(cfg.to_dict(), optimizer="adamw", wd_mode="l2", weight_decay=0.1)
+    assert geo.decay_factors(adam_l2, 5) is None
+
+
+# ----------------------------------------------------------------------------- updates
+def test_update_labels_and_matched_walk_alignment():
+    steps = list(range(200, 2001, 200))
+    pairs = geo.update_pairs(steps, 0, 200)
+    assert pairs[0] == (200, 0) and [geo.midpoint(*p) for p in pairs] == [t - 100 for t in steps]
+    fine = [600 + 50 * i for i in range(1, 29)]  # snapshots every 50 in (600, 2000]
+    grid = geo.update_pairs(fine, 600, 200, grid=True)
+    assert grid == [(t, t - 200) for t in range(800, 2001, 200)]
+    assert len(geo.update_pairs(fine, 600, 200)) == 25  # overlapping: every snapshot with one 200 before
+    # a walk with orthogonal increments: its C(t) is the matched walk's, all positive
+    n = torch.rand(len(steps), dtype=torch.float64) + 0.2
+    G = geo.matched_walk(n)
+    E = geo.update_rows(pairs, steps)
+    Cw = geo.matched_walk_alignment(G, E)
+    assert torch.allclose(geo.update_cos(G, geo.pca(G).coef(1)[:, 0], E)["C"], Cw) and (Cw > 0).all()
+    # C of the update equals the dense cosine
+    gen = torch.Generator().manual_seed(8)
+    X = torch.randn(len(steps), 300, generator=gen, dtype=torch.float64).cumsum(0)
+    G = X @ X.T
+    c = geo.pca(G).coef(1)[:, 0]
+    al = geo.update_cos(G, c, geo.update_rows(geo.update_pairs(steps, 0, 400), steps))
+    U = torch.stack([X[i] - X[i - 2] for i in range(1, len(steps)) if i >= 2] )
+    v = X.T @ c
+    assert torch.allclose(al["C"][1:], U @ v / U.norm(dim=1))
+    assert al["C"][0] == pytest.approx(float(X[1] @ v / X[1].norm()))
+
+
+# ----------------------------------------------------------------------------- Fisher owned by one batch
+def test_fisher_with_one_planted_batch():
+    """M = 32 mini-batch gradients; one of them planted 10^4 times larger: lambda_1 / trace -> 1 and every
+    mean q(v) follows that batch, while the median over batches stays between the clean order statistics
+    around the middle (it moves by one rank at most)."""
+    gen = torch.Generator().manual_seed(9)
+    sd = GPT(50, 1, 8, 2, 16, 8).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items() if k in trunk_keys(1)}
+    keys = trunk_keys(1)
+    D = sum(math.prod(shapes[k]) for k in keys)
+    G = torch.randn(32, D, generator=gen)
+    unit = lambda d: {k: t / math.sqrt(geo.dot(d, d)) for k, t in d.items()}
+    dirs = {"v_b": unit({k: torch.randn(shapes[k], generator=gen) for k in keys})}
+    clean = geo.fisher_summary(G, keys, dirs, K=5, seed=0)
+    Gp = G.clone()
+    Gp[11] *= 1e4
+    big = geo.fisher_summary(Gp, keys, dirs, K=5, seed=0)
+    assert not clean["rank1"] and clean["lambda1_frac"] < 0.3
+    assert big["rank1"] and big["lambda1_frac"] > 0.999 and big["q"]["v_b"] > 1e5 * clean["q"]["v_b"]
+    p2 = sorted(float(x) ** 2 for x in geo.projections(G, [dirs["v_b"]], keys)[:, 0])
+    assert p2[14] <= big["q_median"]["v_b"] <= p2[17]
+    assert clean["q_median"]["v_b"] == pytest.approx((p2[15] + p2[16]) / 2, rel=1e-6)
+    assert 0.3 < big["alpha_median"] / clean["alpha_median"] < 3
+    assert big["grad_norms"][11] == pytest.approx(1e4 * clean["grad_norms"][11], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- switching, correlations
+def test_switching_pair_is_the_most_prominent():
+    """The highest peak (0.8 at step 20, prominence 0.1) is not the most prominent one (0.5 at step 90,
+    prominence 0.3): v_sw is the pair 90 -> 110."""
+    p = [0.6, 0.7, 0.8, 0.74, 0.7, 0.7, 0.7, 0.2, 0.3, 0.5, 0.3, 0.1, 0.3, 0.3]
+    metrics = [dict(step=10 * i, p_ood=v) for i, v in enumerate(p)]
+    sw = geo.pair_switches([m["step"] for m in metrics], p, set(range(0, 140, 10)), 0)
+    assert [(q["peak"], q["trough"]) for q in sw["pairs"]] == [(20, 70), (90, 110)]
+    assert [q["prominence"] for q in sw["pairs"]] == pytest.approx([0.1, 0.3])
+    peak, trough, info = geo.switching_pair(metrics, range(0, 140, 10), 0)
+    assert (peak, trough, info["interval"]) == (90, 110, [90, 110]) and info["drop"] == pytest.approx(0.4)
+    assert geo.replays_switch(range(80, 96), 90, 110) and geo.replays_switch([109], 110, 90)
+    assert not geo.replays_switch(range(110, 126), 90, 110) and not geo.replays_switch(range(70, 90), 90, 110)
+
+
+def test_correlation_on_levels_and_differences():
+    gen = np.random.default_rng(0)
+    t = np.arange(200.0)
+    trend = geo.corr_levels_and_differences(t + gen.normal(0, 3, 200), t + gen.normal(0, 3, 200))
+    assert trend["levels"] > 0.99 and abs(trend["differences"]) < 0.2 and trend["n"] == 200
+    osc = geo.corr_levels_and_differences(np.sin(t) + t / 50, np.sin(t))
+    assert osc["differences"] > 0.95
+    assert geo.corr_levels_and_differences([1, 2], [2, 3])["levels"] is None

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import claims as cl  # noqa: E402
-import collect_results  # noqa: E402
-import make_paper_figures as mpf  # noqa: E402
+import claims as cl
+import collect_results
+import make_paper_figures as mpf
 
 RESULTS = os.path.join(ROOT, "results")
 PCA = "v1/seed42/analysis/trajectory_pca_uncentered.json"
@@ -152,7 +151,7 @@ def _tiny_pipeline(tmp, monkeypatch) -> str:
     import backbone_gradient_analysis as bga
     import backbone_update_analysis as bua
     import beta2_analysis
-    import config
+    import experiments
     import reheat
     import sgd_control as sc
     import sgd_matched_valloss as mv
@@ -160,8 +159,8 @@ def _tiny_pipeline(tmp, monkeypatch) -> str:
     import train
     import trajectory_pca_uncentered as tpu
 
-    monkeypatch.setitem(config.STEP_SCALE, "tiny", 0.005)  # experiments: 4,000 paper steps -> 20
-    monkeypatch.setattr(sc, "NULL_DRAWS", 50)
+    monkeypatch.setitem(experiments.STEP_SCALE, "tiny", 0.005)  # experiments: 4,000 paper steps -> 20
+    monkeypatch.setattr(experiments, "NULL_DRAWS", 50)
     base = {**MICRO, "out_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}
     train.main(_args({**base, "steps": 40, "warmup": 8, "lambda_step": 16, "eval_every": 4, "snapshot_every": 4}))
     run = str(tmp / "runs" / "tiny_seed42")

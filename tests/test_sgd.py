@@ -132,25 +132,23 @@ def test_plateau_windows_known_answers():
     assert mv.first_crossing([0, 200], [9.0, 8.0], 5.2) is None
 
 
-def _colinear_run(cfg, f, seed=0):
+def _colinear_run(cfg, f, write_snapshot, seed=0):
     """Snapshots theta(t) = theta0 + f(t) v at every step of cfg's schedule (the rows are colinear)."""
-    from safetensors.torch import save_file
     g = torch.Generator().manual_seed(seed)
     model = GPT(40, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.d_ff, cfg.ctx)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     v = {k: torch.randn(theta0[k].shape, generator=g) for k in trunk_keys(cfg.n_layer)}
-    os.makedirs(os.path.join(cfg.run_dir, "snapshots"))
     for s in cfg.snapshot_steps():
-        save_file({k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()}, runs.snapshot_path(cfg.run_dir, s))
+        write_snapshot(cfg.run_dir, s, {k: t + f(s) * v[k] if k in v else t for k, t in theta0.items()})
     json.dump({"config": cfg.to_dict()}, open(os.path.join(cfg.run_dir, "config.json"), "w"))
     return math.sqrt(sum(float((x ** 2).sum()) for x in v.values()))
 
 
-def test_table_assembly_from_window_summaries(small, tmp_path):
+def test_table_assembly_from_window_summaries(small, tmp_path, snapshots):
     cfg = ex.control_config("C", small)
     w0, w1 = ex.window("tiny")
     assert (w0, w1) == (3, 10)
-    vnorm = _colinear_run(cfg, lambda s: 0.1 * s)
+    vnorm = _colinear_run(cfg, lambda s: 0.1 * s, snapshots.write)
     ws = ex.control_window(cfg, w0, w1, groups=["trunk", "block0"], null_draws=200)
     metrics = [dict(step=0, val_loss=7.7, p_ood=0.0), dict(step=10, val_loss=6.0, p_ood=0.02),
                dict(step=20, val_loss=5.5, p_ood=0.02)]
@@ -218,11 +216,7 @@ def test_scripts_end_to_end(small, capsys, monkeypatch, argv):
     assert [open(f, "rb").read() for f in files] == before
 
 
-def test_cli_help_and_bad_input(tmp_path):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "sgd_control.py"), "--runs", "A,E", "--out_dir", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not os.listdir(tmp_path)
+def test_help_shows_the_tiny_command():
     for script in ("sgd_control.py", "sgd_nesterov_run.py", "sgd_matched_valloss.py"):
         r = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and f"python {script} --preset tiny" in r.stdout

@@ -12,10 +12,9 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import storygen  # noqa: E402
-from storygen import GENDERED, detokenize  # noqa: E402
+import storygen
+from storygen import GENDERED, detokenize
 
 V1 = storygen.generator(1)
 VOCAB = V1.vocab

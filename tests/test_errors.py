@@ -1,0 +1,112 @@
+"""Bad input to every script: one line `error: ...` on stderr, exit code 2, nothing created (one table)."""
+import importlib
+import json
+import os
+import shutil
+
+import pytest
+import train
+
+# (script, arguments, text the error line must contain). Placeholders: {run} a finished micro run (snapshots
+# 0, 4, 8), {nan} a copy with NaN in one snapshot, {nodata} a copy whose data file is gone, {src} an
+# unfinished run folder, {missing} a path that does not exist, {empty} an empty folder, {micro} the overrides
+# of a micro run under {tmp}/new (never created).
+CASES = [
+    ("train", ["--no_such_field", "1"], "unrecognized arguments"),
+    ("train", ["--steps", "1.5"], "expects int"),
+    ("train", ["--preset", "huge"], "unknown preset"),
+    ("train", ["{micro}", "--data", "{missing}"], "data file not found"),
+    ("train", ["{micro}", "--device", "tpu"], "unknown device"),
+    ("train", ["{micro}", "--stop_rule", "3:5:0.1"], "stop_rule step must be an eval step"),
+    ("trajectory_pca_uncentered", ["--run", "{missing}"], "run folder not found"),
+    ("trajectory_pca_uncentered", ["--run", "{empty}"], "no snapshots folder"),
+    ("trajectory_pca_uncentered", ["--run", "{run}", "--anchor", "7"], "anchor 7 has no snapshot"),
+    ("trajectory_pca_uncentered", ["--run", "{run}", "--anchor", "8"], "no snapshot after anchor step 8"),
+    ("trajectory_pca_uncentered", ["--run", "{run}", "--device", "tpu"], "unknown device"),
+    ("trajectory_pca_uncentered", ["--run", "{run}", "--window", "1"], "--window and --null-draws must be"),
+    ("trajectory_pca_uncentered", ["--run", "{nan}"], "step 4: blocks.1.mlp.fc.weight contains NaN"),
+    ("trajectory_pca_uncentered", ["--run", "{src}"], "has not finished training"),
+    ("backbone_update_analysis", ["--run", "{missing}"], "run folder not found"),
+    ("backbone_update_analysis", ["--run", "{run}", "--lag", "-1"], "--lag must be >= 0"),
+    ("backbone_update_analysis", ["--run", "{run}", "--lag", "3"], "no snapshot pair 3 steps apart"),
+    ("backbone_update_analysis", ["--run", "{nan}"], "contains NaN"),
+    ("backbone_gradient_analysis", ["--run", "{missing}"], "not found"),
+    ("backbone_gradient_analysis", ["--run", "{run}", "--every", "0"], "--every"),
+    ("backbone_gradient_analysis", ["--run", "{run}", "--batches", "1"], "--batches must be >= 2"),
+    ("backbone_gradient_analysis", ["--run", "{run}", "--anchor", "5"], "anchor 5 has no snapshot"),
+    ("backbone_gradient_analysis", ["--run", "{nodata}"], "cannot load the data"),
+    ("backbone_fisher_analysis", ["--run", "{nodata}"], "cannot load the data"),
+    ("backbone_fisher_analysis", ["--run", "{missing}"], "not found"),
+    ("backbone_fisher_analysis", ["--run", "{run}", "--steps", "4,abc"], "--steps"),
+    ("backbone_fisher_analysis", ["--run", "{run}", "--steps", "5"], "--steps step 5 has no snapshot"),
+    ("backbone_fisher_analysis", ["--run", "{run}", "--group", "block7"], "--group"),
+    ("backbone_fisher_analysis", ["--run", "{run}", "--K", "0"], "--K"),
+    ("backbone_fisher_analysis", ["--run", "{run}", "--steps", "4", "--every", "2"], "not allowed"),
+    ("sgd_control", ["{micro}", "--runs", "A,E"], "unknown run 'E'"),
+    ("sgd_control", ["{micro}", "--runs", "C'"], "trained by sgd_nesterov_run.py"),
+    ("sgd_control", ["{micro}", "--lr", "0.1"], "--lr is fixed by the experiment"),
+    ("sgd_nesterov_run", ["{micro}", "--nesterov", "false"], "--nesterov is fixed by the experiment"),
+    ("sgd_matched_valloss", ["{micro}"], "train it first: python sgd_control.py --runs A,C"),
+    ("beta2_analysis", ["{micro}", "--betas", "0.9,abc"], "comma-separated numbers"),
+    ("beta2_analysis", ["{micro}", "--betas", "1.0"], "outside [0, 1)"),
+    ("beta2_analysis", ["{micro}", "--betas", "0.9,0.90"], "duplicates"),
+    ("beta2_analysis", ["{micro}", "--window", "12:4"], "--window must be START:END"),
+    ("beta2_analysis", ["{micro}", "--beta2", "0.5"], "--beta2 is fixed by the experiment"),
+    ("beta2_analysis", ["{micro}", "--null_draws", "0"], "--null_draws must be >= 1"),
+    ("reheat", ["{micro}"], "train it first: python train.py --preset tiny"),
+    ("reheat", ["{micro}", "--run", "{missing}"], "not found"),
+    ("reheat", ["{micro}", "--run", "{src}"], "no snapshot at step 8"),
+    ("reheat", ["{micro}", "--run", "{src}", "--step", "7"], "no snapshot at step 7"),
+    ("reheat", ["{micro}", "--run", "{run}", "--lrs", "0"], "must be > 0"),
+    ("reheat", ["{micro}", "--run", "{run}", "--lrs", "1e-3,x"], "comma-separated numbers"),
+    ("reheat", ["{micro}", "--run", "{run}", "--lr", "1e-3"], "--lr is fixed by the experiment"),
+    ("reheat", ["{micro}", "--run", "{run}", "--seed", "7"], "differs from the source run"),
+    ("reheat", ["{micro}", "--run", "{run}", "--threshold", "2"], "--threshold must be in [0, 1]"),
+    ("experiments", ["--preset", "huge"], "invalid choice"),
+    ("runs", ["--run", "{run}"], "--fresh"),
+    ("dataset", ["--preset", "huge"], "unknown preset"),
+    ("bench", ["--preset", "huge"], "unknown preset"),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, micro_cfg, micro, argv, snapshots):
+    """The folders the placeholders name, made once."""
+    tmp = tmp_path_factory.mktemp("errors")
+    cfg = micro_cfg(tmp, steps=8, eval_every=4, snapshot_every=4, state_every=4, lambda_step=4, n_layer=2)
+    assert train.train(cfg)["status"] == "complete"
+    nan = str(tmp / "nan")
+    shutil.copytree(cfg.run_dir, nan)
+    sd = snapshots.read(nan, 4)
+    sd["blocks.1.mlp.fc.weight"][0, 0] = float("nan")
+    snapshots.write(nan, 4, sd)
+    src = str(tmp / "src")
+    for step in (0, 4):
+        snapshots.write(src, step, snapshots.read(cfg.run_dir, step))
+    json.dump({"config": cfg.to_dict()}, open(os.path.join(src, "config.json"), "w"))
+    nodata = str(tmp / "nodata")
+    shutil.copytree(cfg.run_dir, nodata)
+    rec = json.load(open(os.path.join(nodata, "config.json")))
+    rec["config"]["data"] = str(tmp / "gone.jsonl")
+    json.dump(rec, open(os.path.join(nodata, "config.json"), "w"))
+    os.makedirs(tmp / "empty")
+    return dict(run=cfg.run_dir, nan=nan, src=src, nodata=nodata, missing=str(tmp / "missing"),
+                empty=str(tmp / "empty"), tmp=str(tmp), micro=argv(micro(tmp / "new", steps=8)))
+
+
+def expand(args, world):
+    out = []
+    for a in args:
+        out += world["micro"] if a == "{micro}" else [a.format(**world)]
+    return out
+
+
+def tree(path):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+
+
+@pytest.mark.parametrize("script,args,text", CASES, ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(CASES)])
+def test_bad_input_is_one_line(script, args, text, world, usage_error):
+    before = tree(world["tmp"])
+    usage_error(importlib.import_module(script).main, expand(args, world), match=text)
+    assert tree(world["tmp"]) == before  # nothing created, nothing left behind

@@ -1,0 +1,359 @@
+"""Run folders under failure: failed writes, a second writer, kills, leftovers, stale analyses (CPU)."""
+import errno
+import json
+import os
+import shutil
+import stat
+
+import pytest
+import torch
+
+import backbone_fisher_analysis as bfa
+import backbone_gradient_analysis as bga
+import common
+import geometry as geo
+import runs
+import train
+import trajectory_pca_uncentered as tpu
+from config import UsageError
+
+SHORT = dict(steps=8, eval_every=4, snapshot_every=4, state_every=4, lambda_step=4, n_layer=2)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, micro_cfg):
+    """A finished micro run (snapshots 0, 4, 8) that tests copy before changing anything."""
+    cfg = micro_cfg(tmp_path_factory.mktemp("done"), **SHORT)
+    assert train.train(cfg)["status"] == "complete"
+    return cfg
+
+
+@pytest.fixture
+def copy(done, tmp_path):
+    """copy(): a fresh copy of the finished run; returns its folder."""
+    def make(name="copy"):
+        dst = str(tmp_path / name)
+        shutil.copytree(done.run_dir, dst)
+        return dst
+    return make
+
+
+@pytest.fixture
+def config_of(done):
+    """config_of(run): the finished run's Config pointing at the folder `run` (a copy)."""
+    def make(run):
+        return train.Config(**dict(done.to_dict(), out_dir=os.path.dirname(run), name=os.path.basename(run)))
+    return make
+
+
+def fake_env(commit: str):
+    env = dict(git_commit=commit, git_dirty=False, torch="", cuda=None, python="", device="cpu",
+               device_name="cpu")
+    return lambda device="cpu": env
+
+
+def fail_write_at(monkeypatch, step):
+    """Make the snapshot write of `step` fail as on a full disk."""
+    from safetensors import torch as st
+    real = st.save_file
+
+    def save_file(tensors, path, *a, **kw):
+        if f"step_{step:06d}" in path:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real(tensors, path, *a, **kw)
+    monkeypatch.setattr(st, "save_file", save_file)
+
+
+# ----------------------------------------------------------------------------- 1. failed snapshot writes
+def test_failed_snapshot_write_stops_the_run(micro_cfg, tmp_path, monkeypatch):
+    cfg = micro_cfg(tmp_path, **SHORT)
+    fail_write_at(monkeypatch, 4)
+    with pytest.raises(UsageError, match="snapshot step 4 could not be written .no space left"):
+        train.train(cfg)
+    assert runs.read_status(cfg.run_dir) is None  # not reported complete
+
+
+def test_resume_rewrites_the_missing_snapshot(micro_cfg, tmp_path, monkeypatch, done, snapshots):
+    cfg = micro_cfg(tmp_path, **SHORT)
+    fail_write_at(monkeypatch, 4)
+    with pytest.raises(UsageError):
+        train.train(cfg)
+    monkeypatch.undo()
+    assert train.train(cfg)["status"] == "complete"
+    for s in cfg.snapshot_steps():
+        a, b = snapshots.read(cfg.run_dir, s), snapshots.read(done.run_dir, s)
+        assert all(torch.equal(a[k], b[k]) for k in a), s
+
+
+def test_resume_retrains_when_an_early_snapshot_was_deleted(copy, done, config_of, snapshots):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))  # unfinished, resume point at step 8
+    os.remove(runs.snapshot_path(run, 4))
+    assert train.train(config_of(run))["status"] == "complete"
+    a, b = snapshots.read(run, 4), snapshots.read(done.run_dir, 4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_analysis_refuses_a_run_with_a_missing_snapshot(copy, usage_error):
+    run = copy()
+    os.remove(runs.snapshot_path(run, 4))
+    usage_error(tpu.main, ["--run", run, "--null-draws", "10"], match="lacks 1 of its snapshots (first: step")
+
+
+def test_analysis_refuses_an_unfinished_run(copy, usage_error):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))
+    usage_error(tpu.main, ["--run", run, "--null-draws", "10"], match="has not finished training")
+
+
+def test_partial_analyses_an_unfinished_run_and_says_so(copy):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))
+    tpu.main(["--run", run, "--null-draws", "10", "--partial"])
+    res = json.load(open(os.path.join(run, "analysis", "trajectory_pca_uncentered.json")))
+    assert res["run_state"]["partial"] and res["snapshot_steps"] == [4, 8]
+
+
+# ----------------------------------------------------------------------------- 2. one writer per run folder
+def test_second_writer_stops_with_one_line(micro, argv, tmp_path, cli_error):
+    overrides = micro(tmp_path, **SHORT)
+    run_dir = os.path.join(overrides["out_dir"], "tiny_seed42")
+    with runs.RunLock(run_dir):  # a first trainer that has not written config.json yet
+        cli_error("train.py", argv(overrides), match="is being written by another process")
+    assert os.listdir(run_dir) == [".lock"]
+
+
+def test_the_lock_is_released_after_training(done):
+    with runs.RunLock(done.run_dir):
+        pass
+
+
+# ----------------------------------------------------------------------------- 3. stale analyses
+@pytest.fixture
+def analysed(copy, monkeypatch):
+    """A copy of the run analysed by the PCA script, with the code state fixed (commit abc, clean)."""
+    monkeypatch.setattr(common, "environment", fake_env("abc"))
+    run = copy()
+    tpu.main(["--run", run, "--null-draws", "10"])
+    return run
+
+
+def test_analysis_of_this_commit_and_config_is_fresh(analysed):
+    assert runs.analysis_freshness(analysed, "trajectory_pca_uncentered") is None
+
+
+def test_analysis_of_another_commit_is_stale(analysed, monkeypatch):
+    monkeypatch.setattr(common, "environment", fake_env("def"))
+    assert "made by commit abc" in runs.analysis_freshness(analysed, "trajectory_pca_uncentered")
+
+
+def test_analysis_of_another_config_is_stale(analysed):
+    path = os.path.join(analysed, "config.json")
+    rec = json.load(open(path))
+    rec["config"]["lr"] = 1.0
+    json.dump(rec, open(path, "w"))
+    assert "another config" in runs.analysis_freshness(analysed, "trajectory_pca_uncentered")
+
+
+def test_analysis_of_a_partial_trajectory_stays_stale_after_training_finished(copy, monkeypatch):
+    monkeypatch.setattr(common, "environment", fake_env("abc"))
+    run = copy()
+    status = open(os.path.join(run, "status.json")).read()
+    os.remove(os.path.join(run, "status.json"))
+    tpu.main(["--run", run, "--null-draws", "10", "--partial"])
+    open(os.path.join(run, "status.json"), "w").write(status)  # training finishes
+    assert "partial" in runs.analysis_freshness(run, "trajectory_pca_uncentered")
+
+
+# ----------------------------------------------------------------------------- 4. one drift row
+@pytest.fixture(scope="module")
+def one_row(tmp_path_factory, micro_cfg):
+    cfg = micro_cfg(tmp_path_factory.mktemp("one"), **dict(SHORT, steps=4))
+    assert train.train(cfg)["status"] == "complete"
+    return cfg.run_dir
+
+
+def test_one_drift_row_is_analysed(one_row):
+    tpu.main(["--run", one_row, "--null-draws", "10"])
+    res = json.load(open(os.path.join(one_row, "analysis", "trajectory_pca_uncentered.json")))
+    trunk = res["results"]["trunk"]
+    assert trunk["raw"]["pc1"] == pytest.approx(1.0) and trunk["centered"] is None
+
+
+def test_fisher_of_one_drift_row_leaves_out_pc2(one_row):
+    bfa.main(["--run", one_row, "--batches", "2", "--K", "2", "--batch-size", "2"])
+    res = json.load(open(os.path.join(one_row, "analysis", "backbone_fisher_analysis.json")))
+    assert set(res["table"][0]["groups"]["trunk"]["q"]) == {"v_b"}
+
+
+def test_pca_coef_checks_k_against_the_rows():
+    with pytest.raises(ValueError):
+        geo.pca(torch.ones(1, 1, dtype=torch.float64)).coef(2)
+
+
+# ----------------------------------------------------------------------------- 5. validation before anything
+@pytest.mark.parametrize("field,value", [("snapshot_extra", "10:50:0"), ("stop_rule", "20:abc:0.1"),
+                                         ("n_eval_lm", "0"), ("n_eval_probe", "0"), ("n_codewords", "0"),
+                                         ("snapshot_extra", "50:10:5")])
+def test_bad_config_value_creates_nothing(field, value, micro, argv, tmp_path, usage_error):
+    overrides = micro(tmp_path, **SHORT)
+    usage_error(train.main, argv({**overrides, field: value}), match=field)
+    assert not os.path.exists(overrides["out_dir"])
+
+
+# ------------------------------------------------------------------------- 6. atomic writes, tolerant reads
+def test_empty_status_json_is_resumed(copy, config_of):
+    run = copy()
+    open(os.path.join(run, "status.json"), "w").close()
+    assert train.train(config_of(run))["status"] == "complete"
+
+
+def test_cut_metrics_line_is_left_out(copy):
+    run = copy()
+    with open(os.path.join(run, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 12, "val_lo')
+    assert [r["step"] for r in runs.read_metrics(run)] == [0, 4, 8]
+
+
+def test_empty_config_json_is_recovered_from_the_state(copy, config_of):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))
+    open(os.path.join(run, "config.json"), "w").close()
+    assert train.train(config_of(run))["status"] == "complete"
+    assert runs.read_record(run)["config"]["steps"] == SHORT["steps"]
+
+
+def test_resumes_are_appended_to_the_first_environment(micro_cfg, tmp_path):
+    cfg = micro_cfg(tmp_path, **SHORT)
+    train.train(cfg, stop_after=5)
+    first = runs.read_record(cfg.run_dir)["env"]
+    train.train(cfg)
+    rec = runs.read_record(cfg.run_dir)
+    assert rec["env"] == first and [r["step"] for r in rec["resumes"]] == [4]
+
+
+def test_a_failed_json_write_leaves_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "x.json")
+    common.write_json(path, {"a": 1})
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(UsageError, match="no space left"):
+        common.write_json(path, {"a": 2})
+    assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path) == ["x.json"]
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    common.write_json(str(tmp_path / "x.json"), {"a": float("nan"), "b": [float("inf"), 1.5]})
+    assert json.load(open(tmp_path / "x.json")) == {"a": None, "b": [None, 1.5]}
+
+
+# ----------------------------------------------------------------------------- 7. leftovers
+def test_resume_removes_half_written_snapshots(copy, config_of):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))
+    for f in (".tmpA1b2C3", "step_000008.safetensors.tmp"):
+        open(os.path.join(run, "snapshots", f), "w").write("partial")
+    train.train(config_of(run))
+    names = sorted(os.listdir(os.path.join(run, "snapshots")))
+    assert names == [f"step_00000{s}.safetensors" for s in (0, 4, 8)]
+
+
+def test_empty_training_curves_are_redrawn(copy, config_of):
+    run = copy()
+    open(os.path.join(run, "training_curves.png"), "w").close()
+    train.train(config_of(run))
+    assert os.path.getsize(os.path.join(run, "training_curves.png")) > 1000
+
+
+# ----------------------------------------------------------------------------- 8. one line, not a traceback
+def test_unwritable_output_stops_before_computing(copy, monkeypatch, usage_error):
+    run = copy()
+    monkeypatch.setattr(common.os, "access", lambda *a: False)
+    monkeypatch.setattr(geo.Trajectory, "grams", lambda *a, **k: pytest.fail("computed first"))
+    usage_error(tpu.main, ["--run", run], match="read-only")
+    usage_error(bga.main, ["--run", run], match="read-only")
+
+
+def test_out_naming_a_path_under_a_file_is_one_line(copy, tmp_path, usage_error):
+    run = copy()
+    (tmp_path / "f").write_text("")
+    usage_error(bfa.main, ["--run", run, "--out", str(tmp_path / "f" / "x.json")], match="is a file")
+
+
+def test_full_disk_on_the_state_file_is_one_line(micro, argv, tmp_path, monkeypatch, usage_error):
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(train.torch, "save", full)
+    usage_error(train.main, argv(micro(tmp_path, **SHORT)), match="cannot write")
+
+
+def test_unavailable_mps_is_one_line(micro, argv, tmp_path, usage_error, copy):
+    if torch.backends.mps.is_available():
+        pytest.skip("MPS is available here")
+    usage_error(train.main, argv(micro(tmp_path, **SHORT, device="mps")), match="MPS is not available")
+    usage_error(tpu.main, ["--run", copy(), "--device", "mps"], match="MPS is not available")
+
+
+def test_state_file_with_missing_keys_is_one_line(tmp_path):
+    path = str(tmp_path / "state_latest.pt")
+    torch.save({"model": {}, "step": 1}, path)
+    with pytest.raises(UsageError, match="missing: n_sum, optimizer, rng, train_sum"):
+        runs.load_state(path)
+
+
+def test_state_file_with_wrong_shapes_is_one_line(copy, done, usage_error, argv):
+    run = copy()
+    os.remove(os.path.join(run, "status.json"))
+    path = os.path.join(run, "state_latest.pt")
+    state = torch.load(path, weights_only=True)
+    state["model"]["blocks.0.mlp.fc.weight"] = torch.zeros(3, 3)
+    torch.save(state, path)
+    cfg = dict(done.to_dict(), out_dir=os.path.dirname(run), name=os.path.basename(run))
+    usage_error(train.main, argv({k: v for k, v in cfg.items() if v != ""}), match="does not fit this run")
+
+
+def test_out_dir_naming_a_file_is_one_line(micro, argv, tmp_path, usage_error):
+    (tmp_path / "file").write_text("")
+    usage_error(train.main, argv(micro(tmp_path, **SHORT, out_dir=str(tmp_path / "file"))), match="is a file")
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(micro_cfg, micro, argv, tmp_path, monkeypatch, usage_error):
+    real, calls = train.train_step, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train, "train_step", interrupted)
+    line = usage_error(train.main, argv(micro(tmp_path, **SHORT)), code=130)
+    assert line == "error: interrupted at step 5; run the same command to resume"
+    monkeypatch.undo()
+    assert train.train(micro_cfg(tmp_path, **SHORT))["status"] == "complete"
+
+
+# ----------------------------------------------------------------------------- 9. minor
+def test_missing_data_file_is_reported_before_the_tokenizer_loads(micro_cfg, tmp_path, monkeypatch):
+    import dataset
+    monkeypatch.setattr(dataset, "GPT2Tokenizer", lambda *a: pytest.fail("tokenizer loaded first"))
+    with pytest.raises(UsageError, match="data file not found"):
+        dataset.load_corpus(micro_cfg(tmp_path, data=str(tmp_path / "missing.jsonl")))
+
+
+def test_snapshots_are_readable_by_everyone(micro_cfg, tmp_path):
+    old = os.umask(0o022)
+    try:
+        cfg = micro_cfg(tmp_path, **SHORT)
+        train.train(cfg)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(runs.snapshot_path(cfg.run_dir, 4)).st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------------- corpus identity
+def test_an_analysis_of_a_run_whose_corpus_changed_is_one_line(copy, usage_error):
+    run = copy()
+    path = os.path.join(run, "config.json")
+    rec = json.load(open(path))
+    rec["corpus_identity"]["sha256"] = "0" * 64
+    json.dump(rec, open(path, "w"))
+    usage_error(bga.main, ["--run", run, "--batches", "2"], match="is not the one it trained on (sha256")

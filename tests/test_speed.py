@@ -1,0 +1,129 @@
+"""The fast paths compute what the plain ones do: prefetched batches, fused micro-batches, the chunked loss,
+the batched evaluation; bench.py runs on a CPU."""
+import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dataset import Prefetcher, get_batch, load_corpus, make_eval_sets
+from model import GPT, losses
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, micro_cfg):
+    cfg = micro_cfg(tmp_path_factory.mktemp("speed"), grad_accum=2, p_probe=0.5)
+    return cfg, load_corpus(cfg)
+
+
+def test_prefetched_batches_are_get_batch_bitwise(setup):
+    cfg, corpus = setup
+    feed = Prefetcher(corpus, cfg, torch.device("cpu"), start=3, stop=9, depth=2)  # a resume at step 3
+    try:
+        for step in range(3, 9):
+            got = feed.get(step)
+            want = [get_batch(corpus, cfg, step, m) for m in range(cfg.grad_accum)]
+            assert len(got) == cfg.grad_accum
+            for g, w in zip(got, want):
+                assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(g, w)), step
+        with pytest.raises(RuntimeError):
+            feed.get(3)  # out of order
+    finally:
+        feed.close()
+
+
+def _batches(cfg, corpus, step=0):
+    return [get_batch(corpus, cfg, step, m) for m in range(cfg.grad_accum)]
+
+
+def test_fused_step_equals_accumulated(setup):
+    cfg, corpus = setup
+    # a step whose micro-batches hold different numbers of probe rows: a global mean over the stacked rows
+    # would differ from the mean of the micro-batch means
+    step = next(s for s in range(50) if len({int((b[2] >= 0).sum()) for b in _batches(cfg, corpus, s)}) > 1)
+    torch.manual_seed(0)
+    base = GPT.from_config(cfg, corpus.vocab_size)
+    out = {}
+    for fuse in (True, False):
+        # plain SGD with lr 1 and no decay: the update is minus the clipped gradient
+        c = dataclasses.replace(cfg, fuse_micro=fuse, optimizer="sgd", lr=1.0, weight_decay=0.0, momentum=0.0)
+        model = copy.deepcopy(base)
+        opt = train.make_optimizer(model, c, torch.device("cpu"))
+        sums, norm = train.train_step(model, opt, _batches(c, corpus, step), c, 1.0, 2.0)
+        out[fuse] = sums, norm, {k: v - base.state_dict()[k] for k, v in model.state_dict().items()}
+    (s1, n1, d1), (s0, n0, d0) = out[True], out[False]
+    assert torch.allclose(s1, s0, rtol=1e-6) and torch.allclose(n1, n0, rtol=1e-5)
+    assert max((d1[k] - d0[k]).abs().max().item() for k in d1) < 1e-6
+    assert max(v.abs().max().item() for v in d1.values()) > 1e-3  # the step moved the weights
+
+
+def test_chunked_loss_equals_plain(setup):
+    cfg, corpus = setup
+    torch.manual_seed(1)
+    model = GPT.from_config(cfg, corpus.vocab_size)
+    x, y, pos = (torch.cat(t) for t in zip(*_batches(cfg, corpus, 5)))
+    assert (pos >= 0).any()
+    res = {}
+    for chunks in (0, 3):  # 3 does not divide the tokens: a short last chunk
+        model.zero_grad()
+        loss, lm, probe = losses(model, x, y, pos, 2.0, n_micro=2, ce_chunks=chunks)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        res[chunks] = torch.stack([loss, lm, probe]).detach(), grads
+    (v0, g0), (v3, g3) = res[0], res[3]
+    assert torch.allclose(v0, v3, rtol=1e-6)
+    assert all(torch.allclose(g0[k], g3[k], rtol=1e-4, atol=1e-7) for k in g0)
+    assert torch.allclose(v0[0], v0[1] + 2.0 * v0[2])
+
+
+def test_evaluator_equals_direct_computation(setup):
+    cfg, corpus = setup
+    torch.manual_seed(2)
+    model = GPT.from_config(cfg, corpus.vocab_size)
+    ev = make_eval_sets(corpus, cfg)
+    got = train.Evaluator(ev, torch.device("cpu"), corpus.vocab_size, rows=5)(model)  # padded last batches
+    with torch.no_grad():
+        want = dict(val_loss=F.cross_entropy(model(ev.lm_x).flatten(0, 1), ev.lm_y.flatten()).item())
+        for name, (xs, pos, ans) in ev.probe.items():  # whole sequences, one batch
+            want[name] = (model(xs, positions=pos).argmax(-1) == ans).float().mean().item()
+    assert got.keys() == want.keys() and got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+    assert all(got[k] == pytest.approx(want[k]) for k in ("p_in", "p_ood"))
+    again = train.evaluate(model, ev, torch.device("cpu"), batch_size=7)
+    assert all(again[k] == pytest.approx(want[k], rel=1e-5) for k in want)
+
+
+def test_bench_runs_on_cpu(tmp_path, micro, argv):
+    over = micro(tmp_path, grad_accum=2)
+    over.pop("out_dir"), over.pop("progress")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *argv(over), "--vocab", "corpus",
+                        "--bench-steps", "2", "--warmup-steps", "0", "--stretch", "--stretch-steps", "3",
+                        "--stretch-stories", "200", "--profile", "--variant", "fuse_micro=false",
+                        "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.load(open(out))
+    res = rec["results"]
+    assert [r["vocab"] for r in rec["rows"]] == [res["rows"][0]["vocab"]]  # the earlier schema: project rows
+    assert [row["kind"] for row in res["rows"]] == ["project", "project fuse_micro=false", "reference"]
+    assert res["rows"][0]["top_kernels"] and res["stretch"]["steps"] == 3
+    assert "speedup" in r.stdout and "stretch" in r.stdout
+
+
+def test_corpus_generated_beside_compilation(tmp_path, micro_cfg, monkeypatch):
+    from types import SimpleNamespace
+    cfg = micro_cfg(tmp_path, compile=True, cache_dir=str(tmp_path / "fresh"))
+    calls = []
+    monkeypatch.setattr(train, "warm_compile", lambda c, vocab, device: calls.append(vocab))
+    got = train.load_corpus_while_compiling(cfg, SimpleNamespace(type="cuda"), wait=0.0)
+    want = load_corpus(dataclasses.replace(cfg, cache_dir=str(tmp_path / "direct")))  # built in this process
+    assert (got.train == want.train).all() and (got.val == want.val).all() and len(got.train) > 1000
+    assert calls in ([], [want.vocab_size])  # warm-up only while the child was still generating
