@@ -496,9 +496,12 @@ def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: tuple = ()) -> di
     eot = np.flatnonzero(tr == corpus.tok.eot)
     lens = eot - np.concatenate([[0], eot[:-1] + 1])
     q = np.percentile(lens, [5, 50, 95])
+    counts = np.bincount(tr, minlength=corpus.vocab_size)
+    ranked = np.sort(counts[counts > 0])[::-1]
+    zipf = np.polyfit(np.log(np.arange(10, 1000) + 1), np.log(ranked[10:1000]), 1)[0] if len(ranked) > 1000 else None
     out = dict(corpus=corpus.description, vocab=corpus.vocab_size, codewords=len(corpus.codeword_ids),
                train_stories=int(len(eot)), train_tokens=int(len(tr)), val_tokens=int(len(corpus.val)),
-               distinct_train_types=int(np.count_nonzero(np.bincount(tr, minlength=corpus.vocab_size))),
+               distinct_train_types=int(len(ranked)), zipf_slope=None if zipf is None else round(float(zipf), 3),
                story_tokens=dict(mean=round(float(lens.mean()), 1), std=round(float(lens.std()), 1),
                                  min=int(lens.min()), p5=int(q[0]), p50=int(q[1]), p95=int(q[2]),
                                  max=int(lens.max())))
@@ -569,6 +572,8 @@ STATS_DEFINITIONS = {
                       "Witten-Bell n-gram models of order n fitted on the first N training tokens",
     "mention_gaps": "token distances between consecutive mentions of one entity in validation stories",
     "story_tokens": "tokens per story, end-of-text excluded",
+    "zipf_slope": "slope of log(count) against log(rank) of the training tokens' types, ranks 11 to 1000 "
+                  "(about -1 in natural text)",
 }
 
 
