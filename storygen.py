@@ -715,7 +715,10 @@ class StoriesV2:
         self._u = {n: _Choice(list(range(n)), [1.0] * n, f"uniform {n}") for n in range(1, 64)}
         self._check_keys()
         self.bounds = self._bounds()
-        self._most = {name: hi for name, (_, hi) in self.bounds.items()}
+        self._most = most = {name: hi for name, (_, hi) in self.bounds.items()}
+        # room an introduction must leave: the longest thread, the shortest episode and the ending
+        self._intro_reserve = (max(most["setup_" + t] + most["payoff_" + t] for t in self.threads)
+                               + min(most[e] for e in self.episodes) + most["ending"])
 
     # --------------------------------------------------------------- loading
     def _read_slots(self, text: str):
@@ -801,11 +804,10 @@ class StoriesV2:
                     for key in _slot_keys(ops):
                         if key not in drawable:
                             raise ValueError(f"section {name!r} uses slot {{{key}}}, which nothing draws")
-        self._key_group = {}
-        for group, (_, keys, _) in self._groups.items():
-            for k in keys:
-                if k:
-                    self._key_group[k] = group
+        self._key_group = {k: group for group, (_, keys, _) in self._groups.items() for k in keys if k}
+        # group -> (table, {slot: its field}, the slot that holds the drawn row, the groups' rows excluded)
+        self._bindings = {g: (tab, {k: tab.tokens[f] for f, k in enumerate(keys) if k}, "#" + g,
+                              tuple("#" + e for e in excl)) for g, (tab, keys, excl) in self._groups.items()}
 
     def _code_keys(self) -> list[str]:
         """Slots drawn by code rather than by slots.txt: characters, numbers and days."""
@@ -908,11 +910,9 @@ class StoriesV2:
             emits = (lambda: [self._starts(x, ctx.slots) for x in fits]) if ctx.parsing else None
             return fits[ctx.pick(u[len(fits)], emits=emits)]
 
-        shortest_ep = min(most[e] for e in self.episodes)
-        longest_thread = max(most["setup_" + t] + most["payoff_" + t] for t in self.threads)
         self._section(ctx, "opening")
         intros = list(self.intros)
-        while (x := choose(intros, longest_thread + shortest_ep + end, self.P_INTRO)) is not None:
+        while (x := choose(intros, self._intro_reserve, self.P_INTRO)) is not None:
             intros.remove(x)
             self._section(ctx, x)
         threads = list(self.threads)
@@ -958,10 +958,15 @@ class StoriesV2:
         group = self._key_group.get(key)
         s = ctx.slots
         if group is not None:
-            tab, keys, excl = self._groups[group]
-            exclude = frozenset(s["#" + g] for g in excl if "#" + g in s)
-            j = ctx.pick(tab.choice, exclude, tab.tokens[keys.index(key)])
-            self._bind(ctx, group, {"#" + group: j, **{k: tab.tokens[f][j] for f, k in enumerate(keys) if k}})
+            tab, fields, mark, excl = self._bindings[group]
+            exclude = frozenset(s[g] for g in excl if g in s) if excl else frozenset()
+            j = ctx.pick(tab.choice, exclude, fields[key])
+            s[mark] = j
+            for k, field in fields.items():
+                s[k] = field[j]
+            if group.startswith("e_"):
+                ctx.local.append(mark)
+                ctx.local.extend(fields)
         elif key in ("N", "F", "S"):
             role = {"N": "", "F": "f_", "S": "s_"}[key]
             female = self._gender(ctx, role)
