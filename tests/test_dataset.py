@@ -129,3 +129,16 @@ def test_an_edited_template_stops_the_gradient_analysis(tmp_path, micro_cfg, mon
     assert dataset.corpus_identity(cfg)["data_sha256"] != record["corpus_identity"]["data_sha256"]
     cli_error("backbone_gradient_analysis.py", ["--run", cfg.run_dir, "--device", "cpu"],
               match="not the one it trained on", env={**os.environ, storygen.DATA_ENV: str(data)})
+
+
+def test_a_run_recorded_before_corpus_v2_reads_as_version_1(tmp_path):
+    """config.json of the archived v1 runs says data = synthetic (then version 1) and has no corpus
+    identity: its Config is the version-1 corpus, so analyses rebuild the batches it trained on."""
+    import runs
+    archived = os.path.join(os.path.dirname(dataset.__file__), "results", "v1", "seed42", "config.json")
+    rec = json.load(open(archived))
+    (tmp_path / "config.json").write_text(json.dumps(rec))
+    assert rec["config"]["data"] == "synthetic" and runs.run_config(str(tmp_path)).data == "synthetic_v1"
+    rec["corpus_identity"] = {"data": "synthetic"}
+    (tmp_path / "config.json").write_text(json.dumps(rec))
+    assert runs.run_config(str(tmp_path)).data == "synthetic"
