@@ -2,8 +2,9 @@
 PY ?= python3
 SEED ?= 42
 BUNDLE ?= bundle
+EXECUTOR ?= inline
 
-.PHONY: install test tiny paper bench bundle clean-runs figures pdf
+.PHONY: install test tiny paper bench results bundle clean-runs figures pdf
 
 install:
 	$(PY) -m pip install torch==2.13.0 -r requirements.txt
@@ -19,6 +20,9 @@ paper:                      ## the paper run of one seed (GPU)
 
 bench:
 	$(PY) bench.py
+
+results:                    ## the whole results plan (GPU); EXECUTOR=local runs independent stages at once
+	$(PY) make_results.py --executor $(EXECUTOR)
 
 # A GPU session in one command: benchmark, the paper run of one seed and its analyses, and a
 # compact bundle (metrics, analysis JSON, figures; never snapshots) in $(BUNDLE)/ and $(BUNDLE).tar.gz.

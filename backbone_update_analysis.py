@@ -19,7 +19,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 import geometry as geo
 from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result

@@ -21,6 +21,14 @@ discounted), with the real vocabulary (padding rows not counted). speedup = refe
 corpus (--stretch-stories training stories) in a temporary run folder: step-time percentiles, the share of
 time the device waited for the host (gaps between the steps' device events), eval and snapshot costs, and
 eager against compiled evaluation. --profile: the top-15 device kernels by time over 3 project steps.
+
+    torchrun --standalone --nproc_per_node 4 bench.py --vocab corpus --no-reference   # the step on 4 GPUs
+
+Under torchrun every process takes its share of the rows of each micro-batch (the step's batch is the same)
+and the project rows sum the gradients over the processes as train.py does; a reference row is one GPU's
+share with no communication. ms/step is the slowest process's; tok/s counts the whole step's tokens (all
+GPUs), tok/s/GPU is that over the number of processes, and TFLOP/s and MFU are per GPU. Process 0 prints and
+writes; --stretch runs in one process only.
 """
 from __future__ import annotations
 
@@ -33,13 +41,16 @@ import time
 from contextlib import contextmanager
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from common import check_writable, format_table, pick_device, write_result
 from config import Parser, UsageError, add_config_args, config_from_args, fail, make_config
+from dataset import process_rows
 from model import GPT, GPT2_VOCAB, padded_vocab, set_attention_backend
-from train import Trainer, autocast, loss_fn, make_optimizer, train_step
+from train import (Trainer, autocast, join_processes, launched, leave_processes, loss_fn, make_optimizer,
+                   rank, train_step, world)
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 
@@ -166,6 +177,23 @@ def random_batches(cfg, vocab: int, device: torch.device):
             for _ in range(cfg.grad_accum)]
 
 
+def my_rows(batches):
+    """This process's rows of each micro-batch (all of them in a single process)."""
+    if world() == 1:
+        return batches
+    rows = process_rows(len(batches[0][0]), rank(), world())
+    return [tuple(t[rows] for t in b) for b in batches]
+
+
+def slowest(seconds: float, device: torch.device) -> float:
+    """The largest of the processes' `seconds` (a data-parallel step is as slow as its slowest process)."""
+    if world() == 1:
+        return seconds
+    t = torch.tensor(seconds, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
 # ----------------------------------------------------------------------------- one table row
 def top_kernels(step, device: torch.device, steps: int = 3, top: int = 15) -> list[dict]:
     """The `top` device kernels (CPU ops on a CPU) by total time over `steps` steps, per step."""
@@ -196,7 +224,7 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
     compiled = cfg.compile and device.type == "cuda"
     if device.type == "cuda":
         set_attention_backend(cfg.sdpa)  # the row's own (a variant's sdpa=... must not leak into the next)
-    model, step = make(cfg, vocab, device, random_batches(cfg, vocab, device), compiled)
+    model, step = make(cfg, vocab, device, my_rows(random_batches(cfg, vocab, device)), compiled)
     clock = Clock(device)
     t0 = time.perf_counter()
     step()
@@ -207,15 +235,17 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
     a = clock.mark()
     for _ in range(args.bench_steps):
         step()
-    dt = clock.seconds(a, clock.mark()) / args.bench_steps
-    tokens = cfg.batch_size * cfg.grad_accum * cfg.ctx
-    flops = flops_per_token(cfg, vocab) * tokens / dt
+    dt = slowest(clock.seconds(a, clock.mark()) / args.bench_steps, device)
+    tokens = cfg.batch_size * cfg.grad_accum * cfg.ctx  # the whole step's, over all processes
+    flops = flops_per_token(cfg, vocab) * tokens / world() / dt  # per GPU
     name, peak = device_peak(device)
     row = dict(kind=kind, vocab=vocab, params=sum(p.numel() for p in model.parameters()),
                ms_per_step=dt * 1e3, tok_per_s=tokens / dt, tflops=flops / 1e12,
                mfu=flops / peak if peak else None, mfu_matmul=flops / ceiling if ceiling else None,
                first_step_s=first, device=name,
                mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+    if world() > 1:
+        row.update(processes=world(), tok_per_s_per_gpu=tokens / world() / dt)
     if args.profile and kind == "project":
         try:
             row["top_kernels"] = top_kernels(step, device)
@@ -377,6 +407,10 @@ def print_report(cfg, rows, ceiling, st, device):
             if "error" not in r else [r["kind"], r["vocab"], "failed"] + ["-"] * 8 for r in rows]
     print(format_table(["step", "vocab", "params", "ms/step", "tok/s", "TFLOP/s", "MFU", "MFU mm", "mem GiB",
                         "first s", "speedup"], body))
+    if world() > 1:
+        per_gpu = ", ".join(f"{r['kind']} {r['vocab']} {r['tok_per_s_per_gpu']:,.0f}" for r in ok)
+        print(f"{world()} processes (one GPU each): tok/s is the total, TFLOP/s and MFU per GPU; "
+              f"tok/s per GPU: {per_gpu}")
     for r in rows:
         if "top_kernels" in r:
             print(f"\ntop kernels of the project step, vocabulary {r['vocab']} (ms a step, share of time):")
@@ -403,7 +437,8 @@ def summary(cfg, rows, device) -> dict:
                           tok_per_s=round(r["tok_per_s"]), tflops=round(r["tflops"], 1),
                           mfu_pct=round(100 * r["mfu"], 1) if r["mfu"] is not None else None,
                           mem_gib=round(r["mem_gib"], 1) if r["mem_gib"] is not None else None,
-                          speedup_vs_reference=r.get("speedup_vs_reference"))
+                          speedup_vs_reference=r.get("speedup_vs_reference"),
+                          **{k: r[k] for k in ("processes", "tok_per_s_per_gpu") if k in r})
     return dict(preset=cfg.preset, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, ctx=cfg.ctx,
                 compile=cfg.compile and device.type == "cuda",
                 device_name=project[0]["device"] if project else None, rows=[keep(r) for r in project])
@@ -418,6 +453,10 @@ DEFINITIONS = {
     "reference": "plain GPT of the same shape: bf16 autocast, torch.compile(module), fused AdamW, CE on the "
                  "logits, grad_accum micro-batches of batch_size accumulated",
     "device_wait_share": "stretch: sum of the device gaps between consecutive steps / their device span",
+}
+TORCHRUN_DEFINITIONS = {
+    "tok_per_s": "tokens of the whole step (every process's share) / ms_per_step, the slowest process's",
+    "tok_per_s_per_gpu": "tok_per_s / processes; tflops and mfu are per GPU too",
 }
 
 
@@ -446,7 +485,11 @@ def main(argv=None):
         variants = [parse_variant(cfg, v) for v in args.variant]
         if args.json:
             check_writable(os.path.dirname(os.path.abspath(args.json)))
-        device = pick_device(cfg.device)
+        device = join_processes(cfg.device) if launched() else pick_device(cfg.device)
+        if world() > 1 and args.stretch:
+            raise UsageError("--stretch times train.py's loop in one process: run it without torchrun")
+        if cfg.batch_size % world():
+            raise UsageError(f"batch_size {cfg.batch_size} does not split into {world()} equal shares")
         vocabs = vocabularies(cfg, args.vocab)
         if args.warmup_steps is None:
             args.warmup_steps = 5 if (cfg.compile and device.type == "cuda") else 1
@@ -474,12 +517,15 @@ def main(argv=None):
         except Exception as e:
             print(f"stretch failed: {_why(e)}")
             st = dict(error=_why(e, 500))
-    print_report(cfg, rows, ceiling, st, device)
-    if args.json:
-        write_result(args.json, "bench", cfg.to_dict(), DEFINITIONS,
+    if rank() == 0:
+        print_report(cfg, rows, ceiling, st, device)
+    if args.json and rank() == 0:
+        defs = {**DEFINITIONS, **TORCHRUN_DEFINITIONS} if world() > 1 else DEFINITIONS
+        write_result(args.json, "bench", cfg.to_dict(), defs,
                      dict(rows=rows, matmul_tflops=ceiling / 1e12 if ceiling else None, stretch=st), t0,
                      argv=argv, device=device, script="bench.py", **summary(cfg, rows, device))
         print(f"wrote {args.json}")
+    leave_processes()
 
 
 if __name__ == "__main__":

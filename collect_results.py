@@ -27,20 +27,12 @@ import json
 import os
 import re
 import shutil
+from common import write_json
 from config import Parser, fail
 
 RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "log.txt")
 SMALL = (".json", ".csv", ".png", ".jsonl", ".txt", ".md")
 MAX_BYTES = 2_000_000  # a results file larger than this is not a small file: refuse it
-
-
-def write_json(path: str, obj):
-    """Atomic JSON write (non-finite numbers are not expected in provenance)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def copy_small(src: str, dst_dir: str) -> str | None:
@@ -106,7 +98,7 @@ def experiment_folders(runs_dir: str) -> dict[str, dict]:
         path, name = os.path.join(runs_dir, full), strip_preset(full)
         if re.fullmatch(r"seed\d+", name):
             out.setdefault(name, {"records": [], "runs": [], "main": path})
-        elif re.fullmatch(r"sgd_\w+_seed\d+", name):
+        elif re.fullmatch(r"sgd_[\w.]+_seed\d+", name):
             out.setdefault("sgd_control", {"records": [], "runs": []})["runs"].append(path)
         elif re.fullmatch(r"beta2_[\d.]+_seed\d+", name):
             out.setdefault("beta2", {"records": [], "runs": []})["runs"].append(path)

@@ -88,11 +88,14 @@ def device_name(device: torch.device) -> str:
 def environment(device: torch.device | str = "cpu") -> dict:
     """The code and environment a run or a result comes from."""
     device = pick_device(device) if isinstance(device, str) else device
-    commit = _git("rev-parse", "HEAD")
-    # A copy of the tree without .git (a GPU machine's, say) is told its commit by the one who sent it.
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else \
-        os.environ.get("SOURCE_DIRTY", "") not in ("", "0")
-    return dict(git_commit=commit or os.environ.get("SOURCE_COMMIT") or "unknown", git_dirty=dirty,
+    # A copy of the tree sent elsewhere (a GPU machine's, say) may carry a stale .git or none: the sender
+    # names the commit it sent in SOURCE_COMMIT (and SOURCE_DIRTY), which then wins over git.
+    if os.environ.get("SOURCE_COMMIT"):
+        commit, dirty = os.environ["SOURCE_COMMIT"], os.environ.get("SOURCE_DIRTY", "") not in ("", "0")
+    else:
+        commit = _git("rev-parse", "HEAD") or "unknown"
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return dict(git_commit=commit, git_dirty=dirty,
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
                 device=str(device), device_name=device_name(device))
 

@@ -9,6 +9,7 @@ the value must parse as the type of the default, and an unknown field is an erro
 from __future__ import annotations
 
 import argparse
+import math
 import dataclasses
 import sys
 from dataclasses import dataclass, fields
@@ -276,3 +277,10 @@ def parse_config(argv=None, description=__doc__) -> Config:
 if __name__ == "__main__":
     print(parse_config())
 
+
+def lr_at(cfg: Config, step: int) -> float:
+    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine over the run, clamped at min_lr_frac."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * max(cfg.min_lr_frac, 0.5 * (1 + math.cos(math.pi * progress)))

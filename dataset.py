@@ -362,15 +362,23 @@ def get_batch(corpus: Corpus, cfg: Config, step: int, micro: int, batch_size: in
     return seqs[:, :-1].contiguous(), seqs[:, 1:].contiguous(), torch.from_numpy(pos)
 
 
+def process_rows(n: int, rank: int, world: int) -> slice:
+    """The rows of a micro-batch of `n` rows that process `rank` of `world` trains on (equal shares)."""
+    if n % world:
+        raise ValueError(f"{n} rows do not split into {world} equal shares")
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
 class Prefetcher:
     """The batches of steps start .. stop - 1, built ahead by a background thread (a queue of `depth` steps)
     and copied to the device without blocking (pinned host memory on CUDA). The batches of step t are
     exactly [get_batch(corpus, cfg, t, m) for m < grad_accum]: a pure function of (seed, step, micro), so a
-    resumed run gets the same ones. `get(t)` must be called for t = start, start + 1, ... in order."""
+    resumed run gets the same ones. `get(t)` must be called for t = start, start + 1, ... in order.
+    shard (rank, world): only this process's rows of each micro-batch (`process_rows`)."""
 
     def __init__(self, corpus: Corpus, cfg: Config, device: torch.device, start: int, stop: int,
-                 depth: int = 3):
-        self.device, self.next, self.micro = device, start, cfg.grad_accum
+                 depth: int = 3, shard: tuple[int, int] = (0, 1)):
+        self.device, self.next, self.micro, self.shard = device, start, cfg.grad_accum, shard
         self.queue, self.stopped = queue.Queue(maxsize=depth), threading.Event()
         self.thread = threading.Thread(target=self._work, args=(corpus, cfg, start, stop), daemon=True)
         self.thread.start()
@@ -379,6 +387,9 @@ class Prefetcher:
         try:
             for step in range(start, stop):
                 parts = [get_batch(corpus, cfg, step, m) for m in range(cfg.grad_accum)]
+                if self.shard[1] > 1:
+                    rows = process_rows(cfg.batch_size, *self.shard)
+                    parts = [tuple(t[rows] for t in p) for p in parts]
                 host = [torch.cat(t) for t in zip(*parts)]  # micro-batches stacked: one copy per tensor
                 if self.device.type == "cuda":
                     host = [t.pin_memory() for t in host]

@@ -95,11 +95,14 @@ def experiment_config(given: dict, fixed: dict, defaults: dict | None = None, wh
 
 def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = ""):
     """(experiment folder, results copy folder or None): --out, else <out_dir>/<prefix><kind>; --results, else
-    results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/)."""
-    from common import ROOT
+    results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/); both checked writable."""
+    from common import ROOT, check_writable
     paper = os.path.join(ROOT, "results", kind, sub) if sub else os.path.join(ROOT, "results", kind)
-    return (out or os.path.join(cfg.out_dir, f"{run_prefix(cfg.preset)}{kind}"),
+    dirs = (out or os.path.join(cfg.out_dir, f"{run_prefix(cfg.preset)}{kind}"),
             results or (paper if cfg.preset == "paper" else None))
+    for d in filter(None, dirs):
+        check_writable(d)  # before any training: a read-only folder is found now, not after hours
+    return dirs
 
 
 # ----------------------------------------------------------------------------- the SGD-family controls

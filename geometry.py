@@ -426,7 +426,7 @@ def decay_factors(cfg: dict, upto: int) -> list[float] | None:
     Decoupled decay: s(t) = prod_{s' < t} (1 - lr_s' wd). None where decay alone is not a scalar map
     (Adam with L2 decay normalizes it per coordinate)."""
     from config import config_from_dict
-    from train import lr_at  # the schedule the run trained with
+    from config import lr_at  # the schedule the run trained with
     c = config_from_dict(cfg)
     s, buf, out = 1.0, None, [1.0]
     for t in range(upto):

@@ -536,6 +536,94 @@ def fig_decay_share(p, s: Seed):
     return fig
 
 
+# ----------------------------------------------------------------------------- fine-tuning study, controls
+FT_DIR = "seed42/analysis"  # where finetune_geometry.py writes its study (finetune_*.json)
+
+
+def finetune(res: Results) -> dict | None:
+    """finetune_geometry.finetune_summary of results/<version>/seed42/analysis, None when absent."""
+    d = res.path(FT_DIR)
+    if not all(os.path.exists(os.path.join(d, f"finetune_{e}.json")) for e in ("full_vs_lora", "alignment",
+                                                                               "activity", "rank", "table")):
+        return None
+    import finetune_geometry as fg
+
+    try:
+        return fg.finetune_summary(d)
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def fig_finetune(p, res: Results):
+    """Full fine-tuning vs LoRA: alignment over steps, layer-wise activity, per-layer mean |projection|."""
+    ft = need(finetune(res), f"{FT_DIR}/finetune_*.json")
+    fv = res.json(f"{FT_DIR}/finetune_full_vs_lora.json")["results"]
+    al = res.json(f"{FT_DIR}/finetune_alignment.json")["results"]["alignment"]["groups"]["overall"]
+    fig, (a1, a2, a3) = p.subplots(1, 3, figsize=(FIG_W, 2.3))
+    a = ft["alignment"]
+    a1.plot(a["steps"], a["cos"], color="k", marker=".", label=f"cos(dW full, LoRA rank {a['rank']})")
+    if al.get("ceiling"):
+        a1.plot(a["steps"], al["ceiling"], color="C0", ls="--", label=f"rank-{a['rank']} ceiling")
+    a1.axhline(a["random_level"], color="0.5", ls=":", label=f"random direction {a['random_level']:.0e}")
+    a1.axhspan(cl_study("align_lo"), cl_study("align_hi"), color="C3", alpha=0.15, label="study 0.17-0.19")
+    a1.set(xlabel="fine-tuning step", ylabel="alignment", title="full FT vs LoRA update", ylim=(0, 1))
+    a1.legend(frameon=False, fontsize=5.5)
+    L = np.arange(len(ft["activity"]["full"]))
+    for m, c, off in (("full", "k", -0.2), ("lora", "C1", 0.2)):
+        a2.bar(L + off, ft["activity"][m], width=0.4, color=c,
+               label=f"{m} (centroid {ft['activity']['centroid_' + m]:.2f})")
+        proj = [fv[m][f"layer{i}"]["proj_abs_mean"] for i in L]
+        nul = [fv[m][f"layer{i}"]["proj_abs_mean_null"] for i in L]
+        a3.bar(L + off, proj, width=0.4, color=c, label=m)
+        a3.plot(L + off, nul, "_", color="C3", ms=6, mew=1.5, label="random level" if m == "full" else None)
+    a2.set(xlabel="layer", ylabel=r"$\|\Delta W_l\| / \|W_l(0)\|$", title="layer-wise activity", xticks=L)
+    a3.set(xlabel="layer", ylabel=r"mean $|\langle g, z\rangle|$", title="gradient on fixed random $z$",
+           xticks=L, yscale="log")
+    a2.legend(frameon=False)
+    a3.legend(frameon=False)
+    return fig
+
+
+def cl_study(key: str) -> float:
+    import finetune_geometry as fg
+
+    return fg.STUDY[key]
+
+
+CONTROL_RUNS = {  # run folder under sgd_control/runs -> legend
+    "sgd_A_seed42": "A: AdamW (4k steps)",
+    "sgd_D_seed42": "D: SGD+momentum, sweep's lr",
+    "sgd_Dsweep_lr1_seed42": "D's sweep, lr 1 (first 1k steps)",
+    "sgd_A0_seed42": "A0: AdamW, no weight decay",
+    "sgd_D0_seed42": "D0: D without weight decay",
+}
+
+
+def control_curves(res: Results) -> dict[str, dict[int, float]]:
+    """run -> {step: validation loss} of the controls' metrics.jsonl (the runs present)."""
+    out = {}
+    for run in CONTROL_RUNS:
+        m = res.metrics(f"sgd_control/runs/{run}/metrics.jsonl")
+        if m:
+            out[run] = {r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None}
+    return out
+
+
+def fig_controls(p, res: Results):
+    """Validation loss of the controls A, D, A0 (and D's sweep run) against step, with the unigram."""
+    cur = need(control_curves(res), "sgd_control/runs/*/metrics.jsonl")
+    fig, ax = p.subplots(figsize=(FIG_W * 0.62, 2.4))
+    for i, (run, c) in enumerate(cur.items()):
+        st = sorted(c)
+        ax.plot(st, [c[t] for t in st], color=f"C{i}", label=CONTROL_RUNS[run])
+    uni = cl.unigram(res)
+    if uni is not None:
+        ax.axhline(uni, color="0.5", ls=":", lw=0.8, label=f"unigram baseline {uni:.2f}")
+    ax.set(yscale="log", xlabel="step", ylabel="validation loss (nats/token)", title="controls")
+    ax.legend(frameon=False)
+    return fig
+
+
 def seed_figs(s):
     return [
         ("fig1_decomposition", fig_decomposition),
@@ -558,10 +646,11 @@ def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[s
     os.makedirs(out, exist_ok=True)
     jobs = [(n, (lambda f=f: f(p, seed))) for n, f in seed_figs(seed)] if seed else []
     jobs.insert(6, ("fig_windows", lambda: fig_windows(p, res)))
+    jobs += [("fig_finetune", lambda: fig_finetune(p, res)), ("fig_controls", lambda: fig_controls(p, res))]
     made = []
     for name, make in jobs:
         try:
-            if seed is None and name != "fig_windows":
+            if seed is None and name not in ("fig_windows", "fig_finetune", "fig_controls"):
                 raise Missing("a seed<N>/ folder")
             fig = make()
         except Missing as e:
@@ -770,11 +859,116 @@ def _numbers_metrics(s: Seed, m: dict):
         m["runSteps"] = f"{T:,}".replace(",", "{,}")
 
 
+CALIBRATION = dict(val_lo=1.0, val_hi=1.6, above_h=0.1, fall=0.03)  # SPEC section 3, corpus v2's targets
+
+
+def met(ok) -> str:
+    return "not measurable" if ok is None else ("met" if ok else "missed")
+
+
+def _numbers_calibration(s: Seed, m: dict):
+    """Corpus calibration at step 10,000: val in [1.0, 1.6], >= 0.1 above H_choice, val(6k)-val(10k) >= 0.03."""
+    val = {r["step"]: r.get("val_loss") for r in s.metrics or []}
+    v10, v6 = val.get(10000), val.get(6000)
+    if v10 is None:
+        return
+    c = CALIBRATION
+    m["valTenK"] = f3(v10)
+    m["calValLo"], m["calValHi"] = f"{c['val_lo']:.1f}", f"{c['val_hi']:.1f}"
+    m["calAboveH"], m["calFall"] = f"{c['above_h']:g}", f"{c['fall']:g}"
+    m["calValMet"] = met(c["val_lo"] <= v10 <= c["val_hi"])
+    h = get(s.res.corpus_stats() or {}, "h_choice.val")
+    m["hChoice"] = f3(h)
+    m["calGap"] = f3(None if h is None else v10 - h)
+    m["calGapMet"] = met(None if h is None else v10 - h >= c["above_h"])
+    if v6 is not None:
+        m["valFallSixTen"] = f3(v6 - v10)
+        m["calFallMet"] = met(v6 - v10 >= c["fall"])
+
+
+def _numbers_finetune(res: Results, m: dict):
+    ft = finetune(res)
+    if ft is None:
+        return
+    import finetune_geometry as fg
+
+    fv = res.json(f"{FT_DIR}/finetune_full_vs_lora.json")["results"]
+    for k, v in (("Full", "full"), ("Lora", "lora")):
+        m[f"ftProj{k}"] = tex_sci(ft["proj_abs_mean"][v], 2)
+        m[f"ftProjNull{k}"] = tex_sci(fv[v]["overall"]["proj_abs_mean_null"], 2)
+        m[f"ftCentroid{k}"] = f2(ft["activity"][f"centroid_{v}"])
+        m[f"ftArgmax{k}"] = str(int(np.argmax(ft["activity"][v])))
+    m["ftProjRatio"] = f2(ft["ratio_full_over_lora"]["proj_abs_mean"])
+    m["ftProjVarRatio"] = f2(ft["ratio_full_over_lora"]["proj_var"])
+    a = ft["alignment"]
+    m["ftAlignLate"], m["ftAlignRandom"] = f3(a["late_mean"]), tex_sci(a["random_level"], 1)
+    m["ftAlignCeiling"], m["ftRank"], m["ftSteps"] = f3(a["ceiling_final"]), str(a["rank"]), str(a["steps"][-1])
+    m["ftAlignFrom"] = str(a["steps"][-1] // 2)
+    st = fg.STUDY
+    m["ftStudyProjFull"], m["ftStudyProjLora"] = f"{st['proj_full']:g}", f"{st['proj_lora']:g}"
+    m["ftStudyAlign"] = f"{st['align_lo']:g}--{st['align_hi']:g}"
+    rd = ft["table"]["readings"]
+    m["ftAlignVsStudy"] = "inside" if rd.get("alignment_in_study_range") else (
+        "below" if (a["late_mean"] or 0) < st["align_lo"] else "above")
+    m["ftAlignVsRandom"] = "above" if rd.get("alignment_above_random") else "not above"
+    m["ftBasePood"], m["ftFullPood"] = f2(ft["base_p_ood"]), f3(ft["full_p_ood"])
+    m["ftStudyRatio"] = f2(st["proj_full"] / st["proj_lora"])
+    m["ftDim"] = tex_sci(fv["full"]["overall"]["D"], 1)
+    m["ftRatioVsStudy"] = compare(ft["ratio_full_over_lora"]["proj_abs_mean"], st["proj_full"] / st["proj_lora"])
+    for k, v in (("Full", "full"), ("Lora", "lora")):
+        r = ft["proj_abs_mean"][v] / fv[v]["overall"]["proj_abs_mean_null"]
+        m[f"ftProj{k}VsNull"] = "at" if abs(r - 1) < 0.1 else ("above" if r > 1 else "below")
+    m["ftCentroidVs"] = compare(ft["activity"]["centroid_lora"], ft["activity"]["centroid_full"], 0.005)
+    lora_p = [r["p_ood"] for r in ft["rank"] if r["rank"] == a["rank"]]
+    m["ftLoraPood"] = f3(lora_p[0]) if lora_p else "--"
+
+
+def _numbers_controls(res: Results, m: dict):
+    cur = control_curves(res)
+    names = {"sgd_A_seed42": "A", "sgd_D_seed42": "D", "sgd_A0_seed42": "AZero", "sgd_D0_seed42": "DZero",
+             "sgd_Dsweep_lr1_seed42": "Sweep"}
+    for run, c in cur.items():
+        n = names[run]
+        T = max(c)
+        m[f"ctrl{n}Last"], m[f"ctrl{n}LastVal"] = f"{T:,}".replace(",", "{,}"), f3(c[T])
+        for t, w in ((0, "Zero"), (1000, "OneK"), (4000, "FourK")):
+            if t in c:
+                m[f"ctrl{n}Val{w}"] = f3(c[t])
+    cfg = res.json("sgd_control/runs/sgd_D_seed42/config.json")
+    if cfg:
+        m["ctrlDLr"] = f"{get(cfg, 'config.lr'):g}"
+        m["ctrlDMomentum"] = f"{get(cfg, 'config.momentum'):g}"
+    uni = cl.unigram(res)
+    d = cur.get("sgd_D_seed42", {})
+    m["ctrlDVsUnigram"] = compare(d.get(4000), uni) if d else "not comparable with"
+    a, a0 = cur.get("sgd_A_seed42", {}), cur.get("sgd_A0_seed42", {})
+    m["ctrlAZeroVsA"] = compare(a0.get(1000), a.get(1000)) if a and a0 else "not comparable with"
+
+
+NOT_RUN = [  # (what, the result file whose absence says it was not run)
+    ("seed 271", "seed271/metrics.jsonl"),
+    ("the $\\beta_2$ sweep", "beta2/beta2_seed42.json"),
+    ("reheating", "reheat/seed42/reheat.json"),
+    ("Table~9's controls B, C and C$'$ with their window geometry", "sgd_control/sgd_control.json"),
+    ("the matched-loss windows", "sgd_control/sgd_matched_valloss.json"),
+    ("control D0", "sgd_control/runs/sgd_D0_seed42/metrics.jsonl"),
+    ("the controls' window geometry", "sgd_control/backbone_controls.json"),
+]
+
+
+def _numbers_missing(res: Results, m: dict):
+    """The experiments with no result file in results/<version>/ (the text lists them)."""
+    gone = [w for w, f in NOT_RUN if not os.path.exists(res.path(f))]
+    m["notRunList"] = "; ".join(gone) if gone else "none"
+    m["nNotRun"] = str(len(gone))
+
+
 def seed_numbers(s: Seed, log=print) -> dict:
     """Every number the report quotes about one seed run (macro name -> text); a part whose inputs are
     missing or malformed is left out with one line (the text then shows "--" for its macros)."""
     m = {}
-    for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics):
+    for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics,
+                 _numbers_calibration):
         try:
             part(s, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -785,7 +979,8 @@ def seed_numbers(s: Seed, log=print) -> dict:
 def global_numbers(res: Results, log=print) -> dict:
     """The numbers of the experiments beyond one seed run, the verdict counts and the provenance."""
     m = {"corpusVersion": res.version or "--"}
-    for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench):
+    for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench, _numbers_finetune,
+                 _numbers_controls, _numbers_missing):
         try:
             part(res, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1194,6 +1389,18 @@ def tab_provenance(res: Results) -> str:
     return tabular("llr", ["results folder", "command", "wall s"], rows)
 
 
+def tab_finetune(res: Results) -> str:
+    """The study's numbers beside ours, from finetune_table.json (rows and their references)."""
+    ft = finetune(res)
+    if ft is None:
+        return "\\emph{(not in results/)}\n"
+    import finetune_geometry as fg
+
+    rows = [[tex_escape(r["quantity"]), tex_escape(fg._fmt(r["study"])), tex_escape(fg._fmt(r["ours"])),
+             tex_escape(f"{fg._fmt(r['reference'])} ({r['reference_is']})")] for r in ft["table"]["rows"]]
+    return tabular("p{4.6cm}p{2.4cm}rp{5.2cm}", ["quantity", "study (DistilGPT-2)", "ours", "reference"], rows)
+
+
 def tab_claims(rows: list[dict]) -> str:
     col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
     out = [
@@ -1305,6 +1512,7 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
         "tab_beta2": lambda: tab_beta2(res),
         "tab_bench": lambda: tab_bench(res),
         "tab_provenance": lambda: tab_provenance(res),
+        "tab_finetune": lambda: tab_finetune(res),
     }
     if seed:
         tables.update(

@@ -5,14 +5,24 @@
     python make_results.py --parts seed42,bench    # only these parts (and nothing they depend on)
     python make_results.py --preset tiny           # the same plan shrunk for a CPU (minutes)
     python make_results.py --collect-only --pack results_v2.tar.gz   # copy small outputs, pack them
+    python make_results.py --executor local        # independent stages at once, one per visible GPU
+    python make_results.py --executor slurm --partition gpu --time_min 120   # each stage a Slurm job
 
-`make results` runs the second line. Each stage is one command of a script of this repository;
-a stage is done when it ended with exit code 0 for the same command (a marker in
-<out_dir>/.plan/). The scripts themselves resume (train.py from state_latest.pt, the experiments
-skip finished runs), so an interrupted plan loses at most the stage in flight. A failed stage is
-reported and the stages that need it are skipped; the others go on. After each part its small
+`make results` runs the second line (`make results EXECUTOR=local` the sixth). Each stage is one command
+of a script of this repository; a stage is done when it ended with exit code 0 for the same command (a
+marker in <out_dir>/.plan/). The scripts themselves resume (train.py from state_latest.pt, the
+experiments skip finished runs), so an interrupted plan loses at most the stage in flight. A failed
+stage is reported and the stages that need it are skipped; the others go on. After each part its small
 outputs (configs, metrics, logs, analysis JSON/CSV/PNG; never snapshots) are copied into
 `--results` (default results/v2 for the paper preset).
+
+--executor inline (default) runs the stages one after another in plan order. local and slurm run them
+through submitit (executors.py): a stage starts once the stages it needs have succeeded, never beside
+another stage of its group (the parts that write one results folder), the benchmark alone. local: one
+stage per GPU (--gpus N: the first N visible GPUs; --slots N: stages at once, default one per GPU; on a
+CPU machine --gpus 0 --slots N). slurm: one job per stage (--partition, --time_min, --gpus_per_job; a
+train.py stage on more than one GPU runs under torchrun); --out_dir must be on a filesystem the nodes
+share.
 
 The estimates are wall seconds on one NVIDIA H200 (paper preset); they are printed as the ETA.
 The plan does not fit one 10-minute call: `--list` names the parts, each of which does.
@@ -20,6 +30,7 @@ The plan does not fit one 10-minute call: `--list` names the parts, each of whic
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -34,6 +45,9 @@ from config import Parser, UsageError, fail
 ROOT = os.path.dirname(os.path.abspath(__file__))
 ANALYSES = ("trajectory_pca_uncentered", "backbone_update_analysis", "backbone_gradient_analysis",
             "backbone_fisher_analysis")
+# the results folder of each part that does not write its own: controls and table9 share run A and sgd_control
+FOLDER_OF_PART = {"controls": "sgd_control", "table9": "sgd_control", "reheat": "reheat/seed42",
+                  "finetune": "seed42"}
 
 
 @dataclass
@@ -42,10 +56,16 @@ class Stage:
     cmd: list[str]
     est_s: float               # H200 wall seconds, paper preset
     needs: list[str] = field(default_factory=list)
+    alone: bool = False        # runs with no other stage beside it (a benchmark)
 
     @property
     def part(self) -> str:
         return self.name.split(".")[0]
+
+    @property
+    def group(self) -> str:
+        """Stages of one group never run at once: the parts that write one results folder."""
+        return FOLDER_OF_PART.get(self.part, self.part)
 
 
 def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> list[Stage]:
@@ -68,7 +88,7 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
     plan = [Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"), "--stretch", "--profile",
                                   "--variant", "fuse_micro=false",
                                   *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev],
-                  150)]
+                  150, alone=True)]
     plan += seed_stages(42, common, dev, prefix)
     src = "{out_dir}/" + f"{prefix}seed42"
     plan += [
@@ -96,16 +116,19 @@ def marker_path(out_dir: str, stage: Stage) -> str:
     return os.path.join(out_dir, ".plan", stage.name + ".json")
 
 
-def expand(stage: Stage, out_dir: str) -> list[str]:
-    return [sys.executable, *[a.replace("{out_dir}", out_dir) for a in stage.cmd]]
+def expand(stage: Stage, out_dir: str, gpus: int = 1) -> list[str]:
+    """The stage's command line; a train.py stage on `gpus` > 1 GPUs runs under torchrun."""
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+    return [sys.executable, *(launch if gpus > 1 and stage.cmd[0] == "train.py" else []),
+            *[a.replace("{out_dir}", out_dir) for a in stage.cmd]]
 
 
-def is_done(stage: Stage, out_dir: str) -> bool:
+def is_done(stage: Stage, out_dir: str, gpus: int = 1) -> bool:
     try:
         rec = json.load(open(marker_path(out_dir, stage)))
     except (OSError, ValueError):
         return False
-    return rec.get("rc") == 0 and rec.get("cmd") == expand(stage, out_dir)[1:]
+    return rec.get("rc") == 0 and rec.get("cmd") == expand(stage, out_dir, gpus)[1:]
 
 
 def select(plan: list[Stage], parts: str | None) -> list[Stage]:
@@ -138,8 +161,9 @@ def print_plan(plan: list[Stage], out_dir: str, scale: float):
     print(f"ETA of what is left: {fmt_s(todo)}")
 
 
-def run_stage(stage: Stage, out_dir: str, log_dir: str) -> int:
-    cmd = expand(stage, out_dir)
+def run_stage(stage: Stage, out_dir: str, log_dir: str, gpus: int = 1) -> int:
+    """Run one stage (its log in log_dir, its marker beside); its exit code. Also the job of an executor."""
+    cmd = expand(stage, out_dir, gpus)
     os.makedirs(log_dir, exist_ok=True)
     t0 = time.time()
     with open(os.path.join(log_dir, stage.name + ".log"), "w") as log:
@@ -151,9 +175,6 @@ def run_stage(stage: Stage, out_dir: str, log_dir: str) -> int:
     with open(marker_path(out_dir, stage), "w") as f:
         json.dump(dict(cmd=cmd[1:], rc=rc, wall_s=round(wall, 1), date=time.strftime("%Y-%m-%d %H:%M:%S")), f)
     return rc
-
-
-FOLDER_OF_PART = {"controls": "sgd_control", "table9": "sgd_control", "reheat": "reheat/seed42", "finetune": "seed42"}
 
 
 def stage_records(plan: list[Stage], out_dir: str) -> dict:
@@ -171,9 +192,20 @@ def stage_records(plan: list[Stage], out_dir: str) -> dict:
 
 
 def collect(plan: list[Stage], out_dir: str, results: str) -> list[str]:
-    """Copy the small files of every finished run into `results` (collect_results.py's layout)."""
-    import collect_results
-    return collect_results.collect(out_dir, results, stage_records(plan, out_dir), time.strftime("%Y-%m-%d"))
+    """Copy the small files of every finished run into `results` (results/<version>) by collect_results.py,
+    with the stages' commands and wall times as their provenance; returns what it printed."""
+    os.makedirs(os.path.join(out_dir, ".plan"), exist_ok=True)
+    stages = os.path.join(out_dir, ".plan", "stages.json")
+    with open(stages, "w") as f:
+        json.dump(stage_records(plan, out_dir), f, indent=1)
+    root, version = os.path.split(os.path.normpath(results))
+    cmd = [sys.executable, "collect_results.py", "--runs", out_dir, "--results", root or ".", "--version", version,
+           "--date", time.strftime("%Y-%m-%d"), "--stages", stages]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        print(f"collect failed: {r.stderr.strip()}")
+        return []
+    return r.stdout.split()
 
 
 def pack(results: str, path: str, log_dir: str | None):
@@ -185,21 +217,93 @@ def pack(results: str, path: str, log_dir: str | None):
     print(f"packed {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
 
 
+def run_inline(plan: list[Stage], out_dir: str, log_dir: str, scale: float) -> set[str]:
+    """Every stage not done, one after another in plan order; the names of the failed and skipped ones."""
+    failed: set[str] = set()
+    left = sum(s.est_s * scale for s in plan if not is_done(s, out_dir))
+    for i, s in enumerate(plan, 1):
+        if is_done(s, out_dir):
+            continue
+        missing = [n for n in s.needs if n in failed]
+        if missing:
+            print(f"[{i}/{len(plan)}] {s.name}: skipped, needs {', '.join(missing)} which failed", flush=True)
+            failed.add(s.name)
+            continue
+        print(f"[{i}/{len(plan)}] {s.name} (est {fmt_s(s.est_s * scale)}, ETA of the rest {fmt_s(left)}) ...",
+              flush=True)
+        t0 = time.time()
+        rc = run_stage(s, out_dir, log_dir)
+        left = max(0.0, left - s.est_s * scale)
+        state = "done" if rc == 0 else f"FAILED (exit {rc}; log {os.path.join(log_dir, s.name + '.log')})"
+        print(f"[{i}/{len(plan)}] {s.name}: {state} in {fmt_s(time.time() - t0)}", flush=True)
+        if rc:
+            failed.add(s.name)
+    return failed
+
+
+def run_concurrently(plan: list[Stage], args, log_dir: str, scale: float) -> set[str]:
+    """The stages not done through submitit (executors.py); the names of those that failed or were skipped."""
+    import executors
+    gpus = args.gpus_per_job if args.executor == "slurm" else 1
+    done = {s.name for s in plan if is_done(s, args.out_dir, gpus)}
+    folder = os.path.join(args.out_dir, ".plan", "submitit")
+    run = functools.partial(run_stage, out_dir=args.out_dir, log_dir=log_dir, gpus=gpus)
+    if args.executor == "local":
+        visible = executors.visible_gpus() if args.gpus != 0 else []
+        if args.gpus is not None and args.gpus > len(visible):
+            raise UsageError(f"--gpus {args.gpus} asked for, but {len(visible)} GPU(s) are visible")
+        use = visible[: args.gpus] if args.gpus is not None else visible
+        slots = args.slots or max(1, len(use))
+        submit = executors.local_submit(folder, use, run)
+    else:
+        slots = args.slots
+        submit = executors.slurm_submit(folder, args.partition, args.time_min, args.gpus_per_job, run)
+    return executors.Scheduler(plan, done, submit, slots, scale, executors.POLL_S[args.executor]).run()
+
+
+def check_executor_options(args):
+    """Options of another executor, or numbers out of range, are errors; local and slurm need submitit."""
+    given = lambda *names: [n for n in names if getattr(args, n) is not None]  # noqa: E731
+    wrong = (given("gpus") if args.executor != "local" else []) + (
+        given("partition", "time_min", "gpus_per_job") if args.executor != "slurm" else []) + (
+        given("slots") if args.executor == "inline" else [])
+    if wrong:
+        raise UsageError(f"--{wrong[0]} is not an option of --executor {args.executor}")
+    for name, least in (("slots", 1), ("gpus", 0), ("time_min", 1), ("gpus_per_job", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            raise UsageError(f"--{name} must be >= {least}")
+    args.time_min, args.gpus_per_job = args.time_min or 120, args.gpus_per_job or 1
+    if args.executor != "inline" and not (args.list or args.collect_only):
+        import executors
+        executors.import_submitit()
+
+
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="paper", choices=("paper", "tiny"), help="time scale of every run (default paper)")
     p.add_argument("--parts", default=None, help="comma-separated parts to run (default: all, in plan order)")
     p.add_argument("--out_dir", "--out-dir", default="runs", help="parent folder of the run folders (default runs)")
-    p.add_argument("--results", default=None, help="where small outputs are collected (default results/v2; tiny: <out_dir>/tiny_results)")
+    p.add_argument("--results", default=None, help="where small outputs are collected, <root>/v<N> (default results/v2; tiny: <out_dir>/tiny_results/v2)")
     p.add_argument("--device", default=None, help="device for every script (default: each script's auto)")
     p.add_argument("--list", action="store_true", help="print the plan and what is done; run nothing")
     p.add_argument("--collect-only", action="store_true", help="only copy the small outputs into --results")
     p.add_argument("--pack", default=None, metavar="PATH", help="pack --results (and the plan logs) into this .tar.gz")
-    p.add_argument("--executor", default="inline", choices=("inline",), help="how stages run (inline: one after another)")
+    p.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),
+                   help="inline: one stage after another; local: through submitit on this machine's GPUs; "
+                        "slurm: one Slurm job per stage")
+    p.add_argument("--slots", type=int, default=None,
+                   help="local/slurm: stages at once (local default: one per GPU; slurm: no limit)")
+    p.add_argument("--gpus", type=int, default=None, help="local: use the first N visible GPUs (0: the CPU)")
+    p.add_argument("--partition", default=None, help="slurm: the partition")
+    p.add_argument("--time_min", "--time-min", type=int, default=None,
+                   help="slurm: time limit of a job, minutes (120)")
+    p.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=None,
+                   help="slurm: GPUs of a job (1); train.py stages use them through torchrun")
     args = p.parse_args(argv)
     try:
+        check_executor_options(args)
         results = args.results or (os.path.join("results", "v2") if args.preset == "paper"
-                                   else os.path.join(args.out_dir, f"{args.preset}_results"))
+                                   else os.path.join(args.out_dir, f"{args.preset}_results", "v2"))
         plan = select(build_plan(args.preset, args.out_dir, results, args.device), args.parts)
     except UsageError as e:
         fail(str(e))
@@ -210,23 +314,17 @@ def main(argv=None):
         return 0
     failed: set[str] = set()
     if not args.collect_only:
-        t_start, left = time.time(), sum(s.est_s * scale for s in plan if not is_done(s, args.out_dir))
-        for i, s in enumerate(plan, 1):
-            if is_done(s, args.out_dir):
-                continue
-            missing = [n for n in s.needs if n in failed]
-            if missing:
-                print(f"[{i}/{len(plan)}] {s.name}: skipped, needs {', '.join(missing)} which failed", flush=True)
-                failed.add(s.name)
-                continue
-            print(f"[{i}/{len(plan)}] {s.name} (est {fmt_s(s.est_s * scale)}, ETA of the rest {fmt_s(left)}) ...", flush=True)
-            t0 = time.time()
-            rc = run_stage(s, args.out_dir, log_dir)
-            left = max(0.0, left - s.est_s * scale)
-            state = "done" if rc == 0 else f"FAILED (exit {rc}; log {os.path.join(log_dir, s.name + '.log')})"
-            print(f"[{i}/{len(plan)}] {s.name}: {state} in {fmt_s(time.time() - t0)}", flush=True)
-            if rc:
-                failed.add(s.name)
+        t_start = time.time()
+        if args.executor == "inline":
+            failed = run_inline(plan, args.out_dir, log_dir, scale)
+        else:
+            try:
+                failed = run_concurrently(plan, args, log_dir, scale)
+            except UsageError as e:
+                fail(str(e))
+            except KeyboardInterrupt:
+                fail("interrupted: the running stages were cancelled; rerun the same command to resume",
+                     code=130)
         print(f"plan finished in {fmt_s(time.time() - t_start)}; failed: {', '.join(sorted(failed)) or 'none'}")
     if os.path.isdir(args.out_dir):
         print("collected: " + ", ".join(collect(plan, args.out_dir, results)))

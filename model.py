@@ -129,18 +129,25 @@ def param_groups(model: nn.Module, weight_decay: float):
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
-def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0):
+def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, counts=None):
     """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere.
 
     The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over micro-batches of that
     micro-batch's own mean, so one forward of all of them gives the numbers (and gradient) of gradient
     accumulation over them. `lam` may be a 0-d tensor (a compiled loss is then not specialised to its value).
     ce_chunks > 0: the cross-entropy is computed `ce_chunks` token chunks at a time without keeping the logits
-    (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient)."""
+    (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient).
+    counts (2, n_micro): the LM-token and probe counts of the whole micro-batches when x holds only some of
+    their rows (one process of several); the losses are then those rows' shares of the means, which sum over
+    the processes to the losses of the whole micro-batches."""
     mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
     mask = mask.view(n_micro, -1)
-    lm_w = ~mask / (~mask).sum(1, keepdim=True)            # weight of each token in its micro-batch's LM mean
-    probe_w = mask / mask.sum(1, keepdim=True).clamp(min=1)
+    if counts is None:
+        n_lm, n_probe = (~mask).sum(1, keepdim=True), mask.sum(1, keepdim=True)
+    else:
+        n_lm, n_probe = counts[0, :, None], counts[1, :, None]
+    lm_w = ~mask / n_lm                                    # weight of each token in its micro-batch's LM mean
+    probe_w = mask / n_probe.clamp(min=1)
     if ce_chunks > 0:
         w = (lm_w + lam * probe_w).flatten() / n_micro
         loss, ce = chunked_head_ce(model.hidden(x).flatten(0, 1), model.wte.weight, y.flatten(), w,

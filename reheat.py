@@ -228,8 +228,8 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     run_dir, src, step, snap, default_step, cfgs = reheat_configs(ns)
     base = next(iter(cfgs.values()))
     src_name = os.path.basename(run_dir)
-    _, results = ex.output_dirs("reheat", base, ns.out, ns.results, sub=f"seed{src['seed']}")
     out = ns.out or os.path.join(base.out_dir, f"{src_name}_reheat" + ("" if default_step else f"_from{step}"))
+    out, results = ex.output_dirs("reheat", base, out, ns.results, sub=f"seed{src['seed']}")
     statuses = {}
     for lr, cfg in cfgs.items():
         print(f"== reheat lr {lr_tag(lr)}: {cfg.run_dir} (from {snap})")

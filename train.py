@@ -9,22 +9,31 @@ every resume), metrics.jsonl, log.txt, codewords.json, status.json, snapshots/st
 written to a temp file and renamed. Re-running the same command resumes from state_latest.pt
 (and rewrites a snapshot that is missing); a finished run is left as it is. One process writes a
 run folder at a time; Ctrl-C stops with one line and the run can be resumed.
+
+    torchrun --standalone --nproc_per_node 4 train.py --seed 42   # one run on 4 GPUs, the same batches
+
+Under torchrun every process trains on its share of the rows of each micro-batch and the gradients are
+summed over the processes, so a step sees the same sequences whatever the number of processes; process 0
+alone evaluates and writes the run folder.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from datetime import timedelta
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from common import (check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json,
                     write_text)
-from config import Config, UsageError, fail, parse_config, parse_stop_rule
+from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
 from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
@@ -35,18 +44,116 @@ class Interrupted(Exception):
     """Ctrl-C during training; the run folder is left resumable."""
 
 
+# ----------------------------------------------------------------------------- one run on several processes
+# A plain `python train.py` is process 0 of 1: no process group, and every function here returns at once.
+class FromRank0(UsageError):
+    """Process 0's UsageError as the other processes receive it (process 0 alone prints it)."""
+
+
+def launched() -> bool:
+    """True in a process that torchrun started (it sets RANK, WORLD_SIZE and LOCAL_RANK)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def join_processes(name: str) -> torch.device:
+    """This process's device (CUDA: GPU LOCAL_RANK) with the process group joined (once): NCCL on CUDA, gloo
+    on the CPU. The long timeout covers process 0 generating the corpus while the others wait."""
+    # NVLink multicast (NVLS) stays off unless the environment turns it on: the shared machines this runs on
+    # must not use it (set before the first NCCL communicator is made).
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    device = pick_device(name)
+    if device.type == "mps":
+        raise UsageError("torchrun runs on CUDA (NCCL) or the CPU (gloo), not on MPS")
+    if device.type == "cuda":
+        device = pick_device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30),
+                                **({"device_id": device} if cuda else {}))
+    return device
+
+
+def leave_processes():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def from_rank0(obj):
+    """Process 0's `obj` (pickled) on every process."""
+    if world() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_rank0(fn, *args):
+    """fn(*args) run by process 0 alone; its result, or its UsageError, on every process."""
+    if world() == 1:
+        return fn(*args)
+    out = None
+    if rank() == 0:
+        try:
+            out = (None, fn(*args))
+        except UsageError as e:
+            out = (str(e), None)
+            from_rank0(out)
+            raise
+    err, value = from_rank0(out)
+    if err is not None:
+        raise FromRank0(err)
+    return value
+
+
+def same_everywhere(value, what: str):
+    """A UsageError on every process unless they all hold the same `value`."""
+    if world() == 1:
+        return
+    values = [None] * world()
+    dist.all_gather_object(values, value)
+    if len(set(map(repr, values))) > 1:
+        raise FromRank0(f"the processes disagree on {what}: {values}") if rank() else \
+            UsageError(f"the processes disagree on {what}: {values}")
+
+
+def barrier():
+    if world() > 1:
+        dist.barrier()
+
+
+def step_counts(batches) -> torch.Tensor:
+    """(2, n_micro): the LM-token and probe counts of the step's whole micro-batches, from this process's rows
+    and one all-reduce. Every row has ctx targets; a probe row's answer is one of them."""
+    probes = torch.stack([(pos >= 0).sum() for _, _, pos in batches])
+    dist.all_reduce(probes)
+    rows, ctx = batches[0][1].shape
+    return torch.stack([rows * world() * ctx - probes, probes]).float()
+
+
+def sum_over_processes(model, sums: torch.Tensor):
+    """The gradients of `model` and the loss sums `sums`, summed over the processes in place: one all-reduce
+    of one flat buffer after the backward (not overlapped with it, as DDP's buckets would be: for the paper
+    model's 27M numbers it costs about a millisecond over NVLink)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None] + [sums]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
+
+
 # ----------------------------------------------------------------------------- the training step
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full fp32 elsewhere (CPU runs stay bitwise reproducible)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-def lr_at(cfg: Config, step: int) -> float:
-    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine over the run, clamped at min_lr_frac."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * max(cfg.min_lr_frac, 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
@@ -89,27 +196,40 @@ def train_step(model, opt, batches, cfg: Config, lr: float, lam, fwd=losses):
     the gradient of the mean of their losses, global-norm clip (grad_clip 0: none), optimizer step, zero grad.
     cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps its own normalisation, so
     the numbers are those of accumulation); else one forward/backward per micro-batch, gradients accumulated.
-    Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient norm (no host sync)."""
+    Under torchrun `batches` hold this process's rows of each micro-batch: its losses are their shares of the
+    whole micro-batches' means (`step_counts`), and the gradients and losses are summed over the processes
+    before the clip (`sum_over_processes`): every process makes the one-process update of the whole batch, up
+    to the order of float sums. Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient
+    norm (no host sync)."""
     lam = device_scalar(lam, batches[0][0].device)
     n = len(batches)
+    counts = step_counts(batches) if world() > 1 else None
     if cfg.fuse_micro:
         x, y, pos = (torch.cat(t) for t in zip(*batches)) if n > 1 else batches[0]
         with autocast(x.device):
-            loss, lm, probe = fwd(model, x, y, pos, lam, n, cfg.ce_chunks)
+            loss, lm, probe = fwd(model, x, y, pos, lam, n, cfg.ce_chunks, *_given(counts))
         loss.backward()
         sums = torch.stack([loss.detach(), lm.detach(), probe.detach()])
     else:
         sums = torch.zeros(3, device=batches[0][0].device)
-        for x, y, pos in batches:
+        for m, (x, y, pos) in enumerate(batches):
             with autocast(x.device):
-                loss, lm, probe = fwd(model, x, y, pos, lam, 1, cfg.ce_chunks)
+                loss, lm, probe = fwd(model, x, y, pos, lam, 1, cfg.ce_chunks,
+                                      *_given(None if counts is None else counts[:, m : m + 1]))
             (loss / n).backward()
             sums += torch.stack([loss.detach(), lm.detach(), probe.detach()]) / n
+    if counts is not None:
+        sum_over_processes(model, sums)
     clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer_step(opt, cfg, lr)
     opt.zero_grad(set_to_none=True)
     return sums, grad_norm
+
+
+def _given(counts) -> tuple:
+    """The loss's optional `counts` argument: left out in one process (its call stays as it always was)."""
+    return () if counts is None else (counts,)
 
 
 def loss_fn(cfg: Config, device: torch.device):
@@ -290,6 +410,8 @@ def write_run_record(cfg: Config, corpus, device, start: int):
     is kept and each resume is appended."""
     old = read_record(cfg.run_dir) if start else None
     env = dict(environment(device), date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    if world() > 1:
+        env.update(processes=world(), backend=dist.get_backend())
     old = old or {}
     resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
     rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
@@ -346,11 +468,13 @@ def finished(status: dict | None) -> bool:
 
 # ----------------------------------------------------------------------------- training
 class Trainer:
-    """The state of one training process on one run folder (under its lock)."""
+    """The state of one training process on one run folder (under its lock). Under torchrun the process
+    0 (`rank0`) alone evaluates, snapshots and writes the folder; every process loads the resume state."""
 
     def __init__(self, cfg: Config, corpus, device):
         self.cfg, self.run_dir, self.device, self.corpus = cfg, cfg.run_dir, device, corpus
-        self.ev = make_eval_sets(corpus, cfg)
+        self.rank0, self.log = rank() == 0, None
+        self.ev = make_eval_sets(corpus, cfg) if self.rank0 else None
         self.model = GPT.from_config(cfg, corpus.vocab_size).to(device)
         if cfg.init_from:
             load_init(self.model, cfg.init_from)
@@ -368,7 +492,7 @@ class Trainer:
         self.snaps = SnapshotWriter(self.run_dir)
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
         self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
-                                  compiled=cfg.compile_eval and device.type == "cuda")
+                                  compiled=cfg.compile_eval and device.type == "cuda") if self.rank0 else None
         self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
 
     def missing_before(self, step: int) -> list[int]:
@@ -377,6 +501,8 @@ class Trainer:
 
     def open_files(self):
         """Metrics past the resume point are dropped (they are redone); the log gets a header line."""
+        if not self.rank0:
+            return
         keep = lambda s: s < self.start or (self.state is not None and s == self.start)  # noqa: E731
         done = [r for r in read_metrics(self.run_dir) if keep(r["step"])]
         write_text(self.metrics_path, "".join(map(_json_line, done)))
@@ -385,7 +511,8 @@ class Trainer:
         env = write_run_record(self.cfg, self.corpus, self.device, self.start)
         self.log = open(os.path.join(self.run_dir, "log.txt"), "a")
         what = f"resume at step {self.start}" if self.start else "start"
-        self.log.write(f"# {what}: {env['device_name']} "
+        procs = f" x {world()} processes" if world() > 1 else ""
+        self.log.write(f"# {what}: {env['device_name']}{procs} "
                        f"torch {env['torch']} commit {env['git_commit'][:10]}\n")
         self.t_last, self.step_last = time.perf_counter(), self.start
 
@@ -425,38 +552,44 @@ class Trainer:
         self.snaps.save_state(state, os.path.join(self.run_dir, "state_latest.pt"))
 
     def finish(self, kind: str, step: int, **extra) -> dict:
-        self.save_state(step)
-        self.snaps.join()
         st = dict(status=kind, step=step, **extra)
-        write_json(os.path.join(self.run_dir, "status.json"), st)
-        plot_metrics(self.run_dir)
-        self.log.write(f"# {kind} at step {step}\n")
+        if self.rank0:
+            self.save_state(step)
+            self.snaps.join()
+            write_json(os.path.join(self.run_dir, "status.json"), st)
+            plot_metrics(self.run_dir)
+            self.log.write(f"# {kind} at step {step}\n")
+        barrier()  # the other processes end once the run folder is complete
         return st
+
+    def eval_step(self, step: int, bar) -> tuple[str, str] | None:
+        """Evaluate (process 0): the metrics row, and the stop policy's decision."""
+        row = self.eval_row(step)
+        bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}", val=f"{row['val_loss']:.3f}",
+                        p_ood=f"{row['p_ood']:.2f}", tok_s=row["tok_per_s"])
+        return stop_policy(self.cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
 
     def run(self, stop_after: int | None = None) -> dict:
         cfg, start = self.cfg, self.start
         fwd = loss_fn(cfg, self.device)
         evals, snaps = set(cfg.eval_steps()), set(cfg.snapshot_steps())
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, dynamic_ncols=True,
-                   desc=os.path.basename(self.run_dir))
+        bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.rank0),
+                   dynamic_ncols=True, desc=os.path.basename(self.run_dir))
         self.model.train()
-        feed = Prefetcher(self.corpus, cfg, self.device, start, cfg.steps)
+        feed = Prefetcher(self.corpus, cfg, self.device, start, cfg.steps, shard=(rank(), world()))
         try:
             for step in range(start, cfg.steps + 1):
                 redo = step > start or self.state is None  # the resume step's eval and snapshot are done
-                if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
-                    self.snaps.save(self.model, step)
-                self.snaps.check()
+                if self.rank0:
+                    if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
+                        self.snaps.save(self.model, step)
+                    self.snaps.check()
                 if step in evals and redo:
-                    row = self.eval_row(step)
-                    bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}",
-                                    val=f"{row['val_loss']:.3f}", p_ood=f"{row['p_ood']:.2f}",
-                                    tok_s=row["tok_per_s"])
-                    end = stop_policy(cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
+                    end = from_rank0(self.eval_step(step, bar) if self.rank0 else None)  # all stop together
                     if end:
                         return self.finish(end[0], step, reason=end[1])
-                if step > start and step % cfg.state_every == 0 and step < cfg.steps:
+                if self.rank0 and step > start and step % cfg.state_every == 0 and step < cfg.steps:
                     self.save_state(step)
                 if step == cfg.steps or (stop_after is not None and step - start >= stop_after):
                     break
@@ -467,7 +600,7 @@ class Trainer:
                                                       cfg.lambda_at(step), fwd)
                 self.train_sum += sums
                 self.n_sum += 1
-                if step == start:
+                if step == start and self.rank0:
                     self.log_first_step(t0)
                 bar.update(1)
             bar.close()
@@ -482,7 +615,8 @@ class Trainer:
             feed.close()
             for t in self.snaps.threads:
                 t.join()
-            self.log.close()
+            if self.log:
+                self.log.close()
 
 
 def _json_line(row: dict) -> str:
@@ -545,41 +679,77 @@ def load_corpus_while_compiling(cfg: Config, device: torch.device, wait: float =
     return load_corpus(cfg)
 
 
-def train(cfg: Config, stop_after: int | None = None) -> dict:
-    """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
-    loop after that many updates without finishing (used to test resume)."""
+def _before_start(cfg: Config) -> dict | None:
+    """The status of a finished run, else None once the folder is known to be this run's or new."""
     check_writable(cfg.run_dir)
     check_run_dir(cfg)  # a foreign folder stops before the data is loaded
+    if cfg.batch_size % world():
+        raise UsageError(f"batch_size {cfg.batch_size} does not split into {world()} equal shares, one per "
+                         f"process")
+    return already_done(cfg)
+
+
+def _take_folder(cfg: Config, held: ExitStack) -> dict | None:
+    """The run folder's lock taken into `held`; then as `_before_start`, the folder made ready."""
+    held.enter_context(RunLock(cfg.run_dir))
+    check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
     done = already_done(cfg)
+    if not done:
+        os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
+        remove_leftovers(cfg.run_dir)
+    return done
+
+
+def load_corpus_in_turn(cfg: Config, device: torch.device):
+    """The corpus; under torchrun process 0 loads it first (filling the cache), then the others read it."""
+    if world() == 1:
+        return load_corpus_while_compiling(cfg, device)
+    first = []
+    on_rank0(lambda: first.append(load_corpus(cfg)))
+    return first[0] if first else load_corpus(cfg)
+
+
+def train(cfg: Config, stop_after: int | None = None) -> dict:
+    """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
+    loop after that many updates without finishing (used to test resume). Under torchrun process 0 makes
+    the checks, holds the run folder's lock and writes the folder; every process trains."""
+    device = join_processes(cfg.device) if launched() else None  # process 0's checks reach every process
+    done = on_rank0(_before_start, cfg)
     if done:
         return done
-    device = pick_device(cfg.device)
+    device = device if device is not None else pick_device(cfg.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
-    corpus = load_corpus_while_compiling(cfg, device)
-    with RunLock(cfg.run_dir):
-        check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
-        done = already_done(cfg)
+    corpus = load_corpus_in_turn(cfg, device)
+    with ExitStack() as held:
+        done = on_rank0(_take_folder, cfg, held)
         if done:
             return done
-        os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
-        remove_leftovers(cfg.run_dir)
         torch.manual_seed(cfg.seed)
         trainer = Trainer(cfg, corpus, device)
+        same_everywhere(trainer.start, "the step to resume from")  # and none writes before all have read
         trainer.open_files()
         return trainer.run(stop_after)
 
 
 def main(argv=None):
     cfg = parse_config(argv, description=__doc__)
+    rank0 = int(os.environ.get("RANK", 0)) == 0 if launched() else True
     try:
         st = train(cfg)
+    except FromRank0:
+        sys.exit(2)  # process 0 says why
     except UsageError as e:
-        fail(str(e))
+        fail(str(e) if rank0 else f"process {rank()}: {e}")
     except Interrupted as e:
+        if not rank0:
+            sys.exit(130)
         fail(f"interrupted at step {e.args[0]}; run the same command to resume", code=130)
-    print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
+    finally:
+        leave_processes()
+    if rank0:
+        print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
 
 
 if __name__ == "__main__":

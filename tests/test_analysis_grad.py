@@ -152,15 +152,20 @@ def test_gradient_analysis_json(run):
         assert np.allclose(res["B_normalized"], np.cumsum(res["b_normalized"]), rtol=1e-12, atol=0)
 
 
-def test_fisher_analysis_json(run, tmp_path):
-    cfg = run
-    # a copy of the run whose p_ood has one switch: peak at step 20, trough at step 30
+@pytest.fixture
+def switched(run, tmp_path):
+    """A copy of the run whose p_ood has one switch: peak at step 20, trough at step 30."""
     rd = str(tmp_path / "sw")
-    shutil.copytree(cfg.run_dir, rd)
+    shutil.copytree(run.run_dir, rd)
     rows = [json.loads(l) for l in open(os.path.join(rd, "metrics.jsonl"))]
     with open(os.path.join(rd, "metrics.jsonl"), "w") as f:
         for r, p in zip(rows, [0.0, 0.05, 0.5, 0.1, 0.2]):
             f.write(json.dumps(dict(r, p_ood=p)) + "\n")
+    return rd
+
+
+def test_fisher_analysis_json(run, switched):
+    cfg, rd = run, switched
     bfa.main(["--run", rd, "--device", "cpu", "--steps", "30,10", "--batches", "4", "--K", "3", "--group", "all"])
     out = json.load(open(os.path.join(rd, "analysis", "backbone_fisher_analysis.json")))
     assert out["steps"] == [10, 30] and out["groups"] == ["trunk", "block0", "block1"]
@@ -214,16 +219,10 @@ def test_fisher_analysis_json(run, tmp_path):
     assert [g == 0 for g in s["probe"]["grad_norms"]] == [n == 0 for n in n_probe]  # no probe: no gradient
 
 
-def test_v_sw_is_never_measured_on_its_own_batches(run, tmp_path):
+def test_v_sw_is_never_measured_on_its_own_batches(switched):
     """Switching pair 20 -> 30: the snapshots whose replayed batches reach into steps 20..29 made v_sw and do
     not measure it (step 20 with 2 replayed steps; step 10 once 11 steps are replayed); the others do."""
-    cfg = run
-    rd = str(tmp_path / "sw")
-    shutil.copytree(cfg.run_dir, rd)
-    rows = [json.loads(l) for l in open(os.path.join(rd, "metrics.jsonl"))]
-    with open(os.path.join(rd, "metrics.jsonl"), "w") as f:
-        for r, p in zip(rows, [0.0, 0.05, 0.5, 0.1, 0.2]):
-            f.write(json.dumps(dict(r, p_ood=p)) + "\n")
+    rd = switched
     path = os.path.join(rd, "analysis", "backbone_fisher_analysis.json")
     for batches, want in (("4", {10: False, 20: True, 30: False}), ("22", {10: True})):
         bfa.main(["--run", rd, "--device", "cpu", "--steps", ",".join(map(str, want)), "--batches", batches,

@@ -273,6 +273,13 @@ def test_unwritable_output_stops_before_computing(copy, monkeypatch, usage_error
     usage_error(bga.main, ["--run", run], match="read-only")
 
 
+def test_unwritable_experiment_folder_stops_before_training(micro, argv, tmp_path, monkeypatch, usage_error):
+    import beta2_analysis
+    monkeypatch.setattr(common.os, "access", lambda *a: False)
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained before checking the output"))
+    usage_error(beta2_analysis.main, argv(micro(tmp_path, **SHORT)) + ["--betas", "0.9"], match="read-only")
+
+
 def test_out_naming_a_path_under_a_file_is_one_line(copy, tmp_path, usage_error):
     run = copy()
     (tmp_path / "f").write_text("")
