@@ -522,10 +522,14 @@ def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: tuple = ()) -> di
         out["h_choice"] = {split: round(float(np.sum(n) / len(stream)), 4) for split, n, stream in splits}
         out["story_nats"] = dict(mean=round(float(np.mean(nats)), 1), std=round(float(np.std(nats)), 1))
     if baseline_tokens:  # fitted on the first N training tokens, for each N: the trend with more data
-        out["ngram_val_nats"] = {}
-        for n in baseline_tokens:
+        trend = {}
+        for n in sorted(baseline_tokens):
             fit = ngram_baseline(tr[:n], corpus.val, corpus.vocab_size)
-            out["ngram_val_nats"][str(len(tr[:n]))] = {str(k): round(v, 4) for k, v in fit.items()}
+            trend[str(len(tr[:n]))] = {str(k): round(v, 4) for k, v in fit.items()}
+        out["ngram_train_tokens"] = int(max(map(int, trend)))
+        out["ngram_val_nats"] = trend[str(out["ngram_train_tokens"])]
+        if len(trend) > 1:
+            out["ngram_trend"] = trend
     return out
 
 
@@ -579,8 +583,9 @@ STATS_DEFINITIONS = {
     "h_choice": "sum over a split's stories of -log P(the generator's choices), divided by the split's "
                 "tokens (end-of-text tokens included): an upper bound on the entropy rate, equal to it where "
                 "the choices can be read back from the text (storygen.StoriesV2.parse)",
-    "ngram_val_nats": "{training tokens N: {n: validation cross-entropy (nats/token)}} of interpolated "
-                      "Witten-Bell n-gram models of order n fitted on the first N training tokens",
+    "ngram_val_nats": "{n: validation cross-entropy (nats/token)} of interpolated Witten-Bell n-gram models of "
+                      "order n fitted on the first ngram_train_tokens training tokens; ngram_trend: the same for "
+                      "each number of training tokens fitted",
     "mention_gaps": "token distances between consecutive mentions of one entity in validation stories",
     "story_tokens": "tokens per story, end-of-text excluded",
     "zipf_slope": "slope of log(count) against log(rank) of the training tokens' types, ranks 11 to 1000 "
