@@ -91,6 +91,7 @@ class Results:
                 d = json.load(open(f))
             except (OSError, ValueError):
                 continue
+            d = d.get("results", d) if isinstance(d, dict) else d  # the results writer's envelope
             if "ngram_val_nats" in d and (
                 self.version is None
                 or f" {self.version} " in f" {d.get('corpus', '')} "

@@ -43,9 +43,9 @@ class Config:
     sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
     progress: bool = True          # tqdm bar
     # --- data ---
-    data: str = "synthetic"        # synthetic | tinystories | path to .txt/.jsonl/.parquet
-    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (about 1.3 epochs of the
-                                   # paper run, so it never repeats much) or the first 200,000 of a text corpus
+    data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
+    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 394M tokens, more than
+                                   # the paper run's 328M) or the first 200,000 of a text corpus
     n_val_stories: int = 5_000     # stories in the validation split
     cache_dir: str = ".cache"      # tokenized corpora (uint16 .npy), built once
     p_probe: float = 0.10          # probability that a training sequence is a probe sequence

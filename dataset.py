@@ -2,7 +2,7 @@
 
     python dataset.py --sample 3                 # print 3 generated stories (and their nats) and statistics
     python dataset.py --preset tiny --baseline   # n-gram baseline on the training tokens
-    python dataset.py --stats --baseline --baseline_tokens 30000000   # results/corpus/synthetic_v2_stats.json
+    python dataset.py --stats --baseline --baseline_tokens 10000000,30000000,100000000   # results/corpus/
 
 Corpora (`--data`): `synthetic` (the embedded story generator, corpus version 2, word-level tokenizer;
 default), `synthetic_v1` (the archived version 1), `tinystories` (Hugging Face `datasets` + tiktoken
@@ -141,7 +141,7 @@ class Corpus:
 def _synthetic_split(args):
     version, seed, split, start, stop = args
     import storygen
-    gen, stoi = storygen.generator(version), WordTokenizer(0, version).stoi  # codewords never appear in stories
+    gen, stoi = storygen.generator(version), WordTokenizer(0, version).stoi  # (codewords are not in stories)
     ids, nats = [], []
     if hasattr(gen, "ids_and_nats"):  # stories as generator ids, translated to token ids at once
         end = len(gen.vocab)  # stands for the end-of-text token
@@ -166,7 +166,8 @@ def _generate_synthetic(version: int, split: str, n: int, seed: int = 0, progres
     from tqdm import tqdm
     chunks = [(version, seed, split, a, min(a + 2000, n)) for a in range(0, n, 2000)]
     workers = min(len(chunks), os.cpu_count() or 1)
-    bar = dict(total=len(chunks), desc=f"corpus v{version} {split}", unit="chunk", disable=not progress or n < 50_000)
+    bar = dict(total=len(chunks), desc=f"corpus v{version} {split}", unit="chunk",
+               disable=not progress or n < 50_000)
     if workers >= 2:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(workers) as pool:
@@ -202,7 +203,7 @@ def corpus_identity(cfg: Config) -> dict:
         h = hashlib.sha256()
         for path in storygen.data_files(version):
             h.update(os.path.basename(path).encode() + b"\0" + open(path, "rb").read() + b"\0")
-        first = np.concatenate([_synthetic_split((version, 0, split, 0, 64))[0] for split in ("train", "val")])
+        first = np.concatenate([_synthetic_split((version, 0, sp, 0, 64))[0] for sp in ("train", "val")])
         return {"data": cfg.data, "generator_version": version, "data_sha256": h.hexdigest(),
                 "tokenizer_words": WordTokenizer(0, version).n_words, "probe_sha256": probe,
                 "stories_sha256": hashlib.sha256(first.tobytes()).hexdigest()}
@@ -216,8 +217,8 @@ def corpus_identity(cfg: Config) -> dict:
 
 
 def _synthetic_key(ident: dict) -> str:
-    return (f"synthetic_v{ident['generator_version']}_{ident['data_sha256'][:10]}_{ident['stories_sha256'][:6]}"
-            f"_{ident['tokenizer_words']}")
+    return (f"synthetic_v{ident['generator_version']}_{ident['data_sha256'][:10]}"
+            f"_{ident['stories_sha256'][:6]}_{ident['tokenizer_words']}")
 
 
 def _text_cache_key(cfg: Config) -> str:
@@ -309,8 +310,8 @@ def load_corpus(cfg: Config) -> Corpus:
         if len(arr) < 4 * (cfg.ctx + 1):
             raise UsageError(f"the {name} split has only {len(arr)} tokens, too few for context {cfg.ctx}")
     templates = [(_encode_template(tok, k), _encode_template(tok, q)) for k, q in PROBE_TEMPLATES]
-    return Corpus(np.asarray(train), np.asarray(val), tok, templates, f"{desc}, cache {key}, {len(train):,} train tokens",
-                  train_nats, val_nats)
+    desc = f"{desc}, cache {key}, {len(train):,} train tokens"
+    return Corpus(np.asarray(train), np.asarray(val), tok, templates, desc, train_nats, val_nats)
 
 
 def _encode_template(tok, s: str) -> list[int]:
@@ -493,50 +494,67 @@ def mention_gaps(version: int, split: str, n: int, seed: int = 0) -> dict:
         hit += long
     gaps = np.asarray(gaps)
     hist = np.histogram(gaps, bins=GAP_BINS)[0]
-    return {"bins": list(GAP_BINS), "count": hist.tolist(), "share_80_300": round(float(((gaps >= 80) & (gaps <= 300)).mean()), 4),
+    share = float(((gaps >= 80) & (gaps <= 300)).mean())
+    return {"bins": list(GAP_BINS), "count": hist.tolist(), "share_80_300": round(share, 4),
             "stories_with_gap_80_300": round(hit / n, 4), "stories": n}
 
 
-def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: int = 0) -> dict:
+def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: tuple = ()) -> dict:
     """Types, tokens, story lengths, H_choice (nats per token of the generator's choices, the end-of-text
-    token included) and, with baseline_tokens, n-gram baselines fitted on that many training tokens."""
+    token included) and n-gram baselines fitted on the first N training tokens for each N in
+    baseline_tokens."""
     tr = corpus.train
     eot = np.flatnonzero(tr == corpus.tok.eot)
     lens = eot - np.concatenate([[0], eot[:-1] + 1])
     q = np.percentile(lens, [5, 50, 95])
+    counts = np.bincount(tr, minlength=corpus.vocab_size)
+    ranked = np.sort(counts[counts > 0])[::-1]
+    zipf = np.polyfit(np.log(np.arange(10, 1000) + 1), np.log(ranked[10:1000]), 1)[0] if len(ranked) > 1000 else None
     out = dict(corpus=corpus.description, vocab=corpus.vocab_size, codewords=len(corpus.codeword_ids),
                train_stories=int(len(eot)), train_tokens=int(len(tr)), val_tokens=int(len(corpus.val)),
-               distinct_train_types=int(np.count_nonzero(np.bincount(tr, minlength=corpus.vocab_size))),
-               story_tokens=dict(mean=round(float(lens.mean()), 1), std=round(float(lens.std()), 1), min=int(lens.min()),
-                                 p5=int(q[0]), p50=int(q[1]), p95=int(q[2]), max=int(lens.max())))
-    if corpus.train_nats is not None and not np.isnan(corpus.train_nats).any():
-        out["h_choice"] = {split: round(float(np.sum(nats) / len(stream)), 4)
-                           for split, nats, stream in (("train", corpus.train_nats, tr), ("val", corpus.val_nats, corpus.val))}
-        out["story_nats"] = dict(mean=round(float(np.mean(corpus.train_nats)), 1), std=round(float(np.std(corpus.train_nats)), 1))
-    if baseline_tokens:
-        cut = tr[: min(baseline_tokens, len(tr))]
-        out["ngram_train_tokens"] = int(len(cut))
-        out["ngram_val_nats"] = {str(k): round(v, 4) for k, v in ngram_baseline(cut, corpus.val, corpus.vocab_size).items()}
+               distinct_train_types=int(len(ranked)), zipf_slope=None if zipf is None else round(float(zipf), 3),
+               story_tokens=dict(mean=round(float(lens.mean()), 1), std=round(float(lens.std()), 1),
+                                 min=int(lens.min()), p5=int(q[0]), p50=int(q[1]), p95=int(q[2]),
+                                 max=int(lens.max())))
+    nats = corpus.train_nats
+    if nats is not None and not np.isnan(nats).any():
+        splits = (("train", nats, tr), ("val", corpus.val_nats, corpus.val))
+        out["h_choice"] = {split: round(float(np.sum(n) / len(stream)), 4) for split, n, stream in splits}
+        out["story_nats"] = dict(mean=round(float(np.mean(nats)), 1), std=round(float(np.std(nats)), 1))
+    if baseline_tokens:  # fitted on the first N training tokens, for each N: the trend with more data
+        trend = {}
+        for n in sorted(baseline_tokens):
+            fit = ngram_baseline(tr[:n], corpus.val, corpus.vocab_size)
+            trend[str(len(tr[:n]))] = {str(k): round(v, 4) for k, v in fit.items()}
+        out["ngram_train_tokens"] = int(max(map(int, trend)))
+        out["ngram_val_nats"] = trend[str(out["ngram_train_tokens"])]
+        if len(trend) > 1:
+            out["ngram_trend"] = trend
     return out
 
 
 # ----------------------------------------------------------------------------- command line
 def main(argv=None):
     ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    ap.add_argument("--sample", type=int, default=0, help="print this many training stories (with their nats)")
-    ap.add_argument("--baseline", action="store_true", help="fit n-gram baselines (n=1..4) and report val nats/token")
-    ap.add_argument("--baseline_tokens", type=int, default=0, help="fit them on the first N training tokens (0: all)")
+    ap.add_argument("--sample", type=int, default=0, help="print this many training stories (and their nats)")
+    ap.add_argument("--baseline", action="store_true", help="fit n-gram baselines (n=1..4): val nats/token")
+    ap.add_argument("--baseline_tokens", default="0",
+                    help="fit them on the first N training tokens, N comma-separated (0: all; default 0)")
     ap.add_argument("--stats", action="store_true",
-                    help="also entity-mention distances; write results/corpus/synthetic_v<version>_stats.json")
-    ap.add_argument("--gap_stories", type=int, default=2000, help="validation stories for the mention distances")
+                    help="with mention distances; write results/corpus/synthetic_v<version>_stats.json")
+    ap.add_argument("--gap_stories", type=int, default=2000, help="validation stories for mention distances")
     args = ap.parse_args(argv)
-    t0 = time.time()
+    t0 = time.perf_counter()
     try:
         cfg = config_from_args(args)
-        if args.baseline_tokens < 0 or args.gap_stories < 1:
+        try:
+            sizes = [int(x) for x in args.baseline_tokens.split(",")]
+        except ValueError:
+            raise UsageError(f"--baseline_tokens expects comma-separated integers: {args.baseline_tokens!r}")
+        if min(sizes) < 0 or args.gap_stories < 1:
             raise UsageError("--baseline_tokens must be >= 0 and --gap_stories >= 1")
         if args.stats and cfg.data not in SYNTHETIC_VERSION:
-            raise UsageError(f"--stats needs a synthetic corpus ({', '.join(SYNTHETIC_VERSION)}), not {cfg.data}")
+            raise UsageError(f"--stats needs a synthetic corpus ({', '.join(SYNTHETIC_VERSION)}): {cfg.data}")
         corpus = load_corpus(cfg)
     except UsageError as e:
         fail(str(e))
@@ -544,29 +562,34 @@ def main(argv=None):
     eot = np.flatnonzero(tr[: 700 * (args.sample + 1)] == corpus.tok.eot)
     for i, (s, e) in enumerate(list(zip(np.concatenate([[0], eot[:-1] + 1]), eot))[: args.sample]):
         nats = corpus.train_nats[i] if corpus.train_nats is not None else float("nan")
-        print(f"--- story {i}: {e - s} tokens" + ("" if np.isnan(nats) else f", {nats:.1f} nats ({nats / (e - s + 1):.3f} per token)"))
+        rate = "" if np.isnan(nats) else f", {nats:.1f} nats ({nats / (e - s + 1):.3f} per token)"
+        print(f"--- story {i}: {e - s} tokens{rate}")
         print(corpus.tok.decode(tr[s:e]), end="\n\n")
-    stats = corpus_stats(corpus, cfg, (args.baseline_tokens or len(tr)) if args.baseline else 0)
+    stats = corpus_stats(corpus, cfg, tuple(n or len(tr) for n in sizes) if args.baseline else ())
     if args.stats:
-        stats["mention_gaps"] = mention_gaps(SYNTHETIC_VERSION[cfg.data], "val", min(args.gap_stories, cfg.n_val_stories))
+        n = min(args.gap_stories, cfg.n_val_stories)
+        stats["mention_gaps"] = mention_gaps(SYNTHETIC_VERSION[cfg.data], "val", n)
     print(json.dumps(stats, indent=1))
     if args.stats:
         from common import write_result
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "corpus",
                             f"synthetic_v{SYNTHETIC_VERSION[cfg.data]}_stats.json")
-        write_result(path, "corpus_statistics", {k: getattr(cfg, k) for k in ("data", "train_stories", "n_val_stories", "n_codewords")},
-                     STATS_DEFINITIONS, stats, t0, argv=argv)
+        config = {k: getattr(cfg, k) for k in ("data", "train_stories", "n_val_stories", "n_codewords")}
+        write_result(path, "corpus_statistics", config, STATS_DEFINITIONS, stats, t0, argv=argv)
         print(f"wrote {os.path.relpath(path)}")
 
 
 STATS_DEFINITIONS = {
-    "h_choice": "sum over a split's stories of -log P(the generator's choices), divided by the split's tokens "
-                "(end-of-text tokens included): an upper bound on the entropy rate, equal to it where the choices "
-                "can be read back from the text (storygen.StoriesV2.parse)",
-    "ngram_val_nats": "validation cross-entropy (nats/token) of interpolated Witten-Bell n-gram models fitted on the "
-                      "first ngram_train_tokens training tokens",
+    "h_choice": "sum over a split's stories of -log P(the generator's choices), divided by the split's "
+                "tokens (end-of-text tokens included): an upper bound on the entropy rate, equal to it where "
+                "the choices can be read back from the text (storygen.StoriesV2.parse)",
+    "ngram_val_nats": "{n: validation cross-entropy (nats/token)} of interpolated Witten-Bell n-gram models of "
+                      "order n fitted on the first ngram_train_tokens training tokens; ngram_trend: the same for "
+                      "each number of training tokens fitted",
     "mention_gaps": "token distances between consecutive mentions of one entity in validation stories",
     "story_tokens": "tokens per story, end-of-text excluded",
+    "zipf_slope": "slope of log(count) against log(rank) of the training tokens' types, ranks 11 to 1000 "
+                  "(about -1 in natural text)",
 }
 
 

@@ -78,8 +78,12 @@ def run_config(run_dir: str, **override) -> Config:
     rec = read_record(run_dir)
     if rec is None:
         raise UsageError(f"no readable config.json in {run_dir} (not a training run folder?)")
+    config = dict(rec["config"])
+    if (config.get("data") == "synthetic" and "corpus_identity" not in rec
+            and str(rec.get("corpus", "")).startswith("synthetic stories v1")):
+        config["data"] = "synthetic_v1"  # a run from before corpus version 2 became `synthetic`
     try:
-        return config_from_dict({**rec["config"], **override}).validate()
+        return config_from_dict({**config, **override}).validate()
     except (TypeError, ValueError) as e:
         raise UsageError(f"{run_dir}/config.json does not hold a valid config ({e})")
 

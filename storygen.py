@@ -1,23 +1,26 @@
 """Seeded generator of short children's stories in simple English: the embedded corpus.
 
-    python storygen.py --n 3 --seed 0 --version 2   # print 3 stories, the vocabulary size and stories/s
+    python storygen.py --n 3 --seed 0 --version 2   # 3 stories with their nats, the vocabulary, stories/s
 
 Story i of a split is a pure function of (version, seed, split, i) and of the version's data files
 in storygen_data/v<version>/ (or $STORYGEN_DATA/v<version>/): word tables (tables*.txt), macros
-(macros.txt) and a template grammar (templates*.txt), all read by the same parsers below. A story
-is a list of whitespace-free tokens from a closed vocabulary (`Stories.vocab`): lowercase words,
-capitalized proper names (and week days) and separate punctuation, so a word-level tokenizer is
+(macros.txt), slot groups (slots.txt, version 2) and a template grammar (templates*.txt), all read by
+the same parsers below. A story is a list of whitespace-free tokens from a closed vocabulary
+(`vocab`): lowercase words, capitalized names and separate punctuation, so a word-level tokenizer is
 exact. `detokenize` makes readable text.
 
-Version 1 (archived): one slot table is drawn per story (a protagonist with gender and pronouns, a
-friend, a parent, a pet, a favourite object, a place, numbers and schema-specific fillers); then an
-opening, a few introductory facts, the steps of one of about forty plot schemas and an ending are
-joined and formatted with the table. What the opening introduces comes back later, correctly
-inflected, which rewards long context.
+Version 1 (archived, `StoriesV1`): one slot table per story (a protagonist with gender and
+pronouns, a friend, a parent, a pet, a favourite object, a place, numbers); an opening, a few
+introductory facts, one of about forty plot schemas and an ending are joined and formatted with it.
 
-Version 2 (see the section "version 2" below) adds an open lexicon with Zipf-like frequencies, more
-free choices per sentence, longer stories, threads that are set up early and paid off 80-300 tokens
-later, and records the log-probability of every random choice, so each story's nats are known.
+Version 2 (`StoriesV2`, the default): an opening, introductions, one or two threads whose setup
+comes early and whose payoff repeats what it set up 80-300 tokens later (a hidden toy found where
+it was hidden, a seed grown into its plant, coins left after spending), two to five episodes and an
+ending. Words come from tables of a few thousand word types drawn with Zipf-like weights; animals,
+foods, jobs, places and plants carry facts that never change (a fox has a bushy red tail and lives in
+a den), learned late for the rare ones; numbers add up. Every random choice records its
+log-probability, so each story's nats are known exactly, and `StoriesV2.parse` recovers the choices
+of a story from its tokens alone (H_choice is then the corpus entropy rate, not only a bound).
 """
 from __future__ import annotations
 
@@ -167,7 +170,7 @@ def _parts(line: str) -> tuple:
     return tuple(out)
 
 
-def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = frozenset()) -> dict[str, Section]:
+def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = frozenset()) -> dict:
     """Sections of a template grammar. Words in `forbidden` may only come from slots (gendered words)."""
     sections, cur = {}, None
     for n, raw in enumerate(text.splitlines(), 1):
@@ -248,12 +251,14 @@ class StoriesV1:
     _FACTS = ("home", "pet", "obj", "friend", "food")
     _ENTITY_OF = {"F": "friend", "f_kid": "friend", "a_f_kid": "friend", "A": "pet", "pet": "pet",
                   "pet_habit": "pet", "obj": "obj", "color": "obj", "a_color": "obj", "obj_desc": "obj",
-                  "fds": "food", "food_adj": "food", "home": "home", "home_where": "home", "home_view": "home",
+                  "fds": "food", "food_adj": "food", "home": "home", "home_where": "home",
+                  "home_view": "home",
                   **{f"f_{w}": "friend" for w in ("he", "him", "his", "himself")},
                   **{f"a_{w}": "pet" for w in ("he", "him", "his", "himself", "sound")}}
-    _ROLE_BITS = {"N": 1, "kid": 1, "sib": 1, "F": 2, "f_kid": 2, "a_f_kid": 2, "P": 4, "A": 8, "X": 16, "S": 32,
-                  "s_kid": 32, **{p + w: bit for p, bit in (("", 1), ("f_", 2), ("p_", 4), ("a_", 8), ("x_", 16),
-                                                              ("s_", 32)) for w in ("he", "him", "his", "himself")}}
+    _ROLE_BITS = {"N": 1, "kid": 1, "sib": 1, "F": 2, "f_kid": 2, "a_f_kid": 2, "P": 4, "A": 8, "X": 16,
+                  "S": 32, "s_kid": 32,
+                  **{p + w: bit for p, bit in (("", 1), ("f_", 2), ("p_", 4), ("a_", 8), ("x_", 16),
+                                               ("s_", 32)) for w in ("he", "him", "his", "himself")}}
     ROLES = {1: "protagonist", 2: "friend", 4: "parent", 8: "pet", 16: "extra", 32: "sibling"}
     _NUMBERS = {"n", "k", "sum", "age", "n_fds", "k_fds", "rest_fds", "n_coins", "k_coins", "rest_coins"}
     _PRON = {(p, f): _pronouns(p, f) for p in ("", "f_", "p_", "a_", "x_", "s_") for f in (False, True)}
@@ -269,19 +274,19 @@ class StoriesV1:
         self.num = ["zero"] + t["numbers"]  # index = value; zero never appears in a story
         self.counts = {n: " , ".join(self.num[1:n + 1]) for n in range(5, 11)}
         self.sheep = {n: " , ".join(f"{w} sheep" for w in self.num[1:n + 1]) for n in range(4, 10)}
-        self.z = {k: _zipf(t[k]) for k in ("girls", "boys", "pet_names", "objects", "acts", "foods", "animals",
-                                           "skills")}
+        self.z = {k: _zipf(t[k]) for k in
+                  ("girls", "boys", "pet_names", "objects", "acts", "foods", "animals", "skills")}
         self.sections = parse_templates(_read(files[2:]), read_macros(_read(files[1:2]), tables),
                                         frozenset(GENDERED["female"] | GENDERED["male"]))
         self._alts = {name: self._section(sec) for name, sec in self.sections.items()}
         special = {"opening", "ending"} | {f"fact_{f}" for f in self._FACTS}
         self.schemas = sorted(k for k in self.sections if k not in special)
         self._schema_list = [(k, *self._alts[k]) for k in self.schemas]
-        self._endings: dict[frozenset, list] = {}  # introduced entities -> ending alternatives that only use them
+        self._endings: dict[frozenset, list] = {}  # introduced entities -> the endings using only them
         self.vocab = self._vocab()
 
     def _section(self, sec: Section) -> tuple:
-        """(steps with alternatives as (parts, role bits, entities), facts it needs, slot keys, self-intro)."""
+        """(steps, alternatives as (parts, role bits, entities); facts it needs, slot keys, self-intro)."""
         steps = []
         for p, alts in sec.steps:
             out = []
@@ -289,7 +294,8 @@ class StoriesV1:
                 roles = 1
                 for k in keys:
                     roles |= self._ROLE_BITS.get(k, 0)
-                out.append((parts, roles, frozenset(self._ENTITY_OF[k] for k in keys if k in self._ENTITY_OF)))
+                entities = frozenset(self._ENTITY_OF[k] for k in keys if k in self._ENTITY_OF)
+                out.append((parts, roles, entities))
             steps.append((p, out))
         used = {e for _, alts in steps for _, _, ents in alts for e in ents}
         needs = tuple(f for f in self._FACTS if f in used and f not in sec.flags)
@@ -333,11 +339,12 @@ class StoriesV1:
             female = gender == "female"
         animal = r() < 0.25
         u = r()
-        both = (zpick("girls", u=u), zpick("boys", u=u))  # others avoid both, so forcing a gender changes no one else
+        both = (zpick("girls", u=u), zpick("boys", u=u))  # others avoid both: forcing a gender changes no one
         s = {"N": both[0] if female else both[1]}
         s.update(PRON["", female])
         kind, feat = zpick("animals")
-        s["kid"], s["kid_feat"] = (kind, feat) if animal else ("girl" if female else "boy", pick(t["child_feats"]))
+        s["kid"], s["kid_feat"] = ((kind, feat) if animal
+                                   else ("girl" if female else "boy", pick(t["child_feats"])))
         s["sib"] = "sister" if female else "brother"
         f_female = r() < 0.5
         s["F"] = F = zpick("girls" if f_female else "boys", both)
@@ -428,7 +435,8 @@ class StoriesV1:
             s["topic"], s["role"], s["made"] = pick(t["topics"])
         genders = {"protagonist": female, "friend": f_female, "parent": p_female, "pet": a_female,
                    "extra": x_female, "sibling": s_female}
-        names = {"protagonist": s["N"], "friend": F, "parent": s["P"], "pet": s["A"], "extra": s["X"], "sibling": S}
+        names = {"protagonist": s["N"], "friend": F, "parent": s["P"], "pet": s["A"], "extra": s["X"],
+                 "sibling": S}
         return s, {"animal": animal, "genders": genders, "names": names}
 
     def _compose(self, rng: random.Random, gender: str | None) -> tuple[list[str], dict]:
@@ -453,9 +461,11 @@ class StoriesV1:
                 out.append(part if part.__class__ is str else part[int(r() * len(part))])
         tokens = " ".join(out).format_map(s).split()
         present = [role for bit, role in self.ROLES.items() if roles & bit]
+        gender = {True: "female", False: "male"}
+        characters = {role: {"name": info["names"][role], "gender": gender[info["genders"][role]]}
+                      for role in present}
         meta = {"schema": name, "animal": info["animal"], "object": f'{s["color"]} {s["obj"]}',
-                "characters": {role: {"name": info["names"][role],
-                                      "gender": "female" if info["genders"][role] else "male"} for role in present}}
+                "characters": characters}
         return tokens, meta
 
     def story(self, seed: int, split: str, i: int, gender: str | None = None) -> tuple[list[str], dict]:
@@ -486,8 +496,9 @@ class StoriesV1:
                     walk(y)
 
         t = self.t
-        walk([t[k] for k in t if k not in ("parents", "scenery")] + [[p for p, _ in t["parents"]], self.num[1:],
-              self.counts, self.sheep, list(self._PRON.values()), "a an Miss Mister coin coins girl boy sister brother"])
+        walk([t[k] for k in t if k not in ("parents", "scenery")] + [[p for p, _ in t["parents"]],
+              self.num[1:], self.counts, self.sheep, list(self._PRON.values()),
+              "a an Miss Mister coin coins girl boy sister brother"])
         return sorted(words)
 
 
@@ -498,7 +509,9 @@ class StoriesV1:
 # from word tables. `StoriesV2.parse` runs the same code with replayed choices and finds every choice
 # sequence that writes a given story: exactly one means that its choices can be read back from its
 # text, and its nats are then exactly -log P(story).
-_LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)  # kinds of ops of a compiled template line
+# A compiled template line is a tuple of ops: (_LIT, words), (_SLOT, key), (_CHOICE, choice among ops),
+# (_WORDS, choice, its options' words) or (_DRAWN, table, field). Words are vocabulary ids.
+_LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)
 
 
 class _Choice:
@@ -645,12 +658,13 @@ class _Table:
         if any("an" in f.split() for r in rows for f in r):
             raise ValueError(f"table {name!r}: write `a`, the article rule makes `an`")
         self.name = name
-        self.tokens = [[tuple(index[w] for w in r[f].split()) for r in rows] for f in range(min(map(len, rows)))]
+        fields = range(min(map(len, rows)))
+        self.tokens = [[tuple(index[w] for w in r[f].split()) for r in rows] for f in fields]
         self.weights = [1.0 / (j + float(zipf)) for j in range(len(rows))] if zipf else [1.0] * len(rows)
         self.choice = _Choice(list(range(len(rows))), self.weights, f"table {name}", self.tokens[0])
         self.firsts = [frozenset(t[0] for t in field) for field in self.tokens]  # for parsing
         self.multiword = [any(len(t) > 1 for t in field) for field in self.tokens]
-        self.spans = [(min(map(len, field)), max(map(len, field))) for field in self.tokens]  # fewest, most words
+        self.spans = [(min(map(len, f)), max(map(len, f))) for f in self.tokens]  # fewest and most words
 
 
 class StoriesV2:
@@ -664,7 +678,7 @@ class StoriesV2:
     PAYOFF_AFTER, PAYOFF_BY = 80, 200  # tokens since a thread's setup before its payoff may / must come
     ROLES = {"": "protagonist", "f_": "friend", "s_": "sibling", "x_": "neighbour", "a_": "pet"}
     _PRONOUN_KEYS = ("he", "him", "his", "himself")
-    _CODE_WORDS = "an girl boy sister brother Miss Mister she her herself he him his himself"  # words of _draw
+    _CODE_WORDS = "an girl boy sister brother Miss Mister she her herself he him his himself"  # _draw's words
 
     def __init__(self, path: str):
         self.path = path
@@ -672,18 +686,19 @@ class StoriesV2:
         files = {kind: [os.path.join(path, f) for f in names if f.startswith(kind) and f.endswith(".txt")]
                  for kind in ("tables", "macros", "slots", "templates")}
         raw = _read_each(files["tables"], read_tables)
-        forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})  # "an" comes from the article rule
+        forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})  # "an": from the article rule
         macros = _read_each(files["macros"], lambda text: read_macros(text, raw))
         sections = _read_each(files["templates"], lambda text: parse_templates(text, macros, forbidden))
         # The closed vocabulary, known before anything is written: a story is a list of its ids.
         words = _template_words(sections) | set(self._CODE_WORDS.split())
-        words |= {w for rows in raw.values() for r in rows for f in (r if isinstance(r, tuple) else (r,)) for w in f.split()}
+        words |= {w for rows in raw.values() for r in rows
+                  for f in (r if isinstance(r, tuple) else (r,)) for w in f.split()}
         self.vocab = sorted(words)
         self.index = ix = {w: i for i, w in enumerate(self.vocab)}
         self._a, self._an = ix["a"], ix["an"]
         self._vowel = frozenset(i for w, i in ix.items() if w[0] in "aeiou")
-        self._pron = {g: [(ix[w],) for w in (("she", "her", "her", "herself") if g else ("he", "him", "his", "himself"))]
-                      for g in (True, False)}
+        self._pron = {True: [(ix[w],) for w in ("she", "her", "her", "herself")],
+                      False: [(ix[w],) for w in ("he", "him", "his", "himself")]}
         self._w = {w: (ix[w],) for w in ("girl", "boy", "sister", "brother", "Miss", "Mister", "she")}
         self.tables = {name: _Table(name, rows, ix) for name, rows in raw.items()}
         self._groups, self.tracked = self._read_slots(_read(files["slots"]))
@@ -700,7 +715,10 @@ class StoriesV2:
         self._u = {n: _Choice(list(range(n)), [1.0] * n, f"uniform {n}") for n in range(1, 64)}
         self._check_keys()
         self.bounds = self._bounds()
-        self._most = {name: hi for name, (_, hi) in self.bounds.items()}
+        self._most = most = {name: hi for name, (_, hi) in self.bounds.items()}
+        # room an introduction must leave: the longest thread, the shortest episode and the ending
+        self._intro_reserve = (max(most["setup_" + t] + most["payoff_" + t] for t in self.threads)
+                               + min(most[e] for e in self.episodes) + most["ending"])
 
     # --------------------------------------------------------------- loading
     def _read_slots(self, text: str):
@@ -786,11 +804,10 @@ class StoriesV2:
                     for key in _slot_keys(ops):
                         if key not in drawable:
                             raise ValueError(f"section {name!r} uses slot {{{key}}}, which nothing draws")
-        self._key_group = {}
-        for group, (_, keys, _) in self._groups.items():
-            for k in keys:
-                if k:
-                    self._key_group[k] = group
+        self._key_group = {k: group for group, (_, keys, _) in self._groups.items() for k in keys if k}
+        # group -> (table, {slot: its field}, the slot that holds the drawn row, the groups' rows excluded)
+        self._bindings = {g: (tab, {k: tab.tokens[f] for f, k in enumerate(keys) if k}, "#" + g,
+                              tuple("#" + e for e in excl)) for g, (tab, keys, excl) in self._groups.items()}
 
     def _code_keys(self) -> list[str]:
         """Slots drawn by code rather than by slots.txt: characters, numbers and days."""
@@ -802,9 +819,10 @@ class StoriesV2:
     def _bounds(self) -> dict[str, tuple[int, int]]:
         """The fewest and most tokens each section can write (the most: every optional step, the
         longest option everywhere), so that the plan can keep every story within [MIN_LEN, MAX_LEN]."""
-        longest = {k: tab.spans[f][1] for tab, keys, _ in self._groups.values() for f, k in enumerate(keys) if k}
+        longest = {k: tab.spans[f][1] for tab, keys, _ in self._groups.values()
+                   for f, k in enumerate(keys) if k}
         longest.update({k: 1 for k in self._code_keys()})
-        longest.update(X=2, kid=max(len(t) for t in self.tables["animals"].tokens[0]) if "animals" in self.tables else 1)
+        longest.update(X=2, kid=self.tables["animals"].spans[0][1] if "animals" in self.tables else 1)
 
         def span(ops, pick):
             n = 0
@@ -892,11 +910,9 @@ class StoriesV2:
             emits = (lambda: [self._starts(x, ctx.slots) for x in fits]) if ctx.parsing else None
             return fits[ctx.pick(u[len(fits)], emits=emits)]
 
-        shortest_ep = min(most[e] for e in self.episodes)
-        longest_thread = max(most["setup_" + t] + most["payoff_" + t] for t in self.threads)
         self._section(ctx, "opening")
         intros = list(self.intros)
-        while (x := choose(intros, longest_thread + shortest_ep + end, self.P_INTRO)) is not None:
+        while (x := choose(intros, self._intro_reserve, self.P_INTRO)) is not None:
             intros.remove(x)
             self._section(ctx, x)
         threads = list(self.threads)
@@ -922,8 +938,8 @@ class StoriesV2:
             done += 1
             if done == 1:  # a second thread, set up after the first episode
                 reserve = sum(most["payoff_" + t] for t, _ in pending) + end
-                setup = choose([f"setup_{t}" for t in threads if room(f"setup_{t}", most["payoff_" + t] + reserve)],
-                               reserve, self.P_SECOND_THREAD)
+                setups = [f"setup_{t}" for t in threads if room(f"setup_{t}", most["payoff_" + t] + reserve)]
+                setup = choose(setups, reserve, self.P_SECOND_THREAD)
                 if setup is not None:
                     threads.remove(setup[6:])
                     self._section(ctx, setup)
@@ -942,15 +958,21 @@ class StoriesV2:
         group = self._key_group.get(key)
         s = ctx.slots
         if group is not None:
-            tab, keys, excl = self._groups[group]
-            exclude = frozenset(s["#" + g] for g in excl if "#" + g in s)
-            j = ctx.pick(tab.choice, exclude, tab.tokens[keys.index(key)])
-            self._bind(ctx, group, {"#" + group: j, **{k: tab.tokens[f][j] for f, k in enumerate(keys) if k}})
+            tab, fields, mark, excl = self._bindings[group]
+            exclude = frozenset(s[g] for g in excl if g in s) if excl else frozenset()
+            j = ctx.pick(tab.choice, exclude, fields[key])
+            s[mark] = j
+            for k, field in fields.items():
+                s[k] = field[j]
+            if group.startswith("e_"):
+                ctx.local.append(mark)
+                ctx.local.extend(fields)
         elif key in ("N", "F", "S"):
             role = {"N": "", "F": "f_", "S": "s_"}[key]
             female = self._gender(ctx, role)
             tab = self.tables["girls" if female else "boys"]
-            exclude = frozenset(s["#" + k][1] for k in ("N", "F", "S") if s.get("#" + k, (None,))[0] == tab.name)
+            exclude = frozenset(s["#" + k][1] for k in ("N", "F", "S")
+                                if s.get("#" + k, (None,))[0] == tab.name)  # names are different
             j = ctx.pick(tab.choice, exclude)
             s.update({key: tab.tokens[0][j], "#" + key: (tab.name, j)})
         elif key in ("kid", "f_kid"):
@@ -976,14 +998,16 @@ class StoriesV2:
             tab = self.tables["grownups"]
             j = ctx.pick(tab.choice, emits=tab.tokens[0] if key == "P" else None)
             s["P"] = tab.tokens[0][j]
-            s.update(zip(("p_" + w for w in self._PRONOUN_KEYS), self._pron[tab.tokens[1][j] == self._w["she"]]))
+            female = tab.tokens[1][j] == self._w["she"]
+            s.update(zip(("p_" + w for w in self._PRONOUN_KEYS), self._pron[female]))
         elif key in ("e_n", "coins", "age"):
             lo, hi = {"e_n": (2, 9), "coins": (5, 12), "age": (4, 9)}[key]
             self._bind(ctx, key, {key: self._num(lo + ctx.pick(self._u[hi - lo + 1]))})
         elif key in ("e_k", "e_sum", "e_left"):
             n = self._value(ctx, "e_n")
             k = 1 + ctx.pick(self._u[n - 1])
-            self._bind(ctx, "e_k", {"e_k": self._num(k), "e_sum": self._num(n + k), "e_left": self._num(n - k)})
+            self._bind(ctx, "e_k", {"e_k": self._num(k), "e_sum": self._num(n + k),
+                                    "e_left": self._num(n - k)})
         elif key in ("spent", "left"):
             n = self._value(ctx, "coins")
             k = 1 + ctx.pick(self._u[n - 2])
@@ -1100,7 +1124,8 @@ def _lookahead(ops: tuple, slots: dict, depth: int = 8) -> list:
             if op[1].multiword[op[2]]:
                 break
         else:  # an inline choice: the first words of its options (or, after an empty one, of what follows)
-            firsts = [_lookahead(o, slots, 1) if o else _lookahead(ops[k + 1:], slots, 1) for o in op[1].options]
+            rest = ops[k + 1:]
+            firsts = [_lookahead(o, slots, 1) if o else _lookahead(rest, slots, 1) for o in op[1].options]
             if all(firsts):
                 sets.append(set().union(*(f[0] for f in firsts)))
             break
@@ -1165,13 +1190,15 @@ def detokenize(tokens: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- entry points
 @functools.lru_cache(maxsize=8)
-def _load(version: int, path: str):
+def _load(version: int, path: str, stamp: tuple):
     return {1: StoriesV1, 2: StoriesV2}[version](path)
 
 
 def generator(version: int = LATEST):
-    """The generator of a corpus version, reading its data files from data_dir(version)."""
-    return _load(version, data_dir(version))
+    """The generator of a corpus version, reading its data files from data_dir(version) (again when
+    one of them has changed)."""
+    stamp = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in data_files(version))
+    return _load(version, data_dir(version), stamp)
 
 
 def main():

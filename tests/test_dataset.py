@@ -85,7 +85,8 @@ def test_synthetic_is_version_2_and_synthetic_v1_the_archived_one(corpus, tmp_pa
                                  cache_dir=str(tmp_path), progress=False))
     assert "v2" in corpus.description and "v1" in v1.description
     probe_words = {w for pair in PROBE_TEMPLATES for t in pair for w in t.split() if w != "{C}"}
-    assert corpus.tok.n_words == len(set(storygen.generator(2).vocab) | probe_words) and v1.tok.n_words == 1930
+    assert corpus.tok.n_words == len(set(storygen.generator(2).vocab) | probe_words)
+    assert v1.tok.n_words == 1930
     assert np.isnan(v1.train_nats).all() and (corpus.train_nats > 0).all()
 
 
@@ -104,7 +105,7 @@ def test_v2_tokenizer_round_trip_and_cached_nats(corpus):
         at += len(ids) + 1
 
 
-def test_an_edited_template_stops_the_gradient_analysis_of_its_run(tmp_path, micro_cfg, monkeypatch, cli_error):
+def test_an_edited_template_stops_the_gradient_analysis(tmp_path, micro_cfg, monkeypatch, cli_error):
     """A tiny run trains on a copy of the generator's data files; one word of one template is then
     changed in the copy, and the gradient analysis of the run stops with one line and exit code 2
     instead of replaying batches the run never trained on."""
@@ -128,3 +129,16 @@ def test_an_edited_template_stops_the_gradient_analysis_of_its_run(tmp_path, mic
     assert dataset.corpus_identity(cfg)["data_sha256"] != record["corpus_identity"]["data_sha256"]
     cli_error("backbone_gradient_analysis.py", ["--run", cfg.run_dir, "--device", "cpu"],
               match="not the one it trained on", env={**os.environ, storygen.DATA_ENV: str(data)})
+
+
+def test_a_run_recorded_before_corpus_v2_reads_as_version_1(tmp_path):
+    """config.json of the archived v1 runs says data = synthetic (then version 1) and has no corpus
+    identity: its Config is the version-1 corpus, so analyses rebuild the batches it trained on."""
+    import runs
+    archived = os.path.join(os.path.dirname(dataset.__file__), "results", "v1", "seed42", "config.json")
+    rec = json.load(open(archived))
+    (tmp_path / "config.json").write_text(json.dumps(rec))
+    assert rec["config"]["data"] == "synthetic" and runs.run_config(str(tmp_path)).data == "synthetic_v1"
+    rec["corpus_identity"] = {"data": "synthetic"}
+    (tmp_path / "config.json").write_text(json.dumps(rec))
+    assert runs.run_config(str(tmp_path)).data == "synthetic"
