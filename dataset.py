@@ -499,6 +499,25 @@ def mention_gaps(version: int, split: str, n: int, seed: int = 0) -> dict:
             "stories_with_gap_80_300": round(hit / n, 4), "stories": n}
 
 
+def context_cost(version: int, split: str, n: int, ctx: int, windows: int = 4000, seed: int = 0) -> float:
+    """A rough estimate (nats/token) of what a model that sees `ctx` tokens cannot know of stories
+    0..n-1: over random windows of ctx tokens, the nats of the slot draws made before the window's
+    start and written again inside it, charged once per window (partial guesses of a value from the
+    window itself are ignored, and so is the plan of sections)."""
+    import storygen
+    gen = storygen.generator(version)
+    stories = [gen.story(seed, split, i) for i in range(n)]
+    starts = np.cumsum([0] + [len(t) + 1 for t, _ in stories])
+    cost = 0.0
+    for s in np.random.default_rng(seed).integers(0, starts[-1] - ctx, windows):
+        k = int(np.searchsorted(starts, s, side="right")) - 1
+        at = s - starts[k]
+        for nats, pos in stories[k][1]["draws"].values():
+            if pos and pos[0] < at and any(at <= p < at + ctx for p in pos):
+                cost += nats
+    return cost / windows / ctx
+
+
 def corpus_stats(corpus: Corpus, cfg: Config, baseline_tokens: tuple = ()) -> dict:
     """Types, tokens, story lengths, H_choice (nats per token of the generator's choices, the end-of-text
     token included) and n-gram baselines fitted on the first N training tokens for each N in
@@ -567,8 +586,10 @@ def main(argv=None):
         print(corpus.tok.decode(tr[s:e]), end="\n\n")
     stats = corpus_stats(corpus, cfg, tuple(n or len(tr) for n in sizes) if args.baseline else ())
     if args.stats:
-        n = min(args.gap_stories, cfg.n_val_stories)
-        stats["mention_gaps"] = mention_gaps(SYNTHETIC_VERSION[cfg.data], "val", n)
+        n, version = min(args.gap_stories, cfg.n_val_stories), SYNTHETIC_VERSION[cfg.data]
+        stats["mention_gaps"] = mention_gaps(version, "val", n)
+        if version >= 2:
+            stats[f"context_cost_{cfg.ctx}"] = round(context_cost(version, "val", n, cfg.ctx), 4)
     print(json.dumps(stats, indent=1))
     if args.stats:
         from common import write_result
@@ -587,6 +608,10 @@ STATS_DEFINITIONS = {
                       "order n fitted on the first ngram_train_tokens training tokens; ngram_trend: the same for "
                       "each number of training tokens fitted",
     "mention_gaps": "token distances between consecutive mentions of one entity in validation stories",
+    "context_cost_256": "rough estimate (nats/token) of what 256 tokens of context cannot know: over random "
+                        "256-token windows of validation stories, the nats of the slot draws made before the "
+                        "window and written again inside it (dataset.context_cost); H_choice + this is a "
+                        "rough floor for a model with that context",
     "story_tokens": "tokens per story, end-of-text excluded",
     "zipf_slope": "slope of log(count) against log(rank) of the training tokens' types, ranks 11 to 1000 "
                   "(about -1 in natural text)",

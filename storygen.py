@@ -536,14 +536,15 @@ class _Branch(Exception):
 class _Story:
     """One story being written: its random stream, tokens, slots, nats (and, on request, the positions
     of its entity mentions)."""
-    __slots__ = ("r", "out", "slots", "local", "nats", "trace", "mentions", "sections")
+    __slots__ = ("r", "out", "slots", "local", "nats", "trace", "mentions", "sections", "draws")
     parsing = False
 
     def __init__(self, rng: random.Random | None, mentions: bool = False):
         self.r = rng.random if rng is not None else None
         self.out, self.slots, self.local, self.nats, self.sections = [], {}, [], 0.0, []
         self.trace = None
-        self.mentions = [] if mentions else None
+        self.mentions = [] if mentions else None  # (slot, position) of every slot written
+        self.draws = {}  # with mentions: slot group -> the nats of its draw
 
     def pick(self, ch: _Choice, exclude: frozenset = frozenset(), emits: list | None = None) -> int:
         """Option j of a choice, drawn with p = w_j / total, or w_j / (total - excluded weight)."""
@@ -851,8 +852,8 @@ class StoriesV2:
                 v = slots.get(op[1])
                 if v is None:
                     v = self._draw(ctx, op[1])
-                if ctx.mentions is not None and op[1] in self.tracked:
-                    ctx.mentions.append((op[1], len(out)))
+                if ctx.mentions is not None:
+                    ctx.mentions.append((op[1], len(out), len(ctx.sections)))
                 out.extend(v)
             elif kind == _WORDS:
                 out.extend(op[2][pick(op[1])])
@@ -955,6 +956,29 @@ class StoriesV2:
             ctx.local.extend(values)
 
     def _draw(self, ctx: _Story, key: str) -> tuple:
+        if ctx.mentions is not None:  # statistics: what the draw cost, by slot group
+            before = ctx.nats
+            value = self._draw_slot(ctx, key)
+            group = self._group_of(key, len(ctx.sections))
+            ctx.draws[group] = ctx.draws.get(group, 0.0) + ctx.nats - before
+            return value
+        return self._draw_slot(ctx, key)
+
+    def _group_of(self, key: str, section: int) -> str:
+        """The slot group whose draw a slot shows (a slots.txt group, a name, a role's gender, a number),
+        with the section for the local groups, drawn again in every section."""
+        if key in self._key_group:
+            group = self._key_group[key]
+            return f"{group}@{section}" if group.startswith("e_") else group
+        if key.startswith("e_"):
+            return ("e_k" if key in ("e_sum", "e_left") else key) + f"@{section}"
+        if key in ("N", "F", "S", "X", "A", "P", "kid", "f_kid") or key.startswith("p_"):
+            return "P" if key.startswith("p_") else key
+        return {"sib": "#gs_", "left": "spent", "next_day": "day"}.get(
+            key, "#g" + key[:-len(next((w for w in self._PRONOUN_KEYS if key.endswith(w)), ""))]
+            if any(key.endswith(w) for w in self._PRONOUN_KEYS) else key)
+
+    def _draw_slot(self, ctx: _Story, key: str) -> tuple:
         group = self._key_group.get(key)
         s = ctx.slots
         if group is not None:
@@ -1050,15 +1074,18 @@ class StoriesV2:
 
     def story(self, seed: int, split: str, i: int, trace: bool = False) -> tuple[list[str], dict]:
         """Story i of a split and its metadata: nats (-log of the probability of its choices), sections
-        (opening, intros, thread setups, episodes, payoffs, ending) and the positions of entity mentions
-        (slot -> token positions); with `trace`, also its choices as (label, option, excluded options,
-        the choice: None for a coin)."""
+        (opening, intros, thread setups, episodes, payoffs, ending), the positions of entity mentions
+        (slot -> token positions) and draws (slot group -> (nats of its draw, positions of its slots));
+        with `trace`, also its choices as (label, option, excluded options, the choice: None for a coin)."""
         ctx = self._write(seed, split, i, trace, mentions=True)
-        mentions = {}
-        for key, pos in ctx.mentions:
-            mentions.setdefault(key, []).append(pos)
+        mentions, groups = {}, {}
+        for key, pos, section in ctx.mentions:
+            if key in self.tracked:
+                mentions.setdefault(key, []).append(pos)
+            groups.setdefault(self._group_of(key, section), []).append(pos)
         meta = {"nats": ctx.nats, "sections": ctx.sections, "schema": next(
-            (s for s in ctx.sections if s.startswith("ep_")), ""), "mentions": mentions}
+            (s for s in ctx.sections if s.startswith("ep_")), ""), "mentions": mentions,
+                "draws": {g: (n, groups.get(g, [])) for g, n in ctx.draws.items()}}
         if trace:
             meta["trace"] = ctx.trace
         return self.words(ctx.out), meta

@@ -142,3 +142,15 @@ def test_a_run_recorded_before_corpus_v2_reads_as_version_1(tmp_path):
     rec["corpus_identity"] = {"data": "synthetic"}
     (tmp_path / "config.json").write_text(json.dumps(rec))
     assert runs.run_config(str(tmp_path)).data == "synthetic"
+
+
+def test_context_cost_with_one_token_of_context_is_the_nats_of_every_repeated_mention():
+    """With a context of one token, every mention of a slot but its first is paid again: the expected
+    cost per token is the sum, over repeated mentions, of their draw's nats, over the tokens."""
+    import storygen
+    gen = storygen.generator(2)
+    stories = [gen.story(0, "val", i) for i in range(40)]
+    exact = sum(n * len(set(p) - {p[0]}) for _, m in stories for n, p in m["draws"].values())
+    exact /= sum(len(t) + 1 for t, _ in stories)
+    estimate = dataset.context_cost(2, "val", 40, 1, windows=60_000)
+    assert abs(estimate - exact) < 0.06 * exact
