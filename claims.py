@@ -1193,6 +1193,16 @@ def evaluate_cache(res: Results) -> list[dict]:
     return res._claims
 
 
+def open_results(root: str, version: str | None) -> "Results":
+    """Results of `root`/`version` (default: the newest version with a seed run); one error line if absent."""
+    if not os.path.isdir(root):
+        fail(f"--results {root}: not a folder")
+    res = Results(root, version)
+    if res.dir is None or not os.path.isdir(res.dir):
+        fail(f"no corpus version folder in {root}" + (f" ({version})" if version else ""))
+    return res
+
+
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results root (results/<version>/...)")
@@ -1201,11 +1211,7 @@ def main(argv=None):
     )
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     ns = p.parse_args(argv)
-    if not os.path.isdir(ns.results):
-        fail(f"--results {ns.results}: not a folder")
-    res = Results(ns.results, ns.version)
-    if res.dir is None or not os.path.isdir(res.dir):
-        fail(f"no corpus version folder {res.dir or ns.results + '/v<N>'}")
+    res = open_results(ns.results, ns.version)
     rows = evaluate(res)
     if ns.json:
         print(json.dumps(rows, indent=1, default=float))

@@ -21,7 +21,7 @@ import re
 import numpy as np
 
 import claims as cl
-from claims import BLOCKS, Results, Seed, get, group_key
+from claims import BLOCKS, Results, Seed, get, group_key, open_results
 from config import Parser, fail
 
 FIG_W = 7.0  # inches: a full text width of the report
@@ -1154,17 +1154,8 @@ def tab_pc1(s: Seed) -> str:
         )
     return tabular(
         "lrrrrrrrr",
-        [
-            "group",
-            "PC1",
-            "$k_{95}$",
-            "$8/\\pi^2$",
-            "shuffle",
-            "rand.\\ dir.",
-            "matched",
-            "coherence",
-            "$f_b(T)$",
-        ],
+        ["group", "PC1", "$k_{95}$", "$8/\\pi^2$", "shuffle", "rand.\\ dir.", "matched", "coherence",
+         "$f_b(T)$"],
         rows,
     )
 
@@ -1202,14 +1193,8 @@ def tab_update(s: Seed) -> str:
     )
     return tabular(
         "lrrrrr",
-        [
-            "phase (midpoint)",
-            "$|C|$ block 0",
-            "$|C|$ blocks 1--7 (median)",
-            "$|C|$ trunk",
-            "signed $C$ block 0",
-            "matched walk $|C|$ block 0",
-        ],
+        ["phase (midpoint)", "$|C|$ block 0", "$|C|$ blocks 1--7 (median)", "$|C|$ trunk",
+         "signed $C$ block 0", "matched walk $|C|$ block 0"],
         rows,
     )
 
@@ -1236,16 +1221,8 @@ def tab_fisher(s: Seed) -> str:
         )
     return tabular(
         "rrrrrrrr",
-        [
-            "step",
-            "$q(v_b)$",
-            "$q(v_{sw})$",
-            "$q(v_{PC2})$",
-            "mean $q(w_k)$",
-            "$\\alpha$",
-            "$\\lambda_1/\\mathrm{tr}$",
-            "$|\\langle u_1, v_b\\rangle|$",
-        ],
+        ["step", "$q(v_b)$", "$q(v_{sw})$", "$q(v_{PC2})$", "mean $q(w_k)$", "$\\alpha$",
+         "$\\lambda_1/\\mathrm{tr}$", "$|\\langle u_1, v_b\\rangle|$"],
         out,
     )
 
@@ -1269,18 +1246,8 @@ def tab_sgd(res: Results) -> str:
         )
     return tabular(
         "llllrrrrrr",
-        [
-            "run",
-            "optimizer",
-            "status",
-            "final val",
-            "best $p_{ood}$",
-            "PC1 \\%",
-            "$k_{95}$",
-            "drift",
-            "shuffle \\%",
-            "matched \\%",
-        ],
+        ["run", "optimizer", "status", "final val", "best $p_{ood}$", "PC1 \\%", "$k_{95}$", "drift",
+         "shuffle \\%", "matched \\%"],
         rows,
     )
 
@@ -1357,18 +1324,8 @@ def tab_reheat(res: Results, seed: int) -> str:
         )
     return tabular(
         "rrrrrrrrrr",
-        [
-            "lr",
-            "peak $p_{ood}$",
-            "at step",
-            "first $\\ge$ 0.60",
-            "final",
-            "$a$ start",
-            "$a$ end",
-            "$\\|r\\|$ start",
-            "$\\|r\\|$ max",
-            "$\\|r\\|$ end",
-        ],
+        ["lr", "peak $p_{ood}$", "at step", "first $\\ge$ 0.60", "final", "$a$ start", "$a$ end",
+         "$\\|r\\|$ start", "$\\|r\\|$ max", "$\\|r\\|$ end"],
         rows,
     )
 
@@ -1419,64 +1376,30 @@ def tab_finetune(res: Results) -> str:
     return tabular("p{4.6cm}p{2.4cm}rp{5.2cm}", ["quantity", "study (DistilGPT-2)", "ours", "reference"], rows)
 
 
+def claim_cells(rows: list[dict]) -> list[tuple[dict, list[str]]]:
+    """(row, [id, claim, paper, ours, null]) per claim row; the id names the seed when there are several."""
+    multi = len({r["seed"] for r in rows}) > 1
+    return [(r, [r["id"] + (f" (s{r['seed']})" if multi else ""), r["claim"], r["paper"], r["ours"], r["null"]])
+            for r in rows]
+
+
 def tab_claims(rows: list[dict]) -> str:
     col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
-    out = [
-        "\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
-        "\\toprule",
-        "id & claim & paper & ours & null & verdict \\\\",
-        "\\midrule",
-        "\\endhead",
-    ]
-    multi = len({r["seed"] for r in rows}) > 1
-    for r in rows:
-        idc = r["id"] + (f" (s{r['seed']})" if multi else "")
-        out.append(
-            " & ".join(
-                [
-                    idc,
-                    tex_escape(r["claim"]),
-                    tex_escape(r["paper"]),
-                    tex_escape(r["ours"]),
-                    tex_escape(r["null"]),
-                    f"\\textbf{{{tex_escape(r['verdict'])}}}",
-                ]
-            )
-            + " \\\\"
-        )
-        out.append(
-            "\\multicolumn{6}{@{}p{0.97\\linewidth}}"
-            f"{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]"
-        )
+    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
+           "\\toprule", "id & claim & paper & ours & null & verdict \\\\", "\\midrule", "\\endhead"]
+    for r, cells in claim_cells(rows):
+        out.append(" & ".join([cells[0]] + [tex_escape(c) for c in cells[1:]]
+                              + [f"\\textbf{{{tex_escape(r['verdict'])}}}"]) + " \\\\")
+        out.append("\\multicolumn{6}{@{}p{0.97\\linewidth}}" f"{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]")
     out += ["\\bottomrule", "\\end{longtable}"]
     return "\n".join(out) + "\n"
 
 
 def md_claims(rows: list[dict], res: Results) -> str:
-    out = [
-        f"Claims of the paper against `results/{res.version}` (verdicts computed by `claims.py`):",
-        "",
-        "| id | claim | paper | ours | null | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    multi = len({r["seed"] for r in rows}) > 1
-    for r in rows:
-        idc = r["id"] + (f" s{r['seed']}" if multi else "")
-        out.append(
-            "| "
-            + " | ".join(
-                md_escape(x)
-                for x in (
-                    idc,
-                    r["claim"],
-                    r["paper"],
-                    r["ours"],
-                    r["null"],
-                    f"**{r['verdict']}**: {r['reason']}",
-                )
-            )
-            + " |"
-        )
+    out = [f"Claims of the paper against `results/{res.version}` (verdicts computed by `claims.py`):", "",
+           "| id | claim | paper | ours | null | verdict |", "|---|---|---|---|---|---|"]
+    for r, cells in claim_cells(rows):
+        out.append("| " + " | ".join(md_escape(x) for x in cells + [f"**{r['verdict']}**: {r['reason']}"]) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -1581,11 +1504,7 @@ def main(argv=None):
     )
     p.add_argument("--no-figures", action="store_true", help="numbers, tables and README block only")
     ns = p.parse_args(argv)
-    if not os.path.isdir(ns.results):
-        fail(f"--results {ns.results}: not a folder")
-    res = Results(ns.results, ns.version)
-    if res.dir is None or not os.path.isdir(res.dir):
-        fail(f"no corpus version folder in {ns.results}" + (f" ({ns.version})" if ns.version else ""))
+    res = open_results(ns.results, ns.version)
     seeds = res.seeds()
     if ns.seed is not None and ns.seed not in seeds:
         fail(f"no {res.dir}/seed{ns.seed}")
