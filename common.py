@@ -226,6 +226,15 @@ def fmt(v, nd: int = 3) -> str:
     return str(v)
 
 
+def fmt_g(v, nd: int = 3) -> str:
+    """A number in %g style with nd significant digits ('-' for None or non-finite)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, (str, bool, int)) or type(v).__name__ == "bool_":
+        return str(v)
+    return f"{float(v):.{nd}g}"
+
+
 def format_table(head: list[str], body: list[list]) -> str:
     """Rows of cells as right-aligned columns (cells are str()-ed)."""
     lines = [[str(x) for x in line] for line in [head, *body]]

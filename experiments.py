@@ -316,6 +316,48 @@ def plan(preset: str) -> dict:
                 reheat=reheat_protocol(preset, 4.0, 0), reheat_threshold=REHEAT_THRESHOLD)
 
 
+
+# ----------------------------------------------------------------------------- fine-tuning study (finetune_geometry.py)
+FT_EXPERIMENTS = ("baseline", "lr", "full_vs_lora", "alignment", "activity", "rank", "table")
+FT_STUDY = dict(proj_full=0.23, proj_lora=0.09, align_lo=0.17, align_hi=0.19)  # the study's numbers
+
+
+def load_finetune(folder: str) -> dict:
+    """{experiment: its JSON record} of a study folder; UsageError when one is missing."""
+    out = {}
+    for e in FT_EXPERIMENTS:
+        p = os.path.join(folder, f"finetune_{e}.json")
+        if not os.path.isfile(p):
+            raise UsageError(f"{p} not found (run finetune_geometry.py first)")
+        out[e] = json.load(open(p))
+    return out
+
+
+def finetune_summary(results_dir: str) -> dict:
+    """The numbers a paper section needs, from a study folder's JSONs (never from checkpoints)."""
+    r = {e: v["results"] for e, v in load_finetune(results_dir).items()}
+    fv, act, rk = r["full_vs_lora"], r["activity"], r["rank"]
+    al = r["alignment"]["alignment"]["groups"]["overall"]
+
+    def pick(row, keys):
+        return {k: row[k] for k in keys}
+    return dict(
+        base=load_finetune(results_dir)["baseline"]["config"]["base"], base_p_ood=rk["base_p_ood"],
+        proj_abs_mean={m: fv[m]["overall"]["proj_abs_mean"] for m in ("full", "lora")},
+        proj_var={m: fv[m]["overall"]["proj_var"] for m in ("full", "lora")},
+        ratio_full_over_lora=fv["ratio_full_over_lora"]["overall"],
+        alignment=dict(pick(al, ("cos", "late_mean", "random_level", "ceiling_final")),
+                       steps=r["alignment"]["alignment"]["steps"], rank=r["alignment"]["rank"]),
+        activity=dict(full=act["full"]["final"], lora=act["lora"]["final"],
+                      centroid_full=act["full"]["centroid"], centroid_lora=act["lora"]["centroid"]),
+        rank=[pick(row, ("rank", "p_ood", "best_p_ood", "val_loss", "align_late_mean", "ceiling_final",
+                         "trainable")) for row in rk["rows"]],
+        full_p_ood=rk["full"]["p_ood"],
+        lr={m: [pick(row, ("lr", "final_train_loss", "grad_norm_var", "p_ood", "diverged_at"))
+                for row in rows] for m, rows in r["lr"]["rows"].items()},
+        table=r["table"])
+
+
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="paper", choices=sorted(STEP_SCALE), help="time scale (default paper)")

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import math
 import os
 import re
@@ -52,16 +51,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from common import (autocast, check_writable, cli, copy_results, exact_fp32, pick_device, pyplot, save_figure,
-                    write_result, write_text)
+from common import (autocast, check_writable, cli, copy_results, exact_fp32, fmt_g, pick_device, pyplot,
+                    save_figure, write_result, write_text)
 from config import Parser, UsageError, make_config
 from model import losses
+from experiments import FT_EXPERIMENTS as EXPERIMENTS, FT_STUDY as STUDY, load_finetune as load_results
 
 KINDS = ("qkv", "attn_out", "mlp_up", "mlp_down")          # canonical order of a block's trunk matrices
 OURS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")      # their module names in model.GPT
 HF = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # and in Hugging Face GPT-2 blocks
-EXPERIMENTS = ("baseline", "lr", "full_vs_lora", "alignment", "activity", "rank", "table")
-STUDY = dict(proj_full=0.23, proj_lora=0.09, align_lo=0.17, align_hi=0.19)  # the study's numbers
 GRAD_KEYS = ("proj_abs_mean", "proj_var", "grad_norm_mean", "grad_norm_var")
 
 
@@ -640,7 +638,7 @@ def comparison(out: dict) -> dict:
         row(f"alignment cos(dW_full, scale B A), mean after step {out['alignment']['steps'] // 2} "
             f"(rank {rank})",
             f"{STUDY['align_lo']}-{STUDY['align_hi']}", al["late_mean"], al["random_level"],
-            f"random-direction level; rank-{rank} ceiling {_fmt(al['ceiling_final'])}"),
+            f"random-direction level; rank-{rank} ceiling {fmt_g(al['ceiling_final'])}"),
         row("LoRA activity centroid depth (0 first layer, 1 last)", "shallow and middle layers",
             act["lora"]["centroid"], act["full"]["centroid"], "full FT centroid (flat profile: 0.5)"),
         row("LoRA most active layer", "shallow / middle", act["lora"]["argmax_layer"],
@@ -666,20 +664,12 @@ def _lt(a, b):
     return None if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) else bool(a < b)
 
 
-def _fmt(v, nd: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, (str, bool, int, np.bool_)):
-        return str(v)
-    return f"{v:.{nd}g}"
-
-
 def table_markdown(table: dict) -> str:
     lines = ["| quantity | study (DistilGPT-2) | ours | reference |", "|---|---|---|---|"]
     for r in table["rows"]:
-        lines.append(f"| {r['quantity']} | {_fmt(r['study'])} | {_fmt(r['ours'])} | "
-                     f"{_fmt(r['reference'])} ({r['reference_is']}) |")
-    readings = ", ".join(f"{k} = {_fmt(v)}" for k, v in table["readings"].items())
+        lines.append(f"| {r['quantity']} | {fmt_g(r['study'])} | {fmt_g(r['ours'])} | "
+                     f"{fmt_g(r['reference'])} ({r['reference_is']}) |")
+    readings = ", ".join(f"{k} = {fmt_g(v)}" for k, v in table["readings"].items())
     lines += ["", f"Readings (computed): {readings}"]
     return "\n".join(lines) + "\n"
 
@@ -729,42 +719,6 @@ def definitions() -> dict:
 
 
 # ----------------------------------------------------------------------------- reading and figures
-def load_results(folder: str) -> dict:
-    """{experiment: its JSON record} of a study folder; UsageError when one is missing."""
-    out = {}
-    for e in EXPERIMENTS:
-        p = os.path.join(folder, f"finetune_{e}.json")
-        if not os.path.isfile(p):
-            raise UsageError(f"{p} not found (run finetune_geometry.py first)")
-        out[e] = json.load(open(p))
-    return out
-
-
-def finetune_summary(results_dir: str) -> dict:
-    """The numbers a paper section needs, from a study folder's JSONs (never from checkpoints)."""
-    r = {e: v["results"] for e, v in load_results(results_dir).items()}
-    fv, act, rk = r["full_vs_lora"], r["activity"], r["rank"]
-    al = r["alignment"]["alignment"]["groups"]["overall"]
-
-    def pick(row, keys):
-        return {k: row[k] for k in keys}
-    return dict(
-        base=load_results(results_dir)["baseline"]["config"]["base"], base_p_ood=rk["base_p_ood"],
-        proj_abs_mean={m: fv[m]["overall"]["proj_abs_mean"] for m in ("full", "lora")},
-        proj_var={m: fv[m]["overall"]["proj_var"] for m in ("full", "lora")},
-        ratio_full_over_lora=fv["ratio_full_over_lora"]["overall"],
-        alignment=dict(pick(al, ("cos", "late_mean", "random_level", "ceiling_final")),
-                       steps=r["alignment"]["alignment"]["steps"], rank=r["alignment"]["rank"]),
-        activity=dict(full=act["full"]["final"], lora=act["lora"]["final"],
-                      centroid_full=act["full"]["centroid"], centroid_lora=act["lora"]["centroid"]),
-        rank=[pick(row, ("rank", "p_ood", "best_p_ood", "val_loss", "align_late_mean", "ceiling_final",
-                         "trainable")) for row in rk["rows"]],
-        full_p_ood=rk["full"]["p_ood"],
-        lr={m: [pick(row, ("lr", "final_train_loss", "grad_norm_var", "p_ood", "diverged_at"))
-                for row in rows] for m, rows in r["lr"]["rows"].items()},
-        table=r["table"])
-
-
 def plot_all(folder: str) -> list[str]:
     """The figures, drawn from the JSONs of `folder` (the sweep figures only when the sweeps ran)."""
     plt = pyplot()
@@ -809,7 +763,7 @@ def plot_all(folder: str) -> list[str]:
     L, w = len(act["full"]["final"] or []), 0.4
     for m, off in (("full", -w / 2), ("lora", w / 2)):
         v = np.array(act[m]["final"] or [], float)
-        lab = f"{m} (centroid {_fmt(act[m]['centroid'], 2)})"
+        lab = f"{m} (centroid {fmt_g(act[m]['centroid'], 2)})"
         ax[0].bar(np.arange(L) + off, v, w, label=lab)
         ax[1].bar(np.arange(L) + off, v / v.sum() if v.sum() > 0 else v, w, label=lab)
     ax[0].set(xlabel="layer", ylabel="||dW|| / ||W0||", title="layer-wise activity at the end",

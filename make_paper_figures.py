@@ -22,6 +22,7 @@ import numpy as np
 
 import claims as cl
 from claims import BLOCKS, Results, Seed, get, group_key, open_results
+from common import fmt_g
 from config import Parser, fail
 
 FIG_W = 7.0  # inches: a full text width of the report
@@ -546,10 +547,10 @@ def finetune(res: Results) -> dict | None:
     if not all(os.path.exists(os.path.join(d, f"finetune_{e}.json")) for e in ("full_vs_lora", "alignment",
                                                                                "activity", "rank", "table")):
         return None
-    import finetune_geometry as fg
+    import experiments as ex
 
     try:
-        return fg.finetune_summary(d)
+        return ex.finetune_summary(d)
     except (KeyError, TypeError, ValueError, OSError):
         return None
 
@@ -585,9 +586,9 @@ def fig_finetune(p, res: Results):
 
 
 def cl_study(key: str) -> float:
-    import finetune_geometry as fg
+    import experiments as ex
 
-    return fg.STUDY[key]
+    return ex.FT_STUDY[key]
 
 
 CONTROL_RUNS = {  # run folder under sgd_control/runs -> legend
@@ -901,7 +902,7 @@ def _numbers_finetune(res: Results, m: dict):
     ft = finetune(res)
     if ft is None:
         return
-    import finetune_geometry as fg
+    import experiments as ex
 
     fv = res.json(f"{FT_DIR}/finetune_full_vs_lora.json")["results"]
     for k, v in (("Full", "full"), ("Lora", "lora")):
@@ -915,7 +916,7 @@ def _numbers_finetune(res: Results, m: dict):
     m["ftAlignLate"], m["ftAlignRandom"] = f3(a["late_mean"]), tex_sci(a["random_level"], 1)
     m["ftAlignCeiling"], m["ftRank"], m["ftSteps"] = f3(a["ceiling_final"]), str(a["rank"]), str(a["steps"][-1])
     m["ftAlignFrom"] = str(a["steps"][-1] // 2)
-    st = fg.STUDY
+    st = ex.FT_STUDY
     m["ftStudyProjFull"], m["ftStudyProjLora"] = f"{st['proj_full']:g}", f"{st['proj_lora']:g}"
     m["ftStudyAlign"] = f"{st['align_lo']:g}--{st['align_hi']:g}"
     rd = ft["table"]["readings"]
@@ -1369,10 +1370,9 @@ def tab_finetune(res: Results) -> str:
     ft = finetune(res)
     if ft is None:
         return "\\emph{(not in results/)}\n"
-    import finetune_geometry as fg
 
-    rows = [[tex_escape(r["quantity"]), tex_escape(fg._fmt(r["study"])), tex_escape(fg._fmt(r["ours"])),
-             tex_escape(f"{fg._fmt(r['reference'])} ({r['reference_is']})")] for r in ft["table"]["rows"]]
+    rows = [[tex_escape(r["quantity"]), tex_escape(fmt_g(r["study"])), tex_escape(fmt_g(r["ours"])),
+             tex_escape(f"{fmt_g(r['reference'])} ({r['reference_is']})")] for r in ft["table"]["rows"]]
     return tabular("p{4.6cm}p{2.4cm}rp{5.2cm}", ["quantity", "study (DistilGPT-2)", "ours", "reference"], rows)
 
 

@@ -11,6 +11,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+import experiments as ex
 import finetune_geometry as fg
 import train
 from model import GPT, losses
@@ -210,7 +211,7 @@ def test_study_end_to_end_on_our_base(base_run, tmp_path):
     assert (out / "finetune_table.md").read_text().count("\n|") >= 8
     for f in ("gradients", "alignment", "activity", "lr", "rank"):
         assert (out / f"finetune_{f}.png").stat().st_size > 0
-    s = fg.finetune_summary(str(out))
+    s = ex.finetune_summary(str(out))
     assert s["alignment"]["rank"] == 8 and len(s["rank"]) == 2 and s["table"]["rows"]
 
 
