@@ -78,16 +78,15 @@ def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> li
 
 
 def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> list[Stage]:
-    common = ["--progress", "false", "--out_dir", out_dir] + (["--preset", preset] if preset != "paper" else [])
-    common += ["--device", device] if device else []
     dev = ["--device", device] if device else []
     tiny = ["--preset", preset] if preset != "paper" else []
+    common = ["--progress", "false", "--out_dir", out_dir, *tiny, *dev]
     prefix = "" if preset == "paper" else f"{preset}_"
     r = lambda sub: os.path.join(results, sub)  # noqa: E731
     # the benchmark first: it also exercises the compiled step, evaluation and snapshots of train.py
     plan = [Stage("bench.bench", ["bench.py", "--json", r("bench/bench.json"), "--stretch", "--profile",
                                   "--variant", "fuse_micro=false",
-                                  *(["--preset", preset, "--bench-steps", "2"] if preset != "paper" else []), *dev],
+                                  *tiny, *(["--bench-steps", "2"] if tiny else []), *dev],
                   150, alone=True)]
     plan += seed_stages(42, common, dev, prefix)
     src = "{out_dir}/" + f"{prefix}seed42"
@@ -123,12 +122,17 @@ def expand(stage: Stage, out_dir: str, gpus: int = 1) -> list[str]:
             *[a.replace("{out_dir}", out_dir) for a in stage.cmd]]
 
 
-def is_done(stage: Stage, out_dir: str, gpus: int = 1) -> bool:
+def read_marker(out_dir: str, stage: Stage) -> dict | None:
+    """What run_stage recorded of the stage's last run (command, exit code, wall time, date), or None."""
     try:
-        rec = json.load(open(marker_path(out_dir, stage)))
+        return json.load(open(marker_path(out_dir, stage)))
     except (OSError, ValueError):
-        return False
-    return rec.get("rc") == 0 and rec.get("cmd") == expand(stage, out_dir, gpus)[1:]
+        return None
+
+
+def is_done(stage: Stage, out_dir: str, gpus: int = 1) -> bool:
+    rec = read_marker(out_dir, stage)
+    return bool(rec) and rec.get("rc") == 0 and rec.get("cmd") == expand(stage, out_dir, gpus)[1:]
 
 
 def select(plan: list[Stage], parts: str | None) -> list[Stage]:
@@ -181,12 +185,10 @@ def stage_records(plan: list[Stage], out_dir: str) -> dict:
     """{results folder: [{command, wall_s}]} from the stage markers, for the provenance of each folder."""
     out: dict[str, list] = {}
     for s in plan:
-        try:
-            rec = json.load(open(marker_path(out_dir, s)))
-        except (OSError, ValueError):
+        rec = read_marker(out_dir, s)
+        if rec is None:
             continue
-        folder = FOLDER_OF_PART.get(s.part, s.part)
-        out.setdefault(folder, []).append(dict(command="python " + shlex.join(rec["cmd"]), wall_s=rec["wall_s"],
+        out.setdefault(s.group, []).append(dict(command="python " + shlex.join(rec["cmd"]), wall_s=rec["wall_s"],
                                                rc=rec["rc"], date=rec["date"]))
     return out
 
