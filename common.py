@@ -105,6 +105,7 @@ def provenance(t0: float, argv=None, device: torch.device | str = "cpu", script:
     (time.perf_counter()), the date and the peak memory."""
     script = os.path.basename(script or sys.argv[0])
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    device = pick_device(device) if isinstance(device, str) else device  # "auto" names no CUDA device
     out = dict(environment(device), command=shlex.join(["python", script, *argv]),
                wall_s=round(time.perf_counter() - t0, 2), date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
                peak_host_memory_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
