@@ -355,17 +355,21 @@ def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
             for i in range(0, n * batch_size, batch_size)], used
 
 
-def loss_fn(which: int, lam: float, device, fp32: bool):
+def loss_fn(which, lam: float, device, fp32: bool):
     """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM,
-    2 probe), in the run's bf16 autocast on CUDA unless `fp32`."""
+    2 probe), in the run's bf16 autocast on CUDA unless `fp32`. A tuple `which` gives those losses of one
+    forward (the probe loss from the answer rows alone, model.losses' probe_rows), so that batch_gradients
+    returns their gradients for the cost of about one forward and backward."""
     from contextlib import nullcontext
     from common import autocast
     from model import losses
     ctx = nullcontext if fp32 else (lambda: autocast(device))
+    many = isinstance(which, tuple)
 
     def f(model, batch):
         with ctx():
-            return losses(model, *(t.to(device) for t in batch), lam)[which]
+            out = losses(model, *(t.to(device) for t in batch), lam, probe_rows=many)
+        return tuple(out[i] for i in which) if many else out[which]
     return f
 
 
