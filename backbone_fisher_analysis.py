@@ -87,9 +87,8 @@ def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
     if not has.any():
         return 0, 0
     with (nullcontext() if fp32 else autocast(device)):
-        logits = model(x[has])
+        guess = model(x[has], positions=pos[has]).argmax(-1)  # the head at the answer positions only
     rows = torch.arange(int(has.sum()), device=device)
-    guess = logits[rows, pos[has]].argmax(-1)
     return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
 
 
@@ -239,8 +238,7 @@ def analyse(args) -> dict:
         counts = [probe_answers(model, b, traj.device, args.fp32) for b in batches]
         row = dict(step=t, **{"lambda": lam}, v_sw_excluded=excluded,
                    per_batch=dict(n_probe=[c[0] for c in counts], n_wrong=[c[1] for c in counts]), groups={})
-        G = batch_gradients(model, batches, loss_fn(1, lam, traj.device, args.fp32), keys)  # (M, D) LM loss
-        G_pr = batch_gradients(model, batches, loss_fn(2, lam, traj.device, args.fp32), keys)
+        G, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32), keys)  # (M, D) LM, probe
         parts = {g: {} for g in groups}
         for name, M_ in (("lm", G), ("probe", G_pr)):
             for g in groups:
@@ -265,7 +263,7 @@ def analyse(args) -> dict:
             G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, "
               "canonical trunk order (model.trunk_keys), restricted to the group's columns; computed as G_LM "
               "+ lambda G_probe (the gradient is linear in the loss), G_LM and G_probe each from its own "
-              "backward pass",
+              "backward pass of one shared forward (L_probe from the head at the answer positions alone)",
             split="every quantity for three losses: combined (the keys of groups.<g> themselves, q), LM only "
                   "(groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After the probe is "
                   "learned most mini-batches carry almost no probe gradient and one batch with a wrong "

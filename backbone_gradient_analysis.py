@@ -173,8 +173,7 @@ def analyse(args) -> dict:
     per_step, batches_used = [], {}
     for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
                                            "gradients"):
-        G_lm = batch_gradients(model, batches, loss_fn(1, lam, traj.device, args.fp32), keys)
-        G_pr = batch_gradients(model, batches, loss_fn(2, lam, traj.device, args.fp32), keys)
+        G_lm, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32), keys)
         row = dict(lm=alignment(G_lm, vb, slices), probe=alignment(G_pr, vb, slices))
         G_lm.add_(G_pr, alpha=lam)  # combined = g_LM + lambda g_probe
         row["combined"] = alignment(G_lm, vb, slices)

@@ -662,17 +662,25 @@ def random_directions(like: dict, K: int, against=(), seed: int = 0) -> list[dic
     return out
 
 
-def batch_gradients(model, batches, loss_fn, keys) -> torch.Tensor:
-    """(M x D) float32 gradients of loss_fn(model, batch) for each batch, w.r.t. `keys`, canonical order."""
+def batch_gradients(model, batches, loss_fn, keys):
+    """(M x D) float32 gradients of loss_fn(model, batch) for each batch, w.r.t. `keys`, canonical order.
+    A loss_fn that returns a tuple of losses (of one forward) gives a tuple of such matrices, one per loss."""
     keys, params = canonical(keys), dict(model.named_parameters())
-    rows_ = []
+    wrt = [params[k] for k in keys]
+    rows_ = None
     for batch in batches:
-        loss = loss_fn(model, batch)
-        if not torch.isfinite(loss):
-            raise UsageError(f"non-finite loss {float(loss)} while computing gradients")
-        grads = torch.autograd.grad(loss, [params[k] for k in keys])
-        rows_.append(flatten(dict(zip(keys, grads)), keys).float())
-    return torch.stack(rows_)
+        out = loss_fn(model, batch)
+        many = isinstance(out, tuple)
+        out = out if many else (out,)
+        rows_ = rows_ or [[] for _ in out]
+        for i, loss in enumerate(out):
+            if not torch.isfinite(loss):
+                raise UsageError(f"non-finite loss {float(loss)} while computing gradients")
+            grads = torch.autograd.grad(loss, wrt, retain_graph=i < len(out) - 1, allow_unused=True)
+            grads = [torch.zeros_like(p) if d is None else d for p, d in zip(wrt, grads)]
+            rows_[i].append(flatten(dict(zip(keys, grads)), keys).float())
+    G = tuple(torch.stack(r) for r in rows_)
+    return G if many else G[0]
 
 
 def _columns(G: torch.Tensor, keys, shapes):

@@ -129,7 +129,8 @@ def param_groups(model: nn.Module, weight_decay: float):
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
-def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, counts=None):
+def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, counts=None,
+           probe_rows: bool = False):
     """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere.
 
     The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over micro-batches of that
@@ -139,7 +140,10 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
     (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient).
     counts (2, n_micro): the LM-token and probe counts of the whole micro-batches when x holds only some of
     their rows (one process of several); the losses are then those rows' shares of the means, which sum over
-    the processes to the losses of the whole micro-batches."""
+    the processes to the losses of the whole micro-batches.
+    probe_rows: L_probe is computed from the head at the answer positions alone (a product of one row per
+    sequence), so that its backward skips the full logits: the same value up to rounding, and the separate
+    gradients of L_LM and L_probe of one forward cost one full backward, not two (the analyses)."""
     mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
     mask = mask.view(n_micro, -1)
     if counts is None:
@@ -154,8 +158,17 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
                                    model.vocab_size, ce_chunks)
         ce = ce.view(n_micro, -1)
         return loss, (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
-    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
-    lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
+    if not probe_rows:
+        ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
+        lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
+        return lm + lam * probe, lm, probe
+    h = model.hidden(x)
+    ce = F.cross_entropy(model.head(h).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
+    rows = (probe_pos >= 0).nonzero().squeeze(1)
+    at = probe_pos[rows]
+    ce_probe = F.cross_entropy(model.head(h[rows, at]).float(), y[rows, at], reduction="none")
+    lm = (ce * lm_w).sum(1).mean()
+    probe = (ce_probe * probe_w.view(y.shape)[rows, at]).sum() / n_micro
     return lm + lam * probe, lm, probe
 
 

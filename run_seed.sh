@@ -31,17 +31,15 @@ RUN=$(python3 -c 'import sys, config; print(config.parse_config(sys.argv[1:]).ru
 echo "== train ($RUN)"
 python3 train.py "${TRAIN_ARGS[@]}"
 
-stage() {  # stage NAME: run NAME.py on the run unless its analysis JSON is up to date (or kept)
-  local name=$1 why
-  if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; return; fi
-  if why=$(python3 runs.py --run "$RUN" --fresh "$name"); then
-    echo "== $name: up to date, skipped"; return
-  fi
-  echo "== $name (${why#*: })"
+STAGES=(trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis)
+# one freshness check for every stage (running one analysis does not change another's freshness)
+mapfile -t STATE < <(python3 runs.py --run "$RUN" --fresh "${STAGES[@]}" || true)
+for i in "${!STAGES[@]}"; do
+  name=${STAGES[$i]} why=${STATE[$i]:-}
+  why=${why#"$name: "}
+  if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; continue; fi
+  if [ "$why" = "up to date" ]; then echo "== $name: up to date, skipped"; continue; fi
+  echo "== $name (${why:-not checked})"
   python3 "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
-}
-for s in trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis \
-         backbone_fisher_analysis; do
-  stage "$s"
 done
 echo "== done: $RUN"

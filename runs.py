@@ -1,6 +1,7 @@
 """Run folders: reading config/metrics/status/codewords/snapshots, the one-writer lock, the corpus check.
 
     python runs.py --run runs/tiny_seed42 --fresh trajectory_pca_uncentered   # exit 0 when up to date
+    python runs.py --run runs/tiny_seed42 --fresh NAME NAME ...                # a line each; 0: all up to date
 
 A run folder runs/<name>/ holds config.json, metrics.jsonl, status.json, codewords.json, log.txt,
 snapshots/step_XXXXXX.safetensors, state_latest.pt and analysis/. Every reader here tolerates the
@@ -355,17 +356,21 @@ def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
             for i in range(0, n * batch_size, batch_size)], used
 
 
-def loss_fn(which: int, lam: float, device, fp32: bool):
+def loss_fn(which, lam: float, device, fp32: bool):
     """loss_fn(model, batch) for geometry.batch_gradients: model.losses(...)[which] (0 combined, 1 LM,
-    2 probe), in the run's bf16 autocast on CUDA unless `fp32`."""
+    2 probe), in the run's bf16 autocast on CUDA unless `fp32`. A tuple `which` gives those losses of one
+    forward (the probe loss from the answer rows alone, model.losses' probe_rows), so that batch_gradients
+    returns their gradients for the cost of about one forward and backward."""
     from contextlib import nullcontext
     from common import autocast
     from model import losses
     ctx = nullcontext if fp32 else (lambda: autocast(device))
+    many = isinstance(which, tuple)
 
     def f(model, batch):
         with ctx():
-            return losses(model, *(t.to(device) for t in batch), lam)[which]
+            out = losses(model, *(t.to(device) for t in batch), lam, probe_rows=many)
+        return tuple(out[i] for i in which) if many else out[which]
     return f
 
 
@@ -412,14 +417,15 @@ def snapshot_selection(traj, every: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- analysis freshness
-def analysis_freshness(run_dir: str, name: str) -> str | None:
-    """None when <run>/analysis/<name>.json is up to date, else why it is not."""
+def analysis_freshness(run_dir: str, name: str, env: dict | None = None) -> str | None:
+    """None when <run>/analysis/<name>.json is up to date, else why it is not. `env`: common.environment()
+    when the caller already has it."""
     from common import environment
     rec = read_json(os.path.join(run_dir, "analysis", f"{name}.json"))
     if not isinstance(rec, dict):
         return "not made yet"
     pv, run = rec.get("provenance") or {}, rec.get("run_state") or {}
-    env, cfg = environment(), read_record(run_dir)
+    env, cfg = env or environment(), read_record(run_dir)
     if pv.get("git_commit") != env["git_commit"] or pv.get("git_dirty") or env["git_dirty"]:
         dirty = lambda d: " (dirty)" if d else ""  # noqa: E731
         return (f"made by commit {str(pv.get('git_commit'))[:10]}{dirty(pv.get('git_dirty'))}, "
@@ -440,12 +446,16 @@ def run_state(run_dir: str, cfg: Config, partial: bool = False) -> dict:
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--fresh", required=True, metavar="NAME",
-                   help="analysis name: exit 0 if analysis/NAME.json is up to date, 1 if not")
+    p.add_argument("--fresh", required=True, nargs="+", metavar="NAME",
+                   help="analysis names: a line 'NAME: up to date' or 'NAME: why not' each, in order; "
+                        "exit 0 if every analysis/NAME.json is up to date, 1 if not")
     args = p.parse_args(argv)
-    why = analysis_freshness(args.run, args.fresh)
-    print(f"{args.fresh}: {why or 'up to date'}")
-    raise SystemExit(0 if why is None else 1)
+    from common import environment
+    env = environment()
+    whys = [analysis_freshness(args.run, name, env) for name in args.fresh]
+    for name, why in zip(args.fresh, whys):
+        print(f"{name}: {why or 'up to date'}")
+    raise SystemExit(0 if all(w is None for w in whys) else 1)
 
 
 if __name__ == "__main__":

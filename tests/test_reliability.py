@@ -364,3 +364,23 @@ def test_an_analysis_of_a_run_whose_corpus_changed_is_one_line(copy, usage_error
     rec["corpus_identity"]["sha256"] = "0" * 64
     json.dump(rec, open(path, "w"))
     usage_error(bga.main, ["--run", run, "--batches", "2"], match="is not the one it trained on (sha256")
+
+
+def test_provenance_resolves_a_device_name_before_asking_cuda_for_memory(monkeypatch):
+    """A script that passes its --device string ("auto") still records the CUDA device's peak memory:
+    torch.cuda.max_memory_allocated("auto") raises, as it did on the GPU for backbone_controls and beta2."""
+    import common
+    asked = []
+
+    def peak(device):
+        assert isinstance(device, torch.device) and device.type == "cuda", device
+        asked.append(device)
+        return 3 * 2**20
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "test GPU")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", peak)
+    for name in ("auto", "cuda", torch.device("cuda")):
+        p = common.provenance(0.0, [], name, "x.py")
+        assert p["device"] == "cuda" and p["device_name"] == "test GPU" and p["peak_device_memory_mib"] == 3.0
+    assert len(asked) == 3
+    assert "peak_device_memory_mib" not in common.provenance(0.0, [], "cpu", "x.py")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import Prefetcher, get_batch, load_corpus, make_eval_sets
-from model import GPT, losses
+from model import GPT, losses, trunk_keys
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +82,35 @@ def test_chunked_loss_equals_plain(setup):
     assert torch.allclose(v0, v3, rtol=1e-6)
     assert all(torch.allclose(g0[k], g3[k], rtol=1e-4, atol=1e-7) for k in g0)
     assert torch.allclose(v0[0], v0[1] + 2.0 * v0[2])
+
+
+def test_probe_rows_loss_and_split_gradients_equal_plain(setup):
+    """L_probe from the answer rows alone (probe_rows) has the plain value and gradient, and the LM and probe
+    gradients of one forward (a tuple loss_fn) equal those of two separate forwards."""
+    import geometry
+    import runs
+    cfg, corpus = setup
+    torch.manual_seed(3)
+    model = GPT.from_config(cfg, corpus.vocab_size)
+    batches = _batches(cfg, corpus, 5)
+    x, y, pos = (torch.cat(t) for t in zip(*batches))
+    assert (pos >= 0).any() and (pos < 0).any()  # rows with and without a probe
+    res = {}
+    for rows in (False, True):
+        model.zero_grad()
+        vals = losses(model, x, y, pos, 2.0, n_micro=2, probe_rows=rows)
+        vals[2].backward()
+        res[rows] = torch.stack(vals).detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    (v0, g0), (v1, g1) = res[False], res[True]
+    assert torch.allclose(v0, v1, rtol=1e-6) and v0[2] > 0
+    assert all(torch.allclose(g0[k], g1[k], rtol=1e-4, atol=1e-8) for k in g0)
+    keys = trunk_keys(cfg.n_layer)
+    cpu = torch.device("cpu")
+    G_lm, G_pr = geometry.batch_gradients(model, batches, runs.loss_fn((1, 2), 2.0, cpu, True), keys)
+    for G, which in ((G_lm, 1), (G_pr, 2)):
+        want = geometry.batch_gradients(model, batches, runs.loss_fn(which, 2.0, cpu, True), keys)
+        assert G.shape == want.shape == (len(batches), sum(dict(model.named_parameters())[k].numel() for k in keys))
+        assert torch.allclose(G, want, rtol=1e-4, atol=1e-8) and want.abs().max() > 0
 
 
 def test_evaluator_equals_direct_computation(setup):
