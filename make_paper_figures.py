@@ -591,37 +591,96 @@ def cl_study(key: str) -> float:
     return ex.FT_STUDY[key]
 
 
-CONTROL_RUNS = {  # run folder under sgd_control/runs -> legend
-    "sgd_A_seed42": "A: AdamW (4k steps)",
-    "sgd_D_seed42": "D: SGD+momentum, sweep's lr",
-    "sgd_Dsweep_lr1_seed42": "D's sweep, lr 1 (first 1k steps)",
-    "sgd_A0_seed42": "A0: AdamW, no weight decay",
-    "sgd_D0_seed42": "D0: D without weight decay",
+CONTROL_RUNS = {  # run folder under sgd_control/runs (or earlier/) -> legend
+    "sgd_A_seed42": "A: AdamW",
+    "sgd_A0_seed42": "A0: A, no decay",
+    "sgd_D_seed42": "D: SGD+momentum",
+    "sgd_D_seed42_bf633bf": "D, earlier run",
+    "sgd_D0_seed42": "D0: D, no decay",
 }
+D_SWEEP = re.compile(r"sgd_Dsweep_lr([0-9.e-]+)_seed42$")
 
 
 def control_curves(res: Results) -> dict[str, dict[int, float]]:
-    """run -> {step: validation loss} of the controls' metrics.jsonl (the runs present)."""
+    """run -> {step: validation loss} of the controls' metrics.jsonl (the runs present; the earlier run of D
+    from sgd_control/earlier/)."""
     out = {}
     for run in CONTROL_RUNS:
-        m = res.metrics(f"sgd_control/runs/{run}/metrics.jsonl")
+        m = res.metrics(f"sgd_control/{'earlier' if run.endswith('bf633bf') else 'runs'}/{run}/metrics.jsonl")
         if m:
             out[run] = {r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None}
     return out
 
 
+def d_sweep(res: Results) -> dict[float, float]:
+    """D's sweep: learning rate -> validation loss at the sweep's last eval (its stop step)."""
+    root = res.path("sgd_control/runs")
+    out = {}
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        hit = D_SWEEP.match(name)
+        m = res.metrics(f"sgd_control/runs/{name}/metrics.jsonl") if hit else None
+        vals = [(r["step"], r["val_loss"]) for r in m or [] if r.get("val_loss") is not None]
+        if vals:
+            out[float(hit.group(1))] = max(vals)[1]
+    return dict(sorted(out.items()))
+
+
+def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
+    """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs (beta2/runs/beta2_<b>_seed42)."""
+    root = res.path("beta2/runs")
+    out = {}
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        cfg = res.json(f"beta2/runs/{name}/config.json")
+        m = res.metrics(f"beta2/runs/{name}/metrics.jsonl")
+        if cfg and m:
+            st = res.json(f"beta2/runs/{name}/status.json") or {}
+            out[float(get(cfg, "config.beta2"))] = ({r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None},
+                                                    st.get("status", "unknown"))
+    return dict(sorted(out.items()))
+
+
 def fig_controls(p, res: Results):
-    """Validation loss of the controls A, D, A0 (and D's sweep run) against step, with the unigram."""
+    """Validation loss of the controls A, A0, D (two runs), D0 against step, with the unigram; D's sweep; the
+    beta2 sweep's runs."""
     cur = need(control_curves(res), "sgd_control/runs/*/metrics.jsonl")
-    fig, ax = p.subplots(figsize=(FIG_W * 0.62, 2.4))
-    for i, (run, c) in enumerate(cur.items()):
+    sweep, b2 = d_sweep(res), beta2_curves(res)
+    fig, (ax, bx, cx) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw=dict(width_ratios=[1.8, 1, 1.2]))
+    colors = {"sgd_A_seed42": "C0", "sgd_A0_seed42": "C3", "sgd_D_seed42": "C1", "sgd_D_seed42_bf633bf": "C1",
+              "sgd_D0_seed42": "C4"}
+    for run, c in cur.items():
         st = sorted(c)
-        ax.plot(st, [c[t] for t in st], color=f"C{i}", label=CONTROL_RUNS[run])
+        ax.plot(st, [c[t] for t in st], color=colors[run], ls="--" if run.endswith("bf633bf") else "-",
+                lw=1.2, label=CONTROL_RUNS[run])
     uni = cl.unigram(res)
     if uni is not None:
-        ax.axhline(uni, color="0.5", ls=":", lw=0.8, label=f"unigram baseline {uni:.2f}")
-    ax.set(yscale="log", xlabel="step", ylabel="validation loss (nats/token)", title="controls")
-    ax.legend(frameon=False)
+        ax.axhline(uni, color="0.5", ls=":", lw=0.8, label=f"unigram {uni:.2f}")
+    ax.set(yscale="log", ylim=(0.9, 60), xlabel="step", ylabel="validation loss (nats/token)",
+           title="the controls, 4,000 steps")  # the headroom holds the legend
+    ax.legend(frameon=False, fontsize=6, loc="upper right", ncol=2)
+    if sweep:
+        lrs = list(sweep)
+        bx.plot(lrs, [sweep[x] for x in lrs], "o-", color="C1", label="D's sweep")
+        a = cur.get("sgd_A_seed42", {})
+        if 1000 in a:
+            bx.axhline(a[1000], color="C0", ls="--", lw=0.8, label="A at step 1,000")
+        bx.set(xscale="log", xlabel="SGD learning rate", ylabel="validation loss at step 1,000",
+               title="D's sweep, 1,000 steps each")
+        bx.legend(frameon=False, fontsize=6, loc=(0.02, 0.3))
+    else:
+        bx.set_axis_off()
+    if b2:
+        top = 60.0  # a diverged run's losses (1e4) would flatten the others: it is named, not drawn
+        for i, (b, (c, status)) in enumerate(b2.items()):
+            st = sorted(c)
+            label = f"$\\beta_2$ = {b:g}"
+            if status == "diverged":
+                label += f": diverged, step {max(c):,}"
+                st = [t for t in st if c[t] <= top]
+            cx.plot(st, [c[t] for t in st], color=p.cm.viridis(i / max(1, len(b2) - 1)), lw=1.1, label=label)
+        cx.set(yscale="log", ylim=(0.9, top), xlabel="step", title="the $\\beta_2$ sweep's runs")
+        cx.legend(frameon=False, fontsize=6, loc="upper right")
+    else:
+        cx.set_axis_off()
     return fig
 
 
@@ -938,7 +997,7 @@ def _numbers_finetune(res: Results, m: dict):
 def _numbers_controls(res: Results, m: dict):
     cur = control_curves(res)
     names = {"sgd_A_seed42": "A", "sgd_D_seed42": "D", "sgd_A0_seed42": "AZero", "sgd_D0_seed42": "DZero",
-             "sgd_Dsweep_lr1_seed42": "Sweep"}
+             "sgd_D_seed42_bf633bf": "DEarlier"}
     for run, c in cur.items():
         n = names[run]
         T = max(c)
@@ -950,16 +1009,27 @@ def _numbers_controls(res: Results, m: dict):
     if cfg:
         m["ctrlDLr"] = f"{get(cfg, 'config.lr'):g}"
         m["ctrlDMomentum"] = f"{get(cfg, 'config.momentum'):g}"
+    sweep = d_sweep(res)
+    if sweep:
+        m["ctrlSweep"] = (", ".join(f3(v) for v in sweep.values()) + " at learning rates "
+                          + ", ".join(f"{lr:g}" for lr in sweep))
+        m["ctrlSweepBest"] = f"{min(sweep, key=sweep.get):g}"
+        m["ctrlSweepEdge"] = "the largest" if min(sweep, key=sweep.get) == max(sweep) else "inside the range"
     uni = cl.unigram(res)
-    d = cur.get("sgd_D_seed42", {})
+    d, d1 = cur.get("sgd_D_seed42", {}), cur.get("sgd_D_seed42_bf633bf", {})
     m["ctrlDVsUnigram"] = compare(d.get(4000), uni) if d else "not comparable with"
-    a, a0 = cur.get("sgd_A_seed42", {}), cur.get("sgd_A0_seed42", {})
-    m["ctrlAZeroVsA"] = compare(a0.get(1000), a.get(1000)) if a and a0 else "not comparable with"
+    if 4000 in d and 4000 in d1:
+        m["ctrlDSpread"] = f2(abs(d[4000] - d1[4000]))
+        m["ctrlDPartStep"] = f"{min(t for t in d if t in d1 and abs(d[t] - d1[t]) > 0.05):,}".replace(",", "{,}")
+    a, a0, d0 = cur.get("sgd_A_seed42", {}), cur.get("sgd_A0_seed42", {}), cur.get("sgd_D0_seed42", {})
+    m["ctrlAZeroVsA"] = compare(a0.get(4000), a.get(4000), 0.005) if a and a0 else "not comparable with"
+    m["ctrlDZeroVsD"] = compare(d0.get(4000), d.get(4000), 0.005) if d and d0 else "not comparable with"
+    m["ctrlDZeroVsUnigram"] = compare(d0.get(4000), uni) if d0 else "not comparable with"
 
 
 NOT_RUN = [  # (what, the result file whose absence says it was not run)
     ("seed 271", "seed271/metrics.jsonl"),
-    ("the $\\beta_2$ sweep", "beta2/beta2_seed42.json"),
+    ("the $\\beta_2$ sweep's window geometry", "beta2/beta2_seed42.json"),
     ("reheating", "reheat/seed42/reheat.json"),
     ("Table~9's controls B, C and C$'$ with their window geometry", "sgd_control/sgd_control.json"),
     ("the matched-loss windows", "sgd_control/sgd_matched_valloss.json"),
@@ -969,10 +1039,23 @@ NOT_RUN = [  # (what, the result file whose absence says it was not run)
 
 
 def _numbers_missing(res: Results, m: dict):
-    """The experiments with no result file in results/<version>/ (the text lists them)."""
+    """The experiments with no result file in results/<version>/ (the text lists them), a 0/1 flag per table
+    the text shows only when its file exists, and the beta2 sweep's training curves."""
     gone = [w for w, f in NOT_RUN if not os.path.exists(res.path(f))]
     m["notRunList"] = "; ".join(gone) if gone else "none"
     m["nNotRun"] = str(len(gone))
+    for flag, f in (("haveSgdWindows", "sgd_control/sgd_control.json"),
+                    ("haveMatched", "sgd_control/sgd_matched_valloss.json"),
+                    ("haveBetaTwo", "beta2/beta2_seed42.json"), ("haveReheat", "reheat/seed42/reheat.json")):
+        m[flag] = "1" if os.path.exists(res.path(f)) else "0"
+    b2 = beta2_curves(res)
+    ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in b2.items() if c]
+    fin = [(b, v) for b, v, s, _ in ends if s == "complete"]
+    if fin:
+        m["betaTwoFinal"] = ", ".join(f"{f3(v)} ($\\beta_2$ = {b:g})" for b, v in sorted(fin, reverse=True))
+    div = [(b, T) for b, _, s, T in ends if s == "diverged"]
+    m["betaTwoDiverged"] = ("; " + "; ".join(f"$\\beta_2$ = {b:g} diverged (stopped at step {T:,})".replace(",", "{,}")
+                                              for b, T in div)) if div else ""
 
 
 def seed_numbers(s: Seed, log=print) -> dict:
@@ -1037,10 +1120,29 @@ def _numbers_verdicts(res: Results, m: dict):
             )
             m["reheatAChange"] = f"{100 * r['numbers']['a_change']:.0f}"
             m["reheatRGrowth"] = f1(r["numbers"]["r_growth"])
+    rows = cl.evaluate_cache(res)
+    seeds = sorted({r["seed"] for r in rows})
+    first = 42 if 42 in seeds else seeds[0]
+    verdict = {(r["id"], r["seed"]): r["verdict"] for r in rows}
     counts = {v: 0 for v in cl.VERDICTS}
-    for r in cl.evaluate_cache(res):
-        counts[r["verdict"]] += 1
+    for r in rows:
+        if r["seed"] == first:
+            counts[r["verdict"]] += 1
     m["nHolds"], m["nHoldsAbove"], m["nNotHold"], m["nNotMeasurable"] = (str(counts[v]) for v in cl.VERDICTS)
+    m["countSeed"] = str(first)
+    m["seedList"] = " and ".join(str(s) for s in seeds)
+    m["nSeeds"] = {1: "One seed", 2: "Two seeds"}.get(len(seeds), f"{len(seeds)} seeds")
+    agree = []
+    for s in seeds:
+        if s == first:
+            continue
+        both = [c for (c, s_) in verdict if s_ == s and verdict.get((c, first)) not in (None, cl.VERDICTS[3])
+                and verdict[(c, s)] != cl.VERDICTS[3]]
+        diff = [c for c in both if verdict[(c, s)] != verdict[(c, first)]]
+        agree.append(f"seed {s} gives the same verdict as seed {first} on each of the {len(both)} claims both "
+                     "measure" if not diff else
+                     f"seed {s} differs from seed {first} on {', '.join(diff)} (of {len(both)} claims both measure)")
+    m["seedAgreement"] = "; ".join(agree) if agree else f"only seed {first} has been run"
 
 
 def _numbers_bench(res: Results, m: dict):
@@ -1051,7 +1153,13 @@ def _numbers_bench(res: Results, m: dict):
         m[macro_name("bench", nm, "Mfu")] = f1(r["mfu_pct"])
         m[macro_name("bench", nm, "Ms")] = f1(r["ms_per_step"])
     prov = res.json("seed42/provenance.json") or {}
-    m["gitCommit"] = (prov.get("git_commit") or "--")[:7]
+    commits = []  # every commit that made a result folder, seed 42's first
+    found = sorted(os.path.relpath(f, res.dir) for f in glob.glob(res.path(os.path.join("*", "provenance.json"))))
+    for f in ["seed42/provenance.json"] + found:
+        c = (res.json(f) or {}).get("git_commit")
+        if c and c[:7] not in commits:
+            commits.append(c[:7])
+    m["gitCommit"] = ", ".join(commits) or "--"
     m["deviceName"] = prov.get("device_name") or "--"
     m["torchVersion"] = tex_escape(prov.get("torch") or "--")
     m["runDate"] = prov.get("date") or "--"

@@ -94,8 +94,10 @@ def test_c1_verdict_follows_the_matched_null(tmp_path):
 
 
 def test_every_claim_gets_a_verdict_and_missing_results_are_not_measurable(tmp_path):
-    rows = cl.evaluate(cl.Results(RESULTS))
-    assert [r["id"] for r in rows] == [f"C{i}" for i in range(1, 17)]
+    res = cl.Results(RESULTS)
+    rows = cl.evaluate(res)
+    assert [r["id"] for r in rows if r["seed"] == 42] == [f"C{i}" for i in range(1, 17)]
+    assert {r["seed"] for r in rows} == set(res.seeds()) and len({(r["id"], r["seed"]) for r in rows}) == len(rows)
     assert all(r["verdict"] in cl.VERDICTS and r["reason"] for r in rows)
     empty = tmp_path / "results" / "v1" / "seed42"
     empty.mkdir(parents=True)
