@@ -223,3 +223,40 @@ def test_bad_input_is_one_line_and_exit_2(argv, tmp_path):
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert not os.listdir(tmp_path)  # nothing created
+
+
+# ----------------------------------------------------------------------------- controls' and beta2 curves
+def _run_folder(root, name, vals, status="complete", **config):
+    """A run record: config.json, status.json, metrics.jsonl with a validation loss at each step of `vals`."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": config}))
+    (d / "status.json").write_text(json.dumps({"status": status, "step": max(vals)}))
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "val_loss": v}) + "\n" for s, v in vals.items()))
+
+
+def test_controls_sweep_and_beta2_runs_reach_the_macros(tmp_path):
+    """D's sweep is read from its runs' last evals (lowest loss named, grid edge or not); two runs of D give
+    their spread and the step they part; a diverged beta2 run is named, not averaged in."""
+    v = tmp_path / "results" / "v9"
+    runs = v / "sgd_control" / "runs"
+    _run_folder(runs, "sgd_Dsweep_lr0.1_seed42", {0: 8.0, 1000: 5.0})
+    _run_folder(runs, "sgd_Dsweep_lr1_seed42", {0: 8.0, 1000: 4.5})
+    _run_folder(runs, "sgd_Dsweep_lr3_seed42", {0: 8.0, 1000: 6.0})
+    _run_folder(runs, "sgd_D_seed42", {0: 8.0, 1000: 4.0, 2000: 3.5, 4000: 3.0}, lr=1.0, momentum=0.9)
+    _run_folder(v / "sgd_control" / "earlier", "sgd_D_seed42_bf633bf", {0: 8.0, 1000: 4.02, 2000: 3.0, 4000: 2.2})
+    _run_folder(runs, "sgd_A_seed42", {0: 8.0, 1000: 2.5, 4000: 1.1})
+    _run_folder(runs, "sgd_A0_seed42", {0: 8.0, 1000: 2.4, 4000: 1.08})
+    for b, vals, st in ((0.0, {0: 8.0, 200: 1e4}, "diverged"), (0.8, {0: 8.0, 4000: 1.3}, "complete"),
+                        (0.99, {0: 8.0, 4000: 1.07}, "complete")):
+        _run_folder(v / "beta2" / "runs", f"beta2_{b:g}_seed42", vals, st, beta2=b)
+    res = cl.Results(str(tmp_path / "results"), "v9")
+    m = {}
+    mpf._numbers_controls(res, m)
+    mpf._numbers_missing(res, m)
+    assert m["ctrlSweep"] == "5.000, 4.500, 6.000 at learning rates 0.1, 1, 3"
+    assert m["ctrlSweepBest"] == "1" and m["ctrlSweepEdge"] == "inside the range"
+    assert m["ctrlDSpread"] == "0.80" and m["ctrlDPartStep"] == "2{,}000" and m["ctrlDEarlierValFourK"] == "2.200"
+    assert m["ctrlAZeroVsA"] == "below" and m["ctrlDLr"] == "1" and m["haveBetaTwo"] == "0"
+    assert m["betaTwoFinal"] == "1.070 ($\\beta_2$ = 0.99), 1.300 ($\\beta_2$ = 0.8)"
+    assert m["betaTwoDiverged"] == "; $\\beta_2$ = 0 diverged (stopped at step 200)"
