@@ -738,11 +738,16 @@ def rule_c11(s: Seed) -> Verdict:
 
 # --- experiments beyond one seed run
 def _sgd_rows(res: Results) -> dict[str, dict]:
+    """run -> window row of every optimizer run: Table 9's (sgd_control.json: A, B, C), C' (sgd_nesterov.json)
+    and the new controls (backbone_controls.json: D, A0, D0, and A again, the same run folder)."""
     d = res.json("sgd_control/sgd_control.json")
     rows = {r["run"]: r for r in get(d, "rows", [])} if d else {}
     cp = res.json("sgd_control/sgd_nesterov.json")
     if cp and "C'" not in rows and get(cp, "row"):
         rows["C'"] = get(cp, "row")
+    bc = res.json("sgd_control/backbone_controls.json")
+    for r in get(bc, "rows", []) if bc else []:
+        rows.setdefault(r["run"], r)
     return rows
 
 
@@ -754,7 +759,7 @@ def unigram(res: Results):
 def rule_c12(res: Results) -> Verdict:
     rows = _sgd_rows(res)
     if "A" not in rows or not any(k in rows for k in ("B", "C", "D")):
-        return na("no sgd_control results")
+        return na("no window geometry of the optimizer runs (sgd_control.json or backbone_controls.json)")
     uni = unigram(res)
     sgd = [k for k in ("D", "C", "B", "C'") if k in rows and rows[k].get("pc1_pct") is not None]
     learns = {
@@ -860,6 +865,20 @@ def rule_c13(res: Results) -> Verdict:
     )
 
 
+def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
+    """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs (beta2/runs/beta2_<b>_seed42)."""
+    root = res.path("beta2/runs")
+    out = {}
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        cfg = res.json(f"beta2/runs/{name}/config.json")
+        m = res.metrics(f"beta2/runs/{name}/metrics.jsonl")
+        if cfg and m:
+            st = res.json(f"beta2/runs/{name}/status.json") or {}
+            out[float(get(cfg, "config.beta2"))] = ({r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None},
+                                                    st.get("status", "unknown"))
+    return dict(sorted(out.items()))
+
+
 def rule_c14(res: Results) -> Verdict:
     d = res.json("beta2/beta2_seed42.json")
     table = get(d, "table", []) if d else []
@@ -879,7 +898,11 @@ def rule_c14(res: Results) -> Verdict:
         reverse=True,
     )
     if len(done) < 3:
-        return na(f"{len(done)} finished beta2 runs with window geometry (need 3)")
+        curves = beta2_curves(res)  # the runs' training curves, when only they exist
+        seen = "; ".join(f"beta2 {b:g} " + (f"diverged at step {max(c)}" if st == "diverged" else
+                                             f"ends at val {c[max(c)]:.3f}") for b, (c, st) in curves.items() if c)
+        return na(f"{len(done)} finished beta2 runs with window geometry (need 3)"
+                  + (f"; without it, the runs' curves: {seen}" if seen else ""))
     # the window's matched (random-directions) null per beta2, to read the PC1 change against
     for b in done:
         if "null_direction" not in rows[b]:

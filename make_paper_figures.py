@@ -625,25 +625,11 @@ def d_sweep(res: Results) -> dict[float, float]:
     return dict(sorted(out.items()))
 
 
-def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
-    """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs (beta2/runs/beta2_<b>_seed42)."""
-    root = res.path("beta2/runs")
-    out = {}
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        cfg = res.json(f"beta2/runs/{name}/config.json")
-        m = res.metrics(f"beta2/runs/{name}/metrics.jsonl")
-        if cfg and m:
-            st = res.json(f"beta2/runs/{name}/status.json") or {}
-            out[float(get(cfg, "config.beta2"))] = ({r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None},
-                                                    st.get("status", "unknown"))
-    return dict(sorted(out.items()))
-
-
 def fig_controls(p, res: Results):
     """Validation loss of the controls A, A0, D (two runs), D0 against step, with the unigram; D's sweep; the
     beta2 sweep's runs."""
     cur = need(control_curves(res), "sgd_control/runs/*/metrics.jsonl")
-    sweep, b2 = d_sweep(res), beta2_curves(res)
+    sweep, b2 = d_sweep(res), cl.beta2_curves(res)
     fig, (ax, bx, cx) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw=dict(width_ratios=[1.8, 1, 1.2]))
     colors = {"sgd_A_seed42": "C0", "sgd_A0_seed42": "C3", "sgd_D_seed42": "C1", "sgd_D_seed42_bf633bf": "C1",
               "sgd_D0_seed42": "C4"}
@@ -1048,7 +1034,7 @@ def _numbers_missing(res: Results, m: dict):
                     ("haveMatched", "sgd_control/sgd_matched_valloss.json"),
                     ("haveBetaTwo", "beta2/beta2_seed42.json"), ("haveReheat", "reheat/seed42/reheat.json")):
         m[flag] = "1" if os.path.exists(res.path(f)) else "0"
-    b2 = beta2_curves(res)
+    b2 = cl.beta2_curves(res)
     ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in b2.items() if c]
     fin = [(b, v) for b, v, s, _ in ends if s == "complete"]
     if fin:

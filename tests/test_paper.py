@@ -260,3 +260,22 @@ def test_controls_sweep_and_beta2_runs_reach_the_macros(tmp_path):
     assert m["ctrlAZeroVsA"] == "below" and m["ctrlDLr"] == "1" and m["haveBetaTwo"] == "0"
     assert m["betaTwoFinal"] == "1.070 ($\\beta_2$ = 0.99), 1.300 ($\\beta_2$ = 0.8)"
     assert m["betaTwoDiverged"] == "; $\\beta_2$ = 0 diverged (stopped at step 200)"
+
+
+def test_c12_reads_the_new_controls_table(tmp_path):
+    """C12 reads D (SGD + momentum that learns) from backbone_controls.json when Table 9's file is absent: a
+    learning D far from colinear gives 'does not hold'; with no learning SGD run the reason says so."""
+    v = tmp_path / "results" / "v9"
+    (v / "sgd_control").mkdir(parents=True)
+    (v / "corpus").mkdir()
+    (v / "corpus" / "stats.json").write_text(json.dumps({"ngram_val_nats": {"1": 5.8}}))
+    row = lambda run, pc1, val: dict(run=run, pc1_pct=pc1, k95=3, final_val=val, null_shuffle_pc1_pct=70.0)  # noqa: E731
+    path = v / "sgd_control" / "backbone_controls.json"
+    path.write_text(json.dumps({"rows": [row("A", 80.0, 1.1), row("D", 85.0, 2.2), row("A0", 81.0, 1.08)]}))
+    res = cl.Results(str(tmp_path / "results"), "v9")
+    assert cl.unigram(res) == 5.8
+    v12 = cl.rule_c12(res)
+    assert v12.verdict == cl.NOT and "D 85.0%" in v12.ours and "not colinear" in v12.reason
+    path.write_text(json.dumps({"rows": [row("A", 80.0, 1.1), row("D", 100.0, 5.7)]}))  # D does not learn
+    v12 = cl.rule_c12(cl.Results(str(tmp_path / "results"), "v9"))
+    assert v12.verdict == cl.NOT and "no SGD run learns" in v12.reason
