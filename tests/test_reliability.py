@@ -366,6 +366,19 @@ def test_an_analysis_of_a_run_whose_corpus_changed_is_one_line(copy, usage_error
     usage_error(bga.main, ["--run", run, "--batches", "2"], match="is not the one it trained on (sha256")
 
 
+def test_a_changed_generator_is_found_before_the_corpus_is_generated(copy, usage_error, monkeypatch):
+    """The synthetic corpus's identity needs a few stories; the check comes before generating the split
+    (minutes at paper size), so a changed generator stops at once."""
+    import dataset
+    run = copy()
+    path = os.path.join(run, "config.json")
+    rec = json.load(open(path))
+    rec["corpus_identity"]["sha256"] = "0" * 64
+    json.dump(rec, open(path, "w"))
+    monkeypatch.setattr(dataset, "load_corpus", lambda cfg: pytest.fail("the corpus was generated first"))
+    usage_error(bga.main, ["--run", run, "--batches", "2"], match="is not the one it trained on (sha256")
+
+
 def test_provenance_resolves_a_device_name_before_asking_cuda_for_memory(monkeypatch):
     """A script that passes its --device string ("auto") still records the CUDA device's peak memory:
     torch.cuda.max_memory_allocated("auto") raises, as it did on the GPU for backbone_controls and beta2."""
