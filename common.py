@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
+import functools
 import io
 import json
 import math
@@ -62,6 +63,7 @@ def pick_device(name: str = "auto", float64: bool = False) -> torch.device:
     return dev
 
 
+@functools.cache
 def keep_freed_memory():
     """Let glibc keep the memory of freed tensors for the next step instead of returning it to the system.
 
@@ -70,10 +72,6 @@ def keep_freed_memory():
     in again: on 2 CPU cores that was a quarter to a third of the tiny pipeline's wall time, all of it
     system time. Large blocks now come from the heap (threads' arenas still map what exceeds their
     64 MiB heaps), and up to 512 MiB of free heap top is kept. No effect but speed; only glibc."""
-    global _KEPT
-    if _KEPT:
-        return
-    _KEPT = True
     try:
         import ctypes
         libc = ctypes.CDLL(None)
@@ -82,9 +80,6 @@ def keep_freed_memory():
         libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
     except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl): its allocator as it is
         pass
-
-
-_KEPT = False
 
 
 def autocast(device: torch.device):

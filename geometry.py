@@ -676,8 +676,7 @@ def batch_gradients(model, batches, loss_fn, keys):
         for i, loss in enumerate(out):
             if not torch.isfinite(loss):
                 raise UsageError(f"non-finite loss {float(loss)} while computing gradients")
-            grads = torch.autograd.grad(loss, wrt, retain_graph=i < len(out) - 1, allow_unused=True)
-            grads = [torch.zeros_like(p) if d is None else d for p, d in zip(wrt, grads)]
+            grads = torch.autograd.grad(loss, wrt, retain_graph=i < len(out) - 1)
             rows_[i].append(flatten(dict(zip(keys, grads)), keys).float())
     G = tuple(torch.stack(r) for r in rows_)
     return G if many else G[0]

@@ -306,15 +306,14 @@ def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="au
     """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
     its Config (cache_dir overridable) and its corpus, checked against the recorded corpus identity
     and codewords.json."""
-    from dataset import load_corpus
+    from dataset import SYNTHETIC_VERSION, load_corpus
     if not os.path.isdir(run):
         raise UsageError(f"run folder not found: {run}")
-    from dataset import SYNTHETIC_VERSION
     cfg = run_config(run, **({"cache_dir": cache_dir} if cache_dir else {}))
     traj, state = open_trajectory(run, anchor, device, partial)
-    synthetic = cfg.data in SYNTHETIC_VERSION
+    record, synthetic = read_record(run), cfg.data in SYNTHETIC_VERSION
     if synthetic:  # its identity costs a few stories: a changed generator stops before minutes of generation
-        check_corpus(read_record(run), cfg)
+        check_corpus(record, cfg)
     try:
         corpus = load_corpus(cfg)
     except UsageError as e:
@@ -322,7 +321,7 @@ def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="au
     except Exception as e:  # e.g. the corpus generator missing, or an unreadable cache
         raise UsageError(f"cannot load the data of {run}: {type(e).__name__}: {e}")
     if not synthetic:  # a text corpus is identified by its token cache, which loading builds
-        check_corpus(read_record(run), cfg)
+        check_corpus(record, cfg)
     ids = read_codewords(run)
     if ids is not None and ids != [int(i) for i in corpus.codeword_ids]:
         raise UsageError(f"the corpus rebuilt from {run}/config.json is not the one the run trained on "
