@@ -865,6 +865,11 @@ def rule_c13(res: Results) -> Verdict:
     )
 
 
+def val_curve(metrics: list[dict]) -> dict[int, float]:
+    """{step: validation loss} of a run's metrics rows (the evals)."""
+    return {r["step"]: r["val_loss"] for r in metrics if r.get("val_loss") is not None}
+
+
 def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
     """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs (beta2/runs/beta2_<b>_seed42)."""
     root = res.path("beta2/runs")
@@ -874,8 +879,7 @@ def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
         m = res.metrics(f"beta2/runs/{name}/metrics.jsonl")
         if cfg and m:
             st = res.json(f"beta2/runs/{name}/status.json") or {}
-            out[float(get(cfg, "config.beta2"))] = ({r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None},
-                                                    st.get("status", "unknown"))
+            out[float(get(cfg, "config.beta2"))] = (val_curve(m), st.get("status", "unknown"))
     return dict(sorted(out.items()))
 
 

@@ -591,24 +591,23 @@ def cl_study(key: str) -> float:
     return ex.FT_STUDY[key]
 
 
-CONTROL_RUNS = {  # run folder under sgd_control/runs (or earlier/) -> legend
-    "sgd_A_seed42": "A: AdamW",
-    "sgd_A0_seed42": "A0: A, no decay",
-    "sgd_D_seed42": "D: SGD+momentum",
-    "sgd_D_seed42_bf633bf": "D, earlier run",
-    "sgd_D0_seed42": "D0: D, no decay",
+CONTROL_RUNS = {  # run folder under sgd_control/ -> (legend, macro name); earlier/: an earlier run of a config
+    "runs/sgd_A_seed42": ("A: AdamW", "A"),
+    "runs/sgd_A0_seed42": ("A0: A, no decay", "AZero"),
+    "runs/sgd_D_seed42": ("D: SGD+momentum", "D"),
+    "earlier/sgd_D_seed42_bf633bf": ("D, earlier run", "DEarlier"),
+    "runs/sgd_D0_seed42": ("D0: D, no decay", "DZero"),
 }
 D_SWEEP = re.compile(r"sgd_Dsweep_lr([0-9.e-]+)_seed42$")
 
 
 def control_curves(res: Results) -> dict[str, dict[int, float]]:
-    """run -> {step: validation loss} of the controls' metrics.jsonl (the runs present; the earlier run of D
-    from sgd_control/earlier/)."""
+    """run folder (as in CONTROL_RUNS) -> {step: validation loss} of the controls present."""
     out = {}
     for run in CONTROL_RUNS:
-        m = res.metrics(f"sgd_control/{'earlier' if run.endswith('bf633bf') else 'runs'}/{run}/metrics.jsonl")
+        m = res.metrics(f"sgd_control/{run}/metrics.jsonl")
         if m:
-            out[run] = {r["step"]: r["val_loss"] for r in m if r.get("val_loss") is not None}
+            out[run] = cl.val_curve(m)
     return out
 
 
@@ -618,10 +617,9 @@ def d_sweep(res: Results) -> dict[float, float]:
     out = {}
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         hit = D_SWEEP.match(name)
-        m = res.metrics(f"sgd_control/runs/{name}/metrics.jsonl") if hit else None
-        vals = [(r["step"], r["val_loss"]) for r in m or [] if r.get("val_loss") is not None]
-        if vals:
-            out[float(hit.group(1))] = max(vals)[1]
+        c = cl.val_curve(res.metrics(f"sgd_control/runs/{name}/metrics.jsonl")) if hit else {}
+        if c:
+            out[float(hit.group(1))] = c[max(c)]
     return dict(sorted(out.items()))
 
 
@@ -631,12 +629,11 @@ def fig_controls(p, res: Results):
     cur = need(control_curves(res), "sgd_control/runs/*/metrics.jsonl")
     sweep, b2 = d_sweep(res), cl.beta2_curves(res)
     fig, (ax, bx, cx) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw=dict(width_ratios=[1.8, 1, 1.2]))
-    colors = {"sgd_A_seed42": "C0", "sgd_A0_seed42": "C3", "sgd_D_seed42": "C1", "sgd_D_seed42_bf633bf": "C1",
-              "sgd_D0_seed42": "C4"}
+    colors = {"A": "C0", "AZero": "C3", "D": "C1", "DEarlier": "C1", "DZero": "C4"}
     for run, c in cur.items():
-        st = sorted(c)
-        ax.plot(st, [c[t] for t in st], color=colors[run], ls="--" if run.endswith("bf633bf") else "-",
-                lw=1.2, label=CONTROL_RUNS[run])
+        st, (label, name) = sorted(c), CONTROL_RUNS[run]
+        ax.plot(st, [c[t] for t in st], color=colors[name], ls="--" if run.startswith("earlier/") else "-",
+                lw=1.2, label=label)
     uni = cl.unigram(res)
     if uni is not None:
         ax.axhline(uni, color="0.5", ls=":", lw=0.8, label=f"unigram {uni:.2f}")
@@ -646,7 +643,7 @@ def fig_controls(p, res: Results):
     if sweep:
         lrs = list(sweep)
         bx.plot(lrs, [sweep[x] for x in lrs], "o-", color="C1", label="D's sweep")
-        a = cur.get("sgd_A_seed42", {})
+        a = cur.get("runs/sgd_A_seed42", {})
         if 1000 in a:
             bx.axhline(a[1000], color="C0", ls="--", lw=0.8, label="A at step 1,000")
         bx.set(xscale="log", xlabel="SGD learning rate", ylabel="validation loss at step 1,000",
@@ -981,11 +978,8 @@ def _numbers_finetune(res: Results, m: dict):
 
 
 def _numbers_controls(res: Results, m: dict):
-    cur = control_curves(res)
-    names = {"sgd_A_seed42": "A", "sgd_D_seed42": "D", "sgd_A0_seed42": "AZero", "sgd_D0_seed42": "DZero",
-             "sgd_D_seed42_bf633bf": "DEarlier"}
-    for run, c in cur.items():
-        n = names[run]
+    cur = {CONTROL_RUNS[run][1]: c for run, c in control_curves(res).items()}
+    for n, c in cur.items():
         T = max(c)
         m[f"ctrl{n}Last"], m[f"ctrl{n}LastVal"] = f"{T:,}".replace(",", "{,}"), f3(c[T])
         for t, w in ((0, "Zero"), (1000, "OneK"), (4000, "FourK")):
@@ -1002,40 +996,43 @@ def _numbers_controls(res: Results, m: dict):
         m["ctrlSweepBest"] = f"{min(sweep, key=sweep.get):g}"
         m["ctrlSweepEdge"] = "the largest" if min(sweep, key=sweep.get) == max(sweep) else "inside the range"
     uni = cl.unigram(res)
-    d, d1 = cur.get("sgd_D_seed42", {}), cur.get("sgd_D_seed42_bf633bf", {})
+    d, d1 = cur.get("D", {}), cur.get("DEarlier", {})
     m["ctrlDVsUnigram"] = compare(d.get(4000), uni) if d else "not comparable with"
     if 4000 in d and 4000 in d1:
         m["ctrlDSpread"] = f2(abs(d[4000] - d1[4000]))
         m["ctrlDPartStep"] = f"{min(t for t in d if t in d1 and abs(d[t] - d1[t]) > 0.05):,}".replace(",", "{,}")
-    a, a0, d0 = cur.get("sgd_A_seed42", {}), cur.get("sgd_A0_seed42", {}), cur.get("sgd_D0_seed42", {})
+    a, a0, d0 = cur.get("A", {}), cur.get("AZero", {}), cur.get("DZero", {})
     m["ctrlAZeroVsA"] = compare(a0.get(4000), a.get(4000), 0.005) if a and a0 else "not comparable with"
     m["ctrlDZeroVsD"] = compare(d0.get(4000), d.get(4000), 0.005) if d and d0 else "not comparable with"
     m["ctrlDZeroVsUnigram"] = compare(d0.get(4000), uni) if d0 else "not comparable with"
 
 
-NOT_RUN = [  # (what, the result file whose absence says it was not run)
-    ("seed 271", "seed271/metrics.jsonl"),
-    ("the $\\beta_2$ sweep's window geometry", "beta2/beta2_seed42.json"),
-    ("reheating", "reheat/seed42/reheat.json"),
-    ("Table~9's controls B, C and C$'$ with their window geometry", "sgd_control/sgd_control.json"),
-    ("the matched-loss windows", "sgd_control/sgd_matched_valloss.json"),
-    ("control D0", "sgd_control/runs/sgd_D0_seed42/metrics.jsonl"),
-    ("the controls' window geometry", "sgd_control/backbone_controls.json"),
+NOT_RUN = [  # (what, the result file whose absence says it was not run, the 0/1 macro of the text that shows it)
+    ("seed 271", "seed271/metrics.jsonl", None),
+    ("the $\\beta_2$ sweep's window geometry", "beta2/beta2_seed42.json", "haveBetaTwo"),
+    ("reheating", "reheat/seed42/reheat.json", "haveReheat"),
+    ("Table~9's controls B, C and C$'$ with their window geometry", "sgd_control/sgd_control.json", "haveSgdWindows"),
+    ("the matched-loss windows", "sgd_control/sgd_matched_valloss.json", "haveMatched"),
+    ("control D0", "sgd_control/runs/sgd_D0_seed42/metrics.jsonl", None),
+    ("the controls' window geometry", "sgd_control/backbone_controls.json", None),
 ]
 
 
 def _numbers_missing(res: Results, m: dict):
-    """The experiments with no result file in results/<version>/ (the text lists them), a 0/1 flag per table
-    the text shows only when its file exists, and the beta2 sweep's training curves."""
-    gone = [w for w, f in NOT_RUN if not os.path.exists(res.path(f))]
+    """The experiments with no result file in results/<version>/ (the text lists them), and a 0/1 flag per
+    table the text shows only when its file exists."""
+    have = {w: os.path.exists(res.path(f)) for w, f, _ in NOT_RUN}
+    gone = [w for w, _, _ in NOT_RUN if not have[w]]
     m["notRunList"] = "; ".join(gone) if gone else "none"
     m["nNotRun"] = str(len(gone))
-    for flag, f in (("haveSgdWindows", "sgd_control/sgd_control.json"),
-                    ("haveMatched", "sgd_control/sgd_matched_valloss.json"),
-                    ("haveBetaTwo", "beta2/beta2_seed42.json"), ("haveReheat", "reheat/seed42/reheat.json")):
-        m[flag] = "1" if os.path.exists(res.path(f)) else "0"
-    b2 = cl.beta2_curves(res)
-    ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in b2.items() if c]
+    for w, _, flag in NOT_RUN:
+        if flag:
+            m[flag] = "1" if have[w] else "0"
+
+
+def _numbers_beta2_curves(res: Results, m: dict):
+    """The beta2 sweep's runs from their training curves alone: final validation losses and divergences."""
+    ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in cl.beta2_curves(res).items() if c]
     fin = [(b, v) for b, v, s, _ in ends if s == "complete"]
     if fin:
         m["betaTwoFinal"] = ", ".join(f"{f3(v)} ($\\beta_2$ = {b:g})" for b, v in sorted(fin, reverse=True))
@@ -1061,7 +1058,7 @@ def global_numbers(res: Results, log=print) -> dict:
     """The numbers of the experiments beyond one seed run, the verdict counts and the provenance."""
     m = {"corpusVersion": res.version or "--"}
     for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench, _numbers_finetune,
-                 _numbers_controls, _numbers_missing):
+                 _numbers_controls, _numbers_missing, _numbers_beta2_curves):
         try:
             part(res, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1118,12 +1115,12 @@ def _numbers_verdicts(res: Results, m: dict):
     m["countSeed"] = str(first)
     m["seedList"] = " and ".join(str(s) for s in seeds)
     m["nSeeds"] = {1: "One seed", 2: "Two seeds"}.get(len(seeds), f"{len(seeds)} seeds")
+    measured = lambda c, s: verdict.get((c, s)) not in (None, cl.NA)  # noqa: E731
     agree = []
     for s in seeds:
         if s == first:
             continue
-        both = [c for (c, s_) in verdict if s_ == s and verdict.get((c, first)) not in (None, cl.VERDICTS[3])
-                and verdict[(c, s)] != cl.VERDICTS[3]]
+        both = [c for (c, s_) in verdict if s_ == s and measured(c, s) and measured(c, first)]
         diff = [c for c in both if verdict[(c, s)] != verdict[(c, first)]]
         agree.append(f"seed {s} gives the same verdict as seed {first} on each of the {len(both)} claims both "
                      "measure" if not diff else

@@ -254,6 +254,7 @@ def test_controls_sweep_and_beta2_runs_reach_the_macros(tmp_path):
     m = {}
     mpf._numbers_controls(res, m)
     mpf._numbers_missing(res, m)
+    mpf._numbers_beta2_curves(res, m)
     assert m["ctrlSweep"] == "5.000, 4.500, 6.000 at learning rates 0.1, 1, 3"
     assert m["ctrlSweepBest"] == "1" and m["ctrlSweepEdge"] == "inside the range"
     assert m["ctrlDSpread"] == "0.80" and m["ctrlDPartStep"] == "2{,}000" and m["ctrlDEarlierValFourK"] == "2.200"
