@@ -18,7 +18,7 @@ Same model, data, seed, 4,000-step schedule, snapshots and evals as Table 8. Any
 given except those the experiment fixes (optimizer, lr, momentum, nesterov, weight_decay, wd_mode,
 name, stop_rule).
 
-Geometry (geometry.window_summary) of the window [600, 2000], anchor 600, trunk and every block: PC1,
+Geometry (runs.window_summary) of the window [600, 2000], anchor 600, trunk and every block: PC1,
 k95, drift, PC1 against the matched null (the reference: the observed increment norms in independent
 directions), the shuffle and random-direction nulls and the theory; the coherence ratio; the
 weight-decay decomposition along e0 = theta(600) / ||theta(600)|| (cos(v_b, -e0), the share of
@@ -200,7 +200,7 @@ def run(ns, argv) -> tuple[dict, list[str]]:
         A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
         sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
               "lowest validation loss there wins (diverged runs lose)",
-        window="geometry.window_summary on [start, end], anchor = start (see its definitions)",
+        window="runs.window_summary on [start, end], anchor = start (see its definitions)",
         columns="*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null; "
                 "*_decay_removed / '-e0': the drift with its component along e0 = "
                 "theta(anchor)/||theta(anchor)|| removed; decay_share_final: (pure-decay displacement)^2 / "

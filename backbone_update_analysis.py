@@ -2,10 +2,11 @@
 
     python backbone_update_analysis.py --run runs/seed42                  # paper Tables 3-4, Figure 2 (red lines)
     python backbone_update_analysis.py --run runs/tiny_seed42 --anchor 0
+    python backbone_update_analysis.py --record runs/tiny_seed42/analysis/trajectory_record.safetensors
 
 u(t) = theta(t) - theta(t_prev), t_prev the previous snapshot step (200 steps earlier on the standard
 schedule; `--lag L` takes t_prev = t - L instead). u(t) is a difference of drift rows, so C(t) comes from
-the T x T Gram of one streamed pass over the snapshots, as does v_b (first right singular vector of the
+the T x T Gram of the run's trajectory record (runs.run_record), as does v_b (first right singular vector of the
 uncentered drift rows, a(T) > 0: the same v_b as trajectory_pca_uncentered.py). Each update is also
 labelled by its midpoint (t - 100 for 200-step updates, the paper's convention), which sets its
 phase and t*; C(t) of the matched random walk (the same increment norms, orthogonal directions) is
@@ -23,7 +24,7 @@ import numpy as np
 import geometry as geo
 from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from runs import lambda_step, open_trajectory
+from runs import lambda_step, load_record, open_trajectory, record_info, run_record
 
 PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)  # paper phases: early t < 2000, mid 2000-6000, late t > 6000
 
@@ -56,7 +57,7 @@ DEFINITIONS = {
 
 
 def parse_args(argv):
-    p = analysis_parser(__doc__, "backbone_update_analysis")
+    p = analysis_parser(__doc__, "backbone_update_analysis", record=True)
     p.add_argument("--lag", type=int, default=0, help="u(t) = theta(t) - theta(t - lag); 0 (default): the previous snapshot")
     args = p.parse_args(argv)
     if args.lag < 0:
@@ -95,25 +96,18 @@ def sign_flip(steps, C, early_mask) -> dict:
     return dict(early_sign=int(s0), t_star=flips[0] if flips else None, t_star_persistent=persistent)
 
 
-def run(args, argv):
-    t0 = time.perf_counter()
-    # --- load: one streamed pass over the snapshots
-    out_json = out_path(args, "backbone_update_analysis")
-    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
-    rows = traj.row_steps
-    pairs = geo.update_pairs(rows, args.anchor, args.lag)
+def analyse(grams: dict, rows, anchor: int, lag: int, run_length: int) -> dict:
+    """C(t) and its summaries per group from the drift Grams {group: G} of the rows at steps `rows`: a function
+    of a trajectory record (or of the snapshots) alone."""
+    pairs = geo.update_pairs(rows, anchor, lag)
     if not pairs:
-        raise UsageError(f"no snapshot pair {args.lag} steps apart at or after the anchor {args.anchor}")
-    grams = geo.group_grams(traj.grams(progress=sys.stderr.isatty()), traj.groups)
-
-    # --- compute
+        raise UsageError(f"no snapshot pair {lag} steps apart at or after the anchor {anchor}")
     E = geo.update_rows(pairs, rows)  # u(t) = x(t) - x(t_prev), x(anchor) = 0
     steps, mids = [t for t, _ in pairs], [geo.midpoint(t, tp) for t, tp in pairs]
-    L = int(traj.config.get("steps") or traj.steps[-1])
-    b1, b2 = (b * L / PAPER_STEPS for b in PAPER_BOUNDS)
+    b1, b2 = (b * run_length / PAPER_STEPS for b in PAPER_BOUNDS)
     phases = dict(early=lambda t: t < b1, mid=lambda t: b1 <= t <= b2, late=lambda t: t > b2)
     groups = {}
-    for g in traj.groups:
+    for g in grams:
         al = geo.update_cos(grams[g], geo.pca(grams[g]).coef(1)[:, 0], E)
         C = al["C"].tolist()
         res = dict(C=[c if np.isfinite(c) else None for c in C], abs_C=[abs(c) if np.isfinite(c) else None for c in C],
@@ -131,27 +125,45 @@ def run(args, argv):
                        **{f"matched_walk_{ph}_abs_C": r["matched_walk"]["phase_means"][ph]["abs_C"]
                           for ph in phases},
                        matched_walk_t_star=r["matched_walk"]["t_star"]) for g, r in groups.items()}
-    others = [g for g in traj.groups if g not in ("block0", "trunk")]
+    others = [g for g in groups if g not in ("block0", "trunk")]
     if others:
         def med(ph, key=None):
             return _median([(groups[g][key] if key else groups[g])["phase_means"][ph]["abs_C"]
                             for g in others])
         summary["median_of_blocks_1_on"] = {**{f"{ph}_abs_C": med(ph) for ph in phases},
                                             **{f"{ph}_abs_C_end": med(ph, "by_end_step") for ph in phases}}
+    return dict(groups=groups, summary=summary, pairs=pairs, steps=steps, mids=mids,
+                phases=dict(run_length=run_length, scale=run_length / PAPER_STEPS, early=f"t < {b1:g}",
+                            mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"))
+
+
+def run(args, argv):
+    t0 = time.perf_counter()
+    out_json = out_path(args, "backbone_update_analysis")
+    # --- load: the run's trajectory record (made if missing or stale), or a record alone
+    if args.record:
+        rec, state, device = load_record(args.record), dict(record=os.path.abspath(args.record)), "cpu"
+    else:
+        traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+        rec, device = run_record(args.run, args.device, sys.stderr.isatty(), argv), traj.device
+    rows = rec.row_steps(args.anchor)
+    grams = {g: geo.split_anchor(Ga)[0] for g, Ga in rec.group_grams(args.anchor).items()}
+    L = int(rec.config.get("steps") or rec.steps[-1])
+    res = analyse(grams, rows, args.anchor, args.lag, L)
+    groups, summary, pairs, steps, mids = (res[k] for k in ("groups", "summary", "pairs", "steps", "mids"))
 
     # --- save
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
-    fig = plot_alignment(groups, mids, lambda_step(traj.config, mids), out_dir)
+    fig = plot_alignment(groups, mids, lambda_step(rec.config, mids), out_dir)
     gaps = sorted({t - tp for t, tp in pairs})
     definitions = dict(DEFINITIONS, u_choice=("consecutive snapshot steps" if args.lag == 0 else f"lag of {args.lag} steps")
                        + f"; gaps t - t_prev in this run: {gaps}")
     result = write_result(
-        out_json, "backbone_update_analysis", traj.config, definitions, summary, t0, argv, traj.device, __file__,
+        out_json, "backbone_update_analysis", rec.config, definitions, summary, t0, argv, device, __file__,
         anchor=args.anchor, snapshot_steps=rows, u_steps=steps, u_prev_steps=[tp for _, tp in pairs],
-        update_mid_steps=mids,
-        phases=dict(run_length=L, scale=L / PAPER_STEPS, early=f"t < {b1:g}", mid=f"{b1:g} <= t <= {b2:g}", late=f"t > {b2:g}"),
-        summary=summary, groups=groups, files=[os.path.basename(fig)], run_state=state)
+        update_mid_steps=mids, phases=res["phases"], summary=summary, groups=groups,
+        files=[os.path.basename(fig)], run_state=state, record=record_info(rec))
     s = summary["block0"]
     print(f"{out_json}: {len(steps)} updates; block0 early |C| {fmt(s['early_abs_C'])}, t* {s['t_star']}; "
           f"wall {result['provenance']['wall_s']} s")

@@ -19,7 +19,7 @@ Geometry (trunk and per block, uncentered PCA through geometry.py):
            (The beta2 table of the original reports PC1/k95/drift most likely this way: from the
            initialization over the whole run.)
   window   [600, 2000] anchored at 600 with every snapshot in it (every 50 steps), as the SGD
-           controls (`geometry.window_summary`); `--window START:END` changes it (preset steps).
+           controls (`runs.window_summary`); `--window START:END` changes it (preset steps).
 The table lists the asked-for runs and any other finished run of the same sweep.
 Writes `<out>/beta2_seed<seed>.json`, `.csv`, `.png` (`--out`, default `<out_dir>/<prefix>beta2`), and
 copies them into `results/beta2/` for the paper preset (or into `--results DIR`).
@@ -39,7 +39,8 @@ import geometry as geo
 import train
 from common import cli, copy_results, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Config, Parser, UsageError, add_config_args, given_overrides
-from runs import check_run_dir, last_finite_step, read_metrics, same_finished_run
+from runs import (Trajectory, check_run_dir, last_finite_step, read_metrics, run_record, same_finished_run,
+                  window_summary)
 
 PAPER_BETAS = ",".join(map(str, ex.BETA2_GRID))
 
@@ -56,20 +57,24 @@ def sweep_config(given: dict, beta2: float) -> Config:
 # ----------------------------------------------------------------------------- geometry
 def run_geometry(run_dir: str, grid: int, window: tuple[int, int], device: str, null_draws: int) -> dict:
     """Primary view (anchor 0, grid rows) and window view of one run, on its finite snapshots."""
-    traj = geo.Trajectory(run_dir, anchor=0, device=device)
+    traj = Trajectory(run_dir, anchor=0, device=device)
     last = last_finite_step(traj.paths, traj.groups["trunk"])
     if not last:
         return dict(last_step=last, primary=None, window=None, note="no finite snapshot after step 0")
-    traj = geo.Trajectory(run_dir, anchor=0, end=last, device=device)
-    G = geo.group_grams(traj.grams(), traj.groups)
-    idx = [i for i, s in enumerate(traj.row_steps) if s % grid == 0 or s == last]
-    R = torch.eye(len(traj.row_steps), dtype=torch.float64)[idx]  # selects the grid rows
-    primary = dict(anchor=0, end=last, row_steps=[traj.row_steps[i] for i in idx],
-                   groups={g: geo.rows_summary(R @ Gg @ R.T, traj.numel(traj.groups[g]), null_draws) for g, Gg in G.items()})
+    rec = run_record(run_dir, device, end=last)  # the finite snapshots of a diverged run
+    rows = rec.row_steps(0, last)
+    G = {g: geo.split_anchor(Ga)[0] for g, Ga in rec.group_grams(0, last).items()}
+    idx = [i for i, s in enumerate(rows) if s % grid == 0 or s == last]
+    R = torch.eye(len(rows), dtype=torch.float64)[idx]  # selects the grid rows
+    primary = dict(anchor=0, end=last, row_steps=[rows[i] for i in idx],
+                   groups={g: geo.rows_summary(R @ Gg @ R.T, rec.numel(rec.groups[g]), null_draws)
+                           for g, Gg in G.items()})
     w0, w1 = window
-    w_end = max([s for s in traj.steps if s <= min(w1, last)], default=-1)
-    if w0 in traj.paths and len([s for s in traj.steps if w0 < s <= w_end]) >= 2:
-        win = geo.window_summary(run_dir, w0, w_end, groups=tuple(traj.groups), device=device, null_draws=null_draws)
+    w_end = max([s for s in rec.steps if s <= min(w1, last)], default=-1)
+    if w0 in rec.index and len([s for s in rec.steps if w0 < s <= w_end]) >= 2:
+        lag = ex.exp_steps(rec.config.get("preset", "paper"), 200)
+        win = window_summary(run_dir, w0, w_end, groups=tuple(rec.groups), null_draws=null_draws,
+                             update_lag=lag, record=rec)
         win.pop("definitions")
     else:
         win = dict(note=f"fewer than 2 snapshots in the window [{w0}, {w1}] (last usable step {last})")
@@ -157,7 +162,7 @@ DEFINITIONS = dict(
     primary="anchor step 0, whole run: rows theta(t) - theta(0), t on the snapshot_every grid plus the last usable "
             "snapshot; uncentered PCA; drift = ||theta(end) - theta(0)||; C = <u, v_b>/||u|| for u the "
             "update between consecutive grid rows",
-    window="geometry.window_summary(anchor = window start, every snapshot in (start, end])",
+    window="runs.window_summary(anchor = window start, every snapshot in (start, end])",
     usable="snapshots with finite trunk weights; a diverged run keeps those it has",
     final_val="validation loss at the last step of a complete run (None for a diverged run; see last_val)",
     table="trunk values; per block in runs[i].geometry")

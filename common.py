@@ -267,12 +267,17 @@ def format_table(head: list[str], body: list[list]) -> str:
 
 
 # ----------------------------------------------------------------------------- command lines
-def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> Parser:
+def analysis_parser(doc: str, name: str, replay_batches: int | None = None, record: bool = False) -> Parser:
     """The options every analysis takes; with `replay_batches`, also those of the analyses that replay
-    the run's training batches (gradient and Fisher), that many mini-batches by default."""
+    the run's training batches (gradient and Fisher), that many mini-batches by default; with `record`,
+    --record FILE instead of --run (an analysis computed from a trajectory record alone)."""
     p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True,
-                   help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
+    src = p.add_mutually_exclusive_group(required=True) if record else p
+    src.add_argument("--run", required=not record,
+                     help="run folder (runs/<name>) with snapshots/, config.json, metrics.jsonl")
+    if record:
+        src.add_argument("--record", help="a trajectory record (trajectory_record.py, or <run>/analysis/"
+                                          "trajectory_record.safetensors): no snapshots needed")
     p.add_argument("--anchor", type=int, default=0,
                    help="anchor step theta(anchor) (default 0, the initialization)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -294,7 +299,12 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None) -> P
 
 def out_path(args, name: str) -> str:
     """The output JSON of an analysis (--out or <run>/analysis/<name>.json), its folder checked writable."""
-    path = args.out or os.path.join(args.run, "analysis", f"{name}.json")
+    if args.out:
+        path = args.out
+    elif getattr(args, "record", None):
+        path = os.path.join(os.path.dirname(os.path.abspath(args.record)), f"{name}.json")
+    else:
+        path = os.path.join(args.run, "analysis", f"{name}.json")
     if os.path.isdir(path):
         raise UsageError(f"--out {path} is a folder; give the JSON file to write")
     check_writable(os.path.dirname(os.path.abspath(path)))

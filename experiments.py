@@ -121,10 +121,9 @@ def control_config(run: str, given: dict | None = None) -> Config:
 
 
 def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: int | None = None) -> dict:
-    """geometry.window_summary of the run on [start, end] with anchor `start`, trunk and every block
+    """runs.window_summary of the run on [start, end] with anchor `start`, trunk and every block
     (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
-    from geometry import window_summary
-    from runs import list_snapshots
+    from runs import list_snapshots, window_summary
     want = [s for s in cfg.snapshot_steps() if start <= s <= end]
     if start not in want or end not in want:
         raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no "
@@ -136,6 +135,7 @@ def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: i
                          f"({len(missing)} of {len(want)} missing)")
     groups = groups or ["trunk"] + [f"block{l}" for l in range(cfg.n_layer)]
     return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
+                          update_lag=exp_steps(cfg.preset, 200),
                           null_draws=null_draws or NULL_DRAWS)
 
 

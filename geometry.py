@@ -52,14 +52,13 @@ rayleigh(G, dirs, keys)           q(v) = ||G v||^2 / M per direction
 fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace, ||g_i||
 fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named directions and K random ones, alpha,
                                   u1 overlaps, lambda_1 / trace and the rank-1 flag
-rows_summary(G, D, ...), window_summary(run_dir, start, end, ...)  the window geometry of the experiments
+rows_summary(G, D, ...), window_geometry(grams_a, numel, ...)  the window geometry of the experiments
 backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 
 import numpy as np
@@ -68,7 +67,6 @@ import torch
 from common import exact_fp32, pick_device as common_pick_device
 from config import UsageError
 from model import flatten, trunk_keys
-from runs import list_snapshots, read_metrics, read_record
 
 def pick_device(name: str = "auto") -> torch.device:
     """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
@@ -90,108 +88,7 @@ def canonical(keys) -> list[str]:
     return sorted(keys, key=order.__getitem__)
 
 
-class Trajectory:
-    """Snapshots of one run, read lazily; drift rows x(t) = theta(t) - theta(anchor) for t in row_steps = steps in (anchor, end]."""
-
-    def __init__(self, run_dir: str, anchor: int = 0, end: int | None = None, device="auto"):
-        from safetensors import safe_open
-        self.run_dir, self.anchor, self.device = run_dir, anchor, pick_device(str(device))
-        snap_dir = os.path.join(run_dir, "snapshots")
-        if not os.path.isdir(snap_dir):
-            raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
-        self.paths = list_snapshots(run_dir)
-        if not self.paths:
-            raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
-        self.steps = sorted(self.paths)
-        self.shapes = None
-        for s in self.steps:  # headers only: every snapshot must hold the same tensors with the same shapes
-            try:
-                with safe_open(self.paths[s], framework="pt") as f:
-                    shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            except Exception as e:
-                raise UsageError(f"cannot read snapshot {self.paths[s]}: {e}")
-            if self.shapes is None:
-                self.shapes, first = shapes, s
-            elif shapes != self.shapes:
-                bad = sorted(set(shapes) ^ set(self.shapes)) or [k for k in shapes if shapes[k] != self.shapes[k]]
-                raise UsageError(f"snapshot step {s} does not match step {first}: {bad[0]} "
-                                 f"{shapes.get(bad[0])} vs {self.shapes.get(bad[0])}")
-        self.n_layer = len({k.split(".")[1] for k in self.shapes if k.startswith("blocks.")})
-        if not self.n_layer:
-            raise UsageError(f"snapshots in {snap_dir} hold no transformer blocks")
-        self.groups = {f"block{l}": trunk_keys(self.n_layer, l) for l in range(self.n_layer)}
-        self.groups["trunk"] = trunk_keys(self.n_layer)
-        self.check_steps([anchor], "anchor")
-        self.row_steps = [s for s in self.steps if anchor < s <= (self.steps[-1] if end is None else end)]
-        if not self.row_steps:
-            raise UsageError(f"no snapshot after anchor step {anchor}" + (f" up to step {end}" if end is not None else ""))
-        self.config = (read_record(run_dir) or {}).get("config", {})
-
-    def check_steps(self, steps, what="step"):
-        missing = [s for s in steps if s not in self.paths]
-        if missing:
-            have = ", ".join(map(str, self.steps[:6])) + (f", ... {self.steps[-1]}" if len(self.steps) > 6 else "")
-            raise UsageError(f"{what} {missing[0]} has no snapshot in {self.run_dir} (have {have})")
-
-    def numel(self, keys) -> int:
-        return sum(math.prod(self.shapes[k]) for k in keys)
-
-    def load(self, step: int, keys, check: bool = True) -> dict[str, torch.Tensor]:
-        """fp32 tensors `keys` of the snapshot at `step`, on the device; NaN/inf is an error (`check`)."""
-        from safetensors import safe_open
-        self.check_steps([step])
-        out = {}
-        with safe_open(self.paths[step], framework="pt") as f:
-            for k in keys:
-                if k not in self.shapes:
-                    raise UsageError(f"snapshot step {step} has no tensor {k!r}")
-                t = f.get_tensor(k).to(self.device, torch.float32)
-                if check and not torch.isfinite(t).all():
-                    raise UsageError(f"snapshot step {step}: {k} contains NaN/inf ({self.paths[step]})")
-                out[k] = t
-        return out
-
-    def drift(self, key: str) -> torch.Tensor:
-        """Rows x(t) of one tensor, (T x n) float64 on the device."""
-        a = self.load(self.anchor, [key], check=False)[key].reshape(-1).double()
-        x = torch.empty(len(self.row_steps), a.numel(), dtype=torch.float64, device=self.device)
-        for i, s in enumerate(self.row_steps):
-            x[i].copy_(self.load(s, [key], check=False)[key].reshape(-1)).sub_(a)
-        bad = ~torch.isfinite(x).all(1)  # one check per tensor, not per (step, tensor)
-        if bad.any():
-            step = self.anchor if bad.all() else self.row_steps[int(bad.nonzero()[0])]
-            raise UsageError(f"snapshot step {step}: {key} contains NaN/inf ({self.paths[step]})")
-        return x
-
-    def grams(self, keys=None, progress=False, anchor_row=False) -> dict[str, torch.Tensor]:
-        """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk).
-        With `anchor_row` the Grams are (T+1) x (T+1): the rows x(t) and, last, theta(anchor) itself
-        (`split_anchor` takes them apart), so the weight-decay decomposition needs no second pass."""
-        from tqdm import tqdm
-        out = {}
-        with tqdm(canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress, leave=False) as bar:
-            for k in bar:  # leave=False: an error line is never printed under a half-drawn bar
-                x = self.drift(k)
-                if anchor_row:
-                    x = torch.cat([x, self.load(self.anchor, [k], check=False)[k].reshape(1, -1).double()])
-                out[k] = (x @ x.T).cpu()
-        return out
-
-    def directions(self, keys, C: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """v_j = X^T C[:, j] over `keys` (second streamed pass), as fp32 dicts on the device."""
-        C = C.to(self.device, torch.float64)
-        out = [{} for _ in range(C.shape[1])]
-        for k in canonical(keys):
-            V = self.drift(k).T @ C
-            for j in range(C.shape[1]):
-                out[j][k] = V[:, j].reshape(self.shapes[k]).float()
-        return out
-
-    def metrics(self) -> list[dict]:
-        return read_metrics(self.run_dir)
-
-
-def group_slices(traj: "Trajectory") -> dict[str, slice]:
+def group_slices(traj) -> dict[str, slice]:
     """Columns of each group (block<l>, trunk) in the canonical flattening of the whole trunk."""
     ends = np.cumsum([0] + [traj.numel(traj.groups[f"block{l}"]) for l in range(traj.n_layer)])
     out = {f"block{l}": slice(int(ends[l]), int(ends[l + 1])) for l in range(traj.n_layer)}
@@ -464,7 +361,7 @@ def weight_decay_split(Ga, c_b, factors=None) -> dict:
                share_e0=(along**2 / x2).tolist(), share_e0_final=float(along[-1] ** 2 / x2[-1]),
                cos_vb_theta0=cos_vb, vb_share_e0=cos_vb**2)
     Gr = R @ Ga.double().cpu() @ R.T
-    if Gr.trace() > 1e-20 * G.trace():
+    if Gr.trace() > 1e-12 * G.trace():  # float64 rounding leaves ~1e-16 of the trace when nothing is left
         P = PCA(Ga, R)
         out.update(pc1_decay_removed=P.pc1, k95_decay_removed=P.k95, k99_decay_removed=P.k99,
                    rho_decay_removed=P.rho[:10].tolist(),
@@ -789,7 +686,7 @@ def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tenso
     return out
 
 
-def backbone(traj: Trajectory, groups, k: int = 1, progress: bool = False):
+def backbone(traj, groups, k: int = 1, progress: bool = False):
     """Uncentered PCA of the drift rows per group from one Gram pass, then the first k right
     singular vectors as unit fp32 dicts on the device (one more streamed pass, block by block).
     Returns ({group: geometry.PCA}, {group: [v_1, ..., v_k]})."""
@@ -830,30 +727,45 @@ WINDOW_DEFINITIONS = dict(
     v_b="first right singular vector of the raw rows, sign with a(end) > 0")
 
 
-def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
-                   null_draws: int = 1000, progress: bool = False, update_lag="auto") -> dict:
-    """Uncentered PCA of the drift rows theta(t) - theta(start), t the snapshots in (start, end], per group:
-    PC1 and k95/k99 of raw and row-normalized rows, drift ||theta(last) - theta(start)||, PC1 against the
-    null models (random-walk theory, shuffled increments, random directions, and the matched null, the
-    reference), the coherence ratio, the weight-decay decomposition, and the update alignment
-    C(t) = <u(t), v_b>/||u(t)|| of non-overlapping updates of `update_lag` steps ("auto": 200 paper steps
-    in the run's preset; 0: consecutive snapshots), beside the matched random walk's C(t) and the
-    consecutive-snapshot C(t)."""
-    from experiments import exp_steps
-    traj = Trajectory(run_dir, anchor=start, end=end, device=device)
-    if update_lag == "auto":
-        update_lag = exp_steps(traj.config.get("preset", "paper"), 200)
-    grams = traj.grams({k for g in groups for k in traj.groups[g]}, progress=progress, anchor_row=True)
-    factors = run_decay_factors(traj.config, start, traj.row_steps)
-    pairs = update_pairs(traj.row_steps, start, update_lag, grid=True)
-    E = update_rows(pairs, traj.row_steps)
-    out = {name: rows_summary(split_anchor(Ga)[0], traj.numel(traj.groups[name]), null_draws, E=E, Ga=Ga,
-                              factors=factors)
-           for name, Ga in group_grams(grams, {g: traj.groups[g] for g in groups}).items()}
-    return dict(anchor=start, end=traj.row_steps[-1], row_steps=traj.row_steps, update_lag=update_lag,
+def window_geometry(grams_a: dict, numel: dict, anchor: int, row_steps, config: dict, update_lag: int,
+                    null_draws: int = 1000) -> dict:
+    """The window geometry of the experiments from Grams with the anchor row ({group: Ga}, e.g.
+    Record.group_grams(anchor, end)): per group PC1 and k95/k99 of raw and row-normalized rows, drift
+    ||theta(last) - theta(anchor)||, PC1 against the null models (theory, shuffled increments, random
+    directions, the matched null), the coherence ratio, the weight-decay decomposition, and the update
+    alignment C(t) of non-overlapping updates of `update_lag` steps (0: consecutive snapshots), beside the
+    matched random walk's C(t) and the consecutive-snapshot C(t). `numel`: {group: D}."""
+    factors = run_decay_factors(config, anchor, row_steps)
+    pairs = update_pairs(row_steps, anchor, update_lag, grid=True)
+    E = update_rows(pairs, row_steps)
+    out = {g: rows_summary(split_anchor(Ga)[0], numel[g], null_draws, E=E, Ga=Ga, factors=factors)
+           for g, Ga in grams_a.items()}
+    return dict(anchor=anchor, end=row_steps[-1], row_steps=list(row_steps), update_lag=update_lag,
                 update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs],
-                groups=out,
-                definitions=dict(WINDOW_DEFINITIONS))
+                groups=out, definitions=dict(WINDOW_DEFINITIONS))
+
+
+def record_grams(load, steps, keys, device, progress: bool = False) -> dict[str, torch.Tensor]:
+    """One streamed pass: {key: the record's Gram} (Record) from `load(step, key)` -> tensor. Per tensor,
+    its N+1 rows theta(t_i) - theta(t_0) (i >= 1) and theta(t_0) are built in float64 (the differences of
+    float32 values are exact there) and multiplied in float64 with TF32 off; one tensor's rows are in
+    memory at a time."""
+    from tqdm import tqdm
+    exact_fp32()
+    out = {}
+    with tqdm(list(keys), desc="record", disable=not progress, leave=False) as bar:
+        for k in bar:
+            a = load(steps[0], k).reshape(-1).to(device, torch.float64)
+            x = torch.empty(len(steps), a.numel(), dtype=torch.float64, device=device)
+            for i, s in enumerate(steps[1:]):
+                x[i].copy_(load(s, k).reshape(-1)).sub_(a)
+            x[-1].copy_(a)
+            bad = ~torch.isfinite(x).all(1)
+            if bad.any():
+                i = int(bad.nonzero()[0])
+                raise UsageError(f"step {steps[0] if i == len(steps) - 1 else steps[i + 1]}: {k} contains NaN/inf")
+            out[k] = (x @ x.T).cpu()
+    return out
 
 
 def _floats(C: torch.Tensor) -> list:
@@ -863,3 +775,88 @@ def _floats(C: torch.Tensor) -> list:
 def _mean(C: torch.Tensor):
     C = C[torch.isfinite(C)]
     return float(C.mean()) if len(C) else None
+
+
+# ----------------------------------------------------------------------------- trajectory records
+class Record:
+    """A trajectory record: every trajectory statistic of a run is a function of it (no snapshots needed).
+
+    For each tensor k, `grams[k]` is the (N+1) x (N+1) float64 Gram of the rows
+    [theta(t_1) - theta(t_0), ..., theta(t_N) - theta(t_0), theta(t_0)] over the snapshot steps
+    t_0 < ... < t_N (`steps`). It is an invertible linear map of the raw inner products
+    <theta(t_i), theta(t_j)> (`inner`), stored in this basis because drift rows and increments come out
+    of it without subtracting large norms (the increments of late training are ~1e-4 of ||theta||^2).
+    Any row that is a combination of snapshots, R theta (R over the N+1 steps), has Gram
+    (R B) S (R B)^T with B = `basis` below; drift rows from any anchor, windows, increments and the
+    decay direction theta(anchor) are such rows. Pure data: runs.py reads and writes the file."""
+
+    def __init__(self, steps, shapes: dict, grams: dict, groups: dict, config: dict | None = None,
+                 metrics: list | None = None, meta: dict | None = None):
+        self.steps = [int(s) for s in steps]
+        if sorted(set(self.steps)) != self.steps or len(self.steps) < 2:
+            raise UsageError(f"a record needs at least 2 distinct increasing steps, got {self.steps[:5]}")
+        self.shapes = {k: tuple(v) for k, v in shapes.items()}
+        n = len(self.steps)
+        self.grams = {k: torch.as_tensor(g, dtype=torch.float64).cpu() for k, g in grams.items()}
+        bad = [k for k, g in self.grams.items() if tuple(g.shape) != (n, n)]
+        if bad or set(self.grams) != set(self.shapes):
+            raise UsageError(f"record: tensor {(bad or sorted(set(self.grams) ^ set(self.shapes)))[0]!r} has "
+                             f"no {n} x {n} Gram")
+        self.groups = {g: list(keys) for g, keys in groups.items()}
+        missing = [k for keys in self.groups.values() for k in keys if k not in self.grams]
+        if missing:
+            raise UsageError(f"record: group tensor {missing[0]!r} has no Gram")
+        self.config, self.metrics, self.meta = dict(config or {}), list(metrics or []), dict(meta or {})
+        self.index = {s: i for i, s in enumerate(self.steps)}
+
+    def numel(self, keys) -> int:
+        return sum(math.prod(self.shapes[k]) for k in keys)
+
+    def basis(self) -> torch.Tensor:
+        """B ((N+1) x (N+1)): theta(t_i) = sum_j B[i, j] b_j over the stored rows b (row i of B)."""
+        N = len(self.steps) - 1
+        B = torch.zeros(N + 1, N + 1, dtype=torch.float64)
+        B[1:, :N] = torch.eye(N, dtype=torch.float64)
+        B[:, N] = 1
+        return B
+
+    def check_steps(self, steps, what="step"):
+        missing = [s for s in steps if s not in self.index]
+        if missing:
+            have = ", ".join(map(str, self.steps[:6])) + (f", ... {self.steps[-1]}" if len(self.steps) > 6 else "")
+            raise UsageError(f"{what} {missing[0]} is not a step of the record (have {have})")
+
+    def row_steps(self, anchor: int, end: int | None = None) -> list[int]:
+        """Steps of the drift rows from `anchor`: every recorded step in (anchor, end]."""
+        self.check_steps([anchor], "anchor")
+        rows = [s for s in self.steps if anchor < s <= (self.steps[-1] if end is None else end)]
+        if not rows:
+            raise UsageError(f"no recorded step after anchor step {anchor}"
+                             + (f" up to step {end}" if end is not None else ""))
+        return rows
+
+    def combination(self, anchor: int, row_steps) -> torch.Tensor:
+        """R ((T+1) x (N+1)) over the snapshots: rows x(t) = theta(t) - theta(anchor), t in row_steps,
+        then theta(anchor) itself (the layout of Trajectory.grams(anchor_row=True))."""
+        self.check_steps([anchor, *row_steps])
+        R = torch.zeros(len(row_steps) + 1, len(self.steps), dtype=torch.float64)
+        for i, s in enumerate(row_steps):
+            R[i, self.index[s]] += 1
+            R[i, self.index[anchor]] -= 1
+        R[-1, self.index[anchor]] = 1
+        return R
+
+    def gram(self, keys, R: torch.Tensor) -> torch.Tensor:
+        """Gram of the rows R theta over the tensors `keys` (R over the N+1 snapshot steps)."""
+        C = R.double() @ self.basis()
+        S = sum(self.grams[k] for k in keys)
+        return C @ S @ C.T
+
+    def group_grams(self, anchor: int, end: int | None = None, groups=None) -> dict[str, torch.Tensor]:
+        """{group: (T+1) x (T+1) Gram of the drift rows from `anchor` and theta(anchor)} (see split_anchor)."""
+        R = self.combination(anchor, self.row_steps(anchor, end))
+        return {g: self.gram(self.groups[g], R) for g in (groups or self.groups)}
+
+    def inner(self, keys) -> torch.Tensor:
+        """The raw inner products <theta(t_i), theta(t_j)> over the tensors `keys`."""
+        return self.gram(keys, torch.eye(len(self.steps), dtype=torch.float64))

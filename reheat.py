@@ -39,7 +39,7 @@ import geometry as geo
 import train
 from common import cli, copy_results, fmt, format_table, parse_floats, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides, make_config
-from runs import check_run_dir, last_finite_step, list_snapshots, read_metrics, read_record, same_finished_run, snapshot_path
+from runs import Trajectory, check_run_dir, last_finite_step, list_snapshots, read_metrics, read_record, same_finished_run, snapshot_path
 
 LOCATING = ("preset", "seed", "name", "out_dir")  # find the source run; never applied to the reheat runs
 
@@ -104,15 +104,15 @@ def backbone_projection(source_run: str, runs: dict[str, str], device="auto") ->
 
     One pass, tensor by tensor: G = X X^T of the original drift rows and H = Y X^T, |y|^2 of the other
     snapshots' drift y(t) = theta(t) - theta_orig(0); with v_b = X^T c, a = H c and ||r|| = sqrt(|y|^2 - a^2)."""
-    src = geo.Trajectory(source_run, anchor=0, device=device)
+    src = Trajectory(source_run, anchor=0, device=device)
     end = last_finite_step(src.paths, src.groups["trunk"])
     if not end:
         raise UsageError(f"{source_run} has no finite snapshot after step 0")
-    src = geo.Trajectory(source_run, anchor=0, end=end, device=device)
+    src = Trajectory(source_run, anchor=0, end=end, device=device)
     keys = src.groups["trunk"]
     others = {}
     for name, rd in runs.items():
-        t = geo.Trajectory(rd, anchor=0, device=device)
+        t = Trajectory(rd, anchor=0, device=device)
         if any(t.shapes.get(k) != src.shapes[k] for k in keys):
             raise UsageError(f"{rd}: trunk tensors do not match the source run {source_run}")
         last = last_finite_step(t.paths, t.groups["trunk"])

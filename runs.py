@@ -15,10 +15,17 @@ import argparse
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 
+import torch
+from safetensors import safe_open
+from tqdm import tqdm
+
+import geometry as geo
 from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
+from model import trunk_keys
 
 SNAPSHOT = re.compile(r"^step_(\d+)\.safetensors$")
 RUN_FILES = {"config.json", "metrics.jsonl", "status.json", "codewords.json", "log.txt", "snapshots",
@@ -277,7 +284,6 @@ def lambda_step(config: dict, steps) -> int | None:
 def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int | None:
     """Latest snapshot step (<= end) whose tensors `keys` are all finite (a diverged run may end in NaN)."""
     import torch
-    from safetensors import safe_open
     for s in sorted((s for s in paths if end is None or s <= end), reverse=True):
         with safe_open(paths[s], framework="pt") as f:
             if all(torch.isfinite(f.get_tensor(k)).all() for k in keys):
@@ -285,11 +291,230 @@ def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int
     return None
 
 
+# ----------------------------------------------------------------------------- trajectory records
+RECORD_FILE = "trajectory_record.safetensors"
+RECORD_DEFINITION = (
+    "gram/<tensor>: float64 (N+1) x (N+1) Gram of the rows theta(t_1) - theta(t_0), ..., theta(t_N) - "
+    "theta(t_0), theta(t_0) over the recorded steps t_0 < ... < t_N (geometry.Record: an invertible "
+    "linear map of the raw inner products <theta(t_i), theta(t_j)>); groups: tensors of each block and of "
+    "the trunk; accumulated in float64 from float32 weights, TF32 off")
+
+
+def snapshot_fingerprint(run_dir: str) -> list[list[int]]:
+    """[[step, size in bytes]] of the run's snapshot files: a record made from other files is stale."""
+    return [[s, os.path.getsize(p)] for s, p in sorted(list_snapshots(run_dir).items())]
+
+
+def save_record(path: str, rec, provenance: dict | None = None):
+    """Write a geometry.Record as one safetensors file (atomic): gram/<key> tensors, JSON metadata."""
+    import torch
+    from safetensors.torch import save_file
+    meta = dict(format="trajectory record v1", definition=RECORD_DEFINITION, steps=rec.steps,
+                shapes={k: list(v) for k, v in rec.shapes.items()}, groups=rec.groups, config=rec.config,
+                metrics=rec.metrics, meta=rec.meta, provenance=provenance or {})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        save_file({f"gram/{k}": g.to(torch.float64).contiguous() for k, g in rec.grams.items()}, tmp,
+                  metadata={"record": json.dumps(meta, allow_nan=False, default=_nan_to_none)})
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise UsageError(f"cannot write {path}: {e.strerror or e}")
+    except Exception as e:  # safetensors reports a full disk as its own error type
+        _remove(tmp)
+        raise UsageError(f"cannot write {path}: {type(e).__name__}: {e}")
+
+
+def _nan_to_none(o):
+    return None
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def load_record(path: str):
+    """The geometry.Record in `path` (written by save_record); one clear line when it is not one."""
+    if not os.path.isfile(path):
+        raise UsageError(f"record not found: {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["record"])
+            grams = {k.split("/", 1)[1]: f.get_tensor(k) for k in f.keys() if k.startswith("gram/")}
+    except Exception as e:
+        raise UsageError(f"{path} is not a trajectory record ({type(e).__name__}: {e})")
+    rec = geo.Record(meta["steps"], meta["shapes"], grams, meta["groups"], meta.get("config"),
+                     meta.get("metrics"), meta.get("meta"))
+    rec.provenance, rec.path = meta.get("provenance") or {}, path
+    return rec
+
+
+def window_summary(run_dir: str, start: int, end: int | None = None, groups=("trunk",), device="auto",
+                   null_draws: int = 1000, progress: bool = False, update_lag: int = 0, record=None) -> dict:
+    """geometry.window_geometry of the run's drift from snapshot `start` over the snapshots in (start, end],
+    computed from its trajectory record (`record`, or the run's own, made if stale)."""
+    rec = record or run_record(run_dir, device, progress)
+    Ga = rec.group_grams(start, end, groups)
+    return geo.window_geometry(Ga, {g: rec.numel(rec.groups[g]) for g in groups}, start,
+                               rec.row_steps(start, end), rec.config, update_lag, null_draws)
+
+
+def record_info(rec) -> dict:
+    """What a result records of the trajectory record it was computed from."""
+    return dict(path=getattr(rec, "path", None), steps=len(rec.steps), first=rec.steps[0], last=rec.steps[-1],
+                source=rec.meta.get("source"), made_by=(getattr(rec, "provenance", None) or {}).get("git_commit"))
+
+
+def record_path(run_dir: str) -> str:
+    return os.path.join(run_dir, "analysis", RECORD_FILE)
+
+
+def run_record(run_dir: str, device="auto", progress: bool = False, argv=None, end: int | None = None):
+    """The run's record: <run>/analysis/trajectory_record.safetensors when it was made from the run's current
+    snapshots, config and metrics, else made now (one streamed pass) and written there. `end`: record only
+    the snapshots up to that step (a diverged run's finite ones)."""
+    import time
+    from common import provenance
+    path = record_path(run_dir)
+    if os.path.isfile(path):
+        try:
+            rec = load_record(path)
+            if (rec.meta.get("source", {}).get("snapshots") == snapshot_fingerprint(run_dir)
+                    and rec.config == (read_record(run_dir) or {}).get("config", {})
+                    and rec.metrics == read_metrics(run_dir) and rec.meta.get("end") == end):
+                return rec
+        except UsageError:
+            pass  # unreadable: made again below
+    t0 = time.perf_counter()
+    traj = Trajectory(run_dir, anchor=min(list_snapshots(run_dir) or [0]), end=end, device=device)
+    rec = traj.record(progress)
+    rec.meta["end"] = end
+    rec.provenance = provenance(t0, argv, traj.device, "trajectory_record.py")
+    save_record(path, rec, rec.provenance)
+    rec.path = path
+    return rec
+
+
+class Trajectory:
+    """Snapshots of one run, read lazily; drift rows x(t) = theta(t) - theta(anchor) for t in row_steps = steps in (anchor, end]."""
+
+    def __init__(self, run_dir: str, anchor: int = 0, end: int | None = None, device="auto"):
+        self.run_dir, self.anchor, self.device = run_dir, anchor, geo.pick_device(str(device))
+        snap_dir = os.path.join(run_dir, "snapshots")
+        if not os.path.isdir(snap_dir):
+            raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
+        self.paths = list_snapshots(run_dir)
+        if not self.paths:
+            raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
+        self.steps = sorted(self.paths)
+        self.shapes = None
+        for s in self.steps:  # headers only: every snapshot must hold the same tensors with the same shapes
+            try:
+                with safe_open(self.paths[s], framework="pt") as f:
+                    shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            except Exception as e:
+                raise UsageError(f"cannot read snapshot {self.paths[s]}: {e}")
+            if self.shapes is None:
+                self.shapes, first = shapes, s
+            elif shapes != self.shapes:
+                bad = sorted(set(shapes) ^ set(self.shapes)) or [k for k in shapes if shapes[k] != self.shapes[k]]
+                raise UsageError(f"snapshot step {s} does not match step {first}: {bad[0]} "
+                                 f"{shapes.get(bad[0])} vs {self.shapes.get(bad[0])}")
+        self.n_layer = len({k.split(".")[1] for k in self.shapes if k.startswith("blocks.")})
+        if not self.n_layer:
+            raise UsageError(f"snapshots in {snap_dir} hold no transformer blocks")
+        self.groups = {f"block{l}": trunk_keys(self.n_layer, l) for l in range(self.n_layer)}
+        self.groups["trunk"] = trunk_keys(self.n_layer)
+        self.check_steps([anchor], "anchor")
+        self.row_steps = [s for s in self.steps if anchor < s <= (self.steps[-1] if end is None else end)]
+        if not self.row_steps:
+            raise UsageError(f"no snapshot after anchor step {anchor}" + (f" up to step {end}" if end is not None else ""))
+        self.config = (read_record(run_dir) or {}).get("config", {})
+
+    def check_steps(self, steps, what="step"):
+        missing = [s for s in steps if s not in self.paths]
+        if missing:
+            have = ", ".join(map(str, self.steps[:6])) + (f", ... {self.steps[-1]}" if len(self.steps) > 6 else "")
+            raise UsageError(f"{what} {missing[0]} has no snapshot in {self.run_dir} (have {have})")
+
+    def numel(self, keys) -> int:
+        return sum(math.prod(self.shapes[k]) for k in keys)
+
+    def load(self, step: int, keys, check: bool = True) -> dict[str, torch.Tensor]:
+        """fp32 tensors `keys` of the snapshot at `step`, on the device; NaN/inf is an error (`check`)."""
+        self.check_steps([step])
+        out = {}
+        with safe_open(self.paths[step], framework="pt") as f:
+            for k in keys:
+                if k not in self.shapes:
+                    raise UsageError(f"snapshot step {step} has no tensor {k!r}")
+                t = f.get_tensor(k).to(self.device, torch.float32)
+                if check and not torch.isfinite(t).all():
+                    raise UsageError(f"snapshot step {step}: {k} contains NaN/inf ({self.paths[step]})")
+                out[k] = t
+        return out
+
+    def drift(self, key: str) -> torch.Tensor:
+        """Rows x(t) of one tensor, (T x n) float64 on the device."""
+        a = self.load(self.anchor, [key], check=False)[key].reshape(-1).double()
+        x = torch.empty(len(self.row_steps), a.numel(), dtype=torch.float64, device=self.device)
+        for i, s in enumerate(self.row_steps):
+            x[i].copy_(self.load(s, [key], check=False)[key].reshape(-1)).sub_(a)
+        bad = ~torch.isfinite(x).all(1)  # one check per tensor, not per (step, tensor)
+        if bad.any():
+            step = self.anchor if bad.all() else self.row_steps[int(bad.nonzero()[0])]
+            raise UsageError(f"snapshot step {step}: {key} contains NaN/inf ({self.paths[step]})")
+        return x
+
+    def grams(self, keys=None, progress=False, anchor_row=False) -> dict[str, torch.Tensor]:
+        """One pass over the snapshots: {key: T x T float64 Gram (CPU)} for `keys` (default: trunk).
+        With `anchor_row` the Grams are (T+1) x (T+1): the rows x(t) and, last, theta(anchor) itself
+        (`split_anchor` takes them apart), so the weight-decay decomposition needs no second pass."""
+        out = {}
+        with tqdm(geo.canonical(keys or self.groups["trunk"]), desc="gram", disable=not progress, leave=False) as bar:
+            for k in bar:  # leave=False: an error line is never printed under a half-drawn bar
+                x = self.drift(k)
+                if anchor_row:
+                    x = torch.cat([x, self.load(self.anchor, [k], check=False)[k].reshape(1, -1).double()])
+                out[k] = (x @ x.T).cpu()
+        return out
+
+    def directions(self, keys, C: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """v_j = X^T C[:, j] over `keys` (second streamed pass), as fp32 dicts on the device."""
+        C = C.to(self.device, torch.float64)
+        out = [{} for _ in range(C.shape[1])]
+        for k in geo.canonical(keys):
+            V = self.drift(k).T @ C
+            for j in range(C.shape[1]):
+                out[j][k] = V[:, j].reshape(self.shapes[k]).float()
+        return out
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.run_dir)
+
+
+    def record(self, progress: bool = False) -> "geo.Record":
+        """The run's trajectory record (geometry.Record) from one streamed pass over every snapshot."""
+        steps = [self.anchor] + self.row_steps
+        keys = self.groups["trunk"]
+        grams = geo.record_grams(lambda s, k: self.load(s, [k], check=False)[k], steps, keys, self.device,
+                                 progress)
+        rec = read_record(self.run_dir) or {}
+        meta = dict(source=dict(kind="run folder", run=os.path.basename(os.path.normpath(self.run_dir)),
+                                snapshots=snapshot_fingerprint(self.run_dir)),
+                    corpus_identity=rec.get("corpus_identity"), corpus=rec.get("corpus"))
+        return geo.Record(steps, {k: self.shapes[k] for k in keys}, grams, self.groups, self.config,
+                          read_metrics(self.run_dir), meta)
+
+
 # ----------------------------------------------------------------------------- analyses: loading a run
 def open_trajectory(run: str, anchor: int = 0, device="auto", partial: bool = False):
     """(geometry.Trajectory of the run's snapshots from `anchor`, trajectory state): an unfinished run or
     missing snapshots are an error unless `partial` (the analyses' --partial)."""
-    from geometry import Trajectory
     if not os.path.isdir(run):
         raise UsageError(f"run folder not found: {run}")
     traj = Trajectory(run, anchor=anchor, device=device)

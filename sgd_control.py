@@ -16,7 +16,7 @@ fixes: optimizer, lr, momentum, nesterov, weight_decay, wd_mode, name, stop_rule
 schedule is a default, the run's identity is fixed). The tiny preset keeps Table 8's hyperparameters
 on its own model and batch, with every step count scaled by experiments.exp_steps (4,000 -> 160).
 
-Analysis (geometry.window_summary) of the window [600, 2000] with anchor 600: uncentered PCA of
+Analysis (runs.window_summary) of the window [600, 2000] with anchor 600: uncentered PCA of
 theta(t) - theta(600) over every snapshot in (600, 2000]: PC1 of raw and row-normalized rows, k95,
 k99, drift ||theta(2000) - theta(600)||, mean |C| of the update alignment (non-overlapping 200-step
 updates against v_b, beside the matched random walk's), and PC1 against its nulls (the matched null,

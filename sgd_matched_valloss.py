@@ -14,7 +14,7 @@ evaluation after step 0. The comparison therefore takes:
     when t* is near either end). With the paper's run C (best 5.10, val within 5.1-5.2 from step
     2,200) this gives its windows [2000, 2400] and [1800, 2600];
   * the reference windows AdamW [200, 1000], AdamW [600, 2000] and SGD+momentum [600, 2000].
-Each window [s, e] is analysed with geometry.window_summary, anchor s, over every snapshot in
+Each window [s, e] is analysed with runs.window_summary, anchor s, over every snapshot in
 (s, e] (runs A and C have snapshots every 200 steps, every 50 in [600, 2000], every 100 after):
 PC1 of raw and row-normalized rows, k95, k99, drift ||theta(e) - theta(s)||, and the range of val
 over the evaluations in the window, and whether that range contains C's best val + band

@@ -2,10 +2,14 @@
 
     python trajectory_pca_uncentered.py --run runs/seed42                 # paper Table 2, Figure 1, section 7
     python trajectory_pca_uncentered.py --run runs/tiny_seed42 --null-draws 200
+    python trajectory_pca_uncentered.py --record results/v2/seed42/analysis/trajectory_record.safetensors \
+        --out /tmp/pca/trajectory_pca_uncentered.json                   # from a record alone, on a CPU
 
 Drift rows x(t) = theta(t) - theta(anchor), per block and for the whole trunk, analysed through their
-T x T Gram matrix (float64, TF32 off), accumulated in one streamed pass over the snapshots. A second
-pass rebuilds only the directions that are saved (v_b, PC2, switch directions).
+T x T Gram matrix (float64, TF32 off), taken from the run's trajectory record (runs.run_record: one
+streamed pass over the snapshots, kept in <run>/analysis/ and reused while the snapshots are the same).
+Every number is a function of the record; a second pass over the snapshots rebuilds only the directions
+that are saved (v_b, PC2, switch directions), which --record cannot give.
 Writes, next to --out (default <run>/analysis/trajectory_pca_uncentered.json):
   trajectory_pca_uncentered.json     definitions, results, provenance
   backbone_directions.safetensors    v_b.<group>, pc2.<group>, v_sw.<group> (first switch pair)
@@ -28,7 +32,7 @@ import torch
 
 import geometry as geo
 from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
-from runs import lambda_step, open_trajectory, read_metrics
+from runs import lambda_step, load_record, open_trajectory, record_info, run_record
 
 PROMINENCE, RADIUS = geo.PROMINENCE, geo.RADIUS  # switching extrema (SPEC 6), defined in geometry.py
 N_SWITCH_PCS = 6                  # E_2:6 uses PCs 2..6
@@ -143,26 +147,26 @@ def switching(G, P: geo.PCA, c_sw: torch.Tensor) -> dict:
                 pairwise_cos_mean=sum(off) / len(off) if off else None, coefs=units)
 
 
-def switch_analysis(evals: list[dict], traj: geo.Trajectory, grams: dict, pcas: dict) -> tuple[dict, dict]:
-    """Extrema and pairs of p_ood, and per group the results of `switching`; {group: unit v_sw coefficients}."""
+def switch_analysis(evals: list[dict], steps, anchor: int, row_steps, grams: dict, pcas: dict) -> tuple[dict, dict]:
+    """Extrema and pairs of p_ood, and per group the results of `switching`; {group: unit v_sw coefficients}.
+    `steps`: every snapshot step; `row_steps`: the drift rows' steps."""
     if len(evals) < 3:
         return dict(peaks=[], troughs=[], pairs=[], skipped=[], reason="metrics.jsonl missing or with fewer than 3 p_ood evals"), {}
-    sw = geo.pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(traj.steps),
-                           traj.anchor)
+    sw = geo.pair_switches([r["step"] for r in evals], [float(r["p_ood"]) for r in evals], set(steps), anchor)
     if not sw["pairs"]:
         sw["reason"] = (f"no peaks/troughs of p_ood with prominence >= {PROMINENCE} over +-{RADIUS} evals"
                         if not (sw["peaks"] and sw["troughs"]) else "no peak/trough pair with snapshots at both steps")
         return sw, {}
-    peak, trough, _ = geo.switching_pair(evals, traj.steps, traj.anchor)
+    peak, trough, _ = geo.switching_pair(evals, steps, anchor)
     sw["v_sw_pair"] = next(i for i, q in enumerate(sw["pairs"]) if (q["peak"], q["trough"]) == (peak, trough))
-    c_sw, coefs, sw["groups"] = switch_coefs(sw["pairs"], traj.row_steps), {}, {}
-    for g in traj.groups:
+    c_sw, coefs, sw["groups"] = switch_coefs(sw["pairs"], row_steps), {}, {}
+    for g in grams:
         sw["groups"][g] = switching(grams[g], pcas[g], c_sw)
         coefs[g] = sw["groups"][g].pop("coefs")
     return sw, coefs
 
 
-def rebuild_directions(traj: geo.Trajectory, pcas: dict, sw_coefs: dict, save: list[int]):
+def rebuild_directions(traj, pcas: dict, sw_coefs: dict, save: list[int]):
     """({"<name>.<group>": {key: tensor (CPU)}}, names) for v_b, pc2 and the switch directions of the pairs
     `save`, in one more pass over the snapshots: per block, the block's and the trunk's coefficients together
     (each key read once)."""
@@ -228,7 +232,7 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict, factors)
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv):
-    p = analysis_parser(__doc__, "trajectory_pca_uncentered")
+    p = analysis_parser(__doc__, "trajectory_pca_uncentered", record=True)
     p.add_argument("--window", type=int, default=10, help="window width W in snapshots for the stability analysis (default 10)")
     p.add_argument("--null-draws", type=int, default=1000, help="draws per null model (default 1000)")
     args = p.parse_args(argv)
@@ -242,61 +246,77 @@ def main(argv=None):
     cli(run, parse_args(argv), argv)
 
 
-def run(args, argv):
-    t0 = time.perf_counter()
-    # --- load: one streamed pass over the snapshots
-    out_json = out_path(args, "trajectory_pca_uncentered")
-    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
-    metrics = read_metrics(args.run)
-    steps, T = traj.row_steps, len(traj.row_steps)
-    # the Grams have one more row: theta(anchor) itself (the weight-decay decomposition)
-    grams_a = geo.group_grams(traj.grams(progress=sys.stderr.isatty(), anchor_row=True), traj.groups)
+def analyse(grams_a: dict, numel: dict, steps, anchor: int, config: dict, metrics: list[dict], window: int,
+            null_draws: int) -> dict:
+    """Every number of the analysis from the Grams with the anchor row ({group: Ga}, geometry.split_anchor),
+    the groups' sizes, every snapshot step, the run's config and eval rows: a function of a trajectory
+    record (Record.group_grams) or of the snapshots (Trajectory.grams(anchor_row=True)) alike."""
+    rows = [s for s in steps if s > anchor]
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in grams_a.items()}
-
-    # --- compute: everything from the Grams
     evals = [r for r in metrics if isinstance(r.get("p_ood"), (int, float)) and math.isfinite(r["p_ood"])]
     p_ood = {r["step"]: float(r["p_ood"]) for r in evals}
-    factors = geo.run_decay_factors(traj.config, traj.anchor, steps)  # weight decay alone, from the anchor
+    factors = geo.run_decay_factors(config, anchor, rows)  # weight decay alone, from the anchor
     groups, pcas = {}, {}
-    for g, keys in traj.groups.items():
-        groups[g], pcas[g] = analyse_group(grams_a[g], traj.numel(keys), steps, args.window, args.null_draws,
-                                           p_ood, factors)
+    for g in grams_a:
+        groups[g], pcas[g] = analyse_group(grams_a[g], numel[g], rows, window, null_draws, p_ood, factors)
+    sw, sw_coefs = switch_analysis(evals, steps, anchor, rows, grams, pcas)
+    return dict(groups=groups, pcas=pcas, switching=sw, sw_coefs=sw_coefs, p_ood=p_ood, rows=rows)
 
-    sw, sw_coefs = switch_analysis(evals, traj, grams, pcas)
 
-    # --- second pass: only the directions that are saved
-    n_sw = len(sw["pairs"])
-    fits = n_sw * 2 * 4 * traj.numel(traj.groups["trunk"]) <= SWITCH_FILE_LIMIT
-    save = list(range(n_sw)) if fits else [sw["v_sw_pair"]] if n_sw else []  # the v_sw pair is always saved
-    dirs, names = rebuild_directions(traj, pcas, sw_coefs, save)
+def run(args, argv):
+    t0 = time.perf_counter()
+    out_json = out_path(args, "trajectory_pca_uncentered")
+    # --- load: the run's trajectory record (made in one streamed pass if missing or stale), or a record alone
+    if args.record:
+        rec, traj, state = load_record(args.record), None, dict(record=os.path.abspath(args.record))
+        device = "cpu"
+    else:
+        traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+        rec, device = run_record(args.run, args.device, sys.stderr.isatty(), argv), traj.device
+    grams_a = rec.group_grams(args.anchor)
+    res = analyse(grams_a, {g: rec.numel(k) for g, k in rec.groups.items()}, rec.steps, args.anchor,
+                  rec.config, rec.metrics, args.window, args.null_draws)
+    groups, sw, p_ood, rows = res["groups"], res["switching"], res["p_ood"], res["rows"]
+    T = len(rows)
 
-    # --- save
+    # --- directions (a second pass over the snapshots): only with the run folder
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
-    meta = dict(anchor=args.anchor, steps=steps, keys=traj.groups, groups=list(traj.groups),
-                names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - "
-                      "theta_trough of the switching pair: the pair whose p_ood peak is the most prominent, "
-                      "geometry.switching_pair)",
-                switch_pairs=[sw["pairs"][j] for j in save],
-                v_sw_pair=sw["pairs"][sw["v_sw_pair"]] if n_sw else None)
-    short = {"v_b": "v_b", "pc2": "pc2", **({f"v_sw{sw['v_sw_pair']}": "v_sw"} if n_sw else {})}
-    backbone = {f"{short[n]}.{g}": dirs[f"{n}.{g}"] for n in names if n in short for g in traj.groups}
-    geo.save_directions(os.path.join(out_dir, "backbone_directions.safetensors"), backbone, meta)
-    saved = ["backbone_directions.safetensors"]
-    if save:
-        geo.save_directions(os.path.join(out_dir, "switch_directions.safetensors"),
-                            {f"v_sw{j}.{g}": dirs[f"v_sw{j}.{g}"] for j in save for g in traj.groups},
-                            dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
-        saved.append("switch_directions.safetensors")
-    sw["saved_pairs"] = len(save)
+    n_sw = len(sw["pairs"])
+    saved = []
+    if traj is not None:
+        fits = n_sw * 2 * 4 * rec.numel(rec.groups["trunk"]) <= SWITCH_FILE_LIMIT
+        save = list(range(n_sw)) if fits else [sw["v_sw_pair"]] if n_sw else []  # the v_sw pair always
+        dirs, names = rebuild_directions(traj, res["pcas"], res["sw_coefs"], save)
+        meta = dict(anchor=args.anchor, steps=rows, keys=traj.groups, groups=list(traj.groups),
+                    names="<direction>.<group>: v_b (backbone, a(T) > 0), pc2, v_sw (unit theta_peak - "
+                          "theta_trough of the switching pair: the pair whose p_ood peak is the most prominent, "
+                          "geometry.switching_pair)",
+                    switch_pairs=[sw["pairs"][j] for j in save],
+                    v_sw_pair=sw["pairs"][sw["v_sw_pair"]] if n_sw else None)
+        short = {"v_b": "v_b", "pc2": "pc2", **({f"v_sw{sw['v_sw_pair']}": "v_sw"} if n_sw else {})}
+        backbone = {f"{short[n]}.{g}": dirs[f"{n}.{g}"] for n in names if n in short for g in traj.groups}
+        geo.save_directions(os.path.join(out_dir, "backbone_directions.safetensors"), backbone, meta)
+        saved = ["backbone_directions.safetensors"]
+        if save:
+            geo.save_directions(os.path.join(out_dir, "switch_directions.safetensors"),
+                                {f"v_sw{j}.{g}": dirs[f"v_sw{j}.{g}"] for j in save for g in traj.groups},
+                                dict(meta, names="v_sw<i>.<group>: unit theta_peak - theta_trough of switch pair i"))
+            saved.append("switch_directions.safetensors")
+        sw["saved_pairs"] = len(save)
+    else:
+        sw["saved_pairs"] = 0  # a record holds inner products only: the directions need the snapshots
+
+    # --- save
     figs = [plot_pc1(groups, T, out_dir), plot_spectrum(groups, out_dir),
-            plot_decomposition(groups["block0"], steps, p_ood, lambda_step(traj.config, steps), out_dir),
-            plot_decay_share(groups, steps, out_dir)]
-    result = write_result(out_json, "trajectory_pca_uncentered", traj.config,
+            plot_decomposition(groups["block0"], rows, p_ood, lambda_step(rec.config, rows), out_dir),
+            plot_decay_share(groups, rows, out_dir)]
+    result = write_result(out_json, "trajectory_pca_uncentered", rec.config,
                           dict(DEFINITIONS, window=args.window, null_draws=args.null_draws, null_seed=0), groups, t0,
-                          argv, traj.device, __file__, anchor=args.anchor, snapshot_steps=steps, eval_steps=sorted(p_ood),
-                          groups=dict(traj.groups), theory=geo.random_walk_theory(T), summary=summary_table(groups, sw),
-                          switching=sw, files=saved + [os.path.basename(f) for f in figs], run_state=state)
+                          argv, device, __file__, anchor=args.anchor, snapshot_steps=rows, eval_steps=sorted(p_ood),
+                          groups=dict(rec.groups), theory=geo.random_walk_theory(T), summary=summary_table(groups, sw),
+                          switching=sw, files=saved + [os.path.basename(f) for f in figs], run_state=state,
+                          record=record_info(rec))
     pv = result["provenance"]
     print(f"{out_json}: {T} rows, trunk PC1 {groups['trunk']['raw']['pc1']:.3f}, {len(sw['pairs'])} switch pairs; "
           f"wall {pv['wall_s']} s, peak host memory {pv['peak_host_memory_mib']} MiB")

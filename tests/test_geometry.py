@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import geometry as geo
+from runs import Trajectory
 from config import UsageError
 from model import GPT, flatten, trunk_keys
 
@@ -51,7 +52,7 @@ def assert_same_up_to_sign(a, b, tol=1e-6):
 @pytest.mark.parametrize("variant", ["raw", "normalized", "centered"])
 def test_gram_pca_equals_dense_svd(tmp_path, variant):
     run = fake_run(tmp_path)
-    traj = geo.Trajectory(run, device="cpu")
+    traj = Trajectory(run, device="cpu")
     grams = traj.grams()
     for name, keys in traj.groups.items():
         G = geo.group_grams(grams, traj.groups)[name]
@@ -75,7 +76,7 @@ def test_gram_pca_equals_dense_svd(tmp_path, variant):
 
 def test_one_pass_gives_blocks_and_trunk(tmp_path, monkeypatch):
     run = fake_run(tmp_path, steps=range(0, 100, 20))
-    traj = geo.Trajectory(run, device="cpu")
+    traj = Trajectory(run, device="cpu")
     reads = []
     orig = traj.load
     monkeypatch.setattr(traj, "load", lambda s, keys, **kw: reads.extend((s, k) for k in keys) or orig(s, keys, **kw))
@@ -257,27 +258,27 @@ def test_save_load_directions(tmp_path):
 
 def test_bad_input(tmp_path):
     with pytest.raises(UsageError, match="no snapshots folder"):
-        geo.Trajectory(str(tmp_path / "nothing"))
+        Trajectory(str(tmp_path / "nothing"))
     os.makedirs(tmp_path / "empty" / "snapshots")
     with pytest.raises(UsageError, match="no step_XXXXXX.safetensors"):
-        geo.Trajectory(str(tmp_path / "empty"))
+        Trajectory(str(tmp_path / "empty"))
     run = fake_run(tmp_path, steps=range(0, 80, 20))
     with pytest.raises(UsageError, match="step 999 has no snapshot"):
-        geo.Trajectory(run).load(999, trunk_keys(2))
+        Trajectory(run).load(999, trunk_keys(2))
     with pytest.raises(UsageError, match="no snapshot after anchor step 60"):
-        geo.Trajectory(run, anchor=60)
+        Trajectory(run, anchor=60)
     with pytest.raises(UsageError, match="anchor 7 has no snapshot"):
-        geo.Trajectory(run, anchor=7)
+        Trajectory(run, anchor=7)
     sd = _load(run, 40)
     sd["blocks.0.attn.proj.weight"] = torch.zeros(4, 4)
     write_snapshot(run, 40, sd)
     with pytest.raises(UsageError, match="step 40 does not match step 0: blocks.0.attn.proj.weight"):
-        geo.Trajectory(run)
+        Trajectory(run)
     sd = _load(run, 20)
     write_snapshot(run, 40, sd)
     sd["blocks.1.mlp.fc.weight"][3, 2] = float("nan")
     write_snapshot(run, 60, sd)
-    traj = geo.Trajectory(run)
+    traj = Trajectory(run)
     with pytest.raises(UsageError, match="step 60: blocks.1.mlp.fc.weight contains NaN"):
         traj.grams()
     with pytest.raises(UsageError, match="not a trunk key"):
@@ -397,7 +398,7 @@ def test_decay_removed_drift_is_the_planted_learned_part():
 
 def test_grams_with_anchor_row(tmp_path):
     run = fake_run(tmp_path, steps=range(0, 100, 20))
-    traj = geo.Trajectory(run, anchor=20, device="cpu")
+    traj = Trajectory(run, anchor=20, device="cpu")
     Ga = geo.group_grams(traj.grams(anchor_row=True), traj.groups)["block1"]
     keys = traj.groups["block1"]
     Z = torch.cat([dense_rows(run, traj.row_steps, keys, anchor=20),

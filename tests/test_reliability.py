@@ -268,7 +268,7 @@ def test_empty_training_curves_are_redrawn(copy, config_of):
 def test_unwritable_output_stops_before_computing(copy, monkeypatch, usage_error):
     run = copy()
     monkeypatch.setattr(common.os, "access", lambda *a: False)
-    monkeypatch.setattr(geo.Trajectory, "grams", lambda *a, **k: pytest.fail("computed first"))
+    monkeypatch.setattr(runs.Trajectory, "record", lambda *a, **k: pytest.fail("computed first"))
     usage_error(tpu.main, ["--run", run], match="read-only")
     usage_error(bga.main, ["--run", run], match="read-only")
 
