@@ -32,11 +32,14 @@ from config import Parser, fail
 
 RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "log.txt")
 SMALL = (".json", ".csv", ".png", ".jsonl", ".txt", ".md")
+# trajectory records (runs.RECORD_FILE and the optimizer nulls' records): small safetensors that travel, so that
+# every trajectory number can be recomputed from results/ (snapshots and direction files never do)
+RECORDS = re.compile(r"^(trajectory_record|optimizer_null_s\d+)\.safetensors$")
 MAX_BYTES = 2_000_000  # a results file larger than this is not a small file: refuse it
 
 
 def copy_small(src: str, dst_dir: str) -> str | None:
-    if not os.path.isfile(src) or not src.endswith(SMALL):
+    if not os.path.isfile(src) or not (src.endswith(SMALL) or RECORDS.match(os.path.basename(src))):
         return None
     if os.path.getsize(src) > MAX_BYTES:
         fail(f"{src} is {os.path.getsize(src):,} bytes: not a small result file")
@@ -96,7 +99,7 @@ def experiment_folders(runs_dir: str) -> dict[str, dict]:
     names = sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []
     for full in names:
         path, name = os.path.join(runs_dir, full), strip_preset(full)
-        if re.fullmatch(r"seed\d+", name):
+        if re.fullmatch(r"seed\d+(_wd0)?", name):  # a seed's run and its twin without weight decay
             out.setdefault(name, {"records": [], "runs": [], "main": path})
         elif re.fullmatch(r"sgd_[\w.]+_seed\d+", name):
             out.setdefault("sgd_control", {"records": [], "runs": []})["runs"].append(path)
