@@ -25,6 +25,12 @@ def fail(msg: str, code: int = 2):
     sys.exit(code)
 
 
+# `--data` name -> version of the story generator (storygen). A version's stories never change: a change of the
+# generator's output is a new version (the corpus identity also hashes its data files). It names Config values,
+# so it lives here and dataset.py builds on it (config.py imports nothing of the project).
+SYNTHETIC_VERSION = {"synthetic": 2, "synthetic_v1": 1}
+
+
 @dataclass
 class Config:
     # --- run ---
@@ -100,7 +106,6 @@ class Config:
 
     @property
     def train_stories(self) -> int:
-        from dataset import SYNTHETIC_VERSION  # here, not at the top: dataset imports this module
         return self.n_train_stories or (1_000_000 if self.data in SYNTHETIC_VERSION else 200_000)
 
     def lambda_at(self, step: int) -> float:

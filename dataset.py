@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from config import Config, UsageError, add_config_args, config_from_args, fail, Parser
+from config import SYNTHETIC_VERSION, Config, Parser, UsageError, add_config_args, config_from_args, fail
 
 # Paired key/query templates; {C} is the codeword. The query's last token is the answer.
 PROBE_TEMPLATES = [
@@ -40,9 +40,6 @@ PROBE_TEMPLATES = [
     ("the little bird sang a name , and the name was {C} .", "the name the little bird sang was {C}"),
 ]
 EOT = "<eot>"
-# `--data` name -> version of the story generator (storygen). A version's stories never change: a
-# change of the generator's output is a new version (the corpus identity also hashes its data files).
-SYNTHETIC_VERSION = {"synthetic": 2, "synthetic_v1": 1}
 
 
 # ----------------------------------------------------------------------------- tokenizers
