@@ -145,6 +145,8 @@ def run(args, argv):
         rec, state, device = load_record(args.record), dict(record=os.path.abspath(args.record)), "cpu"
     else:
         traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+        if not geo.update_pairs(traj.row_steps, args.anchor, args.lag):  # before the record is written
+            raise UsageError(f"no snapshot pair {args.lag} steps apart at or after the anchor {args.anchor}")
         rec, device = run_record(args.run, args.device, sys.stderr.isatty(), argv), traj.device
     rows = rec.row_steps(args.anchor)
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in rec.group_grams(args.anchor).items()}

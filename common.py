@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import resource
 import shlex
 import subprocess
@@ -189,7 +190,6 @@ def write_csv(path: str, rows: list[dict], columns: list[str] | None = None):
 
 def copy_results(paths: list[str], dest: str | None) -> list[str]:
     """Copy the small output files `paths` into the results folder `dest` (nothing when dest is None)."""
-    import shutil
     if not dest:
         return []
     os.makedirs(dest, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import dataclasses
 import sys
 from dataclasses import dataclass, fields
@@ -100,7 +101,6 @@ class Config:
 
     @property
     def run_dir(self) -> str:
-        import os
         name = self.name or (f"seed{self.seed}" if self.preset == "paper" else f"{self.preset}_seed{self.seed}")
         return os.path.join(self.out_dir, name)
 

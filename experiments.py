@@ -16,8 +16,9 @@ import json
 import math
 import os
 
-from common import fmt, format_table
+from common import ROOT, check_writable, fmt, format_table
 from config import Config, Parser, UsageError, fail, make_config
+from runs import existing_run, list_snapshots, window_summary
 
 # Experiments state their schedules in paper steps; the tiny preset runs them shrunk by this factor
 # (paper 10,000 steps -> tiny 400, like the tiny preset itself).
@@ -96,7 +97,6 @@ def experiment_config(given: dict, fixed: dict, defaults: dict | None = None, wh
 def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, sub: str = ""):
     """(experiment folder, results copy folder or None): --out, else <out_dir>/<prefix><kind>; --results, else
     results/<kind>[/<sub>] for the paper preset (tiny outputs stay out of results/); both checked writable."""
-    from common import ROOT, check_writable
     paper = os.path.join(ROOT, "results", kind, sub) if sub else os.path.join(ROOT, "results", kind)
     dirs = (out or os.path.join(cfg.out_dir, f"{run_prefix(cfg.preset)}{kind}"),
             results or (paper if cfg.preset == "paper" else None))
@@ -123,7 +123,6 @@ def control_config(run: str, given: dict | None = None) -> Config:
 def control_window(cfg: Config, start: int, end: int, groups=None, null_draws: int | None = None) -> dict:
     """runs.window_summary of the run on [start, end] with anchor `start`, trunk and every block
     (or `groups`). Every snapshot the run's schedule puts in [start, end] must be on disk."""
-    from runs import list_snapshots, window_summary
     want = [s for s in cfg.snapshot_steps() if start <= s <= end]
     if start not in want or end not in want:
         raise UsageError(f"window [{start}, {end}] of {cfg.run_dir}: the snapshot schedule has no "
@@ -257,7 +256,6 @@ def d_sweep(results: dict) -> dict:
 
 def d_sweep_outcome(given: dict | None = None) -> dict:
     """experiments.d_sweep of D's sweep runs as they are on disk (runs not finished count as missing)."""
-    from runs import existing_run
     results = {}
     for lr in D_LRS:
         info = existing_run(new_control_config("D", given, lr, sweep=True))

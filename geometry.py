@@ -63,9 +63,12 @@ import re
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from scipy.signal import find_peaks
+from tqdm import tqdm
 
 from common import exact_fp32, pick_device as common_pick_device
-from config import UsageError
+from config import UsageError, config_from_dict, lr_at
 from model import flatten, trunk_keys
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -322,8 +325,6 @@ def decay_factors(cfg: dict, upto: int) -> list[float] | None:
     alone under the run's optimizer and learning-rate schedule (a momentum buffer filled from step 0 on).
     Decoupled decay: s(t) = prod_{s' < t} (1 - lr_s' wd). None where decay alone is not a scalar map
     (Adam with L2 decay normalizes it per coordinate)."""
-    from config import config_from_dict
-    from config import lr_at  # the schedule the run trained with
     c = config_from_dict(cfg)
     s, buf, out = 1.0, None, [1.0]
     for t in range(upto):
@@ -425,7 +426,6 @@ PROMINENCE, RADIUS = 0.03, 3  # extrema of p_ood: prominence >= 0.03 within +-3 
 
 
 def _extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS):
-    from scipy.signal import find_peaks
     v = np.asarray(values, dtype=float)
     kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts
     (pk, ppk), (tr, ptr) = find_peaks(v, **kw), find_peaks(-v, **kw)
@@ -527,13 +527,11 @@ def cos(a: dict, b: dict) -> float:
 
 def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     """Save {name: {key: tensor}} as one safetensors file (tensor names 'name/key')."""
-    from safetensors.torch import save_file
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
     save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:
-    from safetensors.torch import load_file
     out = {}
     for nk, t in load_file(path, device=str(device)).items():
         n, k = nk.split("/", 1)
@@ -750,7 +748,6 @@ def record_grams(load, steps, keys, device, progress: bool = False) -> dict[str,
     its N+1 rows theta(t_i) - theta(t_0) (i >= 1) and theta(t_0) are built in float64 (the differences of
     float32 values are exact there) and multiplied in float64 with TF32 off; one tensor's rows are in
     memory at a time."""
-    from tqdm import tqdm
     exact_fp32()
     out = {}
     with tqdm(list(keys), desc="record", disable=not progress, leave=False) as bar:

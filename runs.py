@@ -18,14 +18,20 @@ import json
 import math
 import os
 import re
+import sys
+import time
+from contextlib import nullcontext
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 import geometry as geo
+from common import autocast, environment, provenance
 from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
-from model import trunk_keys
+from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
+from model import GPT, losses, trunk_keys
 
 SNAPSHOT = re.compile(r"^step_(\d+)\.safetensors$")
 RUN_FILES = {"config.json", "metrics.jsonl", "status.json", "codewords.json", "log.txt", "snapshots",
@@ -191,7 +197,6 @@ STATE_KEYS = {"model", "optimizer", "step", "rng", "train_sum", "n_sum"}
 
 def load_state(path: str) -> dict:
     """Load state_latest.pt safely (weights_only: a malicious pickle executes nothing) and check its keys."""
-    import torch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -235,7 +240,6 @@ class RunLock:
 def check_corpus(run_record: dict, cfg: Config):
     """UsageError when the corpus `cfg` rebuilds is not the one recorded in the run's config.json
     (an edited template must never make an analysis replay batches the run did not train on)."""
-    from dataset import corpus_identity
     recorded = run_record.get("corpus_identity")
     if recorded is None:
         return  # a run folder from before corpus identities were recorded: the codeword check remains
@@ -283,7 +287,6 @@ def lambda_step(config: dict, steps) -> int | None:
 
 def last_finite_step(paths: dict[int, str], keys, end: int | None = None) -> int | None:
     """Latest snapshot step (<= end) whose tensors `keys` are all finite (a diverged run may end in NaN)."""
-    import torch
     for s in sorted((s for s in paths if end is None or s <= end), reverse=True):
         with safe_open(paths[s], framework="pt") as f:
             if all(torch.isfinite(f.get_tensor(k)).all() for k in keys):
@@ -307,8 +310,6 @@ def snapshot_fingerprint(run_dir: str) -> list[list[int]]:
 
 def save_record(path: str, rec, provenance: dict | None = None):
     """Write a geometry.Record as one safetensors file (atomic): gram/<key> tensors, JSON metadata."""
-    import torch
-    from safetensors.torch import save_file
     meta = dict(format="trajectory record v1", definition=RECORD_DEFINITION, steps=rec.steps,
                 shapes={k: list(v) for k, v in rec.shapes.items()}, groups=rec.groups, config=rec.config,
                 metrics=rec.metrics, meta=rec.meta, provenance=provenance or {})
@@ -377,8 +378,6 @@ def run_record(run_dir: str, device="auto", progress: bool = False, argv=None, e
     """The run's record: <run>/analysis/trajectory_record.safetensors when it was made from the run's current
     snapshots, config and metrics, else made now (one streamed pass) and written there. `end`: record only
     the snapshots up to that step (a diverged run's finite ones)."""
-    import time
-    from common import provenance
     path = record_path(run_dir)
     if os.path.isfile(path):
         try:
@@ -531,7 +530,6 @@ def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="au
     """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
     its Config (cache_dir overridable) and its corpus, checked against the recorded corpus identity
     and codewords.json."""
-    from dataset import SYNTHETIC_VERSION, load_corpus
     if not os.path.isdir(run):
         raise UsageError(f"run folder not found: {run}")
     cfg = run_config(run, **({"cache_dir": cache_dir} if cache_dir else {}))
@@ -556,7 +554,6 @@ def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="au
 
 def load_model(traj, cfg: Config, corpus, step: int, model=None):
     """The run's model (uncompiled) with the weights of snapshot `step`, on traj.device."""
-    from model import GPT
     model = model or GPT.from_config(cfg, corpus.vocab_size).to(traj.device)
     try:
         model.load_state_dict(traj.load(step, list(traj.shapes)))
@@ -571,8 +568,6 @@ def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
     micro-batches get_batch(corpus, cfg, s, m) in the order (step, 0), ..., (step, grad_accum - 1),
     (step + 1, 0), ..., concatenated and cut into consecutive mini-batches (the first n * batch_size
     sequences). Returns (batches, used): used = the (step, micro) pairs read, in order."""
-    import torch
-    from dataset import get_batch
     xs, ys, ps, used = [], [], [], []
     s, m, have = step, 0, 0
     while have < n * batch_size:
@@ -590,9 +585,6 @@ def loss_fn(which, lam: float, device, fp32: bool):
     2 probe), in the run's bf16 autocast on CUDA unless `fp32`. A tuple `which` gives those losses of one
     forward (the probe loss from the answer rows alone, model.losses' probe_rows), so that batch_gradients
     returns their gradients for the cost of about one forward and backward."""
-    from contextlib import nullcontext
-    from common import autocast
-    from model import losses
     ctx = nullcontext if fp32 else (lambda: autocast(device))
     many = isinstance(which, tuple)
 
@@ -620,8 +612,6 @@ REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_pr
 def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
     """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
     micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
-    import sys
-    from tqdm import tqdm
     model = None
     with tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty(), leave=False) as bar:
         for t in bar:
@@ -649,7 +639,6 @@ def snapshot_selection(traj, every: int) -> list[int]:
 def analysis_freshness(run_dir: str, name: str, env: dict | None = None) -> str | None:
     """None when <run>/analysis/<name>.json is up to date, else why it is not. `env`: common.environment()
     when the caller already has it."""
-    from common import environment
     rec = read_json(os.path.join(run_dir, "analysis", f"{name}.json"))
     if not isinstance(rec, dict):
         return "not made yet"
@@ -679,7 +668,6 @@ def main(argv=None):
                    help="analysis names: a line 'NAME: up to date' or 'NAME: why not' each, in order; "
                         "exit 0 if every analysis/NAME.json is up to date, 1 if not")
     args = p.parse_args(argv)
-    from common import environment
     env = environment()
     whys = [analysis_freshness(args.run, name, env) for name in args.fresh]
     for name, why in zip(args.fresh, whys):
