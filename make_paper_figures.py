@@ -94,7 +94,8 @@ def fig_decomposition(p, s: Seed):
         a1.plot(steps, along, color="C2", ls=":", label=r"$\langle x(t), -e_0\rangle$ (weight-decay direction)")
     mark_lambda(a1, s)
     a1.set(xlabel="step", ylabel=r"drift from $\theta(0)$", title="block 0: backbone and residual")
-    a1.legend(frameon=False)
+    a1.set_ylim(top=1.6 * max(max(dec["a"]), max(dec["r"])))  # headroom: the legend sits above the curves
+    a1.legend(frameon=False, loc="upper left", ncol=1)
     a2.plot(steps, dec["r"], color="C0", label=r"$\|r(t)\|$")
     c = dec.get("corr_r_p_ood")
     a2.set(
@@ -227,11 +228,10 @@ def fig_fisher_split(p, s: Seed):
         ax.plot([st for st, r in zip(ser["steps"], ser["random"]) if r], R, color="0.5", ls="--",
                 label=r"mean $q(w_k)$, random")
         mark_rank1(ax, f)
-        ax.set(yscale="log", xlabel="step", title=f"Fisher of the {title}")
-        ax.legend(frameon=False, fontsize=6)
+        ax.set(yscale="log", xlabel="step", title=f"Fisher of the {title} (shaded: combined rank-1)")
     axes[0].set_ylabel(r"$q(v)$")
-    fig.suptitle("shaded: snapshots where the combined Fisher is rank-1", fontsize=7, y=0.99)
-    fig._rect = (0, 0, 1, 0.95)
+    fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, ncol=4, loc="lower center")
+    fig._rect = (0, 0.1, 1, 1)
     return fig
 
 
@@ -318,9 +318,10 @@ def fig_pc1_nulls(p, s: Seed):
     ax.plot(x, [100 * n["pc1"] for n in nl], "o", color="k", ms=4, label="observed PC1")
     ax.set_xticks(x, [g.replace("block", "block ") for g in groups])
     ax.set(ylabel="uncentered PC1 (%)", title=f"PC1 of the drift against its nulls (seed {s.seed})")
-    ax.legend(frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.02))
+    fig.legend(*ax.get_legend_handles_labels(), frameon=False, ncol=3, loc="lower center")
+    fig._rect = (0, 0.16, 1, 1)  # the legend below the axes, off the markers
     lo = min(100 * min(n["pc1"], n["shuffle"].get("mean", 1)) for n in nl)
-    ax.set_ylim(lo - 12, 100)
+    ax.set_ylim(lo - 4, 100)
     return fig
 
 
@@ -397,7 +398,8 @@ def fig_windows(p, res: Results):
         a3.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
     a3.set(ylabel="final validation loss")
     for ax in (a1, a2, a3):
-        ax.set_xticks(x, [r["label"] for r in rows], rotation=60, ha="right", fontsize=6)
+        ax.set_xticks(x, [r["label"].replace("beta2", r"$\beta_2$") for r in rows], rotation=60, ha="right",
+                      fontsize=6)
     return fig
 
 
@@ -495,11 +497,12 @@ def fig_switching(p, s: Seed):
             lw=0.8,
             label=r"ordinary 200-step updates, mean $|C|$ (block 0)",
         )
-        a1.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.08), borderaxespad=0)
+        fig.legend(*a1.get_legend_handles_labels(), frameon=False, loc="lower center")
+        fig._rect = (0, 0.08, 1, 1)
     for ax in (a1, a2):
         ax.set_xticks(range(len(groups)), [g.replace("block", "b") for g in groups])
     a1.set(ylabel=r"$|\langle v_{sw}, v_b\rangle|$")
-    a1.set_title(f"switch directions ({len(pairs)} peak-trough pairs)", pad=18)
+    a1.set_title(f"switch directions ({len(pairs)} peak-trough pairs)")
     a2.set(ylabel=r"$E_{2:6}$ (mean over pairs)", title="transverse part captured by PCs 2-6")
     return fig
 
@@ -886,6 +889,17 @@ def _numbers_pca(s: Seed, m: dict):
             m["switchPairwiseMax"] = f2(max(pw))
 
 
+def _numbers_fisher_split(s: Seed, m: dict):
+    """Of the combined Fisher's rank-1 snapshots, how many are rank-1 in the probe part, and in the LM part."""
+    rows = [x for _, x in cl._fisher_rows(s)]
+    frac = lambda x: x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else 0)  # noqa: E731
+    r1 = [x for x in rows if frac(x) > cl.RANK1]
+    if r1 and all(isinstance(x.get("probe"), dict) for x in r1):
+        m["fisherRankOneProbe"] = str(sum(frac(x["probe"]) > cl.RANK1 for x in r1))
+        m["fisherRankOneLm"] = str(sum(frac(x["lm"]) > cl.RANK1 for x in r1))
+        m["fisherRankOneAll"] = str(len(r1))
+
+
 def _numbers_update(s: Seed, m: dict):
     if s.update:
         for g, nm in (("block0", "blockZero"), ("trunk", "trunk")):
@@ -1096,7 +1110,7 @@ def seed_numbers(s: Seed, log=print) -> dict:
     missing or malformed is left out with one line (the text then shows "--" for its macros)."""
     m = {}
     for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics,
-                 _numbers_calibration):
+                 _numbers_calibration, _numbers_fisher_split):
         try:
             part(s, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1439,7 +1453,7 @@ def tab_beta2(res: Results) -> str:
     for r in window_rows(res):
         rows.append(
             [
-                tex_escape(r["label"]),
+                tex_escape(r["label"]).replace("beta2", "$\\beta_2$"),
                 f2(r["val"]),
                 f1(r["pc1"]),
                 str(r["k95"]),
@@ -1452,7 +1466,7 @@ def tab_beta2(res: Results) -> str:
     for r in get(b2, "table", []) if b2 else []:
         if r.get("status") == "diverged":
             rows.append(
-                [f"AdamW beta2 {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
+                [f"AdamW $\\beta_2$ {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
             )
     return tabular(
         "lrrrrrr", ["run", "final val", "PC1 \\%", "$k_{95}$", "drift", "shuffle \\%", "matched \\%"], rows
