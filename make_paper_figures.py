@@ -1,11 +1,12 @@
 """Every figure, table and number of the reproduction report, from results/ only (never snapshots).
 
     python make_paper_figures.py           # results/ -> paper/figures, paper/generated, README block
-    python make_paper_figures.py --results results --version v1 --out paper --readme README.md
+    python make_paper_figures.py --results results --version v1 --out /tmp/v1report  # README untouched
 
 Writes paper/figures/<name>.{pdf,png}; paper/generated/macros.tex (one \\newcommand per quoted number),
 paper/generated/tab_*.tex (LaTeX tables), claims.md and numbers.json; and the README's generated block
-(between the `<!-- generated:results:start -->` and `<!-- generated:results:end -->` lines). A figure
+(between the `<!-- generated:results:start -->` and `<!-- generated:results:end -->` lines) when --out
+is the repository's paper/ or --readme names a README. Every file is written atomically. A figure
 whose inputs are missing is skipped with one line naming what is missing; the rest are still made.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 
 import claims as cl
 from claims import BLOCKS, Results, Seed, get, group_key, open_results
-from common import fmt_g
+from common import fmt_g, write_text
 from config import Parser, fail
 
 FIG_W = 7.0  # inches: a full text width of the report
@@ -86,25 +87,26 @@ def fig_decomposition(p, s: Seed):
     pood = s.p_ood_at(steps)
     need([x for x in pood if x is not None], "metrics.jsonl (p_ood)")
     fig, (a1, a2) = p.subplots(1, 2, figsize=(FIG_W, 2.5))
-    a1.plot(steps, dec["a"], color="C3", label="a(t) backbone coordinate")
-    a1.plot(steps, dec["r"], color="C0", label="||r(t)|| residual")
+    a1.plot(steps, dec["a"], color="C3", label=r"$a(t)$, backbone coordinate")
+    a1.plot(steps, dec["r"], color="C0", label=r"$\|r(t)\|$, residual")
     along = group_key(s.pca, "block0", "along")
     if along:
-        a1.plot(steps, along, color="C2", ls=":", label="<x(t), -e0> (weight-decay direction)")
+        a1.plot(steps, along, color="C2", ls=":", label=r"$\langle x(t), -e_0\rangle$ (weight-decay direction)")
     mark_lambda(a1, s)
-    a1.set(xlabel="step", ylabel="drift from theta(0)", title="block 0: backbone and residual")
-    a1.legend(frameon=False)
-    a2.plot(steps, dec["r"], color="C0", label="||r(t)||")
+    a1.set(xlabel="step", ylabel=r"drift from $\theta(0)$", title="block 0: backbone and residual")
+    a1.set_ylim(top=1.6 * max(max(dec["a"]), max(dec["r"])))  # headroom: the legend sits above the curves
+    a1.legend(frameon=False, loc="upper left", ncol=1)
+    a2.plot(steps, dec["r"], color="C0", label=r"$\|r(t)\|$")
     c = dec.get("corr_r_p_ood")
     a2.set(
         xlabel="step",
-        ylabel="||r(t)||",
-        title="residual and p_ood" + (f" (corr of levels {c:.2f})" if c is not None else ""),
+        ylabel=r"$\|r(t)\|$",
+        title=r"residual and $p_{ood}$" + (f" (corr. of levels {c:.2f})" if c is not None else ""),
     )
     b = a2.twinx()
     b.spines["right"].set_visible(True)
-    (hp,) = b.plot(steps, pood, color="0.45", lw=0.9, label="p_ood")
-    b.set_ylabel("p_ood")
+    (hp,) = b.plot(steps, pood, color="0.45", lw=0.9, label=r"$p_{ood}$")
+    b.set_ylabel(r"$p_{ood}$")
     mark_lambda(a2, s)
     a2.legend(handles=[a2.get_lines()[0], hp], frameon=False, loc="upper right")
     return fig
@@ -129,31 +131,34 @@ def fig_alignment(p, s: Seed):
         ms=2.5,
         color="C0",
         elinewidth=0.6,
-        label="per-batch gradient |cos(g, v_b)|",
+        label=r"per-batch gradient $|\cos(g, v_b)|$",
     )
-    a1.plot(mids, np.abs(C), color="C3", label="200-step update |C(t)|")
+    a1.plot(mids, np.abs(C), color="C3", label=r"200-step update $|C(t)|$")
     if wc is not None:
-        a1.plot(mids, np.abs(wc), color="0.4", ls="--", label="matched random walk |C(t)|")
-    a1.axhline(floor, color="k", ls=":", lw=0.8, label=f"noise floor sqrt(2/(pi D)) = {floor:.1e}")
+        a1.plot(mids, np.abs(wc), color="0.4", ls="--", label=r"matched random walk $|C(t)|$")
+    a1.axhline(floor, color="k", ls=":", lw=0.8, label=r"noise floor $\sqrt{2/(\pi D)}$" + f" = {floor:.1e}")
     a1.set(
         yscale="log",
         xlabel="step (updates at their midpoint)",
-        ylabel="|cos| with v_b",
+        ylabel=r"$|\cos|$ with $v_b$",
         title="block 0: gradient vs update",
     )
-    a2.plot(mids, C, color="C3", label="update C(t) (signed)")
+    a2.plot(mids, C, color="C3", label=r"update $C(t)$ (signed)")
     if wc is not None:
-        a2.plot(mids, wc, color="0.4", ls="--", label="matched walk C(t)")
+        a2.plot(mids, wc, color="0.4", ls="--", label=r"matched walk $C(t)$")
     a2.axhline(0, color="k", lw=0.5)
     ts = get(u, "summary.block0.t_star")
     if ts:
-        a2.axvline(ts, color="C3", ls=":", lw=0.8, label=f"t* = {ts}")
+        a2.axvline(ts, color="C3", ls=":", lw=0.8, label=f"$t^* = {ts}$")
     mark_lambda(a2, s)
-    a2.set(xlabel="step", ylabel="C(t)", title="signed update alignment")
+    a2.set(xlabel="step", ylabel=r"$C(t)$", title="signed update alignment")
     a2.legend(frameon=False)
     fig.legend(handles=a1.get_legend_handles_labels()[0], frameon=False, loc="lower center", ncol=2)
     fig._rect = (0, 0.17, 1, 1)
     return fig
+
+
+TEXV = {"v_b": "v_b", "v_sw": "v_{sw}", "v_PC2": "v_{PC2}"}  # direction key -> its mathtext
 
 
 def fisher_series(s: Seed, key: str = "q") -> dict:
@@ -161,8 +166,8 @@ def fisher_series(s: Seed, key: str = "q") -> dict:
     out = {"steps": [st for st, _ in rows]}
     for name in ("v_b", "v_sw", "v_PC2"):
         out[name] = [get(x, f"{key}.{name}") for _, x in rows]
-    rk = "q_random" if key == "q" else f"{key}_random"
-    out["random"] = [x.get(rk) for _, x in rows]
+    part = {"q": None, "q_lm": "lm", "q_probe": "probe"}[key]  # the split's parts: lm.q_random, probe.q_random
+    out["random"] = [(x.get(part) or {}).get("q_random") if part else x.get("q_random") for _, x in rows]
     out["alpha"] = [x.get("alpha") for _, x in rows]
     out["frac"] = [
         x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else None) for _, x in rows
@@ -186,20 +191,20 @@ def fig_fisher(p, s: Seed):
         f["steps"], np.nanmin(R, 1), np.nanmax(R, 1), color="0.8", label="K = 10 random directions"
     )
     for name, c in (("v_b", "C3"), ("v_sw", "C0"), ("v_PC2", "C2")):
-        a1.plot(f["steps"], f[name], color=c, label=f"q({name})")
+        a1.plot(f["steps"], f[name], color=c, label=f"$q({TEXV[name]})$")
     n1 = mark_rank1(a1, f)
-    a1.set(yscale="log", xlabel="step", ylabel="q(v) = ||G v||^2 / M", title="Rayleigh quotients (trunk)")
+    a1.set(yscale="log", xlabel="step", ylabel=r"$q(v) = \|G v\|^2 / M$", title="Rayleigh quotients (trunk)")
     a1.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     a2.plot(f["steps"], f["alpha"], color="C3")
     a2.axhline(1, color="k", ls=":", lw=0.8)
     mark_rank1(a2, f)
     mark_lambda(a2, s)
-    a2.set(yscale="log", xlabel="step", ylabel="alpha = q(v_b) / mean q(w_k)", title="anisotropy")
+    a2.set(yscale="log", xlabel="step", ylabel=r"$\alpha = q(v_b) / \overline{q(w_k)}$", title="anisotropy")
     a3.plot(f["steps"], f["frac"], color="C1", marker="o", ms=2)
     a3.axhline(cl.RANK1, color="k", ls=":", lw=0.8)
     a3.set(
         xlabel="step",
-        ylabel="lambda_1 / trace",
+        ylabel=r"$\lambda_1 / \mathrm{tr}$",
         ylim=(0, 1.05),
         title=f"rank-1 (> {cl.RANK1}): {n1} snapshots",
     )
@@ -218,13 +223,15 @@ def fig_fisher_split(p, s: Seed):
     for ax, ser, title in ((axes[0], lm, "LM loss"), (axes[1], pr, "probe loss")):
         for name, c in (("v_b", "C3"), ("v_sw", "C0"), ("v_PC2", "C2")):
             if any(v is not None for v in ser[name]):
-                ax.plot(ser["steps"], ser[name], color=c, label=f"q({name})")
-        R = [np.nanmean(r) if r else np.nan for r in ser["random"]]
-        ax.plot(ser["steps"], R, color="0.5", ls="--", label="mean q(random)")
+                ax.plot(ser["steps"], ser[name], color=c, label=f"$q({TEXV[name]})$")
+        R = need([np.nanmean(r) for r in ser["random"] if r], f"the random directions of the {title} Fisher")
+        ax.plot([st for st, r in zip(ser["steps"], ser["random"]) if r], R, color="0.5", ls="--",
+                label=r"mean $q(w_k)$, random")
         mark_rank1(ax, f)
-        ax.set(yscale="log", xlabel="step", title=f"Fisher of the {title} (shaded: combined Fisher rank-1)")
-        ax.legend(frameon=False)
-    axes[0].set_ylabel("q(v)")
+        ax.set(yscale="log", xlabel="step", title=f"Fisher of the {title} (shaded: combined rank-1)")
+    axes[0].set_ylabel(r"$q(v)$")
+    fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, ncol=4, loc="lower center")
+    fig._rect = (0, 0.1, 1, 1)
     return fig
 
 
@@ -245,24 +252,24 @@ def fig_reheat(p, s: Seed):
         )
     a1.axhline(get(d, "threshold", 0.6), color="k", ls=":", lw=0.7)
     a1.set(
-        xlabel="step (reheating after the original run's last step)", ylabel="p_ood", title="probe re-entry"
+        xlabel="step (reheating after the original run's last step)", ylabel=r"$p_{ood}$", title="probe re-entry"
     )
     a1.legend(frameon=False, loc="upper right")
     srcg = get(d, "projection.source.groups.trunk")
     need(srcg, "reheat.json projection (trunk)")
     st = get(d, "projection.source.row_steps")
-    a2.plot(st, srcg["a"], color="0.6", label="a(t), original")
-    a2.plot(st, srcg["r"], color="0.6", ls="--", label="||r(t)||, original")
+    a2.plot(st, srcg["a"], color="0.6", label=r"$a(t)$, original")
+    a2.plot(st, srcg["r"], color="0.6", ls="--", label=r"$\|r(t)\|$, original")
     for i, (name, r) in enumerate(get(d, "projection.runs", {}).items()):
         lr = name.rsplit("lr", 1)[-1]
         a2.plot(
-            [T0 + x for x in r["steps"]], r["groups"]["trunk"]["a"], color=f"C{i}", label=f"a(t), lr {lr}"
+            [T0 + x for x in r["steps"]], r["groups"]["trunk"]["a"], color=f"C{i}", label=f"$a(t)$, lr {lr}"
         )
         a2.plot([T0 + x for x in r["steps"]], r["groups"]["trunk"]["r"], color=f"C{i}", ls="--")
     a2.set(
         xlabel="step",
-        ylabel="trunk drift from theta(0)",
-        title="backbone coordinate and residual (original v_b)",
+        ylabel=r"trunk drift from $\theta(0)$",
+        title=r"backbone coordinate and residual (original $v_b$)",
     )
     a2.legend(frameon=False, loc="center left")
     return fig
@@ -280,7 +287,7 @@ def fig_pc1_nulls(p, s: Seed):
         color="k",
         ls=":",
         lw=0.8,
-        label=f"equal-norm walk 8/pi^2 (T = {len(s.steps())})",
+        label=r"equal-norm walk $8/\pi^2$" + f" ($T$ = {len(s.steps())})",
     )
     sh = [n["shuffle"] for n in nl]
     ax.errorbar(
@@ -290,7 +297,7 @@ def fig_pc1_nulls(p, s: Seed):
         fmt="s",
         ms=3,
         color="C0",
-        label="time-shuffle null (mean +- sd)",
+        label=r"time-shuffle null (mean $\pm$ sd)",
     )
     ax.plot(
         x + 0.15,
@@ -311,9 +318,10 @@ def fig_pc1_nulls(p, s: Seed):
     ax.plot(x, [100 * n["pc1"] for n in nl], "o", color="k", ms=4, label="observed PC1")
     ax.set_xticks(x, [g.replace("block", "block ") for g in groups])
     ax.set(ylabel="uncentered PC1 (%)", title=f"PC1 of the drift against its nulls (seed {s.seed})")
-    ax.legend(frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.02))
+    fig.legend(*ax.get_legend_handles_labels(), frameon=False, ncol=3, loc="lower center")
+    fig._rect = (0, 0.16, 1, 1)  # the legend below the axes, off the markers
     lo = min(100 * min(n["pc1"], n["shuffle"].get("mean", 1)) for n in nl)
-    ax.set_ylim(lo - 12, 100)
+    ax.set_ylim(lo - 4, 100)
     return fig
 
 
@@ -382,7 +390,7 @@ def fig_windows(p, res: Results):
     fig.legend(handles=a1.get_legend_handles_labels()[0], frameon=False, loc="upper center", ncol=3)
     fig._rect = (0, 0, 1, 0.9)
     a2.bar(x, [r["drift"] for r in rows], color="C4")
-    a2.set(ylabel="drift ||theta(2000) - theta(600)||", title="drift")
+    a2.set(ylabel=r"drift $\|\theta(2000) - \theta(600)\|$", title="drift")
     a3.bar(x, [r["val"] if r["val"] is not None else np.nan for r in rows], color="C5")
     uni = cl.unigram(res)
     if uni is not None:
@@ -390,7 +398,8 @@ def fig_windows(p, res: Results):
         a3.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
     a3.set(ylabel="final validation loss")
     for ax in (a1, a2, a3):
-        ax.set_xticks(x, [r["label"] for r in rows], rotation=60, ha="right", fontsize=6)
+        ax.set_xticks(x, [r["label"].replace("beta2", r"$\beta_2$") for r in rows], rotation=60, ha="right",
+                      fontsize=6)
     return fig
 
 
@@ -411,8 +420,8 @@ def fig_training(p, s: Seed):
             a1.axhline(v, color="0.5", ls=ls, lw=0.8, label=f"{n}-gram baseline {v:.2f}")
     a1.set(yscale="log", xlabel="step", ylabel="validation loss (nats/token)", title="language modelling")
     a1.legend(frameon=False)
-    a2.plot(st, [r.get("p_in") for r in m], color="C2", label="p_in (gaps 5-30)")
-    a2.plot(st, [r.get("p_ood") for r in m], color="C3", label="p_ood (gaps 80-200)")
+    a2.plot(st, [r.get("p_in") for r in m], color="C2", label=r"$p_{in}$ (gaps 5-30)")
+    a2.plot(st, [r.get("p_ood") for r in m], color="C3", label=r"$p_{ood}$ (gaps 80-200)")
     mark_lambda(a2, s)
     a2.set(xlabel="step", ylabel="probe accuracy", title="probe", ylim=(-0.02, 1.02))
     a2.legend(frameon=False)
@@ -437,7 +446,7 @@ def fig_spectrum(p, s: Seed):
     if n2 is not None:
         w = np.sort(np.linalg.eigvalsh(cl.matched_walk(n2)))[::-1]
         ax.plot(k, (w / w.sum())[:10], "--", color="C3", label="matched walk (uncentered)")
-    ax.set(yscale="log", xlabel="component k", ylabel="rho_k", title="trunk drift spectrum")
+    ax.set(yscale="log", xlabel="component $k$", ylabel=r"$\rho_k$", title="trunk drift spectrum")
     ax.legend(frameon=False)
     return fig
 
@@ -462,7 +471,7 @@ def fig_coherence(p, s: Seed):
     ax.axhline(1, color="k", ls=":", lw=0.8)
     ax.set(
         xlabel="step",
-        ylabel="||x(t)||^2 / sum ||d||^2",
+        ylabel=r"$\|x(t)\|^2 / \sum_{s \leq t} \|d(s)\|^2$",
         title="coherence of the increments (< 1: mean-reverting)",
     )
     ax.legend(frameon=False, ncol=3)
@@ -486,13 +495,15 @@ def fig_switching(p, s: Seed):
             color="C3",
             ls="--",
             lw=0.8,
-            label="ordinary 200-step updates, mean |C| (block 0)",
+            label=r"ordinary 200-step updates, mean $|C|$ (block 0)",
         )
-        a1.legend(frameon=False)
+        fig.legend(*a1.get_legend_handles_labels(), frameon=False, loc="lower center")
+        fig._rect = (0, 0.08, 1, 1)
     for ax in (a1, a2):
         ax.set_xticks(range(len(groups)), [g.replace("block", "b") for g in groups])
-    a1.set(ylabel="|<v_sw, v_b>|", title=f"switch directions ({len(pairs)} peak-trough pairs)")
-    a2.set(ylabel="E_2:6 (mean over pairs)", title="transverse part captured by PCs 2-6")
+    a1.set(ylabel=r"$|\langle v_{sw}, v_b\rangle|$")
+    a1.set_title(f"switch directions ({len(pairs)} peak-trough pairs)")
+    a2.set(ylabel=r"$E_{2:6}$ (mean over pairs)", title="transverse part captured by PCs 2-6")
     return fig
 
 
@@ -505,15 +516,15 @@ def fig_block_projection(p, s: Seed):
         bl, B = get(g, f"results.combined.{b}.b"), get(g, f"results.combined.{b}.B")
         if bl:
             c = "C3" if b == "block0" else p.cm.Blues(0.35 + 0.08 * i)
-            a1.plot(st, bl, color=c, lw=1.2 if b == "block0" else 0.7, label=b if i in (0, 1, 7) else None)
+            a1.plot(st, bl, color=c, lw=1.2 if b == "block0" else 0.7, label=b.replace("block", "block ") if i in (0, 1, 7) else None)
             a2.plot(st, B, color=c, lw=1.2 if b == "block0" else 0.7)
     for ax in (a1, a2):
         ax.axhline(0, color="k", lw=0.5)
         mark_lambda(ax, s)
-    a1.set(xlabel="step", ylabel="b_l(t)", title="signed gradient projection per block", yscale="symlog")
+    a1.set(xlabel="step", ylabel=r"$b_l(t)$", title="signed gradient projection per block", yscale="symlog")
     a1.set_yscale("symlog", linthresh=1e-3)
     a1.legend(frameon=False)
-    a2.set(xlabel="step", ylabel="B_l = sum b_l", title="cumulative")
+    a2.set(xlabel="step", ylabel=r"$B_l = \sum_t b_l(t)$", title="cumulative")
     return fig
 
 
@@ -532,7 +543,7 @@ def fig_decay_share(p, s: Seed):
     ds = group_key(s.pca, "trunk", "decay_share")
     if ds:
         ax.plot(s.steps()[: len(ds)], ds, "--", color="C3", label="decay alone (trunk)")
-    ax.set(xlabel="step", ylabel="<x, e0>^2 / ||x||^2", title="share of the drift along theta(0)")
+    ax.set(xlabel="step", ylabel=r"$\langle x, e_0\rangle^2 / \|x\|^2$", title=r"share of the drift along $\theta(0)$")
     ax.legend(frameon=False, ncol=2)
     return fig
 
@@ -575,13 +586,14 @@ def fig_finetune(p, res: Results):
                label=f"{m} (centroid {ft['activity']['centroid_' + m]:.2f})")
         proj = [fv[m][f"layer{i}"]["proj_abs_mean"] for i in L]
         nul = [fv[m][f"layer{i}"]["proj_abs_mean_null"] for i in L]
-        a3.bar(L + off, proj, width=0.4, color=c, label=m)
-        a3.plot(L + off, nul, "_", color="C3", ms=6, mew=1.5, label="random level" if m == "full" else None)
+        a3.plot(L + off, proj, "o", ms=3.5, color=c, label=m)
+        a3.plot(L + off, nul, "_", color="C3", ms=7, mew=1.5, label="random level" if m == "full" else None)
     a2.set(xlabel="layer", ylabel=r"$\|\Delta W_l\| / \|W_l(0)\|$", title="layer-wise activity", xticks=L)
-    a3.set(xlabel="layer", ylabel=r"mean $|\langle g, z\rangle|$", title="gradient on fixed random $z$",
-           xticks=L, yscale="log")
-    a2.legend(frameon=False)
-    a3.legend(frameon=False)
+    a3.set(xlabel="layer", ylabel=r"mean $|\langle g, z\rangle|$", xticks=L, yscale="log")
+    a2.set_ylim(0, 1.35 * max(max(ft["activity"]["full"]), max(ft["activity"]["lora"])))  # room for the legend
+    a2.legend(frameon=False, fontsize=5.5, loc="upper left")
+    a3.legend(frameon=False, fontsize=5.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, borderaxespad=0)
+    a3.set_title(r"gradient on fixed random $z$", pad=12)
     return fig
 
 
@@ -656,11 +668,15 @@ def fig_controls(p, res: Results):
         for i, (b, (c, status)) in enumerate(b2.items()):
             st = sorted(c)
             label = f"$\\beta_2$ = {b:g}"
+            color = p.cm.viridis(i / max(1, len(b2) - 1))
             if status == "diverged":
                 label += f": diverged, step {max(c):,}"
-                st = [t for t in st if c[t] <= top]
-            cx.plot(st, [c[t] for t in st], color=p.cm.viridis(i / max(1, len(b2) - 1)), lw=1.1, label=label)
-        cx.set(yscale="log", ylim=(0.9, top), xlabel="step", title="the $\\beta_2$ sweep's runs")
+                st = [t for t in st if c[t] <= top] + [max(c)]
+                cx.plot([max(c)], [top], "x", ms=6, mew=1.5, color=color, clip_on=False)
+            cx.plot(st, [min(c[t], top) for t in st], color=color, lw=1.4 if status == "diverged" else 1.1,
+                    ls="--" if status == "diverged" else "-", label=label)
+        cx.set(yscale="log", ylim=(0.9, top), xlabel="step", ylabel="validation loss (nats/token)",
+               title="the $\\beta_2$ sweep's runs")
         cx.legend(frameon=False, fontsize=6, loc="upper right")
     else:
         cx.set_axis_off()
@@ -693,11 +709,47 @@ def drop_stale(out: str, name: str):
             os.remove(f)
 
 
-def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[str]:
+def drop_partial(out: str):
+    """Temp files of a figure write that was killed (<name>.<ext>.tmp<pid>.<ext>): never a result."""
+    for f in glob.glob(os.path.join(out, "*.tmp*")):
+        os.remove(f)
+
+
+def save(fig, path: str):
+    """Write a figure atomically (temp name, then a rename) with no date in a PDF: same inputs, same bytes."""
+    ext = os.path.splitext(path)[1][1:]
+    tmp = f"{path}.tmp{os.getpid()}.{ext}"
+    meta = {"CreationDate": None} if ext == "pdf" else {}
+    try:
+        fig.savefig(tmp, dpi=150 if ext == "png" else None, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def archived(res: Results, rel: str) -> Results:
+    """res when it holds `rel`, else the archived corpus-v1 results set when that does (the report labels
+    whatever it draws from it "corpus v1"), else res."""
+    if os.path.exists(res.path(rel)) or res.version == ARCHIVE:
+        return res
+    old = Results(res.root, ARCHIVE)
+    return old if old.dir and os.path.exists(old.path(rel)) else res
+
+
+ARCHIVE = "v1"  # the archived results set whose Tables 9-11 and Figure 4 stand in while a newer one lacks them
+REHEAT_JSON = "reheat/seed42/reheat.json"
+
+
+def make_figures(res: Results, seed: Seed | None, out: str, log=print, inspect=None) -> list[str]:
+    """Every figure into `out`; inspect(name, fig), when given, sees each figure before it is written."""
     p = plt()
     os.makedirs(out, exist_ok=True)
+    drop_partial(out)
     jobs = [(n, (lambda f=f: f(p, seed))) for n, f in seed_figs(seed)] if seed else []
-    jobs.insert(6, ("fig_windows", lambda: fig_windows(p, res)))
+    rh = archived(res, REHEAT_JSON)
+    jobs = [(n, (lambda: fig_reheat(p, Seed(rh, 42))) if n == "fig4_reheat" else f) for n, f in jobs]
+    jobs.insert(6, ("fig_windows", lambda: fig_windows(p, archived(res, "sgd_control/sgd_control.json"))))
     jobs += [("fig_finetune", lambda: fig_finetune(p, res)), ("fig_controls", lambda: fig_controls(p, res))]
     made = []
     for name, make in jobs:
@@ -715,9 +767,10 @@ def make_figures(res: Results, seed: Seed | None, out: str, log=print) -> list[s
             drop_stale(out, name)
             continue
         fig.tight_layout(rect=getattr(fig, "_rect", (0, 0, 1, 1)))
+        if inspect:
+            inspect(name, fig)
         for ext in ("pdf", "png"):
-            meta = {"CreationDate": None} if ext == "pdf" else {}  # same inputs, same bytes
-            fig.savefig(os.path.join(out, f"{name}.{ext}"), dpi=150 if ext == "png" else None, metadata=meta)
+            save(fig, os.path.join(out, f"{name}.{ext}"))
         p.close(fig)
         made.append(name)
     return made
@@ -834,6 +887,17 @@ def _numbers_pca(s: Seed, m: dict):
         pw = [get(s.pca, f"summary.{g}.switch_pairwise_cos_max") for g in blocks]
         if None not in pw:
             m["switchPairwiseMax"] = f2(max(pw))
+
+
+def _numbers_fisher_split(s: Seed, m: dict):
+    """Of the combined Fisher's rank-1 snapshots, how many are rank-1 in the probe part, and in the LM part."""
+    rows = [x for _, x in cl._fisher_rows(s)]
+    frac = lambda x: x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else 0)  # noqa: E731
+    r1 = [x for x in rows if frac(x) > cl.RANK1]
+    if r1 and all(isinstance(x.get("probe"), dict) for x in r1):
+        m["fisherRankOneProbe"] = str(sum(frac(x["probe"]) > cl.RANK1 for x in r1))
+        m["fisherRankOneLm"] = str(sum(frac(x["lm"]) > cl.RANK1 for x in r1))
+        m["fisherRankOneAll"] = str(len(r1))
 
 
 def _numbers_update(s: Seed, m: dict):
@@ -1046,7 +1110,7 @@ def seed_numbers(s: Seed, log=print) -> dict:
     missing or malformed is left out with one line (the text then shows "--" for its macros)."""
     m = {}
     for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics,
-                 _numbers_calibration):
+                 _numbers_calibration, _numbers_fisher_split):
         try:
             part(s, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1214,17 +1278,31 @@ def write_macros(nums: dict, path: str, used: set[str] = frozenset()):
         lines.append(f"\\newcommand{{\\{k}}}{{{nums[k]}}}")
     ours = {k for k in used if re.fullmatch(r"[a-z]+[A-Z][A-Za-z]*", k)}  # the generated names are camelCase
     lines += [f"\\providecommand{{\\{k}}}{{--}}" for k in sorted(ours - set(nums))]
-    open(path, "w").write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
-def tabular(cols: str, head: list[str], rows: list[list[str]], caption: str = "") -> str:
+def tabular(cols: str, head: list[str], rows: list, caption: str = "") -> str:
+    """A booktabs tabular; a row that is a str (not a list of cells) is a line of its own (a seed's header)."""
     out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
-    out += [" & ".join(r) + " \\\\" for r in rows]
+    out += [r if isinstance(r, str) else " & ".join(r) + " \\\\" for r in rows]
     out += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(out) + "\n"
 
 
-def tab_pc1(s: Seed) -> str:
+def per_seed(part, seeds: list[Seed]) -> str:
+    """One tabular with a block of rows per seed (the paper shows both seeds side by side)."""
+    cols, head, rows = None, None, []
+    for s in seeds:
+        cols, head, r = part(s)
+        if len(seeds) > 1:
+            rows.append(("\\midrule" if rows else "") + f"\\multicolumn{{{len(head)}}}{{@{{}}l}}{{\\emph{{seed {s.seed}}}}} \\\\")
+        rows += r
+    if cols is None:
+        raise ValueError("no seed run")
+    return tabular(cols, head, rows)
+
+
+def tab_pc1(s: Seed):
     rows = []
     for g in BLOCKS + ["trunk"]:
         if s.pc1(g) is None:
@@ -1244,7 +1322,7 @@ def tab_pc1(s: Seed) -> str:
                 p1(get(s.pca, f"summary.{g}.f_b_final")),
             ]
         )
-    return tabular(
+    return (
         "lrrrrrrrr",
         ["group", "PC1", "$k_{95}$", "$8/\\pi^2$", "shuffle", "rand.\\ dir.", "matched", "coherence",
          "$f_b(T)$"],
@@ -1252,7 +1330,7 @@ def tab_pc1(s: Seed) -> str:
     )
 
 
-def tab_update(s: Seed) -> str:
+def tab_update(s: Seed):
     u = s.update
     rows = []
     nums = next(
@@ -1283,7 +1361,7 @@ def tab_update(s: Seed) -> str:
             "none",
         ]
     )
-    return tabular(
+    return (
         "lrrrrr",
         ["phase (midpoint)", "$|C|$ block 0", "$|C|$ blocks 1--7 (median)", "$|C|$ trunk",
          "signed $C$ block 0", "matched walk $|C|$ block 0"],
@@ -1291,7 +1369,7 @@ def tab_update(s: Seed) -> str:
     )
 
 
-def tab_fisher(s: Seed) -> str:
+def tab_fisher(s: Seed):
     rows = cl._fisher_rows(s)
     want = [200, 1800, 4000, 4800, 6000, 8000, 9600, 10000]
     out = []
@@ -1311,7 +1389,7 @@ def tab_fisher(s: Seed) -> str:
                 tex_sci(x["u1_overlap"]["v_b"]),
             ]
         )
-    return tabular(
+    return (
         "rrrrrrrr",
         ["step", "$q(v_b)$", "$q(v_{sw})$", "$q(v_{PC2})$", "mean $q(w_k)$", "$\\alpha$",
          "$\\lambda_1/\\mathrm{tr}$", "$|\\langle u_1, v_b\\rangle|$"],
@@ -1375,7 +1453,7 @@ def tab_beta2(res: Results) -> str:
     for r in window_rows(res):
         rows.append(
             [
-                tex_escape(r["label"]),
+                tex_escape(r["label"]).replace("beta2", "$\\beta_2$"),
                 f2(r["val"]),
                 f1(r["pc1"]),
                 str(r["k95"]),
@@ -1388,7 +1466,7 @@ def tab_beta2(res: Results) -> str:
     for r in get(b2, "table", []) if b2 else []:
         if r.get("status") == "diverged":
             rows.append(
-                [f"AdamW beta2 {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
+                [f"AdamW $\\beta_2$ {r['beta2']:g}", f"diverged at {r['last_step']}", "--", "--", "--", "--", "--"]
             )
     return tabular(
         "lrrrrrr", ["run", "final val", "PC1 \\%", "$k_{95}$", "drift", "shuffle \\%", "matched \\%"], rows
@@ -1445,15 +1523,163 @@ def tab_bench(res: Results) -> str:
     )
 
 
+def tex_cmd(cmd: str) -> str:
+    """A command line in typewriter type: '--' stays two hyphens, and it may break after a space."""
+    return "\\texttt{" + tex_escape(cmd).replace(" ", " \\allowbreak ") + "}"
+
+
+def provenance_stages(res: Results) -> list[dict]:
+    """Every command that made results/<version>/: the stages of each provenance.json and the provenance a
+    result file carries inside it (bench.json), with their exit status and wall time, in date order."""
+    out = []
+    for f in sorted(glob.glob(os.path.join(res.dir, "**", "provenance.json"), recursive=True)):
+        folder = os.path.relpath(os.path.dirname(f), res.dir)
+        for stg in (res.json(os.path.relpath(f, res.dir)) or {}).get("stages", []):
+            out.append(dict(folder=folder, **stg))
+    for rel in ("bench/bench.json",):
+        pv = (res.json(rel) or {}).get("provenance")
+        if pv and pv.get("command"):
+            out.append(dict(folder=os.path.dirname(rel), command=pv["command"], wall_s=pv.get("wall_s"),
+                            rc=pv.get("rc", 0), date=pv.get("date")))  # a result file is written at exit 0
+    return sorted(out, key=lambda r: (str(r.get("date") or ""), r["folder"]))
+
+
 def tab_provenance(res: Results) -> str:
     rows = []
-    for folder in ("seed42", "sgd_control", "beta2", "reheat/seed42", "bench"):
-        pv = res.json(f"{folder}/provenance.json")
-        for stg in (pv or {}).get("stages", []):
-            rows.append(
-                [tex_escape(folder), f"\\texttt{{{tex_escape(stg['command'])}}}", f1(stg.get("wall_s"))]
-            )
-    return tabular("llr", ["results folder", "command", "wall s"], rows)
+    for r in provenance_stages(res):
+        rc = r.get("rc")
+        rows.append([tex_escape(r["folder"]), tex_cmd(r["command"]),
+                     "--" if rc is None else (str(rc) if rc == 0 else f"\\textbf{{{rc}}}"), f1(r.get("wall_s")),
+                     tex_escape(str(r.get("date") or "--")[:16])])
+    return tabular("@{}l>{\\raggedright\\arraybackslash}p{0.52\\linewidth}rrl@{}",
+                   ["folder", "command", "exit", "wall s", "date"], rows)
+
+
+HPARAMS = [  # (paper's Table 1 name, config field, format)
+    ("layers", "n_layer", "{}"), ("$d_\\mathrm{model}$", "d_model", "{}"), ("heads", "n_head", "{}"),
+    ("$d_\\mathrm{ff}$", "d_ff", "{}"), ("context", "ctx", "{}"), ("optimizer", "optimizer", "{}"),
+    ("peak learning rate", "lr", "{:g}"), ("$(\\beta_1, \\beta_2)$", ("beta1", "beta2"), "({:g}, {:g})"),
+    ("$\\epsilon$", "eps", "{:g}"), ("weight decay", "weight_decay", "{:g}"), ("decay mode", "wd_mode", "{}"),
+    ("gradient clip", "grad_clip", "{:g}"), ("warmup steps", "warmup", "{:,}"),
+    ("final learning rate / peak", "min_lr_frac", "{:g}"), ("steps", "steps", "{:,}"),
+    ("batch (sequences $\\times$ accumulation)", ("batch_size", "grad_accum"), "{} $\\times$ {}"),
+    ("probe weight $\\lambda$ (before, after)", ("lambda_probe", "lambda_probe_late"), "{:g}, {:g}"),
+    ("$\\lambda$ switch step", "lambda_step", "{:,}"), ("eval / snapshot every", ("eval_every", "snapshot_every"),
+                                                        "{}, {} steps"),
+    ("probe gaps: training, out of distribution", ("gap_min", "gap_max", "ood_gap_min", "ood_gap_max"),
+     "{}--{}, {}--{}"), ("probe codewords", "n_codewords", "{}"),
+]
+
+
+def tab_hparams(res: Results, seeds: list[int]) -> str:
+    """The paper's Table 1 from the runs' own config.json (one column per seed)."""
+    cfgs = [get(res.json(f"seed{s}/config.json"), "config") for s in seeds]
+    if not any(cfgs):
+        raise ValueError("no seed config.json")
+    rows = []
+    for name, key, f in HPARAMS:
+        cells = []
+        for c in cfgs:
+            ks = key if isinstance(key, tuple) else (key,)
+            v = [c.get(k) if c else None for k in ks]
+            cells.append("--" if None in v else f.format(*[tex_escape(x) if isinstance(x, str) else x for x in v]))
+        rows.append([name] + cells)
+    return tabular("l" + "r" * len(seeds), ["setting"] + [f"seed {s}" for s in seeds], rows)
+
+
+def tab_optimizers() -> str:
+    """The paper's Table 8 (optimizer configurations) and the controls it lacks, from experiments.py."""
+    import experiments as ex
+
+    rows = []
+    for k, c in ex.CONTROLS.items():
+        lr = c.get("lr")
+        rows.append([tex_escape(k), tex_escape(c["label"]), c["optimizer"],
+                     "swept" if lr is None else f"{lr:g}", f"{c['momentum']:g}" + (" (Nesterov)" if c["nesterov"]
+                                                                                  else ""),
+                     "$\\eta\\lambda$ of A" if c.get("weight_decay") is None else f"{c['weight_decay']:g}",
+                     "decoupled" if c["wd_mode"] == "decoupled" else "L2 in the gradient",
+                     "paper" if k in ex.TABLE8 else "added"])
+    return tabular("llllllll", ["run", "label", "optimizer", "peak lr", "momentum", "weight decay", "decay mode",
+                                "in"], rows)
+
+
+def tab_switch(seeds: list[Seed]) -> str:
+    """Switching per seed: pairs, backbone overlap and E_2:6 ranges over blocks, pairwise cosine, ordinary |C|."""
+    rows = []
+    for s in seeds:
+        m = {}
+        _numbers_pca(s, m)
+        c11 = next((r["numbers"] for r in cl.evaluate_cache(s.res) if r["id"] == "C11" and r["seed"] == s.seed), {})
+        if "nSwitchPairs" not in m:
+            continue
+        rows.append([str(s.seed), m["nSwitchPairs"], f"{m.get('switchOverlapMin', '--')}--{m.get('switchOverlapMax', '--')}",
+                     f"{m.get('switchETwoSixMin', '--')}--{m.get('switchETwoSixMax', '--')}",
+                     m.get("switchPairwiseMax", "--"), f2(c11.get("ordinary_abs_C"))])
+    if not rows:
+        raise ValueError("no switching results")
+    rows.append(["paper", "--", "0.20--0.25", "15--22", "--", "--"])
+    return tabular("lrrrrr", ["seed", "pairs", "$|\\langle v_{sw}, v_b\\rangle|$ (blocks)", "$E_{2:6}$ \\% (blocks)",
+                              "pairwise $|\\cos|$ max", "ordinary $|C|$"], rows)
+
+
+# ----------------------------------------------------------------------------- the nulls' tables
+MECHANICS_JSON = "nulls/mechanics.json"
+ROBUST_JSON = "claims_robust.json"
+
+
+def not_yet(res: Results, rel: str, cmd: str) -> str:
+    return (f"\\emph{{Not yet run: \\texttt{{results/{res.version}/{tex_escape(rel)}}} does not exist; "
+            f"{cmd} writes it.}}\n")
+
+
+def mechanics_rows(res: Results) -> list[dict] | None:
+    """rows of results/<version>/nulls/mechanics.json (None when absent): what each optimizer ingredient
+    alone makes of pure Gaussian noise gradients from the run's theta(0). Keys per row: ingredient (str),
+    pc1, matched_null_pc1, share_e0 (fractions), coherence, k95; a missing one prints '--'."""
+    d = res.json(MECHANICS_JSON)
+    rows = get(d, "rows") if d else None
+    return rows if isinstance(rows, list) else None
+
+
+def tab_mechanics(res: Results) -> str:
+    rows = mechanics_rows(res)
+    if rows is None:
+        return not_yet(res, MECHANICS_JSON, "\\texttt{optimizer\\_null.py}")
+    body = [[tex_escape(r.get("ingredient", "?")), p1(r.get("pc1")), p1(r.get("matched_null_pc1")),
+             "--" if r.get("k95") is None else str(r["k95"]), f2(r.get("coherence")), p1(r.get("share_e0"))]
+            for r in rows]
+    return tabular("@{}lrrrrr@{}", ["on noise gradients", "PC1 \\%", "matched null \\%", "$k_{95}$", "coherence",
+                                    "share along $\\theta(0)$ \\%"], body)
+
+
+ABBREV = {cl.HOLDS: "holds", cl.ABOVE: "above null", cl.NOT: "no", cl.NA: "n/m"}
+
+
+def robust_table(res: Results) -> tuple[list[tuple[str, str]], list[dict]] | None:
+    """results/<version>/claims_robust.json, None when absent: definitions as [{name, text}] (the columns, in
+    order) and claims as [{id, seed, verdicts: {name: verdict}}] (one row per claim and seed)."""
+    d = res.json(ROBUST_JSON)
+    defs, rows = get(d, "definitions") if d else None, get(d, "claims") if d else None
+    if not isinstance(defs, list) or not isinstance(rows, list):
+        return None
+    return [(x["name"], x.get("text", "")) for x in defs], rows
+
+
+def tab_robust(res: Results) -> str:
+    t = robust_table(res)
+    if t is None:
+        return not_yet(res, ROBUST_JSON, "\\texttt{claims.py}")
+    defs, rows = t
+    body = []
+    for r in rows:
+        v = r.get("verdicts", {})
+        cells = [ABBREV.get(v.get(n), tex_escape(v.get(n, "--"))) for n, _ in defs]
+        stable = len({v.get(n) for n, _ in defs}) == 1
+        body.append([f"{tex_escape(r['id'])} (s{r.get('seed', '?')})"] + cells + ["yes" if stable else "\\textbf{no}"])
+    return tabular("@{}l" + "c" * len(defs) + "c@{}", ["claim"] + [f"({i + 1})" for i in range(len(defs))]
+                   + ["same"], body) + "\n\\smallskip{\\footnotesize " + "; ".join(
+        f"({i + 1}) {tex_escape(n)}: {tex_escape(x)}" for i, (n, x) in enumerate(defs)) + ".}\n"
 
 
 def tab_finetune(res: Results) -> str:
@@ -1476,10 +1702,11 @@ def claim_cells(rows: list[dict]) -> list[tuple[dict, list[str]]]:
 
 def tab_claims(rows: list[dict]) -> str:
     col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
-    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.035, 0.19, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
+    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.045, 0.185, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
            "\\toprule", "id & claim & paper & ours & null & verdict \\\\", "\\midrule", "\\endhead"]
     for r, cells in claim_cells(rows):
-        out.append(" & ".join([cells[0]] + [tex_escape(c) for c in cells[1:]]
+        sid = cells[0].replace(" (s", "\\newline{\\scriptsize s").replace(")", "}")  # the seed under the id
+        out.append(" & ".join([sid] + [tex_escape(c) for c in cells[1:]]
                               + [f"\\textbf{{{tex_escape(r['verdict'])}}}"]) + " \\\\")
         out.append("\\multicolumn{6}{@{}p{0.97\\linewidth}}" f"{{\\quad\\emph{{{tex_escape(r['reason'])}}}}} \\\\[2pt]")
     out += ["\\bottomrule", "\\end{longtable}"]
@@ -1517,16 +1744,18 @@ def update_readme(path: str, block: str) -> bool:
         return False
     new = text[: i + len(README_START)] + "\n" + block + text[j:]
     if new != text:
-        open(path, "w").write(new)
+        write_text(path, new)  # a kill mid-write leaves the old README, never a cut one
     return True
 
 
 def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=print) -> dict:
     gen = os.path.join(out, "generated")
     os.makedirs(gen, exist_ok=True)
+    drop_partial(gen)
     rows = cl.evaluate_cache(res)
     nums = global_numbers(res, log)
     nums.update(claim_numbers(rows, seed.seed if seed else None))
+    seeds = [Seed(res, n) for n in res.seeds()]
     if seed:
         nums.update(seed_numbers(seed, log))
         nums["figSeed"] = str(seed.seed)
@@ -1535,42 +1764,41 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
             nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
             nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
             nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
+    nums.update(other_seed_numbers(seeds, seed, log))
+    nums.update(archive_numbers(res, log))
     src = out if os.path.exists(os.path.join(out, "paper.tex")) else os.path.join(ROOT, "paper")
     write_macros(nums, os.path.join(gen, "macros.tex"), used_macros(src))
+    sgd_res, rh_res = archived(res, "sgd_control/sgd_control.json"), archived(res, REHEAT_JSON)
     tables = {
         "tab_claims": lambda: tab_claims(rows),
-        "tab_sgd": lambda: tab_sgd(res),
-        "tab_matched": lambda: tab_matched(res),
-        "tab_beta2": lambda: tab_beta2(res),
+        "tab_sgd": lambda: tab_sgd(sgd_res),
+        "tab_matched": lambda: tab_matched(archived(res, "sgd_control/sgd_matched_valloss.json")),
+        "tab_beta2": lambda: tab_beta2(sgd_res),
+        "tab_reheat": lambda: tab_reheat(rh_res, 42),
         "tab_bench": lambda: tab_bench(res),
         "tab_provenance": lambda: tab_provenance(res),
         "tab_finetune": lambda: tab_finetune(res),
+        "tab_hparams": lambda: tab_hparams(res, res.seeds()),
+        "tab_optimizers": tab_optimizers,
+        "tab_mechanics": lambda: tab_mechanics(res),
+        "tab_robust": lambda: tab_robust(res),
+        "tab_pc1": lambda: per_seed(tab_pc1, seeds),
+        "tab_update": lambda: per_seed(tab_update, seeds),
+        "tab_fisher": lambda: per_seed(tab_fisher, seeds),
+        "tab_switch": lambda: tab_switch(seeds),
     }
-    if seed:
-        tables.update(
-            {
-                "tab_pc1": lambda: tab_pc1(seed),
-                "tab_update": lambda: tab_update(seed),
-                "tab_fisher": lambda: tab_fisher(seed),
-                "tab_reheat": lambda: tab_reheat(res, seed.seed),
-            }
-        )
     for name, make in tables.items():
         try:
             text = make()
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             log(f"skip table {name}: unreadable input ({type(e).__name__}: {e})")
             text = "\\emph{(not in results/)}\n"
-        open(os.path.join(gen, f"{name}.tex"), "w").write(text)
+        write_text(os.path.join(gen, f"{name}.tex"), text)
     md = md_claims(rows, res)
-    open(os.path.join(gen, "claims.md"), "w").write(md)
-    json.dump(
-        {"numbers": nums, "claims": rows},
-        open(os.path.join(gen, "numbers.json"), "w"),
-        indent=1,
-        default=float,
-    )
-    block = md + (
+    write_text(os.path.join(gen, "claims.md"), md)
+    write_text(os.path.join(gen, "numbers.json"),
+               json.dumps({"numbers": nums, "claims": rows}, indent=1, default=float) + "\n")
+    block = readme_figures(res, seed, nums) + "\n" + md + (
         "\nPer-block PC1 of the drift against its nulls (seed " + str(seed.seed) + "):\n\n" + md_pc1(seed)
         if seed
         else ""
@@ -1578,6 +1806,77 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
     if readme and not update_readme(readme, block):
         log(f"README {readme}: no generated block markers, left as it is")
     return nums
+
+
+README_FIGS = [  # (figure, caption); the corpus version and seed are filled in
+    ("fig_pc1_nulls", "Per-block PC1 of the drift against the equal-norm random walk (8/pi^2), the "
+                      "time-shuffle null, the random-directions null and the matched null (a random walk with "
+                      "the run's own step sizes)."),
+    ("fig1_decomposition", "The paper's Figure 1 (block 0): backbone coordinate a(t), residual ||r(t)|| and "
+                           "p_ood."),
+    ("fig2_alignment", "The paper's Figure 2: per-batch gradient |cos| with v_b against the noise floor, and "
+                       "the 200-step update alignment C(t) beside the matched random walk's."),
+    ("fig_controls", "Validation loss of the controls (A AdamW, A0 without decay, D SGD with momentum, D0 "
+                     "without decay), D's learning-rate sweep and the beta2 sweep's runs."),
+]
+
+
+def readme_figures(res: Results, seed: Seed | None, nums: dict) -> str:
+    """The README's figures with captions that name the results set they show (only figures that exist)."""
+    out = [f"Key figures (results/{res.version}, seed {seed.seed if seed else '-'}, "
+           f"{nums.get('deviceName', 'GPU')}):", ""]
+    for name, cap in README_FIGS:
+        if os.path.exists(os.path.join(ROOT, "paper", "figures", f"{name}.png")):
+            out += [f"![{name}](paper/figures/{name}.png)", f"*{cap}*", ""]
+    return "\n".join(out)
+
+
+def other_seed_numbers(seeds: list[Seed], shown: Seed | None, log=print) -> dict:
+    """A few numbers of every seed under a seed-suffixed name (trunkPConeSeedTwoSevenOne), for the text that
+    compares the seeds."""
+    m = {}
+    for s in seeds:
+        sub = seed_numbers(s, lambda *_: None)
+        suffix = macro_name("seed", str(s.seed))
+        for k in ("trunkPCone", "trunkMatchedNull", "blockPConeMin", "blockPConeMax", "blockMatchedNullMin",
+                  "blockMatchedNullMax", "blockZeroTStar", "fisherRankOne", "fisherRankOneOf", "nSwitchPairs",
+                  "valEnd", "poodBest", "trunkCoherence"):
+            if k in sub:
+                m[k + suffix[0].upper() + suffix[1:]] = sub[k]
+    return m
+
+
+def archive_numbers(res: Results, log=print) -> dict:
+    """Where Tables 9-11 and Figure 4 come from (this version or the archived v1) and their numbers: the
+    windows of the controls, reheating (the rule of C15 run on the archive)."""
+    m = {}
+    for name, rel in (("sgd", "sgd_control/sgd_control.json"), ("matched", "sgd_control/sgd_matched_valloss.json"),
+                      ("betaTwoGeo", "beta2/beta2_seed42.json"), ("reheat", REHEAT_JSON)):
+        src = archived(res, rel)
+        have = os.path.exists(src.path(rel))
+        m[name + "Version"] = src.version if have else "--"
+        m[name + "Archived"] = "1" if have and src.version != res.version else "0"
+        m[name + "Have"] = "1" if have else "0"
+    try:
+        sgd = archived(res, "sgd_control/sgd_control.json")
+        if sgd is not res:
+            _numbers_sgd(sgd, m)
+        rh = archived(res, REHEAT_JSON)
+        for r in cl.evaluate_cache(rh) if rh is not res else []:
+            if r["id"] == "C15" and r["numbers"]:
+                m["reheatPeakSixE"], m["reheatPeakAny"] = f2(r["numbers"]["peak_6e4"]), f2(r["numbers"]["peak_any"])
+                m["reheatAChange"] = f"{100 * r['numbers']['a_change']:.0f}"
+                m["reheatRGrowth"] = f1(r["numbers"]["r_growth"])
+                m["reheatVerdictArchived"] = tex_escape(r["verdict"])
+            if r["id"] == "C12" and sgd is rh:
+                m["sgdReasonArchived"] = tex_escape(r["reason"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        log(f"numbers: archive left out ({type(e).__name__}: {e})")
+    return m
+
+
+def same_dir(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def main(argv=None):
@@ -1590,11 +1889,14 @@ def main(argv=None):
     p.add_argument("--out", default="paper", help="writes <out>/figures and <out>/generated")
     p.add_argument(
         "--readme",
-        default=os.path.join(ROOT, "README.md"),
-        help="README whose generated block is rewritten ('' for none)",
+        default=None,
+        help="README whose generated block is rewritten ('' for none; default: the repository's README only "
+        "when --out is the repository's paper/ folder)",
     )
     p.add_argument("--no-figures", action="store_true", help="numbers, tables and README block only")
     ns = p.parse_args(argv)
+    if os.path.exists(ns.out) and not os.path.isdir(ns.out):
+        fail(f"--out {ns.out}: a file, not a folder")
     res = open_results(ns.results, ns.version)
     seeds = res.seeds()
     if ns.seed is not None and ns.seed not in seeds:
@@ -1602,7 +1904,10 @@ def main(argv=None):
     pick = ns.seed if ns.seed is not None else (42 if 42 in seeds else (seeds[0] if seeds else None))
     seed = Seed(res, pick) if pick is not None else None
     made = [] if ns.no_figures else make_figures(res, seed, os.path.join(ns.out, "figures"))
-    generate(res, seed, ns.out, ns.readme or None)
+    readme = ns.readme
+    if readme is None:  # another --out is a scratch build: it must not rewrite the repository's README
+        readme = os.path.join(ROOT, "README.md") if same_dir(ns.out, os.path.join(ROOT, "paper")) else ""
+    generate(res, seed, ns.out, readme or None)
     print(
         f"{len(made)} figures in {os.path.join(ns.out, 'figures')}; "
         f"macros and tables in {os.path.join(ns.out, 'generated')}"

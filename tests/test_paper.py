@@ -116,6 +116,7 @@ def test_a_changed_number_reaches_macros_readme_and_pdf(tmp_path):
     out = tmp_path / "paper"
     out.mkdir()
     shutil.copy(os.path.join(ROOT, "paper", "paper.tex"), out)
+    shutil.copy(os.path.join(ROOT, "paper", "references.bib"), out)
     shutil.copytree(os.path.join(ROOT, "paper", "sections"), out / "sections")
     readme = tmp_path / "README.md"
     shutil.copy(os.path.join(ROOT, "README.md"), readme)
@@ -280,3 +281,115 @@ def test_c12_reads_the_new_controls_table(tmp_path):
     path.write_text(json.dumps({"rows": [row("A", 80.0, 1.1), row("D", 100.0, 5.7)]}))  # D does not learn
     v12 = cl.rule_c12(cl.Results(str(tmp_path / "results"), "v9"))
     assert v12.verdict == cl.NOT and "no SGD run learns" in v12.reason
+
+
+# ----------------------------------------------------------------------------- the report from a planted tree
+MECHANICS = {"rows": [{"ingredient": "SGD", "pc1": 0.811, "matched_null_pc1": 0.80, "k95": 12, "coherence": 1.01,
+                       "share_e0": 0.02},
+                      {"ingredient": "Adam, no decay", "pc1": 0.934, "matched_null_pc1": 0.90, "k95": 3,
+                       "coherence": 0.5, "share_e0": 0.31}]}
+ROBUST = {"definitions": [{"name": "matched", "text": "PC1 against the matched null"},
+                          {"name": "shuffle", "text": "PC1 against the shuffle null"}],
+          "claims": [{"id": "C1", "seed": 42, "verdicts": {"matched": cl.NOT, "shuffle": cl.HOLDS}},
+                     {"id": "C7", "seed": 42, "verdicts": {"matched": cl.HOLDS, "shuffle": cl.HOLDS}}]}
+
+
+def _series_of(fig) -> list[tuple[str, int]]:
+    """(what, number of finite points) of every series a figure draws: lines, markers, bars, bands."""
+    import matplotlib.collections as mc
+
+    out = []
+    for ax in fig.axes:
+        for ln in ax.get_lines():
+            x, y = (np.asarray(v, float) for v in ln.get_data())
+            if len(x) == 2 and ln.get_label().startswith("_") and (np.ptp(x) == 0 or np.ptp(y) == 0):
+                continue  # axhline / axvline: a reference, not a series
+            out.append((f"{ax.get_title()}: line {ln.get_label()}", int(np.isfinite(x * y).sum())))
+        for c in ax.collections:
+            if isinstance(c, (mc.PolyCollection, mc.PathCollection, mc.LineCollection)) and not c.get_label().startswith("_"):
+                out.append((f"{ax.get_title()}: {type(c).__name__} {c.get_label()}", len(c.get_paths())))
+        for b in ax.containers:
+            h = [p.get_height() for p in getattr(b, "patches", [])]
+            if h:
+                out.append((f"{ax.get_title()}: bars {b.get_label()}", int(np.isfinite(h).sum())))
+    return out
+
+
+def _rows(tex: str) -> list[list[str]]:
+    """The data rows of a generated tabular (between \\midrule and \\bottomrule, seed headers left out)."""
+    body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
+    return [[c.strip() for c in r.split(" & ")] for r in body.split("\\\\") if " & " in r]
+
+
+def test_report_figures_draw_every_series_and_tables_have_their_numbers(tmp_path):
+    """From a copy of the committed results with the nulls' files planted: every series of every figure has
+    points (Figure 10's random directions included), every table row of a result that exists has its
+    numbers, both seeds appear in the per-seed tables, and the planted mechanics and robustness numbers
+    reach their tables; without those files the tables say 'Not yet run'."""
+    res_dir = _copy_results(tmp_path)
+    (res_dir / "v2" / "nulls").mkdir()
+    (res_dir / "v2" / "nulls" / "mechanics.json").write_text(json.dumps(MECHANICS))
+    (res_dir / "v2" / "claims_robust.json").write_text(json.dumps(ROBUST))
+    res = cl.Results(str(res_dir), "v2")
+    seen = {}
+    made = mpf.make_figures(res, cl.Seed(res, 42), str(tmp_path / "paper" / "figures"),
+                            inspect=lambda n, f: seen.update({n: _series_of(f)}))
+    assert set(made) == set(seen) and {"fig_fisher_split", "fig_windows", "fig4_reheat", "fig_controls"} <= set(made)
+    assert len(made) == 15, made  # every figure: v2's, and Tables 9-11's and Figure 4's from the archived v1
+    empty = [(n, what) for n, series in seen.items() for what, k in series if k == 0]
+    assert not empty, empty
+    assert any("mean $q(w_k)$" in what for what, _ in seen["fig_fisher_split"])
+    mpf.generate(res, cl.Seed(res, 42), str(tmp_path / "paper"), None, log=lambda *_: None)
+    gen = tmp_path / "paper" / "generated"
+    tabs = {f.stem: f.read_text() for f in gen.glob("tab_*.tex")}
+    assert not [k for k, t in tabs.items() if "not in results" in t], "a table without its numbers"
+    for name in ("tab_pc1", "tab_fisher", "tab_update"):
+        assert "seed 42" in tabs[name] and "seed 271" in tabs[name], name
+    for name in ("tab_pc1", "tab_fisher", "tab_switch", "tab_hparams", "tab_sgd", "tab_reheat", "tab_mechanics"):
+        rows = _rows(tabs[name])
+        ours = [r for r in rows if r[0] != "paper"]  # the paper's reference row has dashes by design
+        assert ours and all(c not in ("--", "", "None") for r in ours for c in r[:2]), (name, rows)
+    assert all(c != "--" for r in _rows(tabs["tab_pc1"]) for c in r), "a PC1 row lacks a number"
+    assert [r[0] for r in _rows(tabs["tab_switch"])] == ["42", "271", "paper"]
+    assert ["SGD", "81.1", "80.0", "12", "1.01", "2.0"] == _rows(tabs["tab_mechanics"])[0]
+    assert _rows(tabs["tab_robust"]) == [["C1 (s42)", "no", "holds", "\\textbf{no}"], ["C7 (s42)", "holds", "holds", "yes"]]
+    prov = tabs["tab_provenance"]  # every stage of every provenance file, the failed ones with their exit status
+    assert prov.count("\\textbf{1}") == 3 and "bench.py" in prov and "seed271 &" in prov
+    assert "-{}-" in prov and not re.search(r"\\texttt\{[^}]*[^{]--", prov)  # never an en dash in a command
+    macros = (gen / "macros.tex").read_text()
+    assert "\\newcommand{\\sgdVersion}{v1}" in macros and "\\newcommand{\\sgdArchived}{1}" in macros
+    os.remove(res_dir / "v2" / "claims_robust.json")
+    shutil.rmtree(res_dir / "v2" / "nulls")
+    res = cl.Results(str(res_dir), "v2")
+    assert "Not yet run" in mpf.tab_mechanics(res) and "Not yet run" in mpf.tab_robust(res)
+
+
+def test_other_out_leaves_the_readme_alone_and_writes_are_atomic(tmp_path, monkeypatch):
+    """--out elsewhere never rewrites the repository's README (an explicit --readme does); a write that dies
+    before its rename leaves the old file whole; a killed figure write's temp files are removed next run."""
+    readme = os.path.join(ROOT, "README.md")
+    before = open(readme, "rb").read()
+    out = tmp_path / "out"
+    mpf.main(["--out", str(out), "--no-figures"])
+    assert open(readme, "rb").read() == before and (out / "generated" / "numbers.json").exists()
+    mine = tmp_path / "README.md"
+    mine.write_text(f"intro\n{mpf.README_START}\nOLD BLOCK\n{mpf.README_END}\n")
+    mpf.main(["--out", str(out), "--no-figures", "--readme", str(mine)])
+    text = mine.read_text()
+    assert "OLD BLOCK" not in text and "Claims of the paper" in text
+    numbers = (out / "generated" / "numbers.json").read_text()
+
+    def killed(src, dst):  # the process dies after writing the temp file, before the rename
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(Exception):
+        mpf.main(["--out", str(out), "--no-figures", "--readme", str(mine)])
+    assert (out / "generated" / "numbers.json").read_text() == numbers and mine.read_text() == text
+    assert not list((out / "generated").glob("*.tmp*"))
+    monkeypatch.undo()
+    figs = out / "figures"
+    figs.mkdir()
+    (figs / "fig_controls.png.tmp999.png").write_bytes(b"half")
+    mpf.make_figures(cl.Results(RESULTS, "v2"), None, str(figs), log=lambda *_: None)
+    assert not list(figs.glob("*.tmp*")) and (figs / "fig_controls.pdf").exists()
