@@ -7,12 +7,12 @@
 Runs B and C of Table 8 never learn (validation 7.27 and 5.26 on seed 42, unigram baseline 5.60) and
 their window drift is the shrinkage that weight decay alone gives the initialization, so their PC1 of
 100% says nothing about the optimizer. The controls (experiments.NEW_CONTROLS):
-    D   SGD + momentum 0.9 at the peak learning rate of a sweep over 0.03, 0.1, 0.3, 1, 3: each sweep run is
-        D's first 1,000 steps (its 4,000-step schedule, a stop rule that ends it at step 1,000: "sweep run:
-        stopped at step 1,000 as planned"), and the lowest validation loss at step 1,000 wins. Decoupled
-        weight decay lr * wd = 1e-3 * 0.5, run A's per-step strength, so that weight decay alone moves A and
-        D alike. D is trained at the seed given and at the next two (rows D, D@43, D@44 for seed 42: its
-        spread over seeds), all at the sweep's learning rate.
+    D   SGD + momentum 0.9 at the peak learning rate of a sweep over 0.03, 0.1, 0.3, 1, 3: each
+        sweep run is D's first 1,000 steps (its 4,000-step schedule, a stop rule that ends it
+        there: "sweep run: stopped at step 1,000 as planned"); the lowest validation loss at
+        step 1,000 wins. Decoupled weight decay lr * wd = 1e-3 * 0.5, run A's per-step strength,
+        so that weight decay alone moves A and D alike. D is trained at the seed given and the
+        next two (rows D, D@43, D@44 for seed 42: its spread over seeds), at the sweep's lr.
     A0  AdamW as run A, weight decay 0.
     D0  run D (the same learning rate) with weight decay 0.
     A   run A of Table 8 (the same folder as sgd_control.py's), the reference.
@@ -73,8 +73,8 @@ def sweep(given: dict, train: bool) -> tuple[dict, dict]:
 
 
 def configs(given: dict, lr: float | None) -> dict:
-    """{table name: Config} of A, A0 and (with the sweep's learning rate) D at each of its seeds (D, D@43, ...
-    for seed 42: experiments.seed_run) and D0, in table order."""
+    """{table name: Config} of A, A0 and (with the sweep's learning rate) D at each of its seeds
+    (D, D@43, ... for seed 42: experiments.seed_run) and D0, in table order."""
     out = {"A": ex.control_config("A", given), "A0": ex.new_control_config("A0", given)}
     if lr is not None:
         seed = out["A"].seed
@@ -199,13 +199,14 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     w0, w1 = ex.window(base.preset)
     paths = [os.path.join(dirs[0], f"backbone_controls.{ext}") for ext in ("json", "csv", "png")]
     config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r] for r in RUNS},
-                  d_lrs=list(ex.D_LRS), d_seeds=ex.d_seeds(base.seed), d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
+                  d_lrs=list(ex.D_LRS), d_seeds=ex.d_seeds(base.seed),
+                  d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
                   d_shrink=ex.D_SHRINK,
                   schedule=ex.control_schedule(base.preset), window=[w0, w1], null_draws=ex.NULL_DRAWS)
     definitions = dict(
         D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay, lr * wd = d_shrink (run A's)",
         A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
-        D_at_seed="D@s: run D at seed s (the sweep's learning rate, the sweep run at the base seed only)",
+        D_at_seed="D@s: run D at seed s (the sweep's learning rate; sweep runs at the base seed)",
         sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
               "lowest validation loss there wins (diverged runs lose)",
         window="geometry.window_summary on [start, end], anchor = start (see its definitions)",

@@ -41,8 +41,8 @@ class Config:
     compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
                                    # over many evals)
     sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
-    fused_ce: str = "auto"         # the training loss's head + cross-entropy on CUDA: auto (cut-cross-entropy
-                                   # when installed and working) | cce | liger | off (plain PyTorch, the CPU's)
+    fused_ce: str = "auto"         # head + cross-entropy of the training loss on CUDA: auto
+                                   # (cut-cross-entropy if it works) | cce | liger | off (plain)
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
@@ -59,7 +59,7 @@ class Config:
     n_eval_probe: int = 2000       # probe sequences per eval set (p_in, p_ood)
     n_eval_lm: int = 512           # fixed validation LM windows
     # --- model ---
-    size: str = "1x"               # 1x (the preset's model), 3x or 8x: sets the four fields below (SIZES)
+    size: str = "1x"               # 1x (the preset's model), 3x or 8x: the four fields below
     n_layer: int = 8
     d_model: int = 512
     n_head: int = 16
@@ -203,10 +203,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# Model sizes: (layers, width) as multiples of the preset's model, head size twice the preset's (GPT-2's 64
-# for the paper preset), MLP 4 x width; everything else of the recipe unchanged. Paper preset: 3x is 12
-# layers of width 768 (12 heads; trunk 84,934,656 parameters, 3.4x the paper's 25,165,824), 8x is 16 layers
-# of width 1024 (16 heads; trunk 201,326,592, 8x). The tiny preset scales its own model the same way.
+# Model sizes: (layers, width) as multiples of the preset's model, head size twice the preset's
+# (GPT-2's 64 for the paper preset), MLP 4 x width; the rest of the recipe unchanged. Paper preset:
+# 3x is 12 layers of width 768 (12 heads; trunk 84,934,656 parameters, 3.4x the paper's
+# 25,165,824), 8x is 16 layers of width 1024 (16 heads; trunk 201,326,592, 8x). The tiny preset
+# scales its own model the same way.
 SIZES = {"1x": None, "3x": (1.5, 1.5), "8x": (2, 2)}
 
 

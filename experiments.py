@@ -211,8 +211,8 @@ NEW_CONTROLS = {
     "D0": dict(tag="D0", label="SGD+momentum (swept lr), wd 0", optimizer="sgd", momentum=0.9, nesterov=False,
                weight_decay=0.0, wd_mode="decoupled"),
 }
-D_LRS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the sweep of D's peak learning rate (past 1: the winner is not its edge)
-D_SEEDS = 3                     # D is trained at the seed given and the next D_SEEDS - 1 seeds, the sweep's lr
+D_LRS = (0.03, 0.1, 0.3, 1.0, 3.0)  # D's peak learning rates swept (past 1, the old grid's winner)
+D_SEEDS = 3                     # D is trained at the sweep's lr at the seed given and the next 2
 D_SWEEP_STEP = 1000             # paper steps: each sweep run stops here; the lowest validation loss wins
 D_SHRINK = TABLE8["A"]["lr"] * TABLE8["A"]["weight_decay"]  # peak per-step decay of run A, given to D
 CONTROLS = {**TABLE8, **NEW_CONTROLS}
@@ -224,7 +224,8 @@ def d_seeds(seed: int) -> list[int]:
 
 
 def seed_run(run: str, seed: int, base_seed: int) -> str:
-    """The table's name of control `run` at `seed`: `run` at the base seed, else "run@seed" (e.g. D@43)."""
+    """The table's name of control `run` at `seed`: `run` at the base seed, else "run@seed"
+    (e.g. D@43)."""
     return run if seed == base_seed else f"{run}@{seed}"
 
 

@@ -147,9 +147,10 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
     probe_rows: L_probe is computed from the head at the answer positions alone (a product of one row per
     sequence), so that its backward skips the full logits: the same value up to rounding, and the separate
     gradients of L_LM and L_probe of one forward cost one full backward, not two (the analyses).
-    fused_ce: a library of FUSED_CE ("cce", "liger") computes the head and the per-token cross-entropy in
-    fused kernels (`fused_head_ce`: the logits are never kept); None: plain PyTorch. The same numbers up to
-    rounding; ce_chunks and probe_rows take precedence (they are the CPU and analysis paths)."""
+    fused_ce: a library of FUSED_CE ("cce", "liger") computes the head and the per-token
+    cross-entropy in fused kernels (`fused_head_ce`: the logits are never kept); None: plain
+    PyTorch. The same numbers up to rounding; ce_chunks and probe_rows take precedence (the CPU and
+    analysis paths)."""
     mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
     mask = mask.view(n_micro, -1)
     if counts is None:
@@ -166,7 +167,8 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
         return loss, (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
     if fused_ce and not probe_rows:
         h = model.hidden(x).flatten(0, 1)
-        ce = fused_head_ce(h, model.wte.weight[: model.vocab_size], y.flatten(), fused_ce).view(n_micro, -1)
+        ce = fused_head_ce(h, model.wte.weight[: model.vocab_size], y.flatten(), fused_ce)
+        ce = ce.view(n_micro, -1)
         lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
         return lm + lam * probe, lm, probe
     if not probe_rows:
@@ -223,10 +225,10 @@ def chunked_head_ce(h, weight, targets, w, vocab_size: int, chunks: int):
     return _ChunkedHeadCE.apply(h, weight, targets, w.detach().float(), vocab_size, chunks)
 
 
-# ----------------------------------------------------------------------------- fused head + cross-entropy
-# Libraries whose kernels compute the tied head's logits and their cross-entropy together, never writing the
-# (tokens x vocabulary) logits: the loss's log-softmax passes over them were 22% of the step at the GPT-2
-# vocabulary (notes/speed.md). Both run Triton kernels, so CUDA only.
+# --------------------------------------------------------------------- fused head + cross-entropy
+# Libraries whose kernels compute the tied head's logits and their cross-entropy together, never
+# writing the (tokens x vocabulary) logits: the loss's log-softmax passes over them were 22% of the
+# step at the GPT-2 vocabulary (notes/speed.md). Both run Triton kernels, so CUDA only.
 FUSED_CE = {"cce": "cut_cross_entropy", "liger": "liger_kernel"}
 
 
@@ -234,34 +236,36 @@ def installed(library: str) -> bool:
     return importlib.util.find_spec(FUSED_CE[library]) is not None
 
 
-@torch.compiler.disable  # library kernels: the compiled loss runs them eagerly between its two graphs
+@torch.compiler.disable  # library kernels: a compiled loss runs them eagerly between its two graphs
 def fused_head_ce(h, weight, targets, library: str):
-    """Per-token cross-entropy (N,) of the logits h @ weight^T (h (N, d), weight (V, d): the real vocabulary's
-    rows) against targets (N,), by `library`'s fused kernels in the autocast dtype (fp32 sums). Its backward
-    takes any per-token gradient (the loss's token weights), without the logits kept from the forward."""
-    dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+    """Per-token cross-entropy (N,) of the logits h @ weight^T (h (N, d); weight (V, d), the real
+    vocabulary's rows) against targets (N,), by `library`'s fused kernels in the autocast dtype
+    (fp32 sums). Its backward takes any per-token gradient (the loss's token weights); no logits
+    are kept."""
+    on = torch.is_autocast_enabled(h.device.type)
+    dtype = torch.get_autocast_dtype(h.device.type) if on else h.dtype
     h, weight = h.to(dtype), weight.to(dtype)
     if library == "cce":
         from cut_cross_entropy import linear_cross_entropy
-        # filter_eps None: the exact gradient (the default skips softmax entries below bf16 resolution)
+        # filter_eps None: the exact gradient (the default skips softmax entries below bf16's eps)
         return linear_cross_entropy(h, weight, targets, reduction="none", filter_eps=None)
     if library == "liger":
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
-        # reduction "none": the backward recomputes the chunks' logits with the per-token gradient folded in
+        # reduction "none": its backward recomputes each chunk's logits, token gradients folded in
         return liger_fused_linear_cross_entropy(h, weight, targets, reduction="none")
     raise ValueError(f"unknown fused cross-entropy library {library!r}")
 
 
 def plain_head_ce(h, weight, targets):
-    """What fused_head_ce computes, in plain PyTorch (the logits in the autocast dtype, the softmax in fp32)."""
+    """fused_head_ce in plain PyTorch: the logits in the autocast dtype, their softmax in fp32."""
     return F.cross_entropy(F.linear(h, weight).float(), targets, reduction="none")
 
 
 @functools.cache
 def fused_ce_works(library: str, device_index: int) -> str:
-    """"" when `library` runs on this CUDA device and agrees with plain_head_ce on a small problem (values and
-    gradients, bf16 autocast); else why not. A check once per process: a library built for another torch or
-    Triton fails here, not in the middle of a run."""
+    """"" when `library` runs on this CUDA device and agrees with plain_head_ce on a small problem
+    (values and gradients under bf16 autocast, token weights as the loss has them); else why not.
+    Once per process: a library built for another torch or Triton fails here, not inside a run."""
     device = torch.device("cuda", device_index)
     try:
         g = torch.Generator(device=device).manual_seed(0)
@@ -269,7 +273,7 @@ def fused_ce_works(library: str, device_index: int) -> str:
         h = torch.randn(n, d, device=device, generator=g).requires_grad_()
         w = (0.1 * torch.randn(v, d, device=device, generator=g)).requires_grad_()
         t = torch.randint(0, v, (n,), device=device, generator=g)
-        tw = torch.rand(n, device=device, generator=g)  # token weights, as the loss has them
+        tw = torch.rand(n, device=device, generator=g)
         out = []
         for fn in (lambda: fused_head_ce(h, w, t, library), lambda: plain_head_ce(h, w, t)):
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -278,7 +282,7 @@ def fused_ce_works(library: str, device_index: int) -> str:
             out.append((ce.float(), gh, gw))
         for a, b in zip(*out):
             err = ((a - b).norm() / b.norm()).item()
-            if not err < 2e-2:  # bf16 logits (plain) against fp32-accumulated ones (fused): ~1e-3
+            if not err < 2e-2:  # bf16 logits (plain) against fp32-accumulated: about 1e-3 apart
                 return f"differs from the plain loss (relative error {err:.2g})"
         return ""
     except Exception as e:  # an import or kernel failure: the plain path runs instead
@@ -286,11 +290,11 @@ def fused_ce_works(library: str, device_index: int) -> str:
 
 
 def fused_ce_library(choice: str, device: torch.device) -> str | None:
-    """The library the training loss uses for choice (Config.fused_ce) on `device`, or None (plain PyTorch).
-    "off": None. Off CUDA: None (the kernels are Triton's; the plain path is what a CPU runs). "auto":
-    cut-cross-entropy when it is installed and passes fused_ce_works, else None (liger-kernel is used only when
-    named: with per-token weights its backward recomputes the forward's chunks). A library named explicitly
-    must be installed and pass the check (ValueError otherwise)."""
+    """The library of the training loss for choice (Config.fused_ce) on `device`; None: plain.
+    "off": None. Off CUDA: None (Triton kernels; the plain path is what a CPU runs). "auto":
+    cut-cross-entropy when installed and fused_ce_works passes, else None (liger-kernel only when
+    named: with per-token weights its backward recomputes the forward's chunks). A library named
+    explicitly must be installed and pass the check (ValueError otherwise)."""
     if choice == "off" or device.type != "cuda":
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()

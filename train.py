@@ -235,7 +235,8 @@ def _given(counts) -> tuple:
 
 def loss_fn(cfg: Config, device: torch.device):
     """The training loss: `losses` with the fused head cross-entropy of cfg.fused_ce where it runs
-    (model.fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when cfg.compile."""
+    (model.fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when
+    cfg.compile."""
     try:
         library = fused_ce_library(cfg.fused_ce, device)
     except ValueError as e:  # a library named explicitly that does not run here
@@ -256,7 +257,7 @@ def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab
     if cfg.stop_rule:
         step, max_val, min_ood = parse_stop_rule(cfg.stop_rule)
         if row["step"] == step and row["val_loss"] > max_val and best_ood < min_ood:
-            if max_val == -math.inf and min_ood > 1:  # a rule that always fires (p_ood <= 1): a sweep run
+            if max_val == -math.inf and min_ood > 1:  # always fires (p_ood <= 1): a sweep run
                 return "stopped_early", f"sweep run: stopped at step {step:,} as planned"
             return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
                                      f"< {min_ood}")
