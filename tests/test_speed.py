@@ -161,7 +161,7 @@ def test_corpus_generated_beside_compilation(tmp_path, micro_cfg, monkeypatch):
 def test_fused_loss_path_computes_the_plain_loss(setup, monkeypatch):
     """losses(fused_ce=...) with the library's kernels replaced by plain_head_ce (what they compute):
     the per-token cross-entropy gets the LM and probe weights of each micro-batch, so values and
-    gradients are the plain path's (the library's own agreement: model.fused_ce_works, on a GPU)."""
+    gradients are the plain path's (the library itself: model.fused_ce_works, on a GPU)."""
     import model
     cfg, corpus = setup
     torch.manual_seed(2)
