@@ -7,10 +7,12 @@
 Runs B and C of Table 8 never learn (validation 7.27 and 5.26 on seed 42, unigram baseline 5.60) and
 their window drift is the shrinkage that weight decay alone gives the initialization, so their PC1 of
 100% says nothing about the optimizer. The controls (experiments.NEW_CONTROLS):
-    D   SGD + momentum 0.9 at the peak learning rate of a sweep over 0.03, 0.1, 0.3, 1.0: each sweep run is
-        D's first 1,000 steps (its 4,000-step schedule, a stop rule that ends it at step 1,000), and the
-        lowest validation loss at step 1,000 wins. Decoupled weight decay lr * wd = 1e-3 * 0.5, run A's
-        per-step strength, so that weight decay alone moves A and D alike.
+    D   SGD + momentum 0.9 at the peak learning rate of a sweep over 0.03, 0.1, 0.3, 1, 3: each
+        sweep run is D's first 1,000 steps (its 4,000-step schedule, a stop rule that ends it
+        there: "sweep run: stopped at step 1,000 as planned"); the lowest validation loss at
+        step 1,000 wins. Decoupled weight decay lr * wd = 1e-3 * 0.5, run A's per-step strength,
+        so that weight decay alone moves A and D alike. D is trained at the seed given and the
+        next two (rows D, D@43, D@44 for seed 42: its spread over seeds), at the sweep's lr.
     A0  AdamW as run A, weight decay 0.
     D0  run D (the same learning rate) with weight decay 0.
     A   run A of Table 8 (the same folder as sgd_control.py's), the reference.
@@ -64,18 +66,21 @@ def sweep(given: dict, train: bool) -> tuple[dict, dict]:
     for cfg in cfgs.values() if train else ():
         import train as tr
         st = tr.train(cfg)
-        print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
+        print(f"{cfg.run_dir}: {st.get('reason') or st['status']} (lr {cfg.lr:g})")
     out = ex.d_sweep_outcome(given)
     out["run_dirs"] = {str(lr): c.run_dir for lr, c in cfgs.items()}
     return cfgs, out
 
 
 def configs(given: dict, lr: float | None) -> dict:
-    """{run: Config} of A, A0 and (with the sweep's learning rate) D and D0."""
+    """{table name: Config} of A, A0 and (with the sweep's learning rate) D at each of its seeds
+    (D, D@43, ... for seed 42: experiments.seed_run) and D0, in table order."""
     out = {"A": ex.control_config("A", given), "A0": ex.new_control_config("A0", given)}
     if lr is not None:
-        out.update(D=ex.new_control_config("D", given, lr), D0=ex.new_control_config("D0", given, lr))
-    return {r: out[r] for r in RUNS if r in out}
+        seed = out["A"].seed
+        out.update({ex.seed_run("D", s, seed): ex.new_control_config("D", {**given, "seed": s}, lr)
+                    for s in ex.d_seeds(seed)}, D0=ex.new_control_config("D0", given, lr))
+    return {name: c for r in RUNS for name, c in out.items() if ex.control_of(name) == r}
 
 
 def unigram_baseline(cfg) -> dict:
@@ -114,7 +119,7 @@ def plot(record: dict, path: str):
     colors = dict(A="tab:blue", D="tab:red", A0="tab:cyan", D0="tab:orange")
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     a, x = ax[0, 0], range(len(rows))
-    col = [colors[r["run"]] for r in rows]
+    col = [colors[ex.control_of(r["run"])] for r in rows]
     val = lambda key: [float("nan") if r[key] is None else r[key] for r in rows]  # noqa: E731
     left, right = [i - 0.2 for i in x], [i + 0.2 for i in x]
     a.bar(left, val("pc1_pct"), width=0.4, color=col, label="PC1 (raw rows)")
@@ -137,8 +142,9 @@ def plot(record: dict, path: str):
     for r in record["rows"]:
         c = record["curves"][r["run"]]
         lab = f"{r['run']} {r['optimizer']}"
-        ax[1, 0].plot(c["step"], c["val_loss"], color=colors[r["run"]], label=lab)
-        ax[1, 1].plot(c["step"], c["p_ood"], color=colors[r["run"]], label=lab)
+        style = dict(color=colors[ex.control_of(r["run"])], ls="-" if "@" not in r["run"] else ":")
+        ax[1, 0].plot(c["step"], c["val_loss"], label=lab, **style)
+        ax[1, 1].plot(c["step"], c["p_ood"], label=lab, **style)
     for s in record["sweep"]["rows"]:
         if s["val_loss"] is not None:
             ax[1, 0].scatter([s["step"]], [s["val_loss"]], marker="x", color="tab:red", s=20)
@@ -178,10 +184,11 @@ def run(ns, argv) -> tuple[dict, list[str]]:
         if sw["lr"] is None:
             raise UsageError(f"D's learning-rate sweep found no learning rate: {sw['reason']}")
     cfgs = configs(given, sw["lr"])
-    for r in runs:
-        existing_run(cfgs[r])
-        st = train.train(cfgs[r])
-        print(f"{cfgs[r].run_dir}: {st['status']} at step {st['step']}")
+    for name, cfg in cfgs.items():
+        if ex.control_of(name) in runs:
+            existing_run(cfg)
+            st = train.train(cfg)
+            print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
     unigram = unigram_baseline(base)
     rows, summaries = build_table(cfgs, unigram["val_nats"])
     if not rows:
@@ -192,12 +199,14 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     w0, w1 = ex.window(base.preset)
     paths = [os.path.join(dirs[0], f"backbone_controls.{ext}") for ext in ("json", "csv", "png")]
     config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r] for r in RUNS},
-                  d_lrs=list(ex.D_LRS), d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
+                  d_lrs=list(ex.D_LRS), d_seeds=ex.d_seeds(base.seed),
+                  d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
                   d_shrink=ex.D_SHRINK,
                   schedule=ex.control_schedule(base.preset), window=[w0, w1], null_draws=ex.NULL_DRAWS)
     definitions = dict(
         D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay, lr * wd = d_shrink (run A's)",
         A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
+        D_at_seed="D@s: run D at seed s (the sweep's learning rate; sweep runs at the base seed)",
         sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
               "lowest validation loss there wins (diverged runs lose)",
         window="runs.window_summary on [start, end], anchor = start (see its definitions)",

@@ -1,8 +1,8 @@
 """Time the project's training step beside a plain reference step, and a real stretch of the training loop.
 
     python bench.py                      # paper preset, both vocabularies (about 1.5 min on an H200)
-    python bench.py --variant fuse_micro=false --variant gpt2:ce_chunks=8 --stretch --profile \\
-        --json results/bench/bench_h200.json           # everything notes/speed.md needs (about 4 min)
+    python bench.py --variant fused_ce=off --variant gpt2:fused_ce=liger --stretch --profile \\
+        --out results/v2/bench/bench.json    # notes/speed.md: the fused loss on and off (4 min)
     python bench.py --preset tiny --bench-steps 2 --vocab corpus   # quick look on a CPU
 
 Rows, per vocabulary: `project` is train.train_step with the config's settings (a `--variant` row: the same
@@ -46,9 +46,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import check_writable, format_table, pick_device, write_result
-from config import Parser, UsageError, add_config_args, config_from_args, fail, make_config
+from config import (Parser, UsageError, add_config_args, config_from_args, fail, make_config,
+                    trunk_params)
 from dataset import process_rows
-from model import GPT, GPT2_VOCAB, padded_vocab, set_attention_backend
+from model import GPT, GPT2_VOCAB, fused_ce_library, padded_vocab, set_attention_backend
 from train import (Trainer, autocast, join_processes, launched, leave_processes, loss_fn, make_optimizer,
                    rank, train_step, world)
 
@@ -63,8 +64,7 @@ def device_peak(device: torch.device) -> tuple[str, float | None]:
 
 
 def flops_per_token(cfg, vocab: int) -> float:
-    trunk = cfg.n_layer * (4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.d_ff)  # qkv, proj, MLP up and down
-    return 6 * (trunk + vocab * cfg.d_model) + 12 * cfg.n_layer * cfg.d_model * cfg.ctx
+    return 6 * (trunk_params(cfg) + vocab * cfg.d_model) + 12 * cfg.n_layer * cfg.d_model * cfg.ctx
 
 
 class Clock:
@@ -243,6 +243,7 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
                ms_per_step=dt * 1e3, tok_per_s=tokens / dt, tflops=flops / 1e12,
                mfu=flops / peak if peak else None, mfu_matmul=flops / ceiling if ceiling else None,
                first_step_s=first, device=name,
+               fused_ce=_library(cfg, device) if kind.startswith("project") else None,
                mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
     if world() > 1:
         row.update(processes=world(), tok_per_s_per_gpu=tokens / world() / dt)
@@ -279,6 +280,14 @@ class StepTimer:
         t, a = time.perf_counter(), self.clock.mark()
         yield
         self.marks.append((step, t, a, self.clock.mark()))
+
+
+def _library(cfg, device: torch.device) -> str:
+    """The fused cross-entropy library a project row's loss used ("off": plain PyTorch)."""
+    try:
+        return fused_ce_library(cfg.fused_ce, device) or "off"
+    except ValueError as e:
+        return f"failed: {e}"
 
 
 def _why(e: Exception, n: int = 200) -> str:
@@ -400,12 +409,15 @@ def print_report(cfg, rows, ceiling, st, device):
           f"torch {torch.__version__}"
           + (f", 8192^3 bf16 matmul {ceiling / 1e12:.0f} TFLOP/s" if ceiling else ""))
     pct = lambda v: f"{100 * v:.1f}%" if v is not None else "-"
-    body = [[r["kind"], r["vocab"], f"{r['params']:,}", f"{r['ms_per_step']:.2f}", f"{r['tok_per_s']:,.0f}",
+    body = [[r["kind"], r["vocab"], r["fused_ce"] or "-", f"{r['params']:,}",
+             f"{r['ms_per_step']:.2f}", f"{r['tok_per_s']:,.0f}",
              f"{r['tflops']:.1f}", pct(r["mfu"]), pct(r["mfu_matmul"]),
              f"{r['mem_gib']:.1f}" if r["mem_gib"] is not None else "-", f"{r['first_step_s']:.1f}",
              f"{r['speedup_vs_reference']:.2f}x" if math.isfinite(r["speedup_vs_reference"]) else "-"]
-            if "error" not in r else [r["kind"], r["vocab"], "failed"] + ["-"] * 8 for r in rows]
-    print(format_table(["step", "vocab", "params", "ms/step", "tok/s", "TFLOP/s", "MFU", "MFU mm", "mem GiB",
+            if "error" not in r else [r["kind"], r["vocab"], "-", "failed"] + ["-"] * 8
+            for r in rows]
+    print(format_table(["step", "vocab", "fused CE", "params", "ms/step", "tok/s", "TFLOP/s", "MFU",
+                        "MFU mm", "mem GiB",
                         "first s", "speedup"], body))
     if world() > 1:
         per_gpu = ", ".join(f"{r['kind']} {r['vocab']} {r['tok_per_s_per_gpu']:,.0f}" for r in ok)
@@ -431,17 +443,25 @@ def print_report(cfg, rows, ceiling, st, device):
 
 
 def summary(cfg, rows, device) -> dict:
-    """The earlier bench.json's top-level fields (its readers keep working): the project rows only."""
+    """The earlier bench.json's top-level fields (its readers keep working): the project rows, each
+    with its vocabulary's reference ms/step and MFU beside it; the device's name."""
     project = [r for r in rows if r["kind"] == "project" and "error" not in r]
+    ref = {r["vocab"]: r for r in rows if r["kind"] == "reference" and "error" not in r}
+    pct = lambda v: round(100 * v, 1) if v is not None else None  # noqa: E731
     keep = lambda r: dict(vocab=r["vocab"], params=r["params"], ms_per_step=round(r["ms_per_step"], 2),
                           tok_per_s=round(r["tok_per_s"]), tflops=round(r["tflops"], 1),
-                          mfu_pct=round(100 * r["mfu"], 1) if r["mfu"] is not None else None,
+                          mfu_pct=pct(r["mfu"]),
                           mem_gib=round(r["mem_gib"], 1) if r["mem_gib"] is not None else None,
+                          fused_ce=r["fused_ce"],
+                          reference_ms_per_step=round(ref[r["vocab"]]["ms_per_step"], 2)
+                          if r["vocab"] in ref else None,
+                          reference_mfu_pct=pct(ref[r["vocab"]]["mfu"]) if r["vocab"] in ref
+                          else None,
                           speedup_vs_reference=r.get("speedup_vs_reference"),
                           **{k: r[k] for k in ("processes", "tok_per_s_per_gpu") if k in r})
     return dict(preset=cfg.preset, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, ctx=cfg.ctx,
                 compile=cfg.compile and device.type == "cuda",
-                device_name=project[0]["device"] if project else None, rows=[keep(r) for r in project])
+                device_name=device_peak(device)[0], rows=[keep(r) for r in project])
 
 
 DEFINITIONS = {
@@ -450,6 +470,9 @@ DEFINITIONS = {
            "parameters + vocab * d_model) + 12 * n_layer * d_model * ctx, real vocabulary",
     "mfu_matmul": "the same FLOPs / the rate of one 8192^3 bf16 matmul on this device",
     "speedup_vs_reference": "reference ms/step / this row's ms/step, same vocabulary",
+    "fused_ce": "the library whose fused kernels computed the project step's head and "
+                "cross-entropy (model.fused_ce_library; 'off': plain PyTorch); a variant "
+                "fused_ce=off: the step without it",
     "reference": "plain GPT of the same shape: bf16 autocast, torch.compile(module), fused AdamW, CE on the "
                  "logits, grad_accum micro-batches of batch_size accumulated",
     "device_wait_share": "stretch: sum of the device gaps between consecutive steps / their device span",
@@ -473,7 +496,8 @@ def main(argv=None):
     ap.add_argument("--stretch-steps", type=int, default=200, help="steps of the stretch")
     ap.add_argument("--stretch-stories", type=int, default=20_000, help="training stories of its corpus")
     ap.add_argument("--profile", action="store_true", help="top-15 device kernels of the project step")
-    ap.add_argument("--json", default="", help="write the table, definitions and provenance here")
+    ap.add_argument("--out", "--json", dest="json", default="",
+                    help="write the table, definitions and provenance here (JSON)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:

@@ -48,6 +48,8 @@ class Config:
     compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
                                    # over many evals)
     sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
+    fused_ce: str = "auto"         # head + cross-entropy of the training loss on CUDA: auto
+                                   # (cut-cross-entropy if it works) | cce | liger | off (plain)
     progress: bool = True          # tqdm bar
     # --- data ---
     data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
@@ -64,6 +66,7 @@ class Config:
     n_eval_probe: int = 2000       # probe sequences per eval set (p_in, p_ood)
     n_eval_lm: int = 512           # fixed validation LM windows
     # --- model ---
+    size: str = "1x"               # 1x (the preset's model), 3x or 8x: the four fields below
     n_layer: int = 8
     d_model: int = 512
     n_head: int = 16
@@ -101,7 +104,9 @@ class Config:
 
     @property
     def run_dir(self) -> str:
-        name = self.name or (f"seed{self.seed}" if self.preset == "paper" else f"{self.preset}_seed{self.seed}")
+        size = "" if self.size == "1x" else f"{self.size}_"
+        name = self.name or (f"{size}seed{self.seed}" if self.preset == "paper"
+                             else f"{self.preset}_{size}seed{self.seed}")
         return os.path.join(self.out_dir, name)
 
     @property
@@ -143,6 +148,9 @@ class Config:
              "n_codewords and n_val_stories must be > 0, n_train_stories >= 0"),
             (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0, "need grad_clip >= 0, ctx > 0, n_layer > 0"),
             (self.ce_chunks >= 0, "ce_chunks must be >= 0 (0: the loss in one piece)"),
+            (self.fused_ce in ("auto", "cce", "liger", "off"),
+             f"fused_ce must be auto, cce, liger or off, got {self.fused_ce!r}"),
+            (self.size in SIZES, f"unknown size {self.size!r} (choose from {', '.join(SIZES)})"),
             (self.sdpa in ("auto", "flash", "cudnn", "efficient"),
              f"sdpa must be auto, flash, cudnn or efficient, got {self.sdpa!r}"),
             (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
@@ -184,7 +192,7 @@ def parse_stop_rule(rule: str) -> tuple[int, float, float]:
 
 # Fields that may differ between the run that made a folder and the command that resumes it.
 RUNTIME_FIELDS = {"device", "compile", "progress", "out_dir", "cache_dir", "name", "state_every",
-                  "fuse_micro", "ce_chunks", "compile_eval", "sdpa"}
+                  "fuse_micro", "ce_chunks", "compile_eval", "sdpa", "fused_ce"}
 
 PRESETS: dict[str, dict] = {
     "paper": {},
@@ -198,6 +206,32 @@ PRESETS: dict[str, dict] = {
         n_eval_probe=200, n_eval_lm=64, lr=3e-3, compile=False, state_every=100,
     ),
 }
+
+
+# Model sizes: (layers, width) as multiples of the preset's model, head size twice the preset's
+# (GPT-2's 64 for the paper preset), MLP 4 x width; the rest of the recipe unchanged. Paper preset:
+# 3x is 12 layers of width 768 (12 heads; trunk 84,934,656 parameters, 3.4x the paper's
+# 25,165,824), 8x is 16 layers of width 1024 (16 heads; trunk 201,326,592, 8x). The tiny preset
+# scales its own model the same way.
+SIZES = {"1x": None, "3x": (1.5, 1.5), "8x": (2, 2)}
+
+
+def size_fields(preset: str, size: str) -> dict:
+    """The model fields of `size` for `preset` ({} for 1x)."""
+    if size not in SIZES:
+        raise UsageError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
+    if SIZES[size] is None:
+        return {}
+    base = Config(**PRESETS[preset])
+    layers, width = SIZES[size]
+    d = round(base.d_model * width)
+    head = 2 * base.d_model // base.n_head
+    return dict(n_layer=round(base.n_layer * layers), d_model=d, n_head=d // head, d_ff=4 * d)
+
+
+def trunk_params(cfg: Config) -> int:
+    """Trunk parameters (q/k/v, attention output, MLP up and down of every block; no biases)."""
+    return cfg.n_layer * (4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.d_ff)
 
 
 def _parse_bool(s: str) -> bool:
@@ -257,7 +291,8 @@ def make_config(**overrides) -> Config:
     bad = sorted(set(overrides) - known)
     if bad:
         raise UsageError(f"unknown config field(s): {', '.join(bad)}")
-    return Config(**{**PRESETS[preset], **overrides}).validate()
+    size = size_fields(preset, overrides.get("size", "1x"))  # the size's model; explicit fields win
+    return Config(**{**PRESETS[preset], **size, **overrides}).validate()
 
 
 def config_from_dict(d: dict) -> Config:

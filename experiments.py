@@ -160,7 +160,7 @@ def table9_row(run: str, cfg: dict, metrics: list[dict], status: dict, ws: dict 
     if not metrics:
         raise UsageError(f"run {run} has no evaluations in metrics.jsonl")
     best = max(metrics, key=lambda r: (r["p_ood"], -r["step"]))  # earliest step of the best p_ood
-    row = dict(run=run, optimizer=CONTROLS[run]["label"],
+    row = dict(run=run, optimizer=CONTROLS[control_of(run)]["label"],
                **{k: cfg[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "wd_mode")},
                status=status["status"], last_step=status["step"], final_val=metrics[-1]["val_loss"],
                best_p_ood=best["p_ood"], best_p_ood_step=best["step"])
@@ -210,17 +210,34 @@ NEW_CONTROLS = {
     "D0": dict(tag="D0", label="SGD+momentum (swept lr), wd 0", optimizer="sgd", momentum=0.9, nesterov=False,
                weight_decay=0.0, wd_mode="decoupled"),
 }
-D_LRS = (0.03, 0.1, 0.3, 1.0)   # the sweep of D's peak learning rate
+D_LRS = (0.03, 0.1, 0.3, 1.0, 3.0)  # D's peak learning rates swept (past 1, the old grid's winner)
+D_SEEDS = 3                     # D is trained at the sweep's lr at the seed given and the next 2
 D_SWEEP_STEP = 1000             # paper steps: each sweep run stops here; the lowest validation loss wins
 D_SHRINK = TABLE8["A"]["lr"] * TABLE8["A"]["weight_decay"]  # peak per-step decay of run A, given to D
 CONTROLS = {**TABLE8, **NEW_CONTROLS}
 
 
+def d_seeds(seed: int) -> list[int]:
+    """The seeds at which D is trained: `seed` (its sweep's) and the next D_SEEDS - 1."""
+    return [seed + i for i in range(D_SEEDS)]
+
+
+def seed_run(run: str, seed: int, base_seed: int) -> str:
+    """The table's name of control `run` at `seed`: `run` at the base seed, else "run@seed"
+    (e.g. D@43)."""
+    return run if seed == base_seed else f"{run}@{seed}"
+
+
+def control_of(name: str) -> str:
+    """The control (a key of CONTROLS) of a table name made by seed_run."""
+    return name.partition("@")[0]
+
+
 def new_control_config(run: str, given: dict | None = None, lr: float | None = None, sweep: bool = False):
     """Config of a new control: A0; D or D0 at peak learning rate `lr` (D's weight decay D_SHRINK / lr,
     decoupled); with `sweep`, D's sweep run at `lr`: D's config with a stop rule that always fires at the
-    sweep step (val > -inf and best p_ood < 2), so that the sweep runs are finished runs of D's first
-    steps."""
+    sweep step (val > -inf and best p_ood < 2; its status reason "sweep run: stopped at step N as
+    planned"), so that the sweep runs are finished runs of D's first steps."""
     if run not in NEW_CONTROLS or (sweep and run != "D"):
         raise UsageError(f"unknown new control {run!r} (choose from {', '.join(NEW_CONTROLS)})")
     if run in ("D", "D0") and not (lr and lr > 0):
@@ -308,6 +325,7 @@ def format_controls(rows: list[dict]) -> str:
 
 def plan(preset: str) -> dict:
     return dict(step_scale=STEP_SCALE[preset], table8=TABLE8, new_controls=NEW_CONTROLS, d_lrs=D_LRS,
+                d_seeds=d_seeds(42),
                 d_sweep_step=exp_steps(preset, D_SWEEP_STEP), d_shrink=D_SHRINK, window=window(preset),
                 stop_rule=stop_rule(preset),
                 control_schedule=control_schedule(preset), beta2_grid=BETA2_GRID, reheat_lrs=REHEAT_LRS,

@@ -7,6 +7,9 @@ training objective, shared by training, the benchmark and the gradient analyses.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -130,7 +133,7 @@ def param_groups(model: nn.Module, weight_decay: float):
 
 
 def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, counts=None,
-           probe_rows: bool = False):
+           probe_rows: bool = False, fused_ce: str | None = None):
     """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere.
 
     The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over micro-batches of that
@@ -143,7 +146,11 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
     the processes to the losses of the whole micro-batches.
     probe_rows: L_probe is computed from the head at the answer positions alone (a product of one row per
     sequence), so that its backward skips the full logits: the same value up to rounding, and the separate
-    gradients of L_LM and L_probe of one forward cost one full backward, not two (the analyses)."""
+    gradients of L_LM and L_probe of one forward cost one full backward, not two (the analyses).
+    fused_ce: a library of FUSED_CE ("cce", "liger") computes the head and the per-token
+    cross-entropy in fused kernels (`fused_head_ce`: the logits are never kept); None: plain
+    PyTorch. The same numbers up to rounding; ce_chunks and probe_rows take precedence (the CPU and
+    analysis paths)."""
     mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
     mask = mask.view(n_micro, -1)
     if counts is None:
@@ -158,6 +165,12 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
                                    model.vocab_size, ce_chunks)
         ce = ce.view(n_micro, -1)
         return loss, (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
+    if fused_ce and not probe_rows:
+        h = model.hidden(x).flatten(0, 1)
+        ce = fused_head_ce(h, model.wte.weight[: model.vocab_size], y.flatten(), fused_ce)
+        ce = ce.view(n_micro, -1)
+        lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
+        return lm + lam * probe, lm, probe
     if not probe_rows:
         ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
         lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
@@ -210,3 +223,86 @@ def chunked_head_ce(h, weight, targets, w, vocab_size: int, chunks: int):
     """(sum_i w_i CE_i, CE (N,) detached) of the tied head on h (N, d) against targets (N,), token weights w
     (N,) without a gradient; the real vocabulary is the first `vocab_size` rows of `weight`."""
     return _ChunkedHeadCE.apply(h, weight, targets, w.detach().float(), vocab_size, chunks)
+
+
+# --------------------------------------------------------------------- fused head + cross-entropy
+# Libraries whose kernels compute the tied head's logits and their cross-entropy together, never
+# writing the (tokens x vocabulary) logits: the loss's log-softmax passes over them were 22% of the
+# step at the GPT-2 vocabulary (notes/speed.md). Both run Triton kernels, so CUDA only.
+FUSED_CE = {"cce": "cut_cross_entropy", "liger": "liger_kernel"}
+
+
+def installed(library: str) -> bool:
+    return importlib.util.find_spec(FUSED_CE[library]) is not None
+
+
+@torch.compiler.disable  # library kernels: a compiled loss runs them eagerly between its two graphs
+def fused_head_ce(h, weight, targets, library: str):
+    """Per-token cross-entropy (N,) of the logits h @ weight^T (h (N, d); weight (V, d), the real
+    vocabulary's rows) against targets (N,), by `library`'s fused kernels in the autocast dtype
+    (fp32 sums). Its backward takes any per-token gradient (the loss's token weights); no logits
+    are kept."""
+    on = torch.is_autocast_enabled(h.device.type)
+    dtype = torch.get_autocast_dtype(h.device.type) if on else h.dtype
+    h, weight = h.to(dtype), weight.to(dtype)
+    if library == "cce":
+        from cut_cross_entropy import linear_cross_entropy
+        # filter_eps None: the exact gradient (the default skips softmax entries below bf16's eps)
+        return linear_cross_entropy(h, weight, targets, reduction="none", filter_eps=None)
+    if library == "liger":
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+        # reduction "none": its backward recomputes each chunk's logits, token gradients folded in
+        return liger_fused_linear_cross_entropy(h, weight, targets, reduction="none")
+    raise ValueError(f"unknown fused cross-entropy library {library!r}")
+
+
+def plain_head_ce(h, weight, targets):
+    """fused_head_ce in plain PyTorch: the logits in the autocast dtype, their softmax in fp32."""
+    return F.cross_entropy(F.linear(h, weight).float(), targets, reduction="none")
+
+
+@functools.cache
+def fused_ce_works(library: str, device_index: int) -> str:
+    """"" when `library` runs on this CUDA device and agrees with plain_head_ce on a small problem
+    (values and gradients under bf16 autocast, token weights as the loss has them); else why not.
+    Once per process: a library built for another torch or Triton fails here, not inside a run."""
+    device = torch.device("cuda", device_index)
+    try:
+        g = torch.Generator(device=device).manual_seed(0)
+        n, d, v = 512, 64, 1000
+        h = torch.randn(n, d, device=device, generator=g).requires_grad_()
+        w = (0.1 * torch.randn(v, d, device=device, generator=g)).requires_grad_()
+        t = torch.randint(0, v, (n,), device=device, generator=g)
+        tw = torch.rand(n, device=device, generator=g)
+        out = []
+        for fn in (lambda: fused_head_ce(h, w, t, library), lambda: plain_head_ce(h, w, t)):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                ce = fn()
+            gh, gw = torch.autograd.grad((ce * tw).sum(), (h, w))
+            out.append((ce.float(), gh, gw))
+        for a, b in zip(*out):
+            err = ((a - b).norm() / b.norm()).item()
+            if not err < 2e-2:  # bf16 logits (plain) against fp32-accumulated: about 1e-3 apart
+                return f"differs from the plain loss (relative error {err:.2g})"
+        return ""
+    except Exception as e:  # an import or kernel failure: the plain path runs instead
+        return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+
+
+def fused_ce_library(choice: str, device: torch.device) -> str | None:
+    """The library of the training loss for choice (Config.fused_ce) on `device`; None: plain.
+    "off": None. Off CUDA: None (Triton kernels; the plain path is what a CPU runs). "auto":
+    cut-cross-entropy when installed and fused_ce_works passes, else None (liger-kernel only when
+    named: with per-token weights its backward recomputes the forward's chunks). A library named
+    explicitly must be installed and pass the check (ValueError otherwise)."""
+    if choice == "off" or device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    for library in (["cce"] if choice == "auto" else [choice]):
+        why = fused_ce_works(library, index) if installed(library) else "not installed"
+        if not why:
+            return library
+        if choice != "auto":
+            raise ValueError(f"fused_ce={library}: {why}")
+        print(f"fused cross-entropy: {library} not used ({why})")
+    return None

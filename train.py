@@ -18,6 +18,7 @@ alone evaluates and writes the run folder.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from common import (check_writable, environment, os_reason, pick_device, pyplot,
                     write_text)
 from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
-from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
+from model import GPT, fused_ce_library, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
                   remove_leftovers, snapshot_path)
 
@@ -233,8 +234,15 @@ def _given(counts) -> tuple:
 
 
 def loss_fn(cfg: Config, device: torch.device):
-    """The training loss: `losses`, compiled for fixed shapes on CUDA when cfg.compile."""
-    return torch.compile(losses, dynamic=False) if (cfg.compile and device.type == "cuda") else losses
+    """The training loss: `losses` with the fused head cross-entropy of cfg.fused_ce where it runs
+    (model.fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when
+    cfg.compile."""
+    try:
+        library = fused_ce_library(cfg.fused_ce, device)
+    except ValueError as e:  # a library named explicitly that does not run here
+        raise UsageError(str(e))
+    fwd = functools.partial(losses, fused_ce=library) if library else losses
+    return torch.compile(fwd, dynamic=False) if (cfg.compile and device.type == "cuda") else fwd
 
 
 def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int):
@@ -249,6 +257,8 @@ def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab
     if cfg.stop_rule:
         step, max_val, min_ood = parse_stop_rule(cfg.stop_rule)
         if row["step"] == step and row["val_loss"] > max_val and best_ood < min_ood:
+            if max_val == -math.inf and min_ood > 1:  # always fires (p_ood <= 1): a sweep run
+                return "stopped_early", f"sweep run: stopped at step {step:,} as planned"
             return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
                                      f"< {min_ood}")
     return None

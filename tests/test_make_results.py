@@ -66,5 +66,17 @@ def test_real_plan_lists_every_part_with_an_eta(capsys, tmp_path):
 @pytest.mark.parametrize("preset", ["paper", "tiny"])
 def test_every_stage_script_exists(preset, tmp_path):
     for s in mr.build_plan(preset, str(tmp_path), str(tmp_path / "res"), None):
-        assert os.path.isfile(os.path.join(mr.ROOT, s.cmd[0])), s.cmd[0]
+        there = os.path.isfile(os.path.join(mr.ROOT, s.cmd[0]))
+        assert there or s.cmd[0] in mr.HOOK_SCRIPTS, s.cmd[0]
         assert all(n in {t.name for t in mr.build_plan(preset, "r", "x", None)} for n in s.needs)
+
+
+def test_the_larger_models_run_only_when_named(tmp_path):
+    plan = mr.build_plan("paper", "runs", "results/v2", None)
+    assert {s.part for s in mr.select(plan, None)} & set(mr.OPTIONAL_PARTS) == set()
+    scale = mr.select(plan, "scale")
+    assert [s.name for s in scale[:2]] == ["scale.sweep", "scale.train"]
+    assert all(s.needs == ["scale.train"] for s in scale[2:]) and len(scale) == 8
+    assert scale[-1].cmd[:3] == ["optimizer_null.py", "--run", "{out_dir}/3x_seed42"]
+    tiny = mr.select(mr.build_plan("tiny", "runs", "r", None), "scale8x")
+    assert tiny[-2].cmd[:3] == ["trajectory_record.py", "--run", "{out_dir}/tiny_8x_seed42"]

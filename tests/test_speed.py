@@ -156,3 +156,63 @@ def test_corpus_generated_beside_compilation(tmp_path, micro_cfg, monkeypatch):
     want = load_corpus(dataclasses.replace(cfg, cache_dir=str(tmp_path / "direct")))  # built in this process
     assert (got.train == want.train).all() and (got.val == want.val).all() and len(got.train) > 1000
     assert calls in ([], [want.vocab_size])  # warm-up only while the child was still generating
+
+
+def test_fused_loss_path_computes_the_plain_loss(setup, monkeypatch):
+    """losses(fused_ce=...) with the library's kernels replaced by plain_head_ce (what they compute):
+    the per-token cross-entropy gets the LM and probe weights of each micro-batch, so values and
+    gradients are the plain path's (the library itself: model.fused_ce_works, on a GPU)."""
+    import model
+    cfg, corpus = setup
+    torch.manual_seed(2)
+    net = GPT.from_config(cfg, corpus.vocab_size)
+    x, y, pos = (torch.cat(t) for t in zip(*_batches(cfg, corpus, 5)))
+    calls = []
+
+    def plain(h, w, t, library):
+        calls.append((library, tuple(w.shape)))
+        return model.plain_head_ce(h, w, t)
+    monkeypatch.setattr(model, "fused_head_ce", plain)
+    res = {}
+    for lib in (None, "cce"):
+        net.zero_grad()
+        vals = losses(net, x, y, pos, 2.0, n_micro=2, fused_ce=lib)
+        vals[0].backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        res[lib] = torch.stack(vals).detach(), grads
+    assert calls == [("cce", (corpus.vocab_size, cfg.d_model))]  # the real vocabulary's rows only
+    (v0, g0), (v1, g1) = res[None], res["cce"]
+    assert torch.allclose(v0, v1, rtol=1e-6) and v0[2] > 0  # a probe loss: its weights are used
+    assert max(((g0[k] - g1[k]).norm() / g0[k].norm()).item() for k in g0) < 1e-5
+
+
+def test_fused_loss_switch(monkeypatch, micro_cfg, tmp_path):
+    import model
+    from config import diff_configs, make_config
+    from config import UsageError
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert all(model.fused_ce_library(c, cpu) is None for c in ("auto", "cce", "liger", "off"))
+    have, works = {"cce": True, "liger": True}, {"cce": "", "liger": ""}
+    monkeypatch.setattr(model, "installed", lambda lib: have[lib])
+    monkeypatch.setattr(model, "fused_ce_works", lambda lib, index: works[lib])
+    pick = lambda c: model.fused_ce_library(c, gpu)  # noqa: E731
+    assert (pick("auto"), pick("cce"), pick("liger"), pick("off")) == ("cce", "cce", "liger", None)
+    works["cce"] = "RuntimeError: no kernel image"
+    assert pick("auto") is None  # auto falls back to plain PyTorch
+    with pytest.raises(ValueError, match="fused_ce=cce: RuntimeError: no kernel image"):
+        pick("cce")
+    have["liger"] = False
+    with pytest.raises(ValueError, match="not installed"):
+        pick("liger")
+    # train.loss_fn: the plain loss on a CPU whatever the config says; the library's on CUDA
+    cfg = micro_cfg(tmp_path, fused_ce="liger")
+    assert train.loss_fn(cfg, cpu) is losses
+    with pytest.raises(UsageError, match="fused_ce=liger: not installed"):
+        train.loss_fn(cfg, gpu)
+    works["cce"] = ""
+    fwd = train.loss_fn(dataclasses.replace(cfg, fused_ce="auto"), gpu)  # tiny: compile off
+    assert fwd.func is losses and fwd.keywords == {"fused_ce": "cce"}
+    # a run may resume with another setting (same numbers up to rounding); a bad one is one error
+    assert diff_configs(make_config(fused_ce="off"), make_config()) == []
+    with pytest.raises(UsageError, match="fused_ce must be"):
+        make_config(fused_ce="triton")
