@@ -137,6 +137,11 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
         Stage("beta2.beta2", ["beta2_analysis.py", "--results", r("beta2"), *common], 300),
     ]
     plan += seed_stages(271, common, dev, prefix)
+    # the twin without weight decay (SPEC 6, the third null): seed 42 at weight decay 0, its trajectory analyses
+    twin = f"{prefix}seed42_wd0"
+    t = Stage("twin.train", ["train.py", "--seed", "42", "--weight_decay", "0", "--name", twin, *common], 200)
+    plan += [t] + [Stage(f"twin.{a}", [f"{a}.py", "--run", "{out_dir}/" + twin, *dev], est, needs=[t.name])
+                   for a, est in zip(ANALYSES[:2], (15, 8))]
     for size in ("3x", "8x"):
         plan += scale_stages(size, common, dev, prefix, results)
     return plan
