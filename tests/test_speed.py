@@ -110,7 +110,9 @@ def test_probe_rows_loss_and_split_gradients_equal_plain(setup):
     for G, which in ((G_lm, 1), (G_pr, 2)):
         want = geometry.batch_gradients(model, batches, runs.loss_fn(which, 2.0, cpu, True), keys)
         assert G.shape == want.shape == (len(batches), sum(dict(model.named_parameters())[k].numel() for k in keys))
-        assert torch.allclose(G, want, rtol=1e-4, atol=1e-8) and want.abs().max() > 0
+        # float32 rounding: one forward for both losses sums in another order (seen: 4e-8 on a max of 0.13)
+        scale = float(want.abs().max())
+        assert torch.allclose(G, want, rtol=1e-4, atol=1e-6 * scale) and scale > 0
 
 
 def test_evaluator_equals_direct_computation(setup):
