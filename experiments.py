@@ -336,7 +336,10 @@ def load_finetune(folder: str) -> dict:
 
 def finetune_summary(results_dir: str) -> dict:
     """The numbers a paper section needs, from a study folder's JSONs (never from checkpoints)."""
-    recs = load_finetune(results_dir)
+    try:
+        recs = load_finetune(results_dir)
+    except UsageError as e:  # a folder from before a study's file existed: absent, as readers of OSError expect
+        raise FileNotFoundError(str(e)) from None
     r = {e: v["results"] for e, v in recs.items()}
     fv, act, rk, al = r["full_vs_lora"], r["activity"], r["rank"], r["alignment"]
     over = al["alignment"]["groups"]["overall"]

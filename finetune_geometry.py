@@ -972,7 +972,7 @@ def _cmp(a: float, b: float, tol: float = 0.0) -> str:
 
 
 def _step(s, reached: bool, steps: int) -> str:
-    return f"step {s}" if reached else f"never within {steps} steps"
+    return f"reaches the target at step {s}" if reached else f"does not reach it within {steps} steps"
 
 
 def comparison(out: dict, ft: FTConfig) -> dict:
@@ -1050,8 +1050,8 @@ def comparison(out: dict, ft: FTConfig) -> dict:
         "matrices", "not measured", n_l, n_a, f"full FT at matched loss (full B {n_b}; LoRA seed 1 {n_l1})",
         f"W + dW_LoRA has {n_l} intruder dimensions among {it['lora_0']['examined']} top singular vectors "
         f"(seed 1: {n_l1}); W + dW_full has {n_a} (other data order: {n_b}): LoRA makes "
-        f"{'more' if min(n_l, n_l1) > max(n_a, n_b) else 'fewer' if max(n_l, n_l1) < min(n_a, n_b) else 'as many, within the runs spread,'} "
-        f"than full FT.")
+        f"{'more than' if min(n_l, n_l1) > max(n_a, n_b) else 'fewer than' if max(n_l, n_l1) < min(n_a, n_b) else 'as many as'} "
+        "full FT (more or fewer: beyond the range of both pairs of runs).")
 
     # (4) layer-wise activity
     cl, cf, cb, cl1 = (act[n]["centroid"] for n in ("lora", "full", "full_B", "lora_1"))
@@ -1079,10 +1079,10 @@ def comparison(out: dict, ft: FTConfig) -> dict:
             f"{fmt_g(b['subspace_random'], 2)}).")
     res, lr = out["baseline"], out["lr"]
     sf, sl = (lr_steps(out, n) for n in ("full_A", "lora_0"))
-    row("steps to the target validation loss at the swept lr, LoRA", "not measured", sl[0], sf[0],
-        "full FT at its swept lr",
-        f"With each lr chosen by the same sweep (full {res['lr_full']:g}, LoRA {res['lr_lora']:g}), full FT "
-        f"reaches the target {res['target_val_loss']:.3g} at {_step(sf[0], sf[1], T)} and LoRA at "
+    row("steps to the target validation loss at the swept lr, LoRA", "not measured",
+        sl[0] if sl[1] else None, sf[0] if sf[1] else None, "full FT at its swept lr (-: not reached)",
+        f"With each lr chosen by the same sweep (full {res['lr_full']:g}, LoRA {res['lr_lora']:g}) and the "
+        f"target {res['target_val_loss']:.3g}, full FT {_step(sf[0], sf[1], T)} and LoRA "
         f"{_step(sl[0], sl[1], T)}.")
     rho = lr["spearman_lr_grad_norm_var"]
     row("Spearman(lr, variance of ||g|| over steps), full FT", "higher lr, higher variance", rho["full"],
