@@ -334,7 +334,8 @@ def plan(preset: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- fine-tuning study (finetune_geometry.py)
-FT_EXPERIMENTS = ("baseline", "lr", "full_vs_lora", "alignment", "activity", "rank", "table")
+FT_EXPERIMENTS = ("baseline", "lr", "full_vs_lora", "alignment", "subspace", "energy", "intruders", "activity",
+                  "rank", "table")
 FT_STUDY = dict(proj_full=0.23, proj_lora=0.09, align_lo=0.17, align_hi=0.19)  # the study's numbers
 
 
@@ -351,26 +352,43 @@ def load_finetune(folder: str) -> dict:
 
 def finetune_summary(results_dir: str) -> dict:
     """The numbers a paper section needs, from a study folder's JSONs (never from checkpoints)."""
-    r = {e: v["results"] for e, v in load_finetune(results_dir).items()}
-    fv, act, rk = r["full_vs_lora"], r["activity"], r["rank"]
-    al = r["alignment"]["alignment"]["groups"]["overall"]
+    try:
+        recs = load_finetune(results_dir)
+    except UsageError as e:  # a folder from before a study's file existed: absent, as readers of OSError expect
+        raise FileNotFoundError(str(e)) from None
+    r = {e: v["results"] for e, v in recs.items()}
+    fv, act, rk, al = r["full_vs_lora"], r["activity"], r["rank"], r["alignment"]
+    over = al["alignment"]["groups"]["overall"]
 
     def pick(row, keys):
         return {k: row[k] for k in keys}
+
+    def overall(block):
+        return {p: v["groups"]["overall"] for p, v in block.items()}
     return dict(
-        base=load_finetune(results_dir)["baseline"]["config"]["base"], base_p_ood=rk["base_p_ood"],
+        base=recs["baseline"]["config"]["base"], task=recs["baseline"]["config"]["task"],
+        base_p_ood=rk["base_p_ood"], target_val_loss=r["baseline"]["target_val_loss"],
+        lr_chosen=r["lr"]["chosen"], matched_steps=r["baseline"]["matched_steps"],
+        reached_target=r["baseline"]["reached_target"],
         proj_abs_mean={m: fv[m]["overall"]["proj_abs_mean"] for m in ("full", "lora")},
         proj_var={m: fv[m]["overall"]["proj_var"] for m in ("full", "lora")},
+        cos_over_null={m: fv[m]["overall"]["cos_over_null"] for m in ("full", "lora")},
         ratio_full_over_lora=fv["ratio_full_over_lora"]["overall"],
-        alignment=dict(pick(al, ("cos", "late_mean", "random_level", "ceiling_final")),
-                       steps=r["alignment"]["alignment"]["steps"], rank=r["alignment"]["rank"]),
-        activity=dict(full=act["full"]["final"], lora=act["lora"]["final"],
-                      centroid_full=act["full"]["centroid"], centroid_lora=act["lora"]["centroid"]),
-        rank=[pick(row, ("rank", "p_ood", "best_p_ood", "val_loss", "align_late_mean", "ceiling_final",
-                         "trainable")) for row in rk["rows"]],
+        alignment=dict(pick(over, ("cos", "late_mean", "random_level", "ceiling_final")),
+                       steps=al["alignment"]["steps"], rank=al["rank"]),
+        alignment_matched=overall(al["matched"]),
+        subspace_matched=overall(r["subspace"]["matched"]),
+        energy={n: v["groups"]["overall"] for n, v in r["energy"]["runs"].items()},
+        intruders={n: v["counts"]["overall"] for n, v in r["intruders"]["runs"].items()},
+        activity=dict(full=act["full"]["matched"], lora=act["lora"]["matched"],
+                      centroid_full=act["full"]["centroid"], centroid_lora=act["lora"]["centroid"],
+                      centroid_full_B=act["full_B"]["centroid"], centroid_lora_1=act["lora_1"]["centroid"]),
+        rank=[pick(row, ("rank", "p_ood", "val_loss", "steps_to_target", "align_late_mean", "align_final",
+                         "ceiling_final", "of_ceiling", "subspace_final", "subspace_random", "trainable"))
+              for row in rk["rows"]],
         full_p_ood=rk["full"]["p_ood"],
-        lr={m: [pick(row, ("lr", "final_train_loss", "grad_norm_var", "p_ood", "diverged_at"))
-                for row in rows] for m, rows in r["lr"]["rows"].items()},
+        lr={m: [pick(row, ("lr", "final_train_loss", "val_loss", "steps_to_target", "grad_norm_var", "p_ood",
+                           "diverged_at")) for row in rows] for m, rows in r["lr"]["rows"].items()},
         table=r["table"])
 
 
