@@ -37,8 +37,8 @@ from common import write_json
 from config import Parser
 from readers import (BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON,  # noqa: F401
                      Results, Seed, _fisher_rows, _sgd_rows, beta2_curves, corr, find, get, group_key,
-                     matched_null_pc1, newest_version, open_results, pct, pct_range, sci, seeds_of, unigram,
-                     val_curve)
+                     matched_null_pc1, newest_version, open_results, pct, pct_range, run_results, sci,
+                     seeds_of, unigram, val_curve)
 
 HOLDS, ABOVE, NOT, NA = "holds", "holds only above null", "does not hold", "not measurable here"
 BY_OPT = "reproduced, explained by the optimizer's mechanics"
@@ -81,11 +81,12 @@ def reproduces(x, lo: float, hi: float) -> bool:
 
 
 def beyond(x, null: dict | None, sign: int = 1) -> bool | None:
-    """Whether x is beyond the optimizer null {mean, sd} on the side `sign` (+1 above, -1 below), by more
-    than SPREAD of its seeds' sd; None without the null."""
+    """Whether x is beyond the optimizer null {mean, sd} on the side `sign` (+1 above, -1 below, 0 either),
+    by more than SPREAD of its seeds' sd; None without the null."""
     if x is None or not null or null.get("mean") is None:
         return None
-    return sign * (x - null["mean"]) > SPREAD * (null.get("sd") or 0.0)
+    d = x - null["mean"]
+    return (abs(d) if sign == 0 else sign * d) > SPREAD * (null.get("sd") or 0.0)
 
 
 def null_text(walk=None, opt: dict | None = None, twin=None, fmt=lambda x: f"{x:.3f}") -> str:
@@ -108,7 +109,8 @@ def judge(ours, lo, hi, walk=None, opt=None, sign: int = 1, walk_beyond=None) ->
     rep = reproduces(ours, lo, hi)
     b_opt = beyond(ours, opt, sign)
     b_walk = (walk_beyond if walk_beyond is not None
-              else (None if walk is None or ours is None else sign * (ours - walk) > 0))
+              else None if walk is None or ours is None
+              else (ours != walk if sign == 0 else sign * (ours - walk) > 0))
     opt_rep = opt is not None and reproduces(opt.get("mean"), lo, hi)
     if not rep:
         if b_opt and b_walk:
@@ -270,7 +272,7 @@ def rule_c4(s: Seed, fb: str = "final") -> Verdict:
     tw = s.twin()
     twin = (float(np.median([tw.decomposition(g)["f_b"][-1] for g in groups if tw.decomposition(g).get("f_b")]))
             if tw else None)
-    v, why = judge(med, *paper_range("C4", s.seed), walk, opt)
+    v, why = judge(med, *paper_range("C4", s.seed), walk, opt, sign=0)  # a value, not a direction
     nums = {"fb_median": med, "fb_min": min(val), "fb_max": max(val), "walk": walk, "opt": opt, "twin": twin}
     return Verdict(v, f"{fb} f_b median {pct(med)} ({pct_range(val)})", null_text(walk, opt, twin, pct), why,
                    nums)
@@ -1018,11 +1020,12 @@ def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results root (results/<version>/...)")
     p.add_argument("--version", default=None, help="corpus version folder (default: the newest with a seed run)")
+    p.add_argument("--run", help="one run folder instead of results/ (e.g. runs/tiny_seed42)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--robust", action="store_true",
                    help="each claim under every defensible definition; writes <results>/<version>/claims_robust.json")
     ns = p.parse_args(argv)
-    res = open_results(ns.results, ns.version)
+    res = run_results(ns.run) if ns.run else open_results(ns.results, ns.version)
     if ns.robust:
         import time
         from common import provenance

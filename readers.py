@@ -25,7 +25,7 @@ UPDATE_JSON = "analysis/backbone_update_analysis.json"
 GRAD_JSON = "analysis/backbone_gradient_analysis.json"
 FISHER_JSON = "analysis/backbone_fisher_analysis.json"
 NULL_JSON = "analysis/optimizer_null.json"
-TWIN = "seed{seed}_wd0"   # the no-decay twin's run folder (experiments.twin_config)
+TWIN = "{run}_wd0"        # the no-decay twin's run folder beside the run (experiments.twin_config)
 
 
 def matched_null_pc1(norms_sq) -> float:
@@ -165,7 +165,8 @@ class Seed:
     """The numbers of one seed run (results/<version>/seed<N>/), with the nulls computed where absent."""
 
     def __init__(self, res: Results, seed: int, name: str | None = None):
-        self.res, self.seed, self.dir = res, seed, name or f"seed{seed}"
+        self.res, self.seed = res, seed
+        self.dir = name or getattr(res, "names", {}).get(seed) or f"seed{seed}"
         self.pca = res.json(f"{self.dir}/{PCA_JSON}")
         self.update = res.json(f"{self.dir}/{UPDATE_JSON}")
         self.grad = res.json(f"{self.dir}/{GRAD_JSON}")
@@ -175,9 +176,9 @@ class Seed:
 
     def twin(self) -> "Seed | None":
         """The no-decay twin of this seed (results/<version>/seed<N>_wd0/) when it has its PCA analysis."""
-        if self.dir != f"seed{self.seed}":
+        if self.dir.endswith("_wd0"):
             return None
-        t = Seed(self.res, self.seed, TWIN.format(seed=self.seed))
+        t = Seed(self.res, self.seed, self.dir + "_wd0")
         return t if t.pca is not None else None
 
     def opt(self, group: str, stat: str) -> dict | None:
@@ -321,4 +322,18 @@ def open_results(root: str, version: str | None) -> "Results":
     res = Results(root, version)
     if res.dir is None or not os.path.isdir(res.dir):
         fail(f"no corpus version folder in {root}" + (f" ({version})" if version else ""))
+    return res
+
+
+def run_results(run: str) -> Results:
+    """A Results view of one run folder (runs/tiny_seed42): its parent as the version folder, the run as the
+    only seed (its twin <run>_wd0 beside it)."""
+    if not os.path.isfile(os.path.join(run, "config.json")):
+        fail(f"--run {run}: no config.json")
+    parent = os.path.dirname(os.path.abspath(run))
+    res = Results(parent, version="")
+    res.dir, res.version = parent, os.path.basename(parent)
+    seed = int(get(res.json(os.path.join(os.path.basename(run), "config.json")), "config.seed", 0))
+    res.names = {seed: os.path.basename(os.path.normpath(run))}
+    res.seeds = lambda: [seed]
     return res
