@@ -906,7 +906,7 @@ def cosine_shape(G, steps, anchor: int, k: int = 3) -> list:
     tau = (st - anchor) / (st[-1] - anchor)
     out = []
     for j in range(1, k + 1):
-        if j > T - 1 or not P.sigma[j - 1] > 1e-12 * P.sigma[0]:
+        if j > T - 1 or not P.rho[j - 1] > 1e-12:  # a zero component up to rounding
             out.append(None)
             continue
         proj = (P.U[:, j - 1] * P.sigma[j - 1]).numpy()
