@@ -34,7 +34,7 @@ import torch
 
 import geometry as geo
 from common import write_json
-from config import Parser
+from config import Parser, UsageError
 from readers import (BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON,  # noqa: F401
                      Results, Seed, _fisher_rows, _sgd_rows, beta2_curves, corr, find, get, group_key,
                      matched_null_pc1, newest_version, open_results, pct, pct_range, run_results, sci,
@@ -949,7 +949,7 @@ def _targets(c: Claim, res: Results, seeds, **kw):
 def _safe(fn) -> Verdict:
     try:
         v = fn()
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration) as e:
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration, UsageError) as e:
         v = na(f"results incomplete ({type(e).__name__}: {e})")
     assert v.verdict in VERDICTS, v.verdict
     return v
