@@ -121,6 +121,8 @@ def judge(ours, lo, hi, walk=None, opt=None, sign: int = 1, walk_beyond=None) ->
                         else "within the optimizer null's spread")
     if b_walk is False:
         return BY_WALK, "the matched walk gives as much"
+    if b_walk is None and b_opt is None:
+        return NA, "the paper's value, but no null here to read it against"
     why = "beyond the matched walk" + (" and the optimizer null" if b_opt else " (no optimizer null)")
     return HOLDS, why
 
