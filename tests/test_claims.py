@@ -108,6 +108,7 @@ def c4(fb_final, o=None, fb="final"):
 
 def test_c4_every_verdict():
     assert c4(0.70, (0.95, 0.01)) == cl.HOLDS  # no walk without increment norms: beyond the optimizer null
+    assert c4(0.70) == cl.NA  # the paper's value, but no null at all
     assert c4(0.70, (0.70, 0.01)) == cl.BY_OPT
     assert c4(0.99, (0.70, 0.01)) == cl.NOT
     assert c4(0.70, (0.95, 0.01), fb="mean") == cl.NOT  # the time average of this f_b is 0.52
@@ -198,6 +199,7 @@ def test_robust_names_the_definitions_that_change_a_verdict(tmp_path):
     d.mkdir(parents=True)
     f = [0.5] * 9 + [0.70]
     json.dump(pca_with_a(list(range(1, 11)), fb=f), open(d / "trajectory_pca_uncentered.json", "w"))
+    json.dump(opt("block0", f_b_final=(0.95, 0.01)), open(d / "optimizer_null.json", "w"))
     rows = cl.robust(Results(str(tmp_path / "results"), "v9"))
     c4 = next(r for r in rows if r["claim"] == "C4")
     assert c4["verdicts"] == {"final f_b": cl.HOLDS, "time-averaged f_b": cl.NOT}
