@@ -105,6 +105,16 @@ def output_dirs(kind: str, cfg: Config, out: str | None, results: str | None, su
     return dirs
 
 
+# ----------------------------------------------------------------------------- the no-decay twin
+def twin_config(given: dict | None = None) -> Config:
+    """The paper run with weight decay 0 (seed 42 unless given), run folder seed<N>_wd0 (tiny_ prefix in
+    the tiny preset): the twin every trajectory claim is read against (claims.py, readers.TWIN)."""
+    given = dict(given or {})
+    base = make_config(**given)
+    fixed = dict(weight_decay=0.0, name=f"{run_prefix(base.preset)}seed{base.seed}_wd0")
+    return experiment_config(given, fixed, why="the no-decay twin")
+
+
 # ----------------------------------------------------------------------------- the SGD-family controls
 def control_config(run: str, given: dict | None = None) -> Config:
     """Config of control run `run` (a key of TABLE8): preset, the 4,000-step schedule and snapshots, user

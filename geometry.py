@@ -857,3 +857,56 @@ class Record:
     def inner(self, keys) -> torch.Tensor:
         """The raw inner products <theta(t_i), theta(t_j)> over the tensors `keys`."""
         return self.gram(keys, torch.eye(len(self.steps), dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- decay split and shape test
+def decay_split(Ga, c_b, factors) -> dict:
+    """Each interval's change of a(t) = <x(t), v_b> (v_b = X^T c_b) split into what decoupled weight decay
+    alone does and the rest, from the Gram with the anchor row (split_anchor) and `factors` s(t)/s(anchor)
+    per row (run_decay_factors).
+
+    Over the interval (t_prev, t] decay alone maps theta(t_prev) to f theta(t_prev), f = s(t)/s(t_prev), so
+    its part of the update u(t) = theta(t) - theta(t_prev) is (f - 1) theta(t_prev) and
+    <(f - 1) theta(t_prev), v_b> = (f - 1) (a(t_prev) + <theta(anchor), v_b>). The rest is the update of
+    the loss gradient (and of decay acting on the motion inside the interval: the discretisation error,
+    zero when every step is a row). The same split of C(t) = <u, v_b>/||u||: C_decay + C_rest."""
+    G, h, _ = split_anchor(Ga)
+    c = torch.as_tensor(c_b, dtype=torch.float64).cpu()
+    s = torch.as_tensor(factors, dtype=torch.float64).cpu()
+    a = G @ c
+    a0 = float(h @ c)                        # <theta(anchor), v_b>
+    a_prev = torch.cat([torch.zeros(1, dtype=torch.float64), a[:-1]])
+    s_prev = torch.cat([torch.ones(1, dtype=torch.float64), s[:-1]])
+    da = a - a_prev
+    da_decay = (s / s_prev - 1) * (a_prev + a0)
+    E = rows(G, "increments")
+    un = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
+    nz = un > 0
+    C_dec = torch.where(nz, da_decay / un.clamp(min=1e-300), torch.full_like(un, float("nan")))
+    C_all = torch.where(nz, da / un.clamp(min=1e-300), torch.full_like(un, float("nan")))
+    return dict(delta_a=da.tolist(), delta_a_decay=da_decay.tolist(), delta_a_rest=(da - da_decay).tolist(),
+                C=_floats(C_all), C_decay=_floats(C_dec), C_rest=_floats(C_all - C_dec),
+                a_decay_total=float(da_decay.sum()), a_rest_total=float((da - da_decay).sum()),
+                theta_anchor_dot_vb=a0)
+
+
+def cosine_shape(G, steps, anchor: int, k: int = 3) -> list:
+    """The random-walk shape test of Antognini & Sohl-Dickstein (2018): the projection of the centered
+    rows on their PC j (j = 1..k) against cos(j pi tau), tau = (t - anchor) / (t_end - anchor) over the row
+    steps t; for a random walk it is that cosine (|Pearson r| -> 1 as T grows). |r| per PC (None where the
+    rows have fewer components)."""
+    T = G.shape[0]
+    if T < 3:
+        return [None] * k
+    P = PCA(G, rows(G, "centered"))
+    st = np.asarray(steps, float)
+    tau = (st - anchor) / (st[-1] - anchor)
+    out = []
+    for j in range(1, k + 1):
+        if j > T - 1 or not P.rho[j - 1] > 1e-12:  # a zero component up to rounding
+            out.append(None)
+            continue
+        proj = (P.U[:, j - 1] * P.sigma[j - 1]).numpy()
+        r = pearson(proj, np.cos(j * math.pi * tau))
+        out.append(None if r is None else abs(r))
+    return out

@@ -42,4 +42,8 @@ for i in "${!STAGES[@]}"; do
   echo "== $name (${why:-not checked})"
   python3 "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
 done
+echo "== optimizer_null"  # the run's optimizer on pure noise; a coordinate sample off the GPU
+NULL_ARGS=(--seeds 5); case " ${TRAIN[*]-} " in *" tiny "*) NULL_ARGS=(--seeds 3 --sample 256) ;; esac
+python3 optimizer_null.py --run "$RUN" "${NULL_ARGS[@]}"
+python3 claims.py --run "$RUN"
 echo "== done: $RUN"
