@@ -1635,51 +1635,62 @@ def not_yet(res: Results, rel: str, cmd: str) -> str:
 
 def mechanics_rows(res: Results) -> list[dict] | None:
     """rows of results/<version>/nulls/mechanics.json (None when absent): what each optimizer ingredient
-    alone makes of pure Gaussian noise gradients from the run's theta(0). Keys per row: ingredient (str),
-    pc1, matched_null_pc1, share_e0 (fractions), coherence, k95; a missing one prints '--'."""
+    alone makes of pure Gaussian noise gradients from theta(0) (optimizer_null.py --mechanics). Per row:
+    ingredient, description and, per group, {stat: {mean, sd}} over the noise seeds."""
     d = res.json(MECHANICS_JSON)
     rows = get(d, "rows") if d else None
     return rows if isinstance(rows, list) else None
 
 
+def _mean_sd(row: dict, stat: str, fmt_, group: str = "trunk") -> str:
+    x = (row.get(group) or {}).get(stat) or {}
+    if x.get("mean") is None:
+        return "--"
+    return fmt_(x["mean"]) + ("" if not x.get("sd") else f" $\\pm$ {fmt_(x['sd'])}")
+
+
 def tab_mechanics(res: Results) -> str:
     rows = mechanics_rows(res)
     if rows is None:
-        return not_yet(res, MECHANICS_JSON, "\\texttt{optimizer\\_null.py}")
-    body = [[tex_escape(r.get("ingredient", "?")), p1(r.get("pc1")), p1(r.get("matched_null_pc1")),
-             "--" if r.get("k95") is None else str(r["k95"]), f2(r.get("coherence")), p1(r.get("share_e0"))]
-            for r in rows]
-    return tabular("@{}lrrrrr@{}", ["on noise gradients", "PC1 \\%", "matched null \\%", "$k_{95}$", "coherence",
-                                    "share along $\\theta(0)$ \\%"], body)
+        return not_yet(res, MECHANICS_JSON, "\\texttt{optimizer\\_null.py --mechanics}")
+    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
+    body = [[tex_escape(r.get("ingredient", "?")), _mean_sd(r, "pc1", pct), _mean_sd(r, "null_matched_pc1", pct),
+             _mean_sd(r, "coherence", f2), _mean_sd(r, "cos_vb_theta0", f2), _mean_sd(r, "t_star", lambda x: f"{x:,.0f}"),
+             _mean_sd(r, "a_retreat", pct)] for r in rows]
+    return tabular("@{}lrrrrrr@{}", ["on noise gradients (trunk)", "PC1 \\%", "matched walk \\%", "coherence",
+                                    "$\\cos(v_b, -\\theta_0)$", "$t^*$", "$a(t)$ retreat \\%"], body)
 
 
-ABBREV = {cl.HOLDS: "holds", cl.ABOVE: "above null", cl.NOT: "no", cl.NA: "n/m"}
+ABBREV = {cl.HOLDS: "holds", cl.ABOVE: "above null", cl.NOT: "no", cl.NA: "n/m", cl.BY_OPT: "optimizer",
+          cl.BY_WALK: "walk", cl.BY_NULL: "null"}
 
 
 def robust_table(res: Results) -> tuple[list[tuple[str, str]], list[dict]] | None:
-    """results/<version>/claims_robust.json, None when absent: definitions as [{name, text}] (the columns, in
-    order) and claims as [{id, seed, verdicts: {name: verdict}}] (one row per claim and seed)."""
+    """results/<version>/claims_robust.json (claims.py --robust), None when absent: the definitions (the
+    columns, in order of first appearance) and one row per claim and seed {claim, seed, verdicts, depends_on}."""
     d = res.json(ROBUST_JSON)
-    defs, rows = get(d, "definitions") if d else None, get(d, "claims") if d else None
-    if not isinstance(defs, list) or not isinstance(rows, list):
+    rows = get(d, "rows") if d else None
+    if not isinstance(rows, list):
         return None
-    return [(x["name"], x.get("text", "")) for x in defs], rows
+    names = list(dict.fromkeys(n for r in rows for n in r.get("verdicts", {})))
+    texts = get(d, "definitions") or {}
+    return [(n, texts.get(n, "") if isinstance(texts, dict) else "") for n in names], rows
 
 
 def tab_robust(res: Results) -> str:
+    """One row per claim and seed: its verdict under each definition it has (a claim has only its own)."""
     t = robust_table(res)
     if t is None:
-        return not_yet(res, ROBUST_JSON, "\\texttt{claims.py}")
-    defs, rows = t
+        return not_yet(res, ROBUST_JSON, "\\texttt{claims.py --robust}")
+    _, rows = t
     body = []
     for r in rows:
         v = r.get("verdicts", {})
-        cells = [ABBREV.get(v.get(n), tex_escape(v.get(n, "--"))) for n, _ in defs]
-        stable = len({v.get(n) for n, _ in defs}) == 1
-        body.append([f"{tex_escape(r['id'])} (s{r.get('seed', '?')})"] + cells + ["yes" if stable else "\\textbf{no}"])
-    return tabular("@{}l" + "c" * len(defs) + "c@{}", ["claim"] + [f"({i + 1})" for i in range(len(defs))]
-                   + ["same"], body) + "\n\\smallskip{\\footnotesize " + "; ".join(
-        f"({i + 1}) {tex_escape(n)}: {tex_escape(x)}" for i, (n, x) in enumerate(defs)) + ".}\n"
+        cells = "; ".join(f"{tex_escape(n)}: {ABBREV.get(x, tex_escape(str(x)))}" for n, x in v.items())
+        dep = r.get("depends_on") or []
+        body.append([f"{tex_escape(r['claim'])} (s{r.get('seed', '?')})", cells,
+                     "yes" if not dep else "\\textbf{no}: " + tex_escape(", ".join(dep))])
+    return tabular("@{}lp{9.5cm}p{3.2cm}@{}", ["claim", "verdict under each definition", "same verdict?"], body)
 
 
 def tab_finetune(res: Results) -> str:
