@@ -68,7 +68,7 @@ import torch
 from common import exact_fp32, pick_device as common_pick_device
 from config import UsageError
 from model import flatten, trunk_keys
-from runs import list_snapshots, read_metrics, read_record
+from runs import check_snapshots, list_snapshots, read_metrics, read_record
 
 def pick_device(name: str = "auto") -> torch.device:
     """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
@@ -100,6 +100,7 @@ class Trajectory:
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
         self.paths = list_snapshots(run_dir)
+        check_snapshots(run_dir, self.paths)  # each the file training wrote, config.json the one it used
         if not self.paths:
             raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
         self.steps = sorted(self.paths)
@@ -630,9 +631,10 @@ def cos(a: dict, b: dict) -> float:
 
 def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     """Save {name: {key: tensor}} as one safetensors file (tensor names 'name/key')."""
-    from safetensors.torch import save_file
+    from common import write_bytes
+    from safetensors.torch import save
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
-    save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+    write_bytes(path, save(flat, metadata={k: json.dumps(v) for k, v in (meta or {}).items()}))  # atomic
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:
