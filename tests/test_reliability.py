@@ -590,3 +590,29 @@ def test_deterministic_kernels_change_no_cpu_result_and_are_recorded(micro, argv
     assert runs.snapshot_hashes(run_dir)["snapshots"] == runs.snapshot_hashes(done.run_dir)["snapshots"]
     with pytest.raises(UsageError, match="differs in: deterministic"):
         runs.check_run_dir(train.Config(**dict(runs.run_config(run_dir).to_dict(), deterministic=False)))
+
+
+# ----------------------------------------------------------------------------- run_seed.sh's python
+@pytest.mark.parametrize("how", ["PYTHON", "VIRTUAL_ENV"])
+def test_run_seed_uses_the_python_of_its_environment(tmp_path, how):
+    """Given PYTHON, or an activated virtual environment, run_seed.sh runs that python even where python3 on
+    the PATH cannot import torch: the config error comes from the code, not 'cannot import torch'."""
+    import subprocess
+    import sys
+    bare = tmp_path / "bare"  # python3 on the PATH: a python without torch
+    bare.mkdir()
+    (bare / "python3").write_text("#!/bin/sh\nexec /usr/bin/env -i false \"$@\"\n")
+    (bare / "python3").chmod(0o755)
+    if how == "VIRTUAL_ENV" and sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run in a virtual environment")
+    env = dict(os.environ, PATH=f"{bare}:/usr/bin:/bin")
+    env.pop("PYTHON", None)
+    env.pop("VIRTUAL_ENV", None)
+    env.update({"PYTHON": sys.executable} if how == "PYTHON" else {"VIRTUAL_ENV": sys.prefix})
+    r = subprocess.run(["bash", "run_seed.sh", "1", "--preset", "tiny", "--d_model", "0"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "error: d_model, n_head and d_ff must be > 0", r.stderr
+    env.pop(how)  # neither: python3 on the PATH, which cannot import torch, is named in one line
+    r = subprocess.run(["bash", "run_seed.sh", "1", "--preset", "tiny"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {bare}/python3 cannot import torch"), r.stderr
