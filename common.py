@@ -166,9 +166,9 @@ def disk_error(e: OSError, path: str) -> UsageError:
 
 
 def atomic_write(path: str, data: bytes):
-    """Write `data` to `path` atomically: a temp file in the same folder, then a rename; an OSError (the temp
-    file removed) on failure. Written from Python, so a full disk is an OSError with its errno (torch.save's
-    and safetensors' own file writers raise texts instead)."""
+    """Write `data` to `path` atomically: a temp file in the same folder, then a rename; an OSError
+    (the temp file removed) on failure. Written from Python, so a full disk is an OSError with its
+    errno (torch.save's and safetensors' own file writers raise texts instead)."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -196,8 +196,8 @@ def write_text(path: str, text: str):
 
 
 def remove_stale_temps(path: str):
-    """Delete the temp files `path.tmp<pid>...` that writers of `path` killed mid-write left behind (a
-    live process's temp file is kept: it may still be writing)."""
+    """Delete the temp files `path.tmp<pid>...` that writers of `path` killed mid-write left behind
+    (a live process's temp file is kept: it may still be writing)."""
     folder, base = os.path.split(os.path.abspath(path))
     try:
         names = os.listdir(folder)

@@ -178,8 +178,8 @@ def _generate_synthetic(version: int, split: str, n: int, seed: int = 0, progres
 
 
 def _synthetic_cached(cfg: Config, key: str, version: int, split: str, n: int):
-    """The cached token stream and story nats of a split, generated once (a split too short for the context
-    is an error before anything is cached)."""
+    """The cached token stream and story nats of a split, generated once (a split too short for the
+    context is an error before anything is cached)."""
     paths = [_cache_path(cfg, f"{key}_{split}{n}"), _cache_path(cfg, f"{key}_{split}{n}_nats")]
     try:
         return tuple(np.load(p, mmap_mode="r") for p in paths)
@@ -270,12 +270,13 @@ def _cache_path(cfg: Config, key: str) -> str:
 
 def _check_split(cfg: Config, name: str, tokens):
     if len(tokens) < 4 * (cfg.ctx + 1):
-        raise UsageError(f"the {name} split has only {len(tokens)} tokens, too few for context {cfg.ctx}")
+        raise UsageError(f"the {name} split has only {len(tokens)} tokens, too few for context "
+                         f"{cfg.ctx}")
 
 
 def _check_data_file(path: str):
-    """A local --data file that cannot hold texts stops before the tokenizer loads (which may need the
-    network): missing, of another type, empty, or not text."""
+    """A local --data file that cannot hold texts stops before the tokenizer loads (which may need
+    the network): missing, of another type, empty, or not text."""
     if not os.path.isfile(path):
         raise UsageError(f"data file not found: {path}")
     ext = os.path.splitext(path)[1]
@@ -292,7 +293,8 @@ def _check_data_file(path: str):
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as e:
-        if e.start < len(head) - 4 or b"\0" in head:  # not a character cut at the end of the 64 KiB read
+        # not a character cut at the end of the 64 KiB read
+        if e.start < len(head) - 4 or b"\0" in head:
             raise UsageError(f"data file {path} is not UTF-8 text (byte {e.start})")
 
 
@@ -327,7 +329,8 @@ def load_corpus(cfg: Config) -> Corpus:
             raise UsageError(f"story generator data: {e}")
         tok = WordTokenizer(cfg.n_codewords, version)
         key = _synthetic_key(ident)
-        val, val_nats = _synthetic_cached(cfg, key, version, "val", cfg.n_val_stories)  # the small one first
+        # the small split first: one too short stops before the train split is generated and cached
+        val, val_nats = _synthetic_cached(cfg, key, version, "val", cfg.n_val_stories)
         train, train_nats = _synthetic_cached(cfg, key, version, "train", cfg.train_stories)
         desc = f"synthetic stories v{version} (word tokenizer)"
     else:
@@ -337,8 +340,8 @@ def load_corpus(cfg: Config) -> Corpus:
         key = _text_cache_key(cfg)
         paths = _text_cache_paths(cfg, key)
         if not all(os.path.exists(p) for p in paths):
-            splits = [np.asarray([i for t in texts for i in tok.encode(t) + [tok.eot]], dtype=np.uint16)
-                      for texts in _load_texts(cfg)]
+            splits = [np.asarray([i for t in texts for i in tok.encode(t) + [tok.eot]],
+                                 dtype=np.uint16) for texts in _load_texts(cfg)]
             for name, ids in zip(("train", "val"), splits):
                 _check_split(cfg, name, ids)  # both, before either is cached
             for p, ids in zip(paths, splits):

@@ -100,7 +100,8 @@ class Trajectory:
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
         self.paths = list_snapshots(run_dir)
-        check_snapshots(run_dir, self.paths)  # each the file training wrote, config.json the one it used
+        # each the file training wrote, config.json the one it used
+        check_snapshots(run_dir, self.paths)
         if not self.paths:
             raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
         self.steps = sorted(self.paths)
@@ -634,7 +635,8 @@ def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     from common import write_bytes
     from safetensors.torch import save
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
-    write_bytes(path, save(flat, metadata={k: json.dumps(v) for k, v in (meta or {}).items()}))  # atomic
+    # atomic
+    write_bytes(path, save(flat, metadata={k: json.dumps(v) for k, v in (meta or {}).items()}))
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:

@@ -205,7 +205,8 @@ def collect(plan: list[Stage], out_dir: str, results: str) -> list[str]:
            "--date", time.strftime("%Y-%m-%d"), "--stages", stages]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode:
-        raise UsageError(f"collecting into {results} failed: {r.stderr.strip().removeprefix('error: ')}")
+        why = r.stderr.strip().removeprefix("error: ")
+        raise UsageError(f"collecting into {results} failed: {why}")
     return r.stdout.split()
 
 

@@ -13,10 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 usage="usage: bash run_seed.sh SEED [--keep] [train.py args] [-- analysis args]"
 if [ -z "${PYTHON:-}" ]; then
-  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then PYTHON=$VIRTUAL_ENV/bin/python
-  else PYTHON=$(command -v python3 || command -v python || echo python3); fi
+  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
+    PYTHON=$VIRTUAL_ENV/bin/python
+  else
+    PYTHON=$(command -v python3 || command -v python || echo python3)
+  fi
 fi
-"$PYTHON" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)' 2>/dev/null || {
+has_torch='import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)'
+"$PYTHON" -c "$has_torch" 2>/dev/null || {
   echo "error: $PYTHON cannot import torch: activate the environment of requirements.txt or set" \
        "PYTHON=/path/to/its/python" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
@@ -34,7 +38,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 TRAIN_ARGS=(--seed "$SEED" ${TRAIN[@]+"${TRAIN[@]}"})
-RUN=$("$PYTHON" -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' "${TRAIN_ARGS[@]}")
+RUN=$("$PYTHON" -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' \
+      "${TRAIN_ARGS[@]}")
 
 echo "== train ($RUN)"
 "$PYTHON" train.py "${TRAIN_ARGS[@]}"

@@ -4,11 +4,14 @@
     python runs.py --run runs/tiny_seed42 --fresh NAME NAME ...                # a line each; 0: all up to date
 
 A run folder runs/<name>/ holds config.json, metrics.jsonl, status.json, codewords.json, log.txt,
-snapshots/step_XXXXXX.safetensors, snapshot_hashes.json, state_latest.pt and analysis/. Every reader here
+snapshots/step_XXXXXX.safetensors, snapshot_hashes.json, state_latest.pt and analysis/. Every
+reader here
 tolerates the leftovers of a kill: an empty or cut JSON file reads as missing, a cut last line of
-metrics.jsonl is left out. Every reader validates what it reads: a config must make a valid Config, a
+metrics.jsonl is left out. Every reader validates what it reads: a config must make a valid Config,
+a
 metrics row must hold numbers, and a snapshot must be the file training wrote (its sha256 in
-snapshot_hashes.json, with the hash of the config it trained with; `check_snapshots`). `--fresh NAME` answers whether <run>/analysis/NAME.json was made by this commit (clean
+snapshot_hashes.json, with the hash of the config it trained with; `check_snapshots`). `--fresh
+NAME` answers whether <run>/analysis/NAME.json was made by this commit (clean
 tree), from the run's current config, on its finished trajectory (run_seed.sh reruns it otherwise).
 """
 from __future__ import annotations
@@ -70,7 +73,7 @@ def read_metrics(run_dir: str) -> list[dict]:
 def _metrics_row(r) -> bool:
     """A row train.py writes: a step >= 0, then numbers (NaN for a diverged loss) or null."""
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    return (isinstance(r, dict) and isinstance(r.get("step"), int) and not isinstance(r["step"], bool)
+    return (isinstance(r, dict) and number(r.get("step")) and isinstance(r["step"], int)
             and r["step"] >= 0 and all(v is None or number(v) for v in r.values()))
 
 
@@ -140,8 +143,8 @@ def trained_config_sha(config: dict) -> str:
 
 
 def snapshot_hashes(run_dir: str) -> dict | None:
-    """snapshot_hashes.json: {"config_sha": trained_config_sha, "snapshots": {file name: sha256}}, written by
-    train.py; None for a run folder from before hashes were recorded."""
+    """snapshot_hashes.json: {"config_sha": trained_config_sha, "snapshots": {file name: sha256}},
+    written by train.py; None for a run folder from before hashes were recorded."""
     rec = read_json(os.path.join(run_dir, HASHES))
     if rec is None:
         return None
@@ -155,8 +158,8 @@ _RECORDING = threading.Lock()  # snapshot writer threads update one record
 
 def record_hashes(run_dir: str, config: dict | None = None, snapshot: str | None = None,
                   sha: str | None = None):
-    """Record the run's trained config (at a start) or the sha256 of a snapshot file (before the file is
-    renamed into place, so a snapshot on disk always has its hash)."""
+    """Record the run's trained config (at a start) or the sha256 of a snapshot file (before the
+    file is renamed into place, so a snapshot on disk always has its hash)."""
     from common import write_json
     with _RECORDING:
         rec = snapshot_hashes(run_dir) or {"config_sha": None, "snapshots": {}}
@@ -171,31 +174,35 @@ _VERIFIED: dict = {}  # (file identity) -> sha256 already checked in this proces
 
 
 def check_snapshot(path: str, want: str | None, step: int):
-    """UsageError unless the snapshot file `path` has the sha256 `want` (hashed once per process and file)."""
+    """UsageError unless the snapshot file `path` has the sha256 `want` (hashed once per process
+    and file)."""
     if want is None:
-        raise UsageError(f"snapshot step {step} ({path}) has no recorded hash in {HASHES}: it was not "
-                         f"written by this run's training")
+        raise UsageError(f"snapshot step {step} ({path}) has no recorded hash in {HASHES}: it was "
+                         f"not written by this run's training")
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if _VERIFIED.get(key) != want:
         if file_sha256(path) != want:
-            raise UsageError(f"snapshot step {step} ({path}) is not the file training wrote (its sha256 "
-                             f"differs from {HASHES}); remove it and rerun train.py to rewrite it")
+            raise UsageError(f"snapshot step {step} ({path}) is not the file training wrote (its "
+                             f"sha256 differs from {HASHES}); remove it and rerun train.py to "
+                             f"rewrite it")
         _VERIFIED[key] = want
 
 
 def check_snapshots(run_dir: str, paths: dict[int, str] | None = None) -> str | None:
-    """Check the snapshots `paths` ({step: path}; default all on disk) against the run's hash record, and
-    config.json against the config recorded with them: a UsageError for a changed, replaced or foreign
-    snapshot or an edited config. Returns a short hash of the checked snapshots' hashes (what an
-    analysis records), None for a run folder from before hashes were recorded (nothing to check)."""
+    """Check the snapshots `paths` ({step: path}; default all on disk) against the run's hash
+    record, and config.json against the config recorded with them: a UsageError for a changed,
+    replaced or foreign snapshot or an edited config. Returns a short hash of the checked snapshots'
+    hashes (what an analysis records), None for a run folder from before hashes were recorded
+    (nothing to check)."""
     rec = snapshot_hashes(run_dir)
     if rec is None:
         return None
     cfg = read_record(run_dir)
-    if cfg is not None and rec.get("config_sha") and trained_config_sha(cfg["config"]) != rec["config_sha"]:
-        raise UsageError(f"{run_dir}/config.json is not the config the run trained with (its hash differs "
-                         f"from {HASHES}: edited after training?); restore it")
+    recorded = rec.get("config_sha")
+    if cfg is not None and recorded and trained_config_sha(cfg["config"]) != recorded:
+        raise UsageError(f"{run_dir}/config.json is not the config the run trained with (its hash "
+                         f"differs from {HASHES}: edited after training?); restore it")
     paths = list_snapshots(run_dir) if paths is None else paths
     names = {}
     for step, path in sorted(paths.items()):
@@ -259,7 +266,8 @@ def check_run_dir(cfg: Config) -> Config | None:
         return None
     rec = read_record(run_dir)
     if rec is None:
-        if not {f for f in os.listdir(run_dir) if not _is_temp(f)} <= RUN_FILES:  # a kill's temp files
+        # a kill's temp files
+        if not {f for f in os.listdir(run_dir) if not _is_temp(f)} <= RUN_FILES:
             raise UsageError(f"{run_dir} exists but is not a run folder (no config.json); use another --name")
         state = os.path.join(run_dir, "state_latest.pt")
         if not os.path.exists(state):

@@ -12,10 +12,10 @@ written to a temp file and renamed. Re-running the same command resumes from sta
 all its snapshots is left as it is. One process writes a run folder at a time; Ctrl-C stops with one
 line and the run can be resumed.
 
-Reproducibility: on the CPU a run is bitwise the same for the same number of intra-op threads (fixed at
-the start and recorded in config.json's env: a parallel sum's order depends on it). On CUDA,
---deterministic true makes a run repeat itself (PyTorch's deterministic algorithms, a fixed cuBLAS
-workspace, deterministic cuDNN) at some cost in speed (bench.py --deterministic true).
+Reproducibility: on the CPU a run is bitwise the same for the same number of intra-op threads
+(fixed at the start and recorded in config.json's env: a parallel sum's order depends on it). On
+CUDA, --deterministic true makes a run repeat itself (PyTorch's deterministic algorithms, a fixed
+cuBLAS workspace, deterministic cuDNN) at some cost in speed (bench.py --deterministic true).
 
     torchrun --standalone --nproc_per_node 4 train.py --seed 42   # one run on 4 GPUs, the same batches
 
@@ -40,8 +40,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from common import (atomic_write, check_writable, environment, os_reason, pick_device, pyplot, save_figure,
-                    write_json, write_text)
+from common import (atomic_write, check_writable, environment, os_reason, pick_device, pyplot,
+                    save_figure, write_json, write_text)
 from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
 from model import GPT, losses, padded_vocab, param_groups, set_attention_backend
@@ -162,10 +162,10 @@ def sum_over_processes(model, sums: torch.Tensor):
 # ----------------------------------------------------------------------------- determinism
 def fix_kernels(cfg: Config):
     """Called before any CUDA work. CPU: the intra-op thread count set explicitly (the default, or
-    OMP_NUM_THREADS): torch.set_num_threads also turns off MKL's dynamic choice of threads, and every
-    thread (the data prefetcher's too) then uses one count. cfg.deterministic: PyTorch's deterministic
-    algorithms (an op without one is an error, not a silent difference), cuBLAS's fixed workspace (read
-    when cuBLAS starts) and deterministic cuDNN."""
+    OMP_NUM_THREADS): torch.set_num_threads also turns off MKL's dynamic choice of threads, and
+    every thread (the data prefetcher's too) then uses one count. cfg.deterministic: PyTorch's
+    deterministic algorithms (an op without one is an error, not a silent difference), cuBLAS's
+    fixed workspace (read when cuBLAS starts) and deterministic cuDNN."""
     torch.set_num_threads(torch.get_num_threads())
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -389,8 +389,9 @@ class SnapshotWriter:
         self.threads[-1].start()
 
     def save(self, model, step: int):
-        """The fp32 weights of `model` as snapshot `step`; its sha256 is recorded before the file appears.
-        Serialised in memory and written from Python: a full disk is an OSError with its errno."""
+        """The fp32 weights of `model` as snapshot `step`; its sha256 is recorded before the file
+        appears. Serialised in memory and written from Python: a full disk is an OSError with its
+        errno."""
         from safetensors.torch import save
         tensors, ready = host_copy({k: v.float() for k, v in model.state_dict().items()})
         path = snapshot_path(self.run_dir, step)
@@ -410,7 +411,8 @@ class SnapshotWriter:
 
         def write():
             ready()
-            buf = io.BytesIO()  # torch.save's own file writer reports a full disk as an internal error text
+            # torch.save's own file writer reports a full disk as an internal error text
+            buf = io.BytesIO()
             torch.save(state, buf)
             atomic_write(path, buf.getbuffer())
         self.start(lambda why: f"cannot write {path}: {why}", write, after_all=True)
@@ -439,7 +441,8 @@ def write_run_record(cfg: Config, corpus, device, start: int):
     resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
     rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
                env=old.get("env", env), resumes=resumes)
-    record_hashes(cfg.run_dir, config=rec["config"])  # the same at every start: RUNTIME_FIELDS left out
+    # the same at every start: RUNTIME_FIELDS left out
+    record_hashes(cfg.run_dir, config=rec["config"])
     write_json(os.path.join(cfg.run_dir, "config.json"), rec)
     write_json(os.path.join(cfg.run_dir, "codewords.json"),
                {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]}, indent=None)
@@ -464,12 +467,13 @@ def plot_metrics(run_dir: str) -> str:
 
 
 def check_init(cfg: Config, vocab_size: int):
-    """cfg.init_from loaded into a model without storage: a missing or unfit file stops before the run
-    folder is made."""
+    """cfg.init_from loaded into a model without storage: a missing or unfit file stops before the
+    run folder is made."""
     if cfg.init_from:
         with torch.device("meta"):
             model = GPT.from_config(cfg, vocab_size)
-        load_init(model, cfg.init_from, assign=True)  # assign: no copy into storage that does not exist
+        # assign: no copy into storage that does not exist
+        load_init(model, cfg.init_from, assign=True)
 
 
 def load_init(model, path: str, assign: bool = False):
@@ -658,18 +662,18 @@ def _json_line(row: dict) -> str:
 
 
 def already_done(cfg: Config, locked: bool = False) -> dict | None:
-    """The status of a finished run (its training curves redrawn if a kill left them missing or empty).
-    A finished run that lacks a snapshot of its schedule is not done: it is retrained (bitwise the same)
-    to rewrite it; `locked` (the folder's lock held): its status.json is removed first, so that the run
-    reads as unfinished until it is done again."""
+    """The status of a finished run (its training curves redrawn if a kill left them missing or
+    empty). A finished run that lacks a snapshot of its schedule is not done: it is retrained
+    (bitwise the same) to rewrite it; `locked` (the folder's lock held): its status.json is removed
+    first, so that the run reads as unfinished until it is done again."""
     status = read_status(cfg.run_dir)
     if not finished(status):
         return None
     missing = trajectory_state(cfg.run_dir, cfg)["missing"]
     if missing:
         if locked:
-            print(f"{cfg.run_dir}: {status['status']} at step {status['step']} but snapshot step {missing[0]} "
-                  f"is missing: training again to rewrite it")
+            print(f"{cfg.run_dir}: {status['status']} at step {status['step']} but snapshot step "
+                  f"{missing[0]} is missing: training again to rewrite it")
             os.remove(os.path.join(cfg.run_dir, "status.json"))
         return None
     png = os.path.join(cfg.run_dir, "training_curves.png")
