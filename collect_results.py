@@ -22,6 +22,7 @@ An existing destination folder is replaced, so a re-collect after new runs gives
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import json
 import os
@@ -232,6 +233,11 @@ def main(argv=None):
     ns = p.parse_args(argv)
     if not re.fullmatch(r"v\d+", ns.version):
         fail(f"--version {ns.version!r}: expected v<N> (the corpus version)")
+    if ns.date:
+        try:
+            datetime.date.fromisoformat(ns.date)
+        except ValueError:
+            fail(f"--date {ns.date!r}: expected a date YYYY-MM-DD")
     if not os.path.isdir(ns.runs):
         fail(f"--runs {ns.runs}: not a folder")
     if not experiment_folders(ns.runs) and ns.bench is None:

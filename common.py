@@ -24,8 +24,9 @@ import json
 import math
 import os
 import platform
-import shutil
+import re
 import resource
+import shutil
 import shlex
 import subprocess
 import sys
@@ -153,26 +154,75 @@ def finite(o):
 def os_reason(e: OSError) -> str:
     """A short reason for the OS errors a user can act on (full disk, read-only or forbidden folder)."""
     return {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file too large (the file size limit, ulimit -f, or the file system's)",
             errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
             errno.EPERM: "permission denied"}.get(e.errno, e.strerror or type(e).__name__)
+
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def disk_error(e: OSError, path: str) -> UsageError:
     return UsageError(f"cannot write {path}: {os_reason(e)}")
 
 
-def write_text(path: str, text: str):
-    """Write `text` to `path` atomically: a temp file in the same folder, then a rename."""
+def atomic_write(path: str, data: bytes):
+    """Write `data` to `path` atomically: a temp file in the same folder, then a rename; an OSError
+    (the temp file removed) on failure. Written from Python, so a full disk is an OSError with its
+    errno (torch.save's and safetensors' own file writers raise texts instead)."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
-    except OSError as e:
+    except OSError:
         if os.path.exists(tmp):
             os.remove(tmp)
+        raise
+    remove_stale_temps(path)
+
+
+def write_bytes(path: str, data: bytes):
+    """atomic_write, a failure as one line (UsageError)."""
+    try:
+        atomic_write(path, data)
+    except OSError as e:
         raise disk_error(e, path)
+
+
+def write_text(path: str, text: str):
+    """Write `text` to `path` atomically (`write_bytes`)."""
+    write_bytes(path, text.encode())
+
+
+def remove_stale_temps(path: str):
+    """Delete the temp files `path.tmp<pid>...` that writers of `path` killed mid-write left behind
+    (a live process's temp file is kept: it may still be writing)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(re.escape(base) + r"\.tmp(\d+)(\.\w+)?", name)
+        if m and not _alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process's own temp file of a finished write is a leftover too
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
 
 
 def write_json(path: str, obj, indent: int | None = 1):
@@ -235,9 +285,12 @@ def save_figure(fig, path: str, dpi: int = 120) -> str:
         fig.savefig(tmp, dpi=dpi)
         os.replace(tmp, path)
     except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise disk_error(e, path)
     finally:
         plt.close(fig)
+    remove_stale_temps(path)
     return path
 
 
@@ -333,7 +386,7 @@ def cli(fn, *args, **kw):
     except UsageError as e:
         fail(str(e))
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        if e.errno not in WRITE_ERRORS:
             raise
         fail(f"cannot write {e.filename or 'a file'}: {os_reason(e)}")
     except KeyboardInterrupt:

@@ -9,9 +9,10 @@ the value must parse as the type of the default, and an unknown field is an erro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
-import dataclasses
+import re
 import sys
 from dataclasses import dataclass, fields
 
@@ -51,6 +52,10 @@ class Config:
     fused_ce: str = "auto"         # head + cross-entropy of the training loss on CUDA: auto
                                    # (cut-cross-entropy if it works) | cce | liger | off (plain)
     progress: bool = True          # tqdm bar
+    # deterministic kernels on CUDA (PyTorch's deterministic algorithms, a fixed
+    deterministic: bool = False
+                                   # cuBLAS workspace, deterministic cuDNN): run-to-run equal, at
+                                   # some speed
     # --- data ---
     data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
     n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 394M tokens, more than
@@ -129,11 +134,24 @@ class Config:
         return sorted(set(range(0, self.steps + 1, self.eval_every)) | {self.steps})
 
     def validate(self) -> "Config":
+        """UsageError for a value that cannot make a run; called before anything is written."""
+        bad_float = [f.name for f in fields(self) if f.type in ("float", float)
+                     and not math.isfinite(getattr(self, f.name))]
+        if bad_float:  # inf or nan parse as floats but make no run
+            name = bad_float[0]
+            raise UsageError(f"{name} must be a finite number, got {getattr(self, name)}")
         checks = [
+            (_plain_name(self.name), f"name must be a plain folder name (letters, digits, . _ + = "
+                                     f"-; not starting with a dot), got {self.name!r}"),
+            (self.d_model > 0 and self.n_head > 0 and self.d_ff > 0,
+             "d_model, n_head and d_ff must be > 0"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
             (self.wd_mode in ("decoupled", "l2"), f"wd_mode must be decoupled or l2, got {self.wd_mode!r}"),
-            (self.d_model % self.n_head == 0, "d_model must be divisible by n_head"),
+            (self.n_head > 0 and self.d_model % self.n_head == 0,
+             f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"),
+            (self.lambda_probe >= 0 and self.lambda_probe_late >= 0 and self.lambda_step >= 0,
+             "lambda_probe, lambda_probe_late and lambda_step must be >= 0"),
             (self.steps > 0 and self.batch_size > 0 and self.grad_accum > 0, "steps, batch_size, grad_accum must be > 0"),
             (0 <= self.p_probe <= 1, "p_probe must be in [0, 1]"),
             (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0, "need lr > 0, eps > 0, beta1 and beta2 in [0, 1)"),
@@ -168,6 +186,12 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _plain_name(name: str) -> bool:
+    """A run folder name that stays inside out_dir: no separators, no '..', no leading dot ('' is
+    the default name)."""
+    return name == "" or re.fullmatch(r"[\w+=-][\w.+=-]*", name) is not None
 
 
 def _segment_ok(seg: str) -> bool:

@@ -175,13 +175,15 @@ def _generate_synthetic(version: int, split: str, n: int, seed: int = 0, progres
 
 
 def _synthetic_cached(cfg: Config, key: str, version: int, split: str, n: int):
-    """The cached token stream and story nats of a split, generated once."""
+    """The cached token stream and story nats of a split, generated once (a split too short for the
+    context is an error before anything is cached)."""
     paths = [_cache_path(cfg, f"{key}_{split}{n}"), _cache_path(cfg, f"{key}_{split}{n}_nats")]
     try:
         return tuple(np.load(p, mmap_mode="r") for p in paths)
     except Exception:
         pass  # missing or broken: built again
     arrays = _generate_synthetic(version, split, n, progress=cfg.progress)
+    _check_split(cfg, split, arrays[0])
     for p, arr in zip(paths[::-1], arrays[::-1]):  # the token stream last: its file means both are there
         _cached(p, lambda: arr, rebuild=True)
     return arrays
@@ -263,6 +265,36 @@ def _cache_path(cfg: Config, key: str) -> str:
     return os.path.join(cfg.cache_dir, key + ".npy")
 
 
+def _check_split(cfg: Config, name: str, tokens):
+    if len(tokens) < 4 * (cfg.ctx + 1):
+        raise UsageError(f"the {name} split has only {len(tokens)} tokens, too few for context "
+                         f"{cfg.ctx}")
+
+
+def _check_data_file(path: str):
+    """A local --data file that cannot hold texts stops before the tokenizer loads (which may need
+    the network): missing, of another type, empty, or not text."""
+    if not os.path.isfile(path):
+        raise UsageError(f"data file not found: {path}")
+    ext = os.path.splitext(path)[1]
+    if ext not in (".txt", ".jsonl", ".json", ".parquet"):
+        raise UsageError(f"unsupported data file type: {path} (use .txt, .jsonl or .parquet)")
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head.strip():
+        raise UsageError(f"data file {path} is empty")
+    if ext == ".parquet":
+        if head[:4] != b"PAR1":
+            raise UsageError(f"data file {path} is not a parquet file")
+        return
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # not a character cut at the end of the 64 KiB read
+        if e.start < len(head) - 4 or b"\0" in head:
+            raise UsageError(f"data file {path} is not UTF-8 text (byte {e.start})")
+
+
 def _cached(path: str, build, rebuild: bool = False) -> np.ndarray:
     if os.path.exists(path) and not rebuild:
         try:
@@ -270,14 +302,22 @@ def _cached(path: str, build, rebuild: bool = False) -> np.ndarray:
         except Exception:
             pass  # a broken cache is rebuilt
     arr = build()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    except OSError as e:
+        from common import os_reason
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise UsageError(f"cannot write the corpus cache {path}: {os_reason(e)}")
     return arr
 
 
 def load_corpus(cfg: Config) -> Corpus:
+    if os.path.exists(cfg.cache_dir) and not os.path.isdir(cfg.cache_dir):
+        raise UsageError(f"cache_dir {cfg.cache_dir} is a file, not a folder")
     if cfg.data in SYNTHETIC_VERSION:
         version = SYNTHETIC_VERSION[cfg.data]
         try:
@@ -286,26 +326,28 @@ def load_corpus(cfg: Config) -> Corpus:
             raise UsageError(f"story generator data: {e}")
         tok = WordTokenizer(cfg.n_codewords, version)
         key = _synthetic_key(ident)
-        train, train_nats = _synthetic_cached(cfg, key, version, "train", cfg.train_stories)
+        # the small split first: one too short stops before the train split is generated and cached
         val, val_nats = _synthetic_cached(cfg, key, version, "val", cfg.n_val_stories)
+        train, train_nats = _synthetic_cached(cfg, key, version, "train", cfg.train_stories)
         desc = f"synthetic stories v{version} (word tokenizer)"
     else:
-        if cfg.data != "tinystories" and not os.path.isfile(cfg.data):
-            raise UsageError(f"data file not found: {cfg.data}")
+        if cfg.data != "tinystories":
+            _check_data_file(cfg.data)
         tok = GPT2Tokenizer(cfg.n_codewords, cfg.seed)
         key = _text_cache_key(cfg)
         paths = _text_cache_paths(cfg, key)
         if not all(os.path.exists(p) for p in paths):
-            tr_texts, va_texts = _load_texts(cfg)
-            for p, texts in zip(paths, (tr_texts, va_texts)):
-                ids = [i for t in texts for i in tok.encode(t) + [tok.eot]]
-                _cached(p, lambda: np.asarray(ids, dtype=np.uint16))
+            splits = [np.asarray([i for t in texts for i in tok.encode(t) + [tok.eot]],
+                                 dtype=np.uint16) for texts in _load_texts(cfg)]
+            for name, ids in zip(("train", "val"), splits):
+                _check_split(cfg, name, ids)  # both, before either is cached
+            for p, ids in zip(paths, splits):
+                _cached(p, lambda: ids)
         train, val = (np.load(p, mmap_mode="r") for p in paths)
         train_nats = val_nats = None
         desc = f"{cfg.data} (tiktoken gpt2)"
     for name, arr in (("train", train), ("val", val)):
-        if len(arr) < 4 * (cfg.ctx + 1):
-            raise UsageError(f"the {name} split has only {len(arr)} tokens, too few for context {cfg.ctx}")
+        _check_split(cfg, name, arr)
     templates = [(_encode_template(tok, k), _encode_template(tok, q)) for k, q in PROBE_TEMPLATES]
     desc = f"{desc}, cache {key}, {len(train):,} train tokens"
     return Corpus(np.asarray(train), np.asarray(val), tok, templates, desc, train_nats, val_nats)
@@ -567,8 +609,8 @@ def main(argv=None):
             sizes = [int(x) for x in args.baseline_tokens.split(",")]
         except ValueError:
             raise UsageError(f"--baseline_tokens expects comma-separated integers: {args.baseline_tokens!r}")
-        if min(sizes) < 0 or args.gap_stories < 1:
-            raise UsageError("--baseline_tokens must be >= 0 and --gap_stories >= 1")
+        if min(sizes) < 0 or args.gap_stories < 1 or args.sample < 0:
+            raise UsageError("--baseline_tokens and --sample must be >= 0, --gap_stories >= 1")
         if args.stats and cfg.data not in SYNTHETIC_VERSION:
             raise UsageError(f"--stats needs a synthetic corpus ({', '.join(SYNTHETIC_VERSION)}): {cfg.data}")
         corpus = load_corpus(cfg)

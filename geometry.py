@@ -63,11 +63,11 @@ import re
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from scipy.signal import find_peaks
 from tqdm import tqdm
 
-from common import exact_fp32, pick_device as common_pick_device
+from common import exact_fp32, pick_device as common_pick_device, write_bytes
 from config import UsageError, config_from_dict, lr_at
 from model import flatten, trunk_keys
 
@@ -528,7 +528,8 @@ def cos(a: dict, b: dict) -> float:
 def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     """Save {name: {key: tensor}} as one safetensors file (tensor names 'name/key')."""
     flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
-    save_file(flat, path, metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+    # atomic
+    write_bytes(path, save(flat, metadata={k: json.dumps(v) for k, v in (meta or {}).items()}))
 
 
 def load_directions(path: str, device="cpu") -> dict[str, dict]:

@@ -242,8 +242,8 @@ def collect(plan: list[Stage], out_dir: str, results: str) -> list[str]:
            "--date", time.strftime("%Y-%m-%d"), "--stages", stages]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode:
-        print(f"collect failed: {r.stderr.strip()}")
-        return []
+        why = r.stderr.strip().removeprefix("error: ")
+        raise UsageError(f"collecting into {results} failed: {why}")
     return r.stdout.split()
 
 
@@ -344,6 +344,8 @@ def main(argv=None):
         results = args.results or (os.path.join("results", "v2") if args.preset == "paper"
                                    else os.path.join(args.out_dir, f"{args.preset}_results", "v2"))
         plan = select(build_plan(args.preset, args.out_dir, results, args.device), args.parts)
+        if os.path.exists(results) and not os.path.isdir(results):  # found before any stage runs
+            raise UsageError(f"--results {results} is a file, not a folder")
     except UsageError as e:
         fail(str(e))
     scale = 1.0 if args.preset == "paper" else 0.2
@@ -366,7 +368,10 @@ def main(argv=None):
                      code=130)
         print(f"plan finished in {fmt_s(time.time() - t_start)}; failed: {', '.join(sorted(failed)) or 'none'}")
     if os.path.isdir(args.out_dir):
-        print("collected: " + ", ".join(collect(plan, args.out_dir, results)))
+        try:
+            print("collected: " + ", ".join(collect(plan, args.out_dir, results)))
+        except UsageError as e:
+            fail(str(e))
     if args.pack:
         pack(results, args.pack, log_dir)
     return 1 if failed else 0

@@ -8,9 +8,21 @@
 # An analysis is rerun when its JSON was made by another commit (or a dirty tree), from another
 # config of the run, or on a partial trajectory (python runs.py --fresh); --keep keeps every JSON
 # that exists.
+# Python: $PYTHON if set, else the activated virtual environment's, else python3 on the PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
 usage="usage: bash run_seed.sh SEED [--keep] [train.py args] [-- analysis args]"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
+    PYTHON=$VIRTUAL_ENV/bin/python
+  else
+    PYTHON=$(command -v python3 || command -v python || echo python3)
+  fi
+fi
+has_torch='import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)'
+"$PYTHON" -c "$has_torch" 2>/dev/null || {
+  echo "error: $PYTHON cannot import torch: activate the environment of requirements.txt or set" \
+       "PYTHON=/path/to/its/python" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 SEED=$1; shift
 KEEP=0; TRAIN=(); ANALYSIS=()
@@ -26,21 +38,22 @@ while [ $# -gt 0 ]; do
   shift
 done
 TRAIN_ARGS=(--seed "$SEED" ${TRAIN[@]+"${TRAIN[@]}"})
-RUN=$(python3 -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' "${TRAIN_ARGS[@]}")
+RUN=$("$PYTHON" -c 'import sys, config; print(config.parse_config(sys.argv[1:]).run_dir)' \
+      "${TRAIN_ARGS[@]}")
 
 echo "== train ($RUN)"
-python3 train.py "${TRAIN_ARGS[@]}"
+"$PYTHON" train.py "${TRAIN_ARGS[@]}"
 
 STAGES=(trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis)
 # one freshness check for every stage (running one analysis does not change another's freshness)
-mapfile -t STATE < <(python3 runs.py --run "$RUN" --fresh "${STAGES[@]}" || true)
+mapfile -t STATE < <("$PYTHON" runs.py --run "$RUN" --fresh "${STAGES[@]}" || true)
 for i in "${!STAGES[@]}"; do
   name=${STAGES[$i]} why=${STATE[$i]:-}
   why=${why#"$name: "}
   if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; continue; fi
   if [ "$why" = "up to date" ]; then echo "== $name: up to date, skipped"; continue; fi
   echo "== $name (${why:-not checked})"
-  python3 "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
+  "$PYTHON" "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
 done
 echo "== optimizer_null"  # the run's optimizer on pure noise; a coordinate sample off the GPU
 NULL_ARGS=(--seeds 5); case " ${TRAIN[*]-} " in *" tiny "*) NULL_ARGS=(--seeds 3 --sample 256) ;; esac

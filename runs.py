@@ -4,9 +4,14 @@
     python runs.py --run runs/tiny_seed42 --fresh NAME NAME ...                # a line each; 0: all up to date
 
 A run folder runs/<name>/ holds config.json, metrics.jsonl, status.json, codewords.json, log.txt,
-snapshots/step_XXXXXX.safetensors, state_latest.pt and analysis/. Every reader here tolerates the
-leftovers of a kill: an empty or cut JSON file reads as missing, a cut last line of metrics.jsonl is
-left out. `--fresh NAME` answers whether <run>/analysis/NAME.json was made by this commit (clean
+snapshots/step_XXXXXX.safetensors, snapshot_hashes.json, state_latest.pt and analysis/. Every
+reader here
+tolerates the leftovers of a kill: an empty or cut JSON file reads as missing, a cut last line of
+metrics.jsonl is left out. Every reader validates what it reads: a config must make a valid Config,
+a
+metrics row must hold numbers, and a snapshot must be the file training wrote (its sha256 in
+snapshot_hashes.json, with the hash of the config it trained with; `check_snapshots`). `--fresh
+NAME` answers whether <run>/analysis/NAME.json was made by this commit (clean
 tree), from the run's current config, on its finished trajectory (run_seed.sh reruns it otherwise).
 """
 from __future__ import annotations
@@ -19,23 +24,25 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from contextlib import nullcontext
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from tqdm import tqdm
 
 import geometry as geo
-from common import autocast, environment, provenance
+from common import autocast, environment, provenance, write_bytes
 from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
 from model import GPT, losses, trunk_keys
 
 SNAPSHOT = re.compile(r"^step_(\d+)\.safetensors$")
+HASHES = "snapshot_hashes.json"
 RUN_FILES = {"config.json", "metrics.jsonl", "status.json", "codewords.json", "log.txt", "snapshots",
-             "state_latest.pt", "training_curves.png", ".lock", "analysis"}
+             "state_latest.pt", "training_curves.png", ".lock", "analysis", HASHES}
 
 
 # ----------------------------------------------------------------------------- readers
@@ -66,12 +73,21 @@ def read_metrics(run_dir: str) -> list[dict]:
     for i, line in enumerate(lines):
         try:
             r = json.loads(line)
-            rows[int(r["step"])] = r
-        except (ValueError, KeyError, TypeError):
+            if not _metrics_row(r):
+                raise ValueError
+            rows[r["step"]] = r
+        except ValueError:
             if i == len(lines) - 1:
                 break  # the line a kill cut short
             raise UsageError(f"{path} line {i + 1} is not a metrics row")
     return [rows[s] for s in sorted(rows)]
+
+
+def _metrics_row(r) -> bool:
+    """A row train.py writes: a step >= 0, then numbers (NaN for a diverged loss) or null."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return (isinstance(r, dict) and number(r.get("step")) and isinstance(r["step"], int)
+            and r["step"] >= 0 and all(v is None or number(v) for v in r.values()))
 
 
 def read_status(run_dir: str) -> dict | None:
@@ -125,13 +141,101 @@ def list_snapshots(run_dir: str) -> dict[int, str]:
     return {int(m.group(1)): os.path.join(d, f) for f in sorted(os.listdir(d)) if (m := SNAPSHOT.match(f))}
 
 
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def trained_config_sha(config: dict) -> str:
+    """Hash of what a run trained (RUNTIME_FIELDS left out: a resume may change them)."""
+    from config import RUNTIME_FIELDS
+    return config_sha({k: v for k, v in config.items() if k not in RUNTIME_FIELDS})
+
+
+def snapshot_hashes(run_dir: str) -> dict | None:
+    """snapshot_hashes.json: {"config_sha": trained_config_sha, "snapshots": {file name: sha256}},
+    written by train.py; None for a run folder from before hashes were recorded."""
+    rec = read_json(os.path.join(run_dir, HASHES))
+    if rec is None:
+        return None
+    if not (isinstance(rec, dict) and isinstance(rec.get("snapshots"), dict)):
+        raise UsageError(f"{run_dir}/{HASHES} is not a hash record of train.py")
+    return rec
+
+
+_RECORDING = threading.Lock()  # snapshot writer threads update one record
+
+
+def record_hashes(run_dir: str, config: dict | None = None, snapshot: str | None = None,
+                  sha: str | None = None):
+    """Record the run's trained config (at a start) or the sha256 of a snapshot file (before the
+    file is renamed into place, so a snapshot on disk always has its hash)."""
+    from common import write_json
+    with _RECORDING:
+        rec = snapshot_hashes(run_dir) or {"config_sha": None, "snapshots": {}}
+        if config is not None:
+            rec["config_sha"] = trained_config_sha(config)
+        if snapshot is not None:
+            rec["snapshots"][os.path.basename(snapshot)] = sha
+        write_json(os.path.join(run_dir, HASHES), rec)
+
+
+_VERIFIED: dict = {}  # (file identity) -> sha256 already checked in this process
+
+
+def check_snapshot(path: str, want: str | None, step: int):
+    """UsageError unless the snapshot file `path` has the sha256 `want` (hashed once per process
+    and file)."""
+    if want is None:
+        raise UsageError(f"snapshot step {step} ({path}) has no recorded hash in {HASHES}: it was "
+                         f"not written by this run's training")
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) != want:
+        if file_sha256(path) != want:
+            raise UsageError(f"snapshot step {step} ({path}) is not the file training wrote (its "
+                             f"sha256 differs from {HASHES}); remove it and rerun train.py to "
+                             f"rewrite it")
+        _VERIFIED[key] = want
+
+
+def check_snapshots(run_dir: str, paths: dict[int, str] | None = None) -> str | None:
+    """Check the snapshots `paths` ({step: path}; default all on disk) against the run's hash
+    record, and config.json against the config recorded with them: a UsageError for a changed,
+    replaced or foreign snapshot or an edited config. Returns a short hash of the checked snapshots'
+    hashes (what an analysis records), None for a run folder from before hashes were recorded
+    (nothing to check)."""
+    rec = snapshot_hashes(run_dir)
+    if rec is None:
+        return None
+    cfg = read_record(run_dir)
+    recorded = rec.get("config_sha")
+    if cfg is not None and recorded and trained_config_sha(cfg["config"]) != recorded:
+        raise UsageError(f"{run_dir}/config.json is not the config the run trained with (its hash "
+                         f"differs from {HASHES}: edited after training?); restore it")
+    paths = list_snapshots(run_dir) if paths is None else paths
+    names = {}
+    for step, path in sorted(paths.items()):
+        names[os.path.basename(path)] = rec["snapshots"].get(os.path.basename(path))
+        check_snapshot(path, names[os.path.basename(path)], step)
+    return config_sha(names)
+
+
+def _is_temp(name: str) -> bool:
+    """A temp file of a write that a kill cut short."""
+    return name.startswith(".tmp") or ".tmp" in name
+
+
 def remove_leftovers(run_dir: str) -> list[str]:
     """Delete the temp files a kill leaves behind (half-written snapshots, state or JSON files)."""
     gone = []
     for d in (run_dir, os.path.join(run_dir, "snapshots")):
         if os.path.isdir(d):
             for f in os.listdir(d):
-                if f.startswith(".tmp") or ".tmp" in f:
+                if _is_temp(f):
                     os.remove(os.path.join(d, f))
                     gone.append(f)
     return gone
@@ -175,7 +279,8 @@ def check_run_dir(cfg: Config) -> Config | None:
         return None
     rec = read_record(run_dir)
     if rec is None:
-        if not set(os.listdir(run_dir)) <= RUN_FILES:
+        # a kill's temp files
+        if not {f for f in os.listdir(run_dir) if not _is_temp(f)} <= RUN_FILES:
             raise UsageError(f"{run_dir} exists but is not a run folder (no config.json); use another --name")
         state = os.path.join(run_dir, "state_latest.pt")
         if not os.path.exists(state):
@@ -303,9 +408,12 @@ RECORD_DEFINITION = (
     "the trunk; accumulated in float64 from float32 weights, TF32 off")
 
 
-def snapshot_fingerprint(run_dir: str) -> list[list[int]]:
-    """[[step, size in bytes]] of the run's snapshot files: a record made from other files is stale."""
-    return [[s, os.path.getsize(p)] for s, p in sorted(list_snapshots(run_dir).items())]
+def snapshot_fingerprint(run_dir: str) -> list[list]:
+    """[[step, size in bytes, sha256 recorded by training or None]] of the run's snapshot files: a record
+    made from other files is stale."""
+    shas = (snapshot_hashes(run_dir) or {}).get("snapshots", {})
+    return [[s, os.path.getsize(p), shas.get(os.path.basename(p))]
+            for s, p in sorted(list_snapshots(run_dir).items())]
 
 
 def save_record(path: str, rec, provenance: dict | None = None):
@@ -314,28 +422,13 @@ def save_record(path: str, rec, provenance: dict | None = None):
                 shapes={k: list(v) for k, v in rec.shapes.items()}, groups=rec.groups, config=rec.config,
                 metrics=rec.metrics, meta=rec.meta, provenance=provenance or {})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        save_file({f"gram/{k}": g.to(torch.float64).contiguous() for k, g in rec.grams.items()}, tmp,
-                  metadata={"record": json.dumps(meta, allow_nan=False, default=_nan_to_none)})
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise UsageError(f"cannot write {path}: {e.strerror or e}")
-    except Exception as e:  # safetensors reports a full disk as its own error type
-        _remove(tmp)
-        raise UsageError(f"cannot write {path}: {type(e).__name__}: {e}")
+    grams = {f"gram/{k}": g.to(torch.float64).contiguous() for k, g in rec.grams.items()}
+    # serialised in memory, then written atomically: a full disk is one line, never a cut file
+    write_bytes(path, save(grams, metadata={"record": json.dumps(meta, allow_nan=False, default=_nan_to_none)}))
 
 
 def _nan_to_none(o):
     return None
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def load_record(path: str):
@@ -407,6 +500,8 @@ class Trajectory:
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
         self.paths = list_snapshots(run_dir)
+        # each the file training wrote (its recorded hash), config.json the one it used
+        check_snapshots(run_dir, self.paths)
         if not self.paths:
             raise UsageError(f"no step_XXXXXX.safetensors files in {snap_dir}")
         self.steps = sorted(self.paths)
@@ -516,14 +611,15 @@ def open_trajectory(run: str, anchor: int = 0, device="auto", partial: bool = Fa
     missing snapshots are an error unless `partial` (the analyses' --partial)."""
     if not os.path.isdir(run):
         raise UsageError(f"run folder not found: {run}")
-    traj = Trajectory(run, anchor=anchor, device=device)
+    traj = Trajectory(run, anchor=anchor, device=device)  # checks the snapshots (check_snapshots)
     rec = read_record(run)
     if rec is None:
         if not partial:
             raise UsageError(f"no readable config.json in {run}: not a training run (pass --partial to "
                              f"analyse the snapshots anyway)")
         return traj, dict(partial=True, config_sha=None)
-    return traj, run_state(run, config_from_dict(rec["config"]), partial)
+    read_metrics(run)  # a garbage row stops every analysis alike
+    return traj, run_state(run, run_config(run), partial)
 
 
 def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="auto", partial: bool = False):
@@ -652,13 +748,20 @@ def analysis_freshness(run_dir: str, name: str, env: dict | None = None) -> str 
         return "made from another config of the run"
     if run.get("partial", True):
         return "made on a partial trajectory"
+    try:
+        snaps = check_snapshots(run_dir)
+    except UsageError as e:
+        return str(e)
+    if "snapshots_sha" in run and run["snapshots_sha"] != snaps:
+        return "made from other snapshots (retrained since?)"
     return None
 
 
 def run_state(run_dir: str, cfg: Config, partial: bool = False) -> dict:
     """What an analysis records of the run it read (for the freshness check): its state and config hash."""
     rec = read_record(run_dir) or {"config": cfg.to_dict()}
-    return dict(check_trajectory(run_dir, cfg, partial), config_sha=config_sha(rec["config"]))
+    return dict(check_trajectory(run_dir, cfg, partial), config_sha=config_sha(rec["config"]),
+                snapshots_sha=check_snapshots(run_dir))
 
 
 def main(argv=None):
@@ -668,15 +771,17 @@ def main(argv=None):
                    help="analysis names: a line 'NAME: up to date' or 'NAME: why not' each, in order; "
                         "exit 0 if every analysis/NAME.json is up to date, 1 if not")
     args = p.parse_args(argv)
-    env = environment()
-    whys = [analysis_freshness(args.run, name, env) for name in args.fresh]
+    try:
+        if not os.path.isdir(args.run):
+            raise UsageError(f"run folder not found: {args.run}")
+        env = environment()
+        whys = [analysis_freshness(args.run, name, env) for name in args.fresh]
+    except UsageError as e:
+        fail(str(e))
     for name, why in zip(args.fresh, whys):
         print(f"{name}: {why or 'up to date'}")
     raise SystemExit(0 if all(w is None for w in whys) else 1)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UsageError as e:
-        fail(str(e))
+    main()

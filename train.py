@@ -5,10 +5,17 @@
 
 Writes runs/<name>/: config.json (config, corpus identity, environment of the first start and of
 every resume), metrics.jsonl, log.txt, codewords.json, status.json, snapshots/step_XXXXXX.safetensors
-(fp32 weights of the uncompiled model) and state_latest.pt (model, optimizer, step). Every file is
+(fp32 weights of the uncompiled model), snapshot_hashes.json (the sha256 of each snapshot and of the
+config, checked by every analysis) and state_latest.pt (model, optimizer, step). Every file is
 written to a temp file and renamed. Re-running the same command resumes from state_latest.pt
-(and rewrites a snapshot that is missing); a finished run is left as it is. One process writes a
-run folder at a time; Ctrl-C stops with one line and the run can be resumed.
+(and rewrites a snapshot that is missing, retraining a finished run if need be); a finished run with
+all its snapshots is left as it is. One process writes a run folder at a time; Ctrl-C stops with one
+line and the run can be resumed.
+
+Reproducibility: on the CPU a run is bitwise the same for the same number of intra-op threads
+(fixed at the start and recorded in config.json's env: a parallel sum's order depends on it). On
+CUDA, --deterministic true makes a run repeat itself (PyTorch's deterministic algorithms, a fixed
+cuBLAS workspace, deterministic cuDNN) at some cost in speed (bench.py --deterministic true).
 
     torchrun --standalone --nproc_per_node 4 train.py --seed 42   # one run on 4 GPUs, the same batches
 
@@ -19,6 +26,8 @@ alone evaluates and writes the run folder.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import json
 import math
 import os
@@ -32,13 +41,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from common import (check_writable, environment, os_reason, pick_device, pyplot, save_figure, write_json,
-                    write_text)
+from common import (atomic_write, check_writable, environment, os_reason, pick_device, pyplot,
+                    save_figure, write_json, write_text)
 from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
 from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
 from model import GPT, fused_ce_library, losses, padded_vocab, param_groups, set_attention_backend
 from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
-                  remove_leftovers, snapshot_path)
+                  record_hashes, remove_leftovers, snapshot_path, trajectory_state)
 
 
 class Interrupted(Exception):
@@ -149,6 +158,20 @@ def sum_over_processes(model, sums: torch.Tensor):
     dist.all_reduce(flat)
     for g, part in zip(grads, flat.split([g.numel() for g in grads])):
         g.copy_(part.view_as(g))
+
+
+# ----------------------------------------------------------------------------- determinism
+def fix_kernels(cfg: Config):
+    """Called before any CUDA work. CPU: the intra-op thread count set explicitly (the default, or
+    OMP_NUM_THREADS): torch.set_num_threads also turns off MKL's dynamic choice of threads, and
+    every thread (the data prefetcher's too) then uses one count. cfg.deterministic: PyTorch's
+    deterministic algorithms (an op without one is an error, not a silent difference), cuBLAS's
+    fixed workspace (read when cuBLAS starts) and deterministic cuDNN."""
+    torch.set_num_threads(torch.get_num_threads())
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
 
 # ----------------------------------------------------------------------------- the training step
@@ -358,9 +381,6 @@ class SnapshotWriter:
 
     def __init__(self, run_dir: str):
         self.run_dir, self.threads, self.errors = run_dir, [], []
-        mask = os.umask(0)
-        os.umask(mask)
-        self.mode = 0o666 & ~mask  # safetensors creates 0600 temp files; snapshots are shared like any file
 
     def start(self, what, write, after_all: bool = False):
         """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one failed.
@@ -379,16 +399,18 @@ class SnapshotWriter:
         self.threads[-1].start()
 
     def save(self, model, step: int):
-        """The fp32 weights of `model` as snapshot `step`."""
-        from safetensors.torch import save_file
+        """The fp32 weights of `model` as snapshot `step`; its sha256 is recorded before the file
+        appears. Serialised in memory and written from Python: a full disk is an OSError with its
+        errno."""
+        from safetensors.torch import save
         tensors, ready = host_copy({k: v.float() for k, v in model.state_dict().items()})
         path = snapshot_path(self.run_dir, step)
 
         def write():
             ready()
-            save_file(tensors, path + ".tmp")
-            os.chmod(path + ".tmp", self.mode)
-            os.replace(path + ".tmp", path)
+            data = save(tensors)
+            record_hashes(self.run_dir, snapshot=path, sha=hashlib.sha256(data).hexdigest())
+            atomic_write(path, data)
         self.start(lambda why: f"snapshot step {step} could not be written ({why}); the run stopped, "
                                f"rerun the same command to resume", write)
 
@@ -399,8 +421,10 @@ class SnapshotWriter:
 
         def write():
             ready()
-            torch.save(state, path + ".tmp")
-            os.replace(path + ".tmp", path)
+            # torch.save's own file writer reports a full disk as an internal error text
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write(path, buf.getbuffer())
         self.start(lambda why: f"cannot write {path}: {why}", write, after_all=True)
 
     def check(self):
@@ -419,13 +443,16 @@ def write_run_record(cfg: Config, corpus, device, start: int):
     """config.json: the resolved config and the corpus identity; the environment of the first start
     is kept and each resume is appended."""
     old = read_record(cfg.run_dir) if start else None
-    env = dict(environment(device), date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    env = dict(environment(device), threads=torch.get_num_threads(),  # CPU sums depend on it
+               date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
     if world() > 1:
         env.update(processes=world(), backend=dist.get_backend())
     old = old or {}
     resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
     rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
                env=old.get("env", env), resumes=resumes)
+    # the same at every start: RUNTIME_FIELDS left out
+    record_hashes(cfg.run_dir, config=rec["config"])
     write_json(os.path.join(cfg.run_dir, "config.json"), rec)
     write_json(os.path.join(cfg.run_dir, "codewords.json"),
                {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]}, indent=None)
@@ -449,14 +476,25 @@ def plot_metrics(run_dir: str) -> str:
     return save_figure(fig, os.path.join(run_dir, "training_curves.png"))
 
 
-def load_init(model, path: str):
+def check_init(cfg: Config, vocab_size: int):
+    """cfg.init_from loaded into a model without storage: a missing or unfit file stops before the
+    run folder is made."""
+    if cfg.init_from:
+        with torch.device("meta"):
+            model = GPT.from_config(cfg, vocab_size)
+        # assign: no copy into storage that does not exist
+        load_init(model, cfg.init_from, assign=True)
+
+
+def load_init(model, path: str, assign: bool = False):
     from safetensors.torch import load_file
     if not os.path.isfile(path):
         raise UsageError(f"init_from snapshot not found: {path}")
     try:
-        model.load_state_dict(load_file(path))
+        model.load_state_dict(load_file(path), assign=assign)
     except Exception as e:
-        raise UsageError(f"cannot load {path} into this model: {str(e).splitlines()[0][:200]}")
+        why = str(e).strip().splitlines() or [type(e).__name__]
+        raise UsageError(f"cannot load {path} into this model: {why[-1].strip()[:200]}")
 
 
 def restore(model, opt, state: dict, path: str):
@@ -633,10 +671,20 @@ def _json_line(row: dict) -> str:
     return json.dumps(row) + "\n"
 
 
-def already_done(cfg: Config) -> dict | None:
-    """The status of a finished run (its training curves redrawn if a kill left them missing or empty)."""
+def already_done(cfg: Config, locked: bool = False) -> dict | None:
+    """The status of a finished run (its training curves redrawn if a kill left them missing or
+    empty). A finished run that lacks a snapshot of its schedule is not done: it is retrained
+    (bitwise the same) to rewrite it; `locked` (the folder's lock held): its status.json is removed
+    first, so that the run reads as unfinished until it is done again."""
     status = read_status(cfg.run_dir)
     if not finished(status):
+        return None
+    missing = trajectory_state(cfg.run_dir, cfg)["missing"]
+    if missing:
+        if locked:
+            print(f"{cfg.run_dir}: {status['status']} at step {status['step']} but snapshot step "
+                  f"{missing[0]} is missing: training again to rewrite it")
+            os.remove(os.path.join(cfg.run_dir, "status.json"))
         return None
     png = os.path.join(cfg.run_dir, "training_curves.png")
     if not os.path.exists(png) or os.path.getsize(png) == 0:
@@ -703,7 +751,7 @@ def _take_folder(cfg: Config, held: ExitStack) -> dict | None:
     """The run folder's lock taken into `held`; then as `_before_start`, the folder made ready."""
     held.enter_context(RunLock(cfg.run_dir))
     check_run_dir(cfg)  # again under the lock: another process may have started it meanwhile
-    done = already_done(cfg)
+    done = already_done(cfg, locked=True)
     if not done:
         os.makedirs(os.path.join(cfg.run_dir, "snapshots"), exist_ok=True)
         remove_leftovers(cfg.run_dir)
@@ -723,6 +771,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
     loop after that many updates without finishing (used to test resume). Under torchrun process 0 makes
     the checks, holds the run folder's lock and writes the folder; every process trains."""
+    fix_kernels(cfg)
     device = join_processes(cfg.device) if launched() else None  # process 0's checks reach every process
     done = on_rank0(_before_start, cfg)
     if done:
@@ -732,6 +781,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
     corpus = load_corpus_in_turn(cfg, device)
+    on_rank0(check_init, cfg, corpus.vocab_size)
     with ExitStack() as held:
         done = on_rank0(_take_folder, cfg, held)
         if done:

@@ -5,12 +5,16 @@ import os
 import shutil
 
 import pytest
+import runs
 import train
 
 # (script, arguments, text the error line must contain). Placeholders: {run} a finished micro run (snapshots
 # 0, 4, 8), {nan} a copy with NaN in one snapshot, {nodata} a copy whose data file is gone, {src} an
 # unfinished run folder, {missing} a path that does not exist, {empty} an empty folder, {micro} the overrides
-# of a micro run under {tmp}/new (never created).
+# of a micro run under {tmp}/new (never created), {file} a file of text, {empty_txt} an empty .txt
+# file,
+# {binary_txt} a .txt file of binary bytes. A case named defectN is issue 18's defect N (failed
+# before).
 CASES = [
     ("train", ["--no_such_field", "1"], "unrecognized arguments"),
     ("train", ["--steps", "1.5"], "expects int"),
@@ -66,6 +70,31 @@ CASES = [
     ("runs", ["--run", "{run}"], "--fresh"),
     ("dataset", ["--preset", "huge"], "unknown preset"),
     ("bench", ["--preset", "huge"], "unknown preset"),
+    # issue 18, defect 5: a meaningless value stops before anything is written
+    ("train", ["{micro}", "--d_model", "0"], "d_model, n_head and d_ff must be > 0"),
+    ("train", ["{micro}", "--n_head", "0"], "d_model, n_head and d_ff must be > 0"),
+    ("train", ["{micro}", "--n_head", "3"], "d_model (32) must be divisible by n_head (3)"),
+    ("train", ["{micro}", "--d_ff", "0"], "d_model, n_head and d_ff must be > 0"),
+    ("train", ["{micro}", "--lr", "inf"], "lr must be a finite number"),
+    ("train", ["{micro}", "--eps", "inf"], "eps must be a finite number"),
+    ("train", ["{micro}", "--lambda_probe", "nan"], "lambda_probe must be a finite number"),
+    ("train", ["{micro}", "--lambda_probe", "-1"], "lambda_probe, lambda_probe_late and"),
+    # defect 8: a file where a folder is wanted
+    ("train", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder"),
+    ("dataset", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder"),
+    # defect 9: --name stays inside out_dir
+    ("train", ["{micro}", "--name", "../escaped"], "name must be a plain folder name"),
+    ("train", ["{micro}", "--name", "{tmp}/absolute"], "name must be a plain folder name"),
+    # defect 10
+    ("train", ["{micro}", "--init_from", "{file}"], "cannot load"),
+    ("train", ["{micro}", "--init_from", "{run_snapshot}"], "cannot load"),
+    ("train", ["{micro}", "--n_val_stories", "1", "--cache_dir", "{tmp}/c1"], "too few for"),
+    ("train", ["{micro}", "--data", "{empty_txt}"], "is empty"),
+    ("train", ["{micro}", "--data", "{binary_txt}"], "is not UTF-8 text"),
+    ("make_results", ["--collect-only", "--results", "{file}"], "is a file, not a folder"),
+    ("collect_results", ["--runs", "{tmp}", "--version", "v2", "--date", "2026-13-01"], "a date"),
+    ("dataset", ["{micro}", "--sample", "-1"], "--sample must be >= 0"),
+    ("runs", ["--run", "{missing}", "--fresh", "backbone_update_analysis"], "run folder not found"),
 ]
 
 
@@ -80,6 +109,9 @@ def world(tmp_path_factory, micro_cfg, micro, argv, snapshots):
     sd = snapshots.read(nan, 4)
     sd["blocks.1.mlp.fc.weight"][0, 0] = float("nan")
     snapshots.write(nan, 4, sd)
+    # as if training had written it (a diverged run): its hash recorded
+    path = snapshots.path(nan, 4)
+    runs.record_hashes(nan, snapshot=path, sha=runs.file_sha256(path))
     src = str(tmp / "src")
     for step in (0, 4):
         snapshots.write(src, step, snapshots.read(cfg.run_dir, step))
@@ -89,9 +121,16 @@ def world(tmp_path_factory, micro_cfg, micro, argv, snapshots):
     rec = json.load(open(os.path.join(nodata, "config.json")))
     rec["config"]["data"] = str(tmp / "gone.jsonl")
     json.dump(rec, open(os.path.join(nodata, "config.json"), "w"))
+    runs.record_hashes(nodata, config=rec["config"])  # as if trained on that file, since deleted
     os.makedirs(tmp / "empty")
+    (tmp / "file").write_text("not a folder\n")
+    (tmp / "empty.txt").write_text("")
+    (tmp / "binary.txt").write_bytes(bytes(range(256)) * 4)
     return dict(run=cfg.run_dir, nan=nan, src=src, nodata=nodata, missing=str(tmp / "missing"),
-                empty=str(tmp / "empty"), tmp=str(tmp), micro=argv(micro(tmp / "new", steps=8)))
+                empty=str(tmp / "empty"), tmp=str(tmp), micro=argv(micro(tmp / "new", steps=8)),
+                file=str(tmp / "file"), empty_txt=str(tmp / "empty.txt"),
+                binary_txt=str(tmp / "binary.txt"),
+                run_snapshot=runs.snapshot_path(cfg.run_dir, 4))
 
 
 def expand(args, world):

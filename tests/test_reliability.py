@@ -53,15 +53,14 @@ def fake_env(commit: str):
 
 
 def fail_write_at(monkeypatch, step):
-    """Make the snapshot write of `step` fail as on a full disk."""
-    from safetensors import torch as st
-    real = st.save_file
+    """Make the snapshot write of `step` fail as on a full disk (a real one: test_defect7_*)."""
+    real = train.atomic_write
 
-    def save_file(tensors, path, *a, **kw):
+    def atomic_write(path, data):
         if f"step_{step:06d}" in path:
             raise OSError(errno.ENOSPC, "No space left on device", path)
-        return real(tensors, path, *a, **kw)
-    monkeypatch.setattr(st, "save_file", save_file)
+        return real(path, data)
+    monkeypatch.setattr(train, "atomic_write", atomic_write)
 
 
 # ----------------------------------------------------------------------------- 1. failed snapshot writes
@@ -286,13 +285,6 @@ def test_out_naming_a_path_under_a_file_is_one_line(copy, tmp_path, usage_error)
     usage_error(bfa.main, ["--run", run, "--out", str(tmp_path / "f" / "x.json")], match="is a file")
 
 
-def test_full_disk_on_the_state_file_is_one_line(micro, argv, tmp_path, monkeypatch, usage_error):
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(train.torch, "save", full)
-    usage_error(train.main, argv(micro(tmp_path, **SHORT)), match="cannot write")
-
-
 def test_unavailable_mps_is_one_line(micro, argv, tmp_path, usage_error, copy):
     if torch.backends.mps.is_available():
         pytest.skip("MPS is available here")
@@ -397,3 +389,247 @@ def test_provenance_resolves_a_device_name_before_asking_cuda_for_memory(monkeyp
         assert p["device"] == "cuda" and p["device_name"] == "test GPU" and p["peak_device_memory_mib"] == 3.0
     assert len(asked) == 3
     assert "peak_device_memory_mib" not in common.provenance(0.0, [], "cpu", "x.py")
+
+
+# ----------------------------------------------------------------------------- issue 18: the fault
+# battery
+# Each test is named for the defect of issue 18 it covers; each failed before the fix.
+def run_script(args, limit_bytes: int | None = None, **kw):
+    """python <args> in a subprocess, its file size limited to `limit_bytes` (ulimit -f: writes past
+    it fail with EFBIG, as on a full disk; Python ignores SIGXFSZ)."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit if limit_bytes else None, **kw)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one_line(r, match: str, code: int = 2) -> str:
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    ok = r.returncode == code and len(lines) == 1 and lines[0].startswith("error: ")
+    assert ok, r.stderr[-2000:]
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def changed_values(path: str, n: int = 1000):
+    """Overwrite `path` with n finite values of one tensor changed (not what train.py wrote)."""
+    from safetensors.torch import load_file, save_file
+    sd = load_file(path)
+    w = sd["blocks.0.mlp.fc.weight"].view(-1)
+    w[:n] += 0.01
+    save_file(sd, path)
+
+
+def test_defect3_a_changed_snapshot_stops_every_analysis(copy, usage_error):
+    import backbone_update_analysis as bua
+    run = copy()
+    changed_values(runs.snapshot_path(run, 4))
+    for main, extra in ((tpu.main, ["--null-draws", "10"]), (bua.main, []),
+                        (bga.main, ["--batches", "2"]), (bfa.main, ["--batches", "2", "--K", "2"])):
+        usage_error(main, ["--run", run, *extra], match="snapshot step 4 (")
+
+
+def test_defect3_a_snapshot_replaced_by_a_link_to_another_is_refused(copy, usage_error):
+    run = copy()
+    os.remove(runs.snapshot_path(run, 4))
+    os.symlink(runs.snapshot_path(run, 8), runs.snapshot_path(run, 4))
+    usage_error(tpu.main, ["--run", run], match="is not the file training wrote")
+
+
+def test_defect3_a_foreign_snapshot_without_a_hash_is_refused(copy, usage_error):
+    run = copy()
+    shutil.copy(runs.snapshot_path(run, 4), runs.snapshot_path(run, 2))
+    usage_error(tpu.main, ["--run", run, "--partial"], match="has no recorded hash")
+
+
+def test_defect3_fresh_says_why_after_a_snapshot_changed(analysed):
+    assert runs.analysis_freshness(analysed, "trajectory_pca_uncentered") is None
+    changed_values(runs.snapshot_path(analysed, 8))
+    why = runs.analysis_freshness(analysed, "trajectory_pca_uncentered")
+    assert why.startswith("snapshot step 8 (") and "is not the file training wrote" in why
+
+
+def test_defect3_an_edited_config_stops_the_analyses(copy, usage_error):
+    import backbone_update_analysis as bua
+    run = copy()
+    path = os.path.join(run, "config.json")
+    rec = json.load(open(path))
+    rec["config"]["d_model"] = 64
+    json.dump(rec, open(path, "w"))
+    for main in (tpu.main, bua.main):
+        usage_error(main, ["--run", run], match="config.json is not the config the run trained")
+
+
+@pytest.mark.parametrize("garbage", ["garbage", '{"step": "x", "val_loss": 1.0}',
+                                     '{"step": 2, "val_loss": "low"}'])
+def test_defect3_a_garbage_metrics_row_stops_every_analysis(copy, usage_error, garbage):
+    import backbone_update_analysis as bua
+    run = copy()
+    path = os.path.join(run, "metrics.jsonl")
+    lines = open(path).read().splitlines()
+    open(path, "w").write("\n".join([lines[0], garbage, *lines[1:]]) + "\n")
+    for main, extra in ((tpu.main, []), (bua.main, []), (bga.main, ["--batches", "2"])):
+        usage_error(main, ["--run", run, *extra], match="line 2 is not a metrics row")
+
+
+def test_defect4_leftovers_of_a_kill_at_the_first_start_are_restarted(micro_cfg, tmp_path, done,
+                                                                      snapshots):
+    cfg = micro_cfg(tmp_path, **SHORT)
+    os.makedirs(os.path.join(cfg.run_dir, "snapshots"))
+    for f in (".lock", "metrics.jsonl", "config.json.tmp999"):
+        open(os.path.join(cfg.run_dir, f), "w").close()
+    assert train.train(cfg)["status"] == "complete"
+    assert "config.json.tmp999" not in os.listdir(cfg.run_dir)
+    assert snapshots.read(cfg.run_dir, 8)["blocks.0.mlp.fc.weight"].equal(
+        snapshots.read(done.run_dir, 8)["blocks.0.mlp.fc.weight"])
+
+
+def test_defect4_a_run_killed_at_its_first_start_resumes(micro, argv, tmp_path, done):
+    """train.py killed (SIGKILL) as soon as its run folder appears, then run again: it completes
+    with the snapshots of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    overrides = micro(tmp_path, **SHORT)
+    run_dir = os.path.join(overrides["out_dir"], "tiny_seed42")
+    p = subprocess.Popen([sys.executable, "train.py", *argv(overrides)], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while p.poll() is None and not os.path.exists(os.path.join(run_dir, ".lock")):
+            time.sleep(0.005)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    r = run_script(["train.py", *argv(overrides)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert same_snapshots(run_dir, done.run_dir)
+
+
+def test_defect6_a_finished_run_with_a_deleted_snapshot_is_trained_again(copy, config_of, done):
+    run = copy()
+    os.remove(runs.snapshot_path(run, 4))
+    assert train.train(config_of(run))["status"] == "complete"
+    sha = [runs.file_sha256(runs.snapshot_path(r, 4)) for r in (run, done.run_dir)]
+    assert sha[0] == sha[1]
+    assert [r["step"] for r in runs.read_metrics(run)] == [0, 4, 8]
+    tpu.main(["--run", run, "--null-draws", "10"])  # the analysis that asked for it now runs
+
+
+def test_defect7_full_disk_on_a_snapshot_is_one_line(micro, argv, tmp_path, done):
+    # a snapshot: 576 kB
+    r = run_script(["train.py", *argv(micro(tmp_path, **SHORT))], limit_bytes=100_000)
+    one_line(r, "snapshot step 0 could not be written (file too large")
+
+
+def test_defect7_full_disk_on_the_state_file_is_one_line(micro, argv, tmp_path, done):
+    overrides = micro(tmp_path, **SHORT)
+    r = run_script(["train.py", *argv(overrides)], limit_bytes=1_000_000)  # the state: 1.75 MB
+    one_line(r, "state_latest.pt: file too large")
+    assert not [f for d, _, fs in os.walk(overrides["out_dir"]) for f in fs if ".tmp" in f]
+
+
+def test_defect7_full_disk_under_an_analysis_is_one_line(copy):
+    run = copy()
+    pca = ["trajectory_pca_uncentered.py", "--run", run, "--null-draws", "10"]
+    one_line(run_script(pca, limit_bytes=2_000), "file too large")
+    one_line(run_script([*pca, "--out", "/proc/x.json"]), "cannot write")
+
+
+def test_defect10_a_killed_figure_write_leaves_no_temp_file_behind(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that no longer runs
+    path = str(tmp_path / "fig.png")
+    for stale in (f"{path}.tmp{dead.pid}.png", f"{path}.tmp{dead.pid}"):
+        open(stale, "w").write("cut")
+    fig = common.pyplot().figure()
+    common.save_figure(fig, path)
+    assert os.listdir(tmp_path) == ["fig.png"]
+
+
+# ----------------------------------------------------------------------------- defect 1: fresh
+# runs repeat
+# Shapes large enough that the CPU kernels split their sums over the intra-op threads (the micro
+# runs above
+# are small enough to run on one thread, so their bitwise equality says nothing about thread
+# scheduling).
+PARALLEL = dict(SHORT, n_layer=1, d_model=64, n_head=4, d_ff=256, batch_size=16, grad_accum=2,
+                steps=6, eval_every=3, snapshot_every=3, state_every=3)
+
+
+def same_snapshots(a: str, b: str) -> bool:
+    """Whether two runs wrote bitwise the same snapshots (the sha256s train.py recorded)."""
+    return runs.snapshot_hashes(a)["snapshots"] == runs.snapshot_hashes(b)["snapshots"]
+
+
+def test_defect1_fresh_runs_are_bitwise_equal_again_and_again_under_load(micro, argv, tmp_path):
+    """Four fresh runs of one config, two at a time (each loads the machine for the other): every
+    snapshot of each is bitwise the first run's (their sha256s, as train.py recorded them)."""
+    import subprocess
+    import sys
+    for pair in ((0, 1), (2, 3)):
+        cmds = [[sys.executable, "train.py", *argv(micro(tmp_path, **PARALLEL, name=f"r{i}"))]
+                for i in pair]
+        procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for c in cmds]
+        for p in procs:
+            assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    rd = [str(tmp_path / "runs" / f"r{i}") for i in range(4)]
+    assert len(runs.snapshot_hashes(rd[0])["snapshots"]) == 3
+    assert all(same_snapshots(rd[0], r) for r in rd[1:])
+    assert {runs.read_record(r)["env"]["threads"] for r in rd} == {torch.get_num_threads()}
+
+
+def test_deterministic_kernels_change_no_cpu_result_and_are_recorded(micro, argv, tmp_path, done):
+    """--deterministic true (for CUDA) runs on the CPU with the same numbers, is recorded in
+    config.json and turns PyTorch's deterministic algorithms on; a run cannot be resumed with the
+    other setting."""
+    overrides = micro(tmp_path, **SHORT, deterministic=True)
+    code = ("import sys, torch, train; train.main(sys.argv[1:]); print("
+            "torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)")
+    r = run_script(["-c", code, *argv(overrides)])
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "True True", r.stderr[-2000:]
+    run_dir = os.path.join(overrides["out_dir"], "tiny_seed42")
+    assert runs.read_record(run_dir)["config"]["deterministic"] is True
+    assert same_snapshots(run_dir, done.run_dir)
+    off = train.Config(**dict(runs.run_config(run_dir).to_dict(), deterministic=False))
+    with pytest.raises(UsageError, match="differs in: deterministic"):
+        runs.check_run_dir(off)
+
+
+# ----------------------------------------------------------------------------- run_seed.sh's python
+@pytest.mark.parametrize("how", ["PYTHON", "VIRTUAL_ENV"])
+def test_run_seed_uses_the_python_of_its_environment(tmp_path, how):
+    """Given PYTHON, or an activated virtual environment, run_seed.sh runs that python even where
+    python3 on the PATH cannot import torch: the config error comes from the code, not 'cannot
+    import torch'."""
+    import subprocess
+    import sys
+    bare = tmp_path / "bare"  # python3 on the PATH: a python without torch
+    bare.mkdir()
+    (bare / "python3").write_text("#!/bin/sh\nexec /usr/bin/env -i false \"$@\"\n")
+    (bare / "python3").chmod(0o755)
+    if how == "VIRTUAL_ENV" and sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run in a virtual environment")
+    env = dict(os.environ, PATH=f"{bare}:/usr/bin:/bin")
+    env.pop("PYTHON", None)
+    env.pop("VIRTUAL_ENV", None)
+    env.update({"PYTHON": sys.executable} if how == "PYTHON" else {"VIRTUAL_ENV": sys.prefix})
+    run_seed = ["bash", "run_seed.sh", "1", "--preset", "tiny"]
+    r = subprocess.run([*run_seed, "--d_model", "0"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: d_model, n_head and d_ff must be > 0", r.stderr
+    env.pop(how)  # neither: python3 on the PATH, which cannot import torch, is named in one line
+    r = subprocess.run(run_seed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: {bare}/python3 cannot import torch"), r.stderr

@@ -12,7 +12,10 @@ STAGES = ("trajectory_pca_uncentered", "backbone_update_analysis", "backbone_gra
 def test_run_seed_runs_each_analysis_then_skips_the_up_to_date_ones(tmp_path, micro, argv):
     over = {k: v for k, v in micro(tmp_path, steps=40).items() if k != "preset"}
     cmd = ["bash", "run_seed.sh", "3", "--preset", "tiny", *argv(over)]
-    env = {**os.environ, "SOURCE_COMMIT": "c0ffee", "SOURCE_DIRTY": "0"}  # a clean tree at a fixed commit
+    # a clean tree at a fixed commit
+    env = {**os.environ, "SOURCE_COMMIT": "c0ffee", "SOURCE_DIRTY": "0",
+           # this environment's python (run_seed.sh would take python3 on the PATH)
+           "PYTHON": sys.executable}
 
     def stages(*extra, env=env):
         r = subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import experiments as ex
 import runs
@@ -208,7 +209,10 @@ def test_scripts_end_to_end(small, capsys, monkeypatch, argv):
     # bad input: one line, exit 2, nothing overwritten
     files = [os.path.join(out, f) for f in ("sgd_matched_valloss.json", "sgd_control.json", "sgd_control.csv")]
     before = [open(f, "rb").read() for f in files]
-    os.remove(runs.snapshot_path(os.path.join(small["out_dir"], "tiny_sgd_A_seed42"), 3))
+    # a snapshot that is not the one training wrote (a removed one is rewritten by training again)
+    path = runs.snapshot_path(os.path.join(small["out_dir"], "tiny_sgd_A_seed42"), 3)
+    sd = load_file(path)
+    save_file({k: v + 1e-3 for k, v in sd.items()}, path)
     _one_error_line(capsys, lambda: mv.main(args))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A"]))
     _one_error_line(capsys, lambda: sc.main(args + ["--runs", "A,D"]))
