@@ -37,9 +37,9 @@ import geometry as geo
 from common import write_json
 from config import Parser, UsageError
 from readers import (BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON,  # noqa: F401
-                     Results, Seed, _fisher_rows, _sgd_rows, beta2_curves, corr, find, get, group_key,
+                     Results, Seed, beta2_curves, corr, find, fisher_rows, get, group_key,
                      matched_null_pc1, newest_version, open_results, pct, pct_range, run_results, sci,
-                     seeds_of, unigram, val_curve)
+                     seeds_of, sgd_rows, unigram, val_curve)
 
 HOLDS, ABOVE, NOT, NA = "holds", "holds only above null", "does not hold", "not measurable here"
 BY_OPT = "reproduced, explained by the optimizer's mechanics"
@@ -396,14 +396,14 @@ def rank1_snapshots(s: Seed, after: int = 4400) -> tuple[int, int]:
     """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9)."""
     rows = [
         (st, x.get("lambda1_frac", (x["lambda1"] / x["trace"]) if x.get("trace") else None))
-        for st, x in _fisher_rows(s)
+        for st, x in fisher_rows(s)
         if st > after
     ]
     return sum(1 for _, f in rows if f is not None and f > RANK1), len(rows)
 
 
 def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
-    rows = _fisher_rows(s)
+    rows = fisher_rows(s)
     if not rows:
         return na(f"no {s.dir}/{FISHER_JSON}")
     lm = [(st, x["q_lm"]["v_b"]) for st, x in rows if isinstance(x.get("q_lm"), dict)]
@@ -447,7 +447,7 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
 def rule_c10(s: Seed, fisher: str = "combined") -> Verdict:
     """Median |<u1, v_b>| of the top Fisher eigenvector against the paper's ~0.001, beside the same overlap
     of PC2 (a trajectory direction that is not the backbone) and a random direction's sqrt(2/(pi D))."""
-    rows = _fisher_rows(s)
+    rows = fisher_rows(s)
     if not rows:
         return na(f"no {s.dir}/{FISHER_JSON}")
     pick = {"lm": lambda x: (x.get("lm") or {}).get("u1_overlap") or {}, "combined": lambda x: x["u1_overlap"]}
@@ -532,7 +532,7 @@ def rule_c11(s: Seed, pair: str = "prominent") -> Verdict:
 
 
 def rule_c12(res: Results) -> Verdict:
-    rows = _sgd_rows(res)
+    rows = sgd_rows(res)
     if "A" not in rows or not any(k in rows for k in ("B", "C", "D")):
         return na("no window geometry of the optimizer runs (sgd_control.json or backbone_controls.json)")
     uni = unigram(res)
@@ -648,7 +648,7 @@ def rule_c14(res: Results) -> Verdict:
     d = res.json("beta2/beta2_seed42.json")
     table = get(d, "table", []) if d else []
     rows = {r["beta2"]: r for r in table}
-    A = _sgd_rows(res).get("A")
+    A = sgd_rows(res).get("A")
     if 0.95 not in rows and A:  # run A of sgd_control.py is the beta2 = 0.95 run
         rows[0.95] = {
             "beta2": 0.95,

@@ -22,7 +22,9 @@ import re
 import numpy as np
 
 import claims as cl
-from claims import BLOCKS, Results, Seed, get, group_key, open_results
+from readers import (BLOCKS, MECHANICS_JSON, NULL_JSON, ROBUST_JSON, Results, Seed, beta2_curves,
+                     fisher_rows, get, group_key, mechanics_rows, open_results, robust_rows,
+                     sgd_rows, unigram, val_curve)
 from common import fmt_g, write_text
 from config import Parser, fail
 
@@ -162,7 +164,7 @@ TEXV = {"v_b": "v_b", "v_sw": "v_{sw}", "v_PC2": "v_{PC2}"}  # direction key -> 
 
 
 def fisher_series(s: Seed, key: str = "q") -> dict:
-    rows = need(cl._fisher_rows(s), "backbone_fisher_analysis.json (table)")
+    rows = need(fisher_rows(s), "backbone_fisher_analysis.json (table)")
     out = {"steps": [st for st, _ in rows]}
     for name in ("v_b", "v_sw", "v_PC2"):
         out[name] = [get(x, f"{key}.{name}") for _, x in rows]
@@ -213,7 +215,7 @@ def fig_fisher(p, s: Seed):
 
 def fig_fisher_split(p, s: Seed):
     """The Fisher of the LM loss and of the probe loss, rank-1 snapshots of the combined one shaded."""
-    rows = need(cl._fisher_rows(s), "backbone_fisher_analysis.json (table)")
+    rows = need(fisher_rows(s), "backbone_fisher_analysis.json (table)")
     if not any(isinstance(x.get("q_lm"), dict) for _, x in rows):
         raise Missing(
             "q_lm / q_probe in backbone_fisher_analysis.json (the Fisher split of the new analysis)"
@@ -328,7 +330,7 @@ def fig_pc1_nulls(p, s: Seed):
 def window_rows(res: Results) -> list[dict]:
     """[600, 2000] window geometry of every optimizer run: SGD-family controls and the beta2 sweep."""
     rows = []
-    for k, r in cl._sgd_rows(res).items():
+    for k, r in sgd_rows(res).items():
         if r.get("pc1_pct") is None:
             continue
         rows.append(
@@ -392,7 +394,7 @@ def fig_windows(p, res: Results):
     a2.bar(x, [r["drift"] for r in rows], color="C4")
     a2.set(ylabel=r"drift $\|\theta(2000) - \theta(600)\|$", title="drift")
     a3.bar(x, [r["val"] if r["val"] is not None else np.nan for r in rows], color="C5")
-    uni = cl.unigram(res)
+    uni = unigram(res)
     if uni is not None:
         a3.axhline(uni, color="k", ls=":", lw=0.8, label=f"unigram baseline {uni:.2f}")
         a3.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
@@ -619,7 +621,7 @@ def control_curves(res: Results) -> dict[str, dict[int, float]]:
     for run in CONTROL_RUNS:
         m = res.metrics(f"sgd_control/{run}/metrics.jsonl")
         if m:
-            out[run] = cl.val_curve(m)
+            out[run] = val_curve(m)
     return out
 
 
@@ -629,7 +631,7 @@ def d_sweep(res: Results) -> dict[float, float]:
     out = {}
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         hit = D_SWEEP.match(name)
-        c = cl.val_curve(res.metrics(f"sgd_control/runs/{name}/metrics.jsonl")) if hit else {}
+        c = val_curve(res.metrics(f"sgd_control/runs/{name}/metrics.jsonl")) if hit else {}
         if c:
             out[float(hit.group(1))] = c[max(c)]
     return dict(sorted(out.items()))
@@ -639,14 +641,14 @@ def fig_controls(p, res: Results):
     """Validation loss of the controls A, A0, D (two runs), D0 against step, with the unigram; D's sweep; the
     beta2 sweep's runs."""
     cur = need(control_curves(res), "sgd_control/runs/*/metrics.jsonl")
-    sweep, b2 = d_sweep(res), cl.beta2_curves(res)
+    sweep, b2 = d_sweep(res), beta2_curves(res)
     fig, (ax, bx, cx) = p.subplots(1, 3, figsize=(FIG_W, 2.7), gridspec_kw=dict(width_ratios=[1.8, 1, 1.2]))
     colors = {"A": "C0", "AZero": "C3", "D": "C1", "DEarlier": "C1", "DZero": "C4"}
     for run, c in cur.items():
         st, (label, name) = sorted(c), CONTROL_RUNS[run]
         ax.plot(st, [c[t] for t in st], color=colors[name], ls="--" if run.startswith("earlier/") else "-",
                 lw=1.2, label=label)
-    uni = cl.unigram(res)
+    uni = unigram(res)
     if uni is not None:
         ax.axhline(uni, color="0.5", ls=":", lw=0.8, label=f"unigram {uni:.2f}")
     ax.set(yscale="log", ylim=(0.9, 60), xlabel="step", ylabel="validation loss (nats/token)",
@@ -891,7 +893,7 @@ def _numbers_pca(s: Seed, m: dict):
 
 def _numbers_fisher_split(s: Seed, m: dict):
     """Of the combined Fisher's rank-1 snapshots, how many are rank-1 in the probe part, and in the LM part."""
-    rows = [x for _, x in cl._fisher_rows(s)]
+    rows = [x for _, x in fisher_rows(s)]
     frac = lambda x: x.get("lambda1_frac", x["lambda1"] / x["trace"] if x.get("trace") else 0)  # noqa: E731
     r1 = [x for x in rows if frac(x) > cl.RANK1]
     if r1 and all(isinstance(x.get("probe"), dict) for x in r1):
@@ -908,6 +910,9 @@ def _numbers_update(s: Seed, m: dict):
                 m[macro_name(nm, "SignedC", ph)] = f3(get(s.update, f"groups.{g}.phase_means.{ph}.C"))
             m[macro_name(nm, "TStar")] = str(get(s.update, f"summary.{g}.t_star"))
         m["updateLabel"] = "its midpoint" if cl.labels_by_midpoint(s.update) else "its later step"
+        for ph in ("early", "mid", "late"):  # the matched walk of the same increments
+            walk = get(s.update, f"summary.block0.matched_walk_{ph}_abs_C")
+            m[macro_name("walkC", ph)] = f3(walk)
         for ph in ("early", "mid", "late"):
             m[macro_name("medianBlocksC", ph)] = f3(
                 get(s.update, f"summary.median_of_blocks_1_on.{ph}_abs_C")
@@ -923,9 +928,13 @@ def _numbers_grad(s: Seed, m: dict):
             m["gradCosRatio"] = f1(cos.mean() / floor)
             m["noiseFloorBlockZero"] = tex_sci(floor)
             m["noiseFloorTrunk"] = tex_sci(get(s.grad, "noise_floor.trunk"))
+        b = np.asarray(get(s.grad, "results.combined.block0.b", []), float)
+        if len(b):  # the share of snapshots at which b_0 has its more common sign
+            m["gradSameSign"] = f"{100 * max(np.mean(b < 0), np.mean(b > 0)):.0f}"
 
 
 def _numbers_claims(s: Seed, m: dict):
+    """The numbers the claims' rules computed for this seed (claims.py's `numbers` of each row)."""
     for r in cl.evaluate_cache(s.res):
         if r["seed"] != s.seed:
             continue
@@ -936,14 +945,9 @@ def _numbers_claims(s: Seed, m: dict):
         if r["id"] == "C2" and nums:
             m["nullCosPrev"], m["nullCosGlobal"] = f"{nums['null_cos_prev']:.4f}", f3(nums["null_cos_global"])
         if r["id"] == "C4" and nums:
-            m["fbFinalMin"], m["fbFinalMax"] = p1(nums["fb_final_min"]), p1(nums["fb_final_max"])
-            m["fbAvgMin"], m["fbAvgMax"] = p1(nums["fb_avg_min"]), p1(nums["fb_avg_max"])
-            m["nullFbMin"] = p1(nums["null_fb_min"])
-        if r["id"] == "C5" and nums:
-            m["gradSameSign"] = f"{100 * nums['same_sign']:.0f}"
-        if r["id"] == "C6" and nums:
-            for ph in ("early", "mid", "late"):
-                m[macro_name("walkC", ph)] = f3(nums[f"null_{ph}"])
+            for k, nm in (("fb_median", "Median"), ("fb_min", "Min"), ("fb_max", "Max")):
+                m["fbFinal" + nm] = p1(nums[k])
+            m["walkFbFinal"] = p1(nums.get("walk"))
         if r["id"] == "C8" and nums:
             m["blockZeroDominance"] = f1(nums["ratio"])
         if r["id"] == "C9" and nums:
@@ -951,12 +955,56 @@ def _numbers_claims(s: Seed, m: dict):
             m["fisherRankOne"], m["fisherRankOneOf"] = str(nums["rank1"]), str(nums["rank1_of"])
             m["alphaSpike"] = f1(nums["alpha_spike"])
         if r["id"] == "C10" and nums:
-            m["fisherOverlapMedian"], m["fisherOverlapMax"] = tex_sci(nums["overlap_median"]), tex_sci(
-                nums["overlap_max"]
-            )
+            m["fisherOverlapMedian"] = tex_sci(nums["overlap_median"])
+            m["fisherOverlapMax"] = tex_sci(nums["overlap_max"])
             m["fisherOverlapFloor"] = tex_sci(nums["floor"])
-        if r["id"] == "C11" and nums.get("ordinary_abs_C") is not None:
-            m["ordinaryUpdateC"] = f2(nums["ordinary_abs_C"])
+            m["fisherOverlapPCTwo"] = tex_sci(nums.get("pc2_median"))
+        if r["id"] == "C11" and nums.get("ordinary") is not None:
+            m["ordinaryUpdateC"] = f2(nums["ordinary"])
+    avg = cl.rule_c4(s, fb="mean").numbers  # C4's second definition: f_b averaged over time
+    if avg:
+        m["fbAvgMin"], m["fbAvgMax"] = p1(avg["fb_min"]), p1(avg["fb_max"])
+
+
+def mean_sd(x: dict | None, fmt_) -> str | None:
+    """'mean +- sd' of a null's {mean, sd} over its seeds (None without it); text or math mode."""
+    if not x or x.get("mean") is None:
+        return None
+    return fmt_(x["mean"]) + ("" if not x.get("sd") else f" \\ensuremath{{\\pm}} {fmt_(x['sd'])}")
+
+
+def step_text(x) -> str:
+    return f"{x:,.0f}".replace(",", "{,}")
+
+
+NULL_STATS = [  # (the optimizer null's statistic, macro suffix, format): what the text quotes
+    ("pc1", "PCone", lambda x: f"{100 * x:.1f}"),
+    ("null_matched_pc1", "Matched", lambda x: f"{100 * x:.1f}"),
+    ("coherence", "Coherence", f2), ("cos_vb_theta0", "CosThetaZero", f2),
+    ("early_abs_C", "CEarly", f2),
+    ("t_star", "TStar", step_text), ("a_retreat", "ARetreat", lambda x: f"{100 * x:.1f}"),
+    ("f_b_final", "FbFinal", lambda x: f"{100 * x:.1f}"),
+]
+
+
+def _numbers_optimizer_null(s: Seed, m: dict):
+    """This seed's optimizer null (block 0, mean +- sd over its noise seeds) and its no-decay twin,
+    or the flags that make the text say they are not yet run."""
+    path = tex_escape(f"results/{s.res.version}/{s.dir}/{NULL_JSON}")
+    m["optNullFile"] = path.replace("/", "/\\allowbreak{}")  # a long path may break at a slash
+    m["haveOptNull"] = "1" if s.null else "0"
+    if s.null:
+        for stat, nm, fmt_ in NULL_STATS:
+            m["optNull" + nm] = mean_sd(s.opt("block0", stat), fmt_)
+        m["optNullSeeds"] = str((s.opt("block0", "pc1") or {}).get("n"))
+    tw = s.twin()
+    m["twinName"] = tex_escape(f"{s.dir}_wd0")
+    m["haveTwin"] = "1" if tw else "0"
+    if tw:
+        pcs = [tw.pc1(g) for g in BLOCKS if tw.pc1(g) is not None]
+        m["twinBlockPConeMin"], m["twinBlockPConeMax"] = p1(min(pcs)), p1(max(pcs))
+        m["twinTStar"] = str(get(tw.update, "summary.block0.t_star")) if tw.update else None
+        m["twinCoherence"] = f2(tw.coherence("block0"))
 
 
 def _numbers_metrics(s: Seed, m: dict):
@@ -1006,6 +1054,7 @@ def _numbers_calibration(s: Seed, m: dict):
 
 def _numbers_finetune(res: Results, m: dict):
     ft = finetune(res)
+    m["haveFinetune"] = "0" if ft is None else "1"
     if ft is None:
         return
     import experiments as ex
@@ -1059,7 +1108,7 @@ def _numbers_controls(res: Results, m: dict):
                           + ", ".join(f"{lr:g}" for lr in sweep))
         m["ctrlSweepBest"] = f"{min(sweep, key=sweep.get):g}"
         m["ctrlSweepEdge"] = "the largest" if min(sweep, key=sweep.get) == max(sweep) else "inside the range"
-    uni = cl.unigram(res)
+    uni = unigram(res)
     d, d1 = cur.get("D", {}), cur.get("DEarlier", {})
     m["ctrlDVsUnigram"] = compare(d.get(4000), uni) if d else "not comparable with"
     if 4000 in d and 4000 in d1:
@@ -1096,7 +1145,7 @@ def _numbers_missing(res: Results, m: dict):
 
 def _numbers_beta2_curves(res: Results, m: dict):
     """The beta2 sweep's runs from their training curves alone: final validation losses and divergences."""
-    ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in cl.beta2_curves(res).items() if c]
+    ends = [(b, c[max(c)], status, max(c)) for b, (c, status) in beta2_curves(res).items() if c]
     fin = [(b, v) for b, v, s, _ in ends if s == "complete"]
     if fin:
         m["betaTwoFinal"] = ", ".join(f"{f3(v)} ($\\beta_2$ = {b:g})" for b, v in sorted(fin, reverse=True))
@@ -1105,12 +1154,45 @@ def _numbers_beta2_curves(res: Results, m: dict):
                                               for b, T in div)) if div else ""
 
 
+# the mechanics rows the text quotes: ingredient -> macro name part
+MECH_ROWS = {"as configured": "Adam", "no weight decay": "NoDecay", "SGD + momentum": "Sgd"}
+
+
+def _numbers_mechanics(res: Results, m: dict):
+    """The mechanics table's numbers the text quotes (trunk, mean +- sd over the noise seeds):
+    AdamW as configured and without decay on pure noise, SGD with momentum, the beta rows' range."""
+    m["tolPct"], m["spreadSd"] = f"{100 * cl.TOL:.0f}", f"{cl.SPREAD:g}"
+    rows = mechanics_rows(res)
+    m["haveMechanics"] = "1" if rows else "0"
+    if not rows:
+        return
+    setup = get(res.json(MECHANICS_JSON), "setup") or {}
+    m["mechSeeds"], m["mechSample"] = str(setup.get("seeds")), str(setup.get("sample"))
+    for r in rows:
+        name = MECH_ROWS.get(r.get("ingredient"))
+        for stat, nm, fmt_ in NULL_STATS if name else []:
+            m[f"mech{name}{nm}"] = mean_sd((r.get("trunk") or {}).get(stat), fmt_)
+    for r in rows:  # PC1 against its own matched walk: "equal to" within SPREAD sd of the seeds
+        name, t = MECH_ROWS.get(r.get("ingredient")), r.get("trunk") or {}
+        pc, mw = t.get("pc1") or {}, t.get("null_matched_pc1") or {}
+        if name and pc.get("mean") is not None and mw.get("mean") is not None:
+            tol = cl.SPREAD * (pc.get("sd") or 0.0)
+            m[f"mech{name}VsMatched"] = compare(pc["mean"], mw["mean"], tol)
+    betas = [r["trunk"] for r in rows
+             if str(r.get("ingredient", "")).startswith("beta") and r.get("trunk")]
+    for stat, nm, fmt_ in NULL_STATS if betas else []:
+        xs = [b[stat]["mean"] for b in betas if (b.get(stat) or {}).get("mean") is not None]
+        if xs:
+            m[f"mechBeta{nm}Min"], m[f"mechBeta{nm}Max"] = fmt_(min(xs)), fmt_(max(xs))
+    m["mechBetaRows"] = str(len(betas))
+
+
 def seed_numbers(s: Seed, log=print) -> dict:
     """Every number the report quotes about one seed run (macro name -> text); a part whose inputs are
     missing or malformed is left out with one line (the text then shows "--" for its macros)."""
     m = {}
     for part in (_numbers_pca, _numbers_update, _numbers_grad, _numbers_claims, _numbers_metrics,
-                 _numbers_calibration, _numbers_fisher_split):
+                 _numbers_calibration, _numbers_fisher_split, _numbers_optimizer_null):
         try:
             part(s, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1122,7 +1204,7 @@ def global_numbers(res: Results, log=print) -> dict:
     """The numbers of the experiments beyond one seed run, the verdict counts and the provenance."""
     m = {"corpusVersion": res.version or "--"}
     for part in (_numbers_sgd, _numbers_corpus, _numbers_verdicts, _numbers_bench, _numbers_finetune,
-                 _numbers_controls, _numbers_missing, _numbers_beta2_curves):
+                 _numbers_controls, _numbers_missing, _numbers_beta2_curves, _numbers_mechanics):
         try:
             part(res, m)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -1131,7 +1213,7 @@ def global_numbers(res: Results, log=print) -> dict:
 
 
 def _numbers_sgd(res: Results, m: dict):
-    rows = cl._sgd_rows(res)
+    rows = sgd_rows(res)
     for k, r in rows.items():
         nm = {"C'": "Cp"}.get(k, k)
         m[macro_name("sgd", nm, "PCone")] = f1(r.get("pc1_pct"))
@@ -1143,7 +1225,7 @@ def _numbers_sgd(res: Results, m: dict):
 
 
 def _numbers_corpus(res: Results, m: dict):
-    uni = cl.unigram(res)
+    uni = unigram(res)
     st = res.corpus_stats()
     if uni is not None:
         m["unigramVal"] = f2(uni)
@@ -1157,6 +1239,74 @@ def _numbers_corpus(res: Results, m: dict):
         m["corpusVocab"] = f"{n:,}".replace(",", "{,}")
     if "corpusTrainTokens" not in m and tok:
         m["corpusTrainTokens"] = f"{int(tok.group(1).replace(',', '')) / 1e6:.0f}"
+
+
+# verdict -> (macro name part, heading in the report's summary, what it means): one per cl.VERDICTS
+VERDICT_TEXT = {
+    cl.HOLDS: ("Holds", "Holds beyond every null",
+               "the paper's value is reproduced (the tolerance rule) and our number lies beyond "
+               "every null that applies"),
+    cl.ABOVE: ("HoldsAbove", "Beyond the nulls, but not the paper's value",
+               "our number is beyond the nulls on the claimed side, but the paper's value or "
+               "part of its statement is not reproduced"),
+    cl.BY_OPT: ("ByOpt", "Reproduced, explained by the optimizer's mechanics",
+                "the paper's value is reproduced, but the optimizer null (the run's optimizer on "
+                "pure noise gradients) gives it too, or our number lies within that null's spread"),
+    cl.BY_WALK: ("ByWalk", "Reproduced, explained by a random walk",
+                 "the paper's value is reproduced, but the matched random walk (the run's own step "
+                 "sizes in random directions) gives as much"),
+    cl.BY_NULL: ("ByNull", "Reproduced, explained by another null",
+                 "the paper's value is reproduced, but the null named in the reason gives as much "
+                 "(another trajectory direction, or ordinary motion over the same spans)"),
+    cl.NOT: ("NotHold", "Not reproduced",
+             "our number is not the paper's value (outside its range widened by the tolerance "
+             "rule), or a part of the statement fails"),
+    cl.NA: ("NotMeasurable", "Not measurable here",
+            "results/ lacks the quantity, or a null to read it against; the reason names which"),
+}
+
+
+def claims_with(rows: list[dict], verdict: str) -> list[str]:
+    """The claims (in order) with this verdict; a claim whose seeds disagree names its seeds."""
+    out = []
+    for cid in dict.fromkeys(r["id"] for r in rows):
+        mine = [r for r in rows if r["id"] == cid]
+        hit = [r["seed"] for r in mine if r["verdict"] == verdict]
+        if hit:
+            out.append(cid if len(hit) == len(mine) or len(mine) == 1 else
+                       f"{cid} (seed {' and '.join(map(str, hit))})")
+    return out
+
+
+def verdict_summary(rows: list[dict]) -> str:
+    """The report's answer in words: one item per verdict that some claim has, each claim with its
+    statement and the rule's reason (the first seed's)."""
+    items = []
+    for v, (_, head, _) in VERDICT_TEXT.items():
+        parts = []
+        for label in claims_with(rows, v):
+            cid = label.split(" ")[0]
+            r = next(r for r in rows if r["id"] == cid and r["verdict"] == v)
+            why = tex_escape(r["reason"])
+            parts.append(f"{tex_escape(label)}, {tex_escape(r['claim'])}: \\emph{{{why}}}.")
+        if parts:
+            items.append(f"\\item \\textbf{{{head}}} ({len(parts)}). " + " ".join(parts))
+    items = items or ["\\item No claim has a verdict yet."]
+    return "\\begin{itemize}\n" + "\n".join(items) + "\n\\end{itemize}\n"
+
+
+def verdict_words_tex() -> str:
+    """The verdict words and what each means (the report's definitions)."""
+    return ("\\begin{description}\n" + "\n".join(f"\\item[{tex_escape(v)}] {tex_escape(t)}."
+                                                for v, (_, _, t) in VERDICT_TEXT.items())
+            + "\n\\end{description}\n")
+
+
+def md_verdict_words() -> str:
+    return (f"Verdict words (the tolerance rule: the paper's range widened by {100 * cl.TOL:.0f}%"
+            f" at each end; beyond the optimizer null: more than {cl.SPREAD:g} sd of its seeds"
+            " from their mean):\n\n"
+            + "\n".join(f"- **{v}**: {t}." for v, (_, _, t) in VERDICT_TEXT.items()) + "\n")
 
 
 def _numbers_verdicts(res: Results, m: dict):
@@ -1175,7 +1325,9 @@ def _numbers_verdicts(res: Results, m: dict):
     for r in rows:
         if r["seed"] == first:
             counts[r["verdict"]] += 1
-    m["nHolds"], m["nHoldsAbove"], m["nNotHold"], m["nNotMeasurable"] = (str(counts[v]) for v in cl.VERDICTS)
+    for v, (name, _, _) in VERDICT_TEXT.items():
+        m["n" + name] = str(counts[v])
+        m["claims" + name] = ", ".join(claims_with(rows, v)) or "none"
     m["countSeed"] = str(first)
     m["seedList"] = " and ".join(str(s) for s in seeds)
     m["nSeeds"] = {1: "One seed", 2: "Two seeds"}.get(len(seeds), f"{len(seeds)} seeds")
@@ -1333,9 +1485,6 @@ def tab_pc1(s: Seed):
 def tab_update(s: Seed):
     u = s.update
     rows = []
-    nums = next(
-        (r["numbers"] for r in cl.evaluate_cache(s.res) if r["id"] == "C6" and r["seed"] == s.seed), {}
-    )
     for ph, lab in (
         ("early", "early ($t<2000$)"),
         ("mid", "mid ($2000\\le t\\le6000$)"),
@@ -1348,7 +1497,8 @@ def tab_update(s: Seed):
                 f3(get(u, f"summary.median_of_blocks_1_on.{ph}_abs_C")),
                 f3(get(u, f"groups.trunk.phase_means.{ph}.abs_C")),
                 f3(get(u, f"groups.block0.phase_means.{ph}.C")),
-                f3(nums.get(f"null_{ph}")),
+                f3(get(u, f"summary.block0.matched_walk_{ph}_abs_C")),
+                mean_sd(s.opt("block0", f"{ph}_abs_C"), f3) or "--",
             ]
         )
     rows.append(
@@ -1359,18 +1509,19 @@ def tab_update(s: Seed):
             str(get(u, "summary.trunk.t_star")),
             "--",
             "none",
+            mean_sd(s.opt("block0", "t_star"), step_text) or "--",
         ]
     )
     return (
-        "lrrrrr",
+        "lrrrrrr",
         ["phase (midpoint)", "$|C|$ block 0", "$|C|$ blocks 1--7 (median)", "$|C|$ trunk",
-         "signed $C$ block 0", "matched walk $|C|$ block 0"],
+         "signed $C$ block 0", "matched walk $|C|$ block 0", "optimizer null $|C|$ block 0"],
         rows,
     )
 
 
 def tab_fisher(s: Seed):
-    rows = cl._fisher_rows(s)
+    rows = fisher_rows(s)
     want = [200, 1800, 4000, 4800, 6000, 8000, 9600, 10000]
     out = []
     for st, x in rows:
@@ -1399,7 +1550,7 @@ def tab_fisher(s: Seed):
 
 def tab_sgd(res: Results) -> str:
     rows = []
-    for k, r in cl._sgd_rows(res).items():
+    for k, r in sgd_rows(res).items():
         rows.append(
             [
                 tex_escape(k),
@@ -1615,7 +1766,7 @@ def tab_switch(seeds: list[Seed]) -> str:
             continue
         rows.append([str(s.seed), m["nSwitchPairs"], f"{m.get('switchOverlapMin', '--')}--{m.get('switchOverlapMax', '--')}",
                      f"{m.get('switchETwoSixMin', '--')}--{m.get('switchETwoSixMax', '--')}",
-                     m.get("switchPairwiseMax", "--"), f2(c11.get("ordinary_abs_C"))])
+                     m.get("switchPairwiseMax", "--"), f2(c11.get("ordinary"))])
     if not rows:
         raise ValueError("no switching results")
     rows.append(["paper", "--", "0.20--0.25", "15--22", "--", "--"])
@@ -1624,29 +1775,13 @@ def tab_switch(seeds: list[Seed]) -> str:
 
 
 # ----------------------------------------------------------------------------- the nulls' tables
-MECHANICS_JSON = "nulls/mechanics.json"
-ROBUST_JSON = "claims_robust.json"
-
-
 def not_yet(res: Results, rel: str, cmd: str) -> str:
     return (f"\\emph{{Not yet run: \\texttt{{results/{res.version}/{tex_escape(rel)}}} does not exist; "
             f"{cmd} writes it.}}\n")
 
 
-def mechanics_rows(res: Results) -> list[dict] | None:
-    """rows of results/<version>/nulls/mechanics.json (None when absent): what each optimizer ingredient
-    alone makes of pure Gaussian noise gradients from theta(0) (optimizer_null.py --mechanics). Per row:
-    ingredient, description and, per group, {stat: {mean, sd}} over the noise seeds."""
-    d = res.json(MECHANICS_JSON)
-    rows = get(d, "rows") if d else None
-    return rows if isinstance(rows, list) else None
-
-
 def _mean_sd(row: dict, stat: str, fmt_, group: str = "trunk") -> str:
-    x = (row.get(group) or {}).get(stat) or {}
-    if x.get("mean") is None:
-        return "--"
-    return fmt_(x["mean"]) + ("" if not x.get("sd") else f" $\\pm$ {fmt_(x['sd'])}")
+    return mean_sd((row.get(group) or {}).get(stat), fmt_) or "--"
 
 
 def tab_mechanics(res: Results) -> str:
@@ -1665,24 +1800,11 @@ ABBREV = {cl.HOLDS: "holds", cl.ABOVE: "above null", cl.NOT: "no", cl.NA: "n/m",
           cl.BY_WALK: "walk", cl.BY_NULL: "null"}
 
 
-def robust_table(res: Results) -> tuple[list[tuple[str, str]], list[dict]] | None:
-    """results/<version>/claims_robust.json (claims.py --robust), None when absent: the definitions (the
-    columns, in order of first appearance) and one row per claim and seed {claim, seed, verdicts, depends_on}."""
-    d = res.json(ROBUST_JSON)
-    rows = get(d, "rows") if d else None
-    if not isinstance(rows, list):
-        return None
-    names = list(dict.fromkeys(n for r in rows for n in r.get("verdicts", {})))
-    texts = get(d, "definitions") or {}
-    return [(n, texts.get(n, "") if isinstance(texts, dict) else "") for n in names], rows
-
-
 def tab_robust(res: Results) -> str:
     """One row per claim and seed: its verdict under each definition it has (a claim has only its own)."""
-    t = robust_table(res)
-    if t is None:
+    rows = robust_rows(res)
+    if rows is None:
         return not_yet(res, ROBUST_JSON, "\\texttt{claims.py --robust}")
-    _, rows = t
     body = []
     for r in rows:
         v = r.get("verdicts", {})
@@ -1713,7 +1835,8 @@ def claim_cells(rows: list[dict]) -> list[tuple[dict, list[str]]]:
 
 def tab_claims(rows: list[dict]) -> str:
     col = lambda w: f">{{\\raggedright\\arraybackslash}}p{{{w}\\linewidth}}"  # noqa: E731
-    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in (0.045, 0.185, 0.13, 0.25, 0.2, 0.1)) + "@{}}",
+    widths = (0.045, 0.18, 0.13, 0.245, 0.2, 0.11)  # the verdict's widest word fits its column
+    out = ["\\begin{longtable}{@{}" + "".join(col(w) for w in widths) + "@{}}",
            "\\toprule", "id & claim & paper & ours & null & verdict \\\\", "\\midrule", "\\endhead"]
     for r, cells in claim_cells(rows):
         sid = cells[0].replace(" (s", "\\newline{\\scriptsize s").replace(")", "}")  # the seed under the id
@@ -1775,6 +1898,8 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
             nums["trunkVsMatched"] = compare(tn["pc1"], tn["matched"])
             nums["trunkVsTheory"] = compare(tn["pc1"], tn["theory"])
             nums["trunkVsShuffle"] = compare(tn["pc1"], tn["shuffle"].get("mean"))
+    for flag in ("haveOptNull", "haveTwin", "haveMechanics", "haveFinetune"):  # \\ifnum needs 0/1
+        nums.setdefault(flag, "0")
     nums.update(other_seed_numbers(seeds, seed, log))
     nums.update(archive_numbers(res, log))
     src = out if os.path.exists(os.path.join(out, "paper.tex")) else os.path.join(ROOT, "paper")
@@ -1805,7 +1930,9 @@ def generate(res: Results, seed: Seed | None, out: str, readme: str | None, log=
             log(f"skip table {name}: unreadable input ({type(e).__name__}: {e})")
             text = "\\emph{(not in results/)}\n"
         write_text(os.path.join(gen, f"{name}.tex"), text)
-    md = md_claims(rows, res)
+    write_text(os.path.join(gen, "verdict_summary.tex"), verdict_summary(rows))
+    write_text(os.path.join(gen, "verdict_words.tex"), verdict_words_tex())
+    md = md_verdict_words() + "\n" + md_claims(rows, res)
     write_text(os.path.join(gen, "claims.md"), md)
     write_text(os.path.join(gen, "numbers.json"),
                json.dumps({"numbers": nums, "claims": rows}, indent=1, default=float) + "\n")

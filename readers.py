@@ -25,6 +25,8 @@ UPDATE_JSON = "analysis/backbone_update_analysis.json"
 GRAD_JSON = "analysis/backbone_gradient_analysis.json"
 FISHER_JSON = "analysis/backbone_fisher_analysis.json"
 NULL_JSON = "analysis/optimizer_null.json"
+MECHANICS_JSON = "nulls/mechanics.json"   # optimizer_null.py --mechanics: one ingredient at a time
+ROBUST_JSON = "claims_robust.json"        # claims.py --robust: each claim under each definition
 TWIN = "{run}_wd0"        # the no-decay twin's run folder beside the run (experiments.twin_config)
 
 
@@ -273,12 +275,13 @@ def sci(x, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}e}"
 
 
-def _fisher_rows(s: Seed, group: str = "trunk") -> list[tuple[int, dict]]:
+def fisher_rows(s: Seed, group: str = "trunk") -> list[tuple[int, dict]]:
+    """(step, the Fisher analysis's numbers of `group`) per analysed snapshot (empty without it)."""
     t = get(s.fisher, "table", []) if s.fisher else []
     return [(r["step"], r["groups"][group]) for r in t if group in r.get("groups", {})]
 
 
-def _sgd_rows(res: Results) -> dict[str, dict]:
+def sgd_rows(res: Results) -> dict[str, dict]:
     """run -> window row of every optimizer run: Table 9's (sgd_control.json: A, B, C), C' (sgd_nesterov.json)
     and the new controls (backbone_controls.json: D, A0, D0, and A again, the same run folder)."""
     d = res.json("sgd_control/sgd_control.json")
@@ -290,6 +293,23 @@ def _sgd_rows(res: Results) -> dict[str, dict]:
     for r in get(bc, "rows", []) if bc else []:
         rows.setdefault(r["run"], r)
     return rows
+
+
+def mechanics_rows(res: Results) -> list[dict] | None:
+    """rows of results/<version>/nulls/mechanics.json (None when absent): what each optimizer
+    ingredient alone makes of pure Gaussian noise gradients (optimizer_null.py --mechanics). Per
+    row: ingredient, description and, per group, {stat: {mean, sd, min, max, n}} over the seeds."""
+    d = res.json(MECHANICS_JSON)
+    rows = get(d, "rows") if d else None
+    return rows if isinstance(rows, list) else None
+
+
+def robust_rows(res: Results) -> list[dict] | None:
+    """rows of results/<version>/claims_robust.json (None when absent): {claim, seed, verdicts:
+    {definition: verdict}, depends_on: [definitions whose verdict differs from the first's]}."""
+    d = res.json(ROBUST_JSON)
+    rows = get(d, "rows") if d else None
+    return rows if isinstance(rows, list) else None
 
 
 def unigram(res: Results):
