@@ -16,10 +16,8 @@ accumulated. Random tokens, the peak learning rate, lambda 2; ms/step from devic
 MFU = model FLOPs per second / the device's dense bf16 peak (H100, H200: 989 TFLOP/s). `MFU mm`
 divides by the rate one 8192^3 bf16 matrix product reaches on this device instead (the ceiling
 a matmul-bound step could reach). Model FLOPs per token = 6 * (trunk matmul parameters + vocabulary
-* d_model for the tied head)
-+ 12 * n_layer * d_model * ctx (attention scores and values, forward and backward, the causal mask
-  not
-discounted), with the real vocabulary (padding rows not counted). speedup = reference ms / the row's
+* d_model for the tied head) + 12 * n_layer * d_model * ctx (attention scores and values, forward
+and backward, the causal mask not discounted), with the real vocabulary (padding rows not counted). speedup = reference ms / the row's
 ms.
 
 --stretch: train.py's own loop (prefetched data, step, eval, snapshot) for --stretch-steps steps of

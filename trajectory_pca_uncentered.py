@@ -164,6 +164,7 @@ def switch_coefs(pairs, row_steps) -> torch.Tensor:
     = 0)."""
     C = torch.zeros(len(row_steps), len(pairs), dtype=torch.float64)
     idx = {s: i for i, s in enumerate(row_steps)}
+    # a step missing from the rows is the anchor, whose drift row x(anchor) is zero
     for j, pr in enumerate(pairs):
         if pr["peak"] in idx:
             C[idx[pr["peak"]], j] += 1
@@ -173,7 +174,7 @@ def switch_coefs(pairs, row_steps) -> torch.Tensor:
 
 
 def unit(G, c):
-    n = float(c @ G @ c)
+    n = float(c @ G @ c)  # ||X^T c||^2
     return c / math.sqrt(n) if n > 0 else None
 
 
@@ -181,6 +182,7 @@ def switching(G, P: geo.PCA, c_sw: torch.Tensor) -> dict:
     """|<v_sw, v_b>|, E_2:6 and pairwise |cos| of the switch directions X^T c_sw[:, j] of one
     group."""
     G = G.double()
+    # E_2:6 uses PCs 2..6, or fewer when the rows have lower rank (a zero PC has no direction)
     n_pc = min(N_SWITCH_PCS, int((P.sigma > 1e-12 * P.sigma[0]).sum()))
     Ck = P.coef(n_pc)
     cb = Ck[:, 0]
@@ -194,6 +196,7 @@ def switching(G, P: geo.PCA, c_sw: torch.Tensor) -> dict:
                      note="theta_peak == theta_trough"))
             continue
         d = float(c @ G @ cb)
+        # E_2:6 measures the part of v_sw that the backbone does not explain: remove v_b first
         perp = unit(G, c - d * cb)
         E = None if perp is None else float(
             sum(float(perp @ G @ Ck[:, k]) ** 2 for k in range(1, n_pc)))
@@ -276,6 +279,7 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict,
     cb = P.coef(1)[:, 0]
     out = dict(D=D, raw=P.summary(), normalized=geo.pca(G, geo.rows(G, "normalized")).summary(),
                centered=geo.pca(G, geo.rows(G, "centered")).summary() if len(steps) > 1 else None)
+    # fixed seeds: the nulls of a run are the same numbers every time the analysis is re-run
     out["null_shuffle"] = geo.shuffle_null(G, n_draws, seed=0)
     out["null_random_directions"] = geo.direction_null(G, D, n_draws, seed=0)
     out["null_matched"] = geo.matched_null(G)
@@ -286,6 +290,8 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict,
     out.update({k: wd[k] for k in ("cos_vb_theta0", "pc1_decay_removed", "k95_decay_removed",
                                    "null_matched_pc1_decay_removed")})
     out["weight_decay"] = wd
+    # windows keep the global anchor: re-anchoring each window would measure the local walk,
+    # not whether the global direction persists
     if len(steps) >= W:
         out["stability"] = dict(
             rows=(
@@ -339,6 +345,7 @@ def analyse(grams_a: dict, numel: dict, steps, anchor: int, config: dict, metric
     geometry.split_anchor), the groups' sizes, every snapshot step, the run's config and eval rows:
     a function of a trajectory record (Record.group_grams) or of the snapshots
     (Trajectory.grams(anchor_row=True)) alike."""
+    # the anchor's own row is x(anchor) = 0: it is the origin, not a row
     rows = [s for s in steps if s > anchor]
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in grams_a.items()}
     evals = [
@@ -377,6 +384,8 @@ def run(args, argv):
     n_sw = len(sw["pairs"])
     saved = []
     if traj is not None:
+        # every pair's direction for the block groups and the trunk (2 x float32 per number) only
+        # while the file stays small; the v_sw pair is saved in any case
         fits = n_sw * 2 * 4 * rec.numel(rec.groups["trunk"]) <= SWITCH_FILE_LIMIT
         # the v_sw pair always
         save = list(range(n_sw)) if fits else [sw["v_sw_pair"]] if n_sw else []
