@@ -17,8 +17,8 @@ MFU = model FLOPs per second / the device's dense bf16 peak (H100, H200: 989 TFL
 divides by the rate one 8192^3 bf16 matrix product reaches on this device instead (the ceiling
 a matmul-bound step could reach). Model FLOPs per token = 6 * (trunk matmul parameters + vocabulary
 * d_model for the tied head) + 12 * n_layer * d_model * ctx (attention scores and values, forward
-and backward, the causal mask not discounted), with the real vocabulary (padding rows not counted). speedup = reference ms / the row's
-ms.
+and backward, the causal mask not discounted), with the real vocabulary (padding rows not counted).
+speedup = reference ms / the row's ms.
 
 --stretch: train.py's own loop (prefetched data, step, eval, snapshot) for --stretch-steps steps of
 the real corpus (--stretch-stories training stories) in a temporary run folder: step-time
