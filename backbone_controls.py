@@ -1,12 +1,14 @@
-"""The controls that the paper lacks (SPEC 7): is the backbone made by the optimizer, or by weight decay?
+"""The controls that the paper lacks (SPEC 7): is the backbone made by the optimizer, or by weight
+decay?
 
-    python backbone_controls.py                  # paper preset (GPU): D's sweep, D, A0, D0 (and A), the table
+    python backbone_controls.py  # paper preset (GPU): D's sweep, D, A0, D0 (and A), the table
     python backbone_controls.py --runs A0        # only these runs (finished runs are reused)
-    python backbone_controls.py --preset tiny    # CPU, a few minutes (steps scaled by experiments.exp_steps)
+    # CPU, a few minutes (steps scaled by experiments.exp_steps)
+    python backbone_controls.py --preset tiny
 
 Runs B and C of Table 8 never learn (validation 7.27 and 5.26 on seed 42, unigram baseline 5.60) and
-their window drift is the shrinkage that weight decay alone gives the initialization, so their PC1 of
-100% says nothing about the optimizer. The controls (experiments.NEW_CONTROLS):
+their window drift is the shrinkage that weight decay alone gives the initialization, so their PC1
+of 100% says nothing about the optimizer. The controls (experiments.NEW_CONTROLS):
     D   SGD + momentum 0.9 at the peak learning rate of a sweep over 0.03, 0.1, 0.3, 1, 3: each
         sweep run is D's first 1,000 steps (its 4,000-step schedule, a stop rule that ends it
         there: "sweep run: stopped at step 1,000 as planned"); the lowest validation loss at
@@ -51,7 +53,9 @@ def parse_runs(text: str) -> list[str]:
     runs = [r.strip().upper() for r in text.split(",") if r.strip()]
     bad = [r for r in runs if r not in RUNS]
     if bad or not runs:
-        raise UsageError(f"unknown run {bad[0] if bad else text!r} in --runs (choose from {', '.join(RUNS)})")
+        raise UsageError(
+            f"unknown run {bad[0] if bad else text!r} in --runs (choose from {', '.join(RUNS)})"
+        )
     return [r for r in RUNS if r in runs]
 
 
@@ -61,7 +65,8 @@ def finished(info: dict | None) -> bool:
 
 # ----------------------------------------------------------------------------- runs
 def sweep(given: dict, train: bool) -> tuple[dict, dict]:
-    """D's learning-rate sweep: ({lr: Config}, experiments.d_sweep outcome); trains its runs if `train`."""
+    """D's learning-rate sweep: ({lr: Config}, experiments.d_sweep outcome); trains its runs if
+    `train`."""
     cfgs = {lr: ex.new_control_config("D", given, lr, sweep=True) for lr in ex.D_LRS}
     for cfg in cfgs.values() if train else ():
         import train as tr
@@ -84,12 +89,18 @@ def configs(given: dict, lr: float | None) -> dict:
 
 
 def unigram_baseline(cfg) -> dict:
-    """Validation nats/token of the unigram model of the training tokens (a run above it learned nothing)."""
+    """Validation nats/token of the unigram model of the training tokens (a run above it learned
+    nothing)."""
     from dataset import load_corpus, ngram_baseline
     corpus = load_corpus(cfg)
-    return dict(val_nats=ngram_baseline(corpus.train, corpus.val, corpus.vocab_size, max_n=1)[1],
-                definition="interpolated Witten-Bell unigram of the training tokens (dataset.ngram_baseline, "
-                           "order 1), cross-entropy on the validation split", corpus=corpus.description)
+    return dict(
+        val_nats=ngram_baseline(corpus.train, corpus.val, corpus.vocab_size, max_n=1)[1],
+        definition=(
+            "interpolated Witten-Bell unigram of the training tokens (dataset.ngram_baseline, "
+            "order 1), cross-entropy on the validation split"
+        ),
+        corpus=corpus.description,
+    )
 
 
 # ----------------------------------------------------------------------------- table and figure
@@ -105,15 +116,16 @@ def build_table(cfgs: dict, unigram: float | None) -> tuple[list[dict], dict]:
                 print(f"{cfg.run_dir}: not finished; left out of the table")
             continue
         ws = ex.control_window(cfg, w0, w1) if ex.reached(info["status"], w1) else None
-        rows.append(ex.control_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws,
-                                   unigram))
+        rows.append(
+            ex.control_row(run, info["config"].to_dict(), info["metrics"], info["status"], ws,
+                           unigram))
         summaries[run] = (cfg, ws, curves(info["metrics"]))
     return rows, summaries
 
 
 def plot(record: dict, path: str):
-    """Trunk PC1 per run against the matched null (raw and with the decay component removed); the weight-decay
-    shares; validation loss (unigram baseline dashed) and p_ood against step."""
+    """Trunk PC1 per run against the matched null (raw and with the decay component removed);
+    the weight-decay shares; validation loss (unigram baseline dashed) and p_ood against step."""
     plt = pyplot()
     rows, (w0, w1) = [r for r in record["rows"] if r["pc1_pct"] is not None], record["window"]
     colors = dict(A="tab:blue", D="tab:red", A0="tab:cyan", D0="tab:orange")
@@ -127,8 +139,16 @@ def plot(record: dict, path: str):
           label="PC1, e0 component removed")
     a.scatter(left, val("null_matched_pc1_pct"), marker="_", s=300, lw=2.5, color="k", zorder=3,
               label="matched null")
-    a.scatter(right, val("null_matched_decay_removed_pct"), marker="_", s=300, lw=2.5, color="grey", zorder=3,
-              label="matched null, e0 removed")
+    a.scatter(
+        right,
+        val("null_matched_decay_removed_pct"),
+        marker="_",
+        s=300,
+        lw=2.5,
+        color="grey",
+        zorder=3,
+        label="matched null, e0 removed",
+    )
     a.set_xticks(list(x), [r["run"] for r in rows]), a.set_ylim(0, 105)
     a.set_ylabel(f"trunk PC1 (%), window [{w0}, {w1}]"), a.legend(fontsize=7, loc="lower left")
     b = ax[0, 1]
@@ -149,20 +169,33 @@ def plot(record: dict, path: str):
         if s["val_loss"] is not None:
             ax[1, 0].scatter([s["step"]], [s["val_loss"]], marker="x", color="tab:red", s=20)
     if record["unigram"]:
-        ax[1, 0].axhline(record["unigram"]["val_nats"], color="grey", ls="--", lw=1, label="unigram baseline")
+        ax[1, 0].axhline(record["unigram"]["val_nats"], color="grey", ls="--", lw=1,
+                         label="unigram baseline")
     for a, yl in ((ax[1, 0], "validation loss"), (ax[1, 1], "p_ood")):
         a.axvspan(w0, w1, color="grey", alpha=0.12)
         a.set_xlabel("step"), a.set_ylabel(yl), a.legend(fontsize=7)
     ax[1, 0].set_title("x: D's sweep runs at the sweep step", fontsize=8)
-    fig.suptitle(f"Controls for the backbone ({record['preset']} preset, seed {record['seed']})", fontsize=10)
+    fig.suptitle(
+        f"Controls for the backbone ({record['preset']} preset, seed {record['seed']})", fontsize=10
+    )
     save_figure(fig, path)
 
 
 def write_window(cfg, ws: dict, t0: float, argv):
     """<run>/analysis/sgd_window.json: the window summary of one control run."""
     ws = dict(ws)
-    write_result(os.path.join(cfg.run_dir, "analysis", "sgd_window.json"), "sgd_window", cfg.to_dict(),
-                 ws.pop("definitions"), ws.pop("groups"), t0, argv, cfg.device, __file__, **ws)
+    write_result(
+        os.path.join(cfg.run_dir, "analysis", "sgd_window.json"),
+        "sgd_window",
+        cfg.to_dict(),
+        ws.pop("definitions"),
+        ws.pop("groups"),
+        t0,
+        argv,
+        cfg.device,
+        __file__,
+        **ws,
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -173,7 +206,8 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     sweep_cfgs, sw = sweep(given, train=False)  # every config error before any training
     for c in sweep_cfgs.values():
         existing_run(c)
-    for r, c in configs(given, sw["lr"] or ex.D_LRS[0]).items():  # D's folder is checked once its lr is known
+    # D's folder is checked once its lr is known
+    for r, c in configs(given, sw["lr"] or ex.D_LRS[0]).items():
         if r in ("A", "A0") or sw["lr"] is not None:
             existing_run(c)
     base = configs(given, None)["A"]
@@ -198,27 +232,41 @@ def run(ns, argv) -> tuple[dict, list[str]]:
             write_window(cfg, ws, t0, argv)
     w0, w1 = ex.window(base.preset)
     paths = [os.path.join(dirs[0], f"backbone_controls.{ext}") for ext in ("json", "csv", "png")]
-    config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r] for r in RUNS},
+    config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r]
+                                                                for r in RUNS},
                   d_lrs=list(ex.D_LRS), d_seeds=ex.d_seeds(base.seed),
-                  d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP),
-                  d_shrink=ex.D_SHRINK,
-                  schedule=ex.control_schedule(base.preset), window=[w0, w1], null_draws=ex.NULL_DRAWS)
+                  d_sweep_step=ex.exp_steps(base.preset, ex.D_SWEEP_STEP), d_shrink=ex.D_SHRINK,
+                  schedule=ex.control_schedule(base.preset), window=[w0,
+                                                                     w1], null_draws=ex.NULL_DRAWS)
     definitions = dict(
-        D="SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay, lr * wd = d_shrink (run A's)",
-        A0="AdamW as run A with weight decay 0", D0="run D with weight decay 0",
+        D=(
+            "SGD + momentum 0.9, peak lr from the sweep, decoupled weight decay, lr * wd = d_shrink"
+            " (run A's)"
+        ),
+        A0="AdamW as run A with weight decay 0",
+        D0="run D with weight decay 0",
         D_at_seed="D@s: run D at seed s (the sweep's learning rate; sweep runs at the base seed)",
-        sweep="each sweep run is D's config at one lr with a stop rule that ends it at the sweep step; the "
-              "lowest validation loss there wins (diverged runs lose)",
+        sweep=(
+            "each sweep run is D's config at one lr with a stop rule that ends it at the sweep"
+            " step; the lowest validation loss there wins (diverged runs lose)"
+        ),
         window="runs.window_summary on [start, end], anchor = start (see its definitions)",
-        columns="*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null; "
-                "*_decay_removed / '-e0': the drift with its component along e0 = "
-                "theta(anchor)/||theta(anchor)|| removed; decay_share_final: (pure-decay displacement)^2 / "
-                "||x(T)||^2; below_unigram: final val < unigram_val")
-    record = write_result(paths[0], "backbone_controls", config, definitions, rows, t0, argv, "cpu", __file__,
-                          preset=base.preset, seed=base.seed, window=[w0, w1], sweep=sw, unigram=unigram,
-                          rows=rows, run_dirs={r: c.run_dir for r, (c, _, _) in summaries.items()},
-                          curves={r: c for r, (_, _, c) in summaries.items()},
-                          window_summaries={r: ws for r, (_, ws, _) in summaries.items()})
+        columns=(
+            "*_pct: percent of the trunk's raw drift energy; null_matched_*: the matched null;"
+            " *_decay_removed / '-e0': the drift with its component along e0 ="
+            " theta(anchor)/||theta(anchor)|| removed; decay_share_final: (pure-decay"
+            " displacement)^2 / ||x(T)||^2; below_unigram: final val < unigram_val"
+        ),
+    )
+    record = write_result(paths[0], "backbone_controls", config, definitions, rows, t0, argv, "cpu",
+                          __file__, preset=base.preset, seed=base.seed, window=[w0, w1], sweep=sw,
+                          unigram=unigram, rows=rows,
+                          run_dirs={r: c.run_dir
+                                    for r, (c, _, _) in summaries.items()
+                                    }, curves={r: c
+                                               for r, (_, _, c) in summaries.items()},
+                          window_summaries={r: ws
+                                            for r, (_, ws, _) in summaries.items()})
     write_csv(paths[1], rows, ex.CONTROL_COLUMNS)
     plot(record, paths[2])
     return record, paths + copy_results(paths, dirs[1])
@@ -226,14 +274,24 @@ def run(ns, argv) -> tuple[dict, list[str]]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                               allow_abbrev=False))
-    p.add_argument("--runs", default=",".join(RUNS),
-                   help=f"runs to train (comma-separated from {', '.join(RUNS)}; default all; D and D0 "
-                        f"train D's sweep first)")
-    p.add_argument("--out", default=None, help="table folder (default <out_dir>/[tiny_]sgd_control)")
-    p.add_argument("--results", default=None,
-                   help="copy the table files here (default results/sgd_control for the paper preset)")
+    p = add_config_args(
+        Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+               allow_abbrev=False))
+    p.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help=(
+            f"runs to train (comma-separated from {', '.join(RUNS)}; default all; D and D0 "
+            "train D's sweep first)"
+        ),
+    )
+    p.add_argument("--out", default=None,
+                   help="table folder (default <out_dir>/[tiny_]sgd_control)")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="copy the table files here (default results/sgd_control for the paper preset)",
+    )
     record, paths = cli(run, p.parse_args(argv), argv)
     s = record["sweep"]
     vals = ", ".join(f"lr {r['lr']:g}: {fmt(r['val_loss'])}" for r in s["rows"])

@@ -1,6 +1,8 @@
-"""Fisher curvature along the backbone: Rayleigh quotients and anisotropy (paper section 4.5, 9.4, Tables 6-7, Figure 3).
+"""Fisher curvature along the backbone: Rayleigh quotients and anisotropy (paper section 4.5, 9.4,
+Tables 6-7, Figure 3).
 
-    python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
+    python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 \
+        | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
 gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
@@ -9,10 +11,12 @@ from (seed, step, micro-step) exactly as in backbone_gradient_analysis.py (`repl
 stream (t, 0), (t, 1), (t + 1, 0), ... in mini-batches of --batch-size sequences, by default the
 run's micro-batch size, so that with the paper's batch_size 64 and grad_accum 2 these are the
 micro-batches of steps t .. t + 15). With F = G^T G / M:
-    q(v) = ||G v||^2 / M       for v_b, v_PC2, v_sw and K = 10 random unit directions orthonormalized
+    q(v) = ||G v||^2 / M       for v_b, v_PC2, v_sw and K = 10 random unit directions
+                               orthonormalized
                                against v_b and each other (geometry.random_directions, seed --seed)
     alpha = q(v_b) / mean_k q(w_k)
-    u_1, lambda_1, trace(F)    top eigenvector of F through the M x M Gram G G^T (geometry.fisher_top)
+    u_1, lambda_1, trace(F)    top eigenvector of F through the M x M Gram G G^T
+                               (geometry.fisher_top)
                                and |<u_1, v>| for each named direction.
 v_b and v_PC2 are the first two right singular vectors of the uncentered drift from the anchor
 (recomputed here from one Gram pass, sign a(T) > 0). v_sw = theta(peak) - theta(trough),
@@ -54,8 +58,8 @@ import torch
 
 from common import analysis_parser, autocast, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices, random_directions,
-                      replays_switch, switch_interval, switching_pair)
+from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices,
+                      random_directions, replays_switch, switch_interval, switching_pair)
 from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
 
 
@@ -64,7 +68,9 @@ def parse_steps(text: str) -> list[int]:
     try:
         steps = sorted({int(s) for s in text.split(",") if s.strip()})
     except ValueError:
-        raise UsageError(f"--steps must be comma-separated snapshot steps, e.g. 200,1800,4800; got {text!r}")
+        raise UsageError(
+            f"--steps must be comma-separated snapshot steps, e.g. 200,1800,4800; got {text!r}"
+        )
     if not steps:
         raise UsageError("--steps is empty")
     return steps
@@ -74,20 +80,25 @@ def select_groups(spec: str, groups: dict) -> list[str]:
     if spec == "all":
         return ["trunk"] + [g for g in groups if g != "trunk"]
     if spec not in groups:
-        raise UsageError(f"--group must be trunk, all or one of {', '.join(g for g in groups if g != 'trunk')}; got {spec!r}")
+        raise UsageError(
+            f"--group must be trunk, all or one of {', '.join(g for g in groups if g != 'trunk')};"
+            f" got {spec!r}"
+        )
     return [spec]
 
 
 @torch.no_grad()
 def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
-    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy argmax at
-    the answer position is not the codeword (the batches whose probe gradient is large)."""
+    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy
+    argmax at the answer position is not the codeword (the batches whose probe gradient is
+    large)."""
     x, y, pos = (t.to(device) for t in batch)
     has = pos >= 0
     if not has.any():
         return 0, 0
     with (nullcontext() if fp32 else autocast(device)):
-        guess = model(x[has], positions=pos[has]).argmax(-1)  # the head at the answer positions only
+        # the head at the answer positions only
+        guess = model(x[has], positions=pos[has]).argmax(-1)
     rows = torch.arange(int(has.sum()), device=device)
     return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
 
@@ -106,7 +117,8 @@ def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dic
 
 
 def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
-    """geometry.fisher_summary of one loss and group; v_sw's entries are None where it is `excluded`."""
+    """geometry.fisher_summary of one loss and group; v_sw's entries are None where it is
+    `excluded`."""
     named = {n: d for n, d in dirs.items() if not (excluded and n == "v_sw")}
     s = fisher_summary(G, keys, named, rand=rand)
     s["q_random_mean"] = float(np.mean(s["q_random"]))
@@ -118,17 +130,21 @@ def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
 
 # ----------------------------------------------------------------------------- figure
 def plot(out_dir: str, out: dict) -> str:
-    """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked), of the LM
-    loss and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM and probe gradient
-    norms."""
+    """q(v) of the combined loss (with the median estimate of q(v_b) and rank-1 snapshots marked),
+    of the LM loss and of the probe loss apart; lambda_1 / trace of the three; alpha; per-batch LM
+    and probe gradient norms."""
     plt = pyplot()
     g0 = out["groups"][0]
     steps = np.array(out["steps"])
     rows = [r["groups"][g0] for r in out["table"]]
     nan = lambda xs: np.array([np.nan if x is None else x for x in xs], dtype=float)  # noqa: E731
-    pos = lambda xs: np.where(nan(xs) > 0, nan(xs), np.nan)  # noqa: E731  (log axes: a zero q is not drawn)
-    styles = {"v_b": ("tab:red", r"$v_b$ (backbone)"), "v_sw": ("tab:blue", r"$v_{sw}$ (switching)"),
-              "v_PC2": ("tab:purple", r"$v_{PC2}$")}
+    # noqa: E731  (log axes: a zero q is not drawn)
+    pos = lambda xs: np.where(nan(xs) > 0, nan(xs), np.nan)
+    styles = {
+        "v_b": ("tab:red", r"$v_b$ (backbone)"),
+        "v_sw": ("tab:blue", r"$v_{sw}$ (switching)"),
+        "v_PC2": ("tab:purple", r"$v_{PC2}$"),
+    }
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
 
     def qpanel(ax, summ, title):
@@ -162,8 +178,15 @@ def plot(out_dir: str, out: dict) -> str:
     cx = axes[0, 2]
     cx.axhline(1, color="grey", ls=":", lw=0.8)
     for g in out["groups"]:
-        cx.plot(steps, nan([r["groups"][g]["alpha"] for r in out["table"]]), "o-" if g == g0 else "-",
-                ms=3, lw=1.8 if g == g0 else 0.8, color="k" if g == g0 else None, label=g)
+        cx.plot(
+            steps,
+            nan([r["groups"][g]["alpha"] for r in out["table"]]),
+            "o-" if g == g0 else "-",
+            ms=3,
+            lw=1.8 if g == g0 else 0.8,
+            color="k" if g == g0 else None,
+            label=g,
+        )
     cx.plot(steps, nan([r["alpha_median"] for r in rows]), "--", color="k", lw=1,
             label=f"{g0}, median estimate")
     cx.set_yscale("log"), cx.set_ylabel(r"$\alpha = q(v_b)$ / mean $q(w)$")
@@ -187,7 +210,10 @@ def plot(out_dir: str, out: dict) -> str:
         a.set_xlabel("step")
         if steps.min() < lam_step <= steps.max():
             a.axvline(lam_step, color="k", ls="--", lw=0.8)
-    fig.suptitle(f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}", fontsize=9)
+    fig.suptitle(
+        f"{out['run']}: M = {out['batches']['n']} mini-batches of {out['batches']['batch_size']}",
+        fontsize=9,
+    )
     return save_figure(fig, os.path.join(out_dir, "backbone_fisher_analysis.png"), dpi=130)
 
 
@@ -199,14 +225,16 @@ def analyse(args) -> dict:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     steps = parse_steps(args.steps) if args.steps is not None else None
     # load
-    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
+                                        args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     if steps is None:
         steps = snapshot_selection(traj, 1 if args.every is None else args.every)
     traj.check_steps(steps, "--steps step")
     groups = select_groups(args.group, traj.groups)
     D = {g: traj.numel(traj.groups[g]) for g in groups}
-    # gradient columns: the trunk, or one block alone; a group's columns are a contiguous slice (canonical order)
+    # gradient columns: the trunk, or one block alone; a group's columns are a contiguous slice
+    # (canonical order)
     keys = traj.groups[groups[0]] if len(groups) == 1 else traj.groups["trunk"]
     cols = {groups[0]: slice(0, D[groups[0]])} if len(groups) == 1 else group_slices(traj)
 
@@ -218,27 +246,40 @@ def analyse(args) -> dict:
     if peak is not None:
         for g, v in switching_directions(traj, groups, peak, trough).items():
             dirs[g]["v_sw"] = v
-        switching = dict(peak_step=peak, trough_step=trough, **sw_info,
-                         cos_vb={g: dot(dirs[g]["v_sw"], dirs[g]["v_b"]) for g in groups if "v_sw" in dirs[g]})
+        switching = dict(
+            peak_step=peak, trough_step=trough, **sw_info,
+            cos_vb={g: dot(dirs[g]["v_sw"], dirs[g]["v_b"])
+                    for g in groups if "v_sw" in dirs[g]})
         lo, hi = switch_interval(peak, trough)
-        switching["rule"] = (f"v_sw is not measured at the snapshots whose replayed training steps fall in "
-                             f"[{lo}, {hi}): those batches made the update that defines it (table rows: "
-                             "v_sw_excluded)")
+        switching["rule"] = (
+            "v_sw is not measured at the snapshots whose replayed training steps fall in "
+            f"[{lo}, {hi}): those batches made the update that defines it (table rows: "
+            "v_sw_excluded)"
+        )
     else:
         switching = dict(omitted=sw_info)
-    rand = {g: random_directions(dirs[g]["v_b"], args.K, [dirs[g]["v_b"]], args.seed) for g in groups}
+    rand = {
+        g: random_directions(dirs[g]["v_b"], args.K, [dirs[g]["v_b"]], args.seed)
+        for g in groups
+    }
 
-    # gradients and Fisher quantities at each step: LM and probe losses apart, then LM + lambda probe
+    # gradients and Fisher quantities at each step: LM and probe losses apart, then LM + lambda
+    # probe
     table, batches_used = [], {}
-    replay = replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used, "fisher")
+    replay = replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
+                      "fisher")
     for t, lam, model, batches in replay:
         # v_sw is made by the updates of its pair's interval: never measured on those batches
         rec = batches_used[str(t)]
-        excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1), peak, trough)
+        excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1),
+                                                       peak, trough)
         counts = [probe_answers(model, b, traj.device, args.fp32) for b in batches]
         row = dict(step=t, **{"lambda": lam}, v_sw_excluded=excluded,
-                   per_batch=dict(n_probe=[c[0] for c in counts], n_wrong=[c[1] for c in counts]), groups={})
-        G, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32), keys)  # (M, D) LM, probe
+                   per_batch=dict(n_probe=[c[0] for c in counts],
+                                  n_wrong=[c[1] for c in counts]), groups={})
+        # (M, D) LM, probe
+        G, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32),
+                                  keys)
         parts = {g: {} for g in groups}
         for name, M_ in (("lm", G), ("probe", G_pr)):
             for g in groups:
@@ -260,41 +301,82 @@ def analyse(args) -> dict:
         anchor=traj.anchor,
         groups=groups,
         definitions=dict(
-            G="M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t), float32, "
-              "canonical trunk order (model.trunk_keys), restricted to the group's columns; computed as G_LM "
-              "+ lambda G_probe (the gradient is linear in the loss), G_LM and G_probe each from its own "
-              "backward pass of one shared forward (L_probe from the head at the answer positions alone)",
-            split="every quantity for three losses: combined (the keys of groups.<g> themselves, q), LM only "
-                  "(groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After the probe is "
-                  "learned most mini-batches carry almost no probe gradient and one batch with a wrong "
-                  "answer can carry 10^4 times more: then the combined and probe Fishers are that one batch",
-            per_batch="per_batch.n_probe / n_wrong: probe answers in each mini-batch and those the model "
-                      "gets wrong (greedy argmax at the answer); <loss>.grad_norms: ||g_i|| per mini-batch "
-                      "and group",
-            median="q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v); "
-                   "alpha_median = q_median(v_b) / mean_k q_median(w_k): robust to one dominating batch",
-            lambda1_frac=f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches "
-                         "is one direction",
+            G=(
+                "M x D matrix of mini-batch gradients of L_LM + lambda(t) L_probe at theta(t),"
+                " float32, canonical trunk order (model.trunk_keys), restricted to the group's"
+                " columns; computed as G_LM + lambda G_probe (the gradient is linear in the loss),"
+                " G_LM and G_probe each from its own backward pass of one shared forward (L_probe"
+                " from the head at the answer positions alone)"
+            ),
+            split=(
+                "every quantity for three losses: combined (the keys of groups.<g> themselves, q),"
+                " LM only (groups.<g>.lm, q_lm) and probe only (groups.<g>.probe, q_probe). After"
+                " the probe is learned most mini-batches carry almost no probe gradient and one"
+                " batch with a wrong answer can carry 10^4 times more: then the combined and probe"
+                " Fishers are that one batch"
+            ),
+            per_batch=(
+                "per_batch.n_probe / n_wrong: probe answers in each mini-batch and those the model"
+                " gets wrong (greedy argmax at the answer); <loss>.grad_norms: ||g_i|| per"
+                " mini-batch and group"
+            ),
+            median=(
+                "q_median(v) = median over the mini-batches of <g_i, v>^2 beside the mean q(v);"
+                " alpha_median = q_median(v_b) / mean_k q_median(w_k): robust to one dominating"
+                " batch"
+            ),
+            lambda1_frac=(
+                f"lambda_1 / trace(F); rank1 = lambda1_frac > {RANK1}: the Fisher of M batches "
+                "is one direction"
+            ),
             F="empirical Fisher F = G^T G / M (never formed)",
             q="q(v) = v^T F v = ||G v||^2 / M for unit v",
-            v_b="first right singular vector of the uncentered drift rows theta(t) - theta(anchor), sign a(T) > 0",
-            v_PC2="second right singular vector of the same rows (sign: last row's coordinate >= 0)",
-            v_sw="(theta(peak) - theta(trough)) / norm of THE switching pair (geometry.switching_pair: the "
-                 "most prominent p_ood peak and its adjacent trough); None at steps whose replayed batches "
-                 "lie in the pair's interval (v_sw_excluded)",
-            random=f"K = {args.K} Gaussian directions Gram-Schmidt orthonormalized against v_b and each other "
-                   f"(geometry.random_directions, seed {args.seed}), the same at every step",
-            alpha="q(v_b) / mean_k q(w_k) (None when every q(w_k) is 0, e.g. a probe-free batch set)",
-            lambda1="top eigenvalue of F (from the M x M Gram G G^T); trace = trace(F) = sum_i ||g_i||^2 / M",
+            v_b=(
+                "first right singular vector of the uncentered drift rows theta(t) - theta(anchor),"
+                " sign a(T) > 0"
+            ),
+            v_PC2=(
+                "second right singular vector of the same rows (sign: last row's coordinate >= 0)"
+            ),
+            v_sw=(
+                "(theta(peak) - theta(trough)) / norm of THE switching pair"
+                " (geometry.switching_pair: the most prominent p_ood peak and its adjacent trough);"
+                " None at steps whose replayed batches lie in the pair's interval (v_sw_excluded)"
+            ),
+            random=(
+                f"K = {args.K} Gaussian directions Gram-Schmidt orthonormalized against v_b and"
+                f" each other (geometry.random_directions, seed {args.seed}), the same at every"
+                " step"
+            ),
+            alpha=(
+                "q(v_b) / mean_k q(w_k) (None when every q(w_k) is 0, e.g. a probe-free batch set)"
+            ),
+            lambda1=(
+                "top eigenvalue of F (from the M x M Gram G G^T); trace = trace(F) = sum_i"
+                " ||g_i||^2 / M"
+            ),
             u1_overlap="|<u_1, v>| for the top eigenvector u_1 of F",
-            precision="fp32 forward/backward" if (args.fp32 or traj.device.type != "cuda") else
-                      "bf16 autocast forward/backward as in training (float32 gradients); float64 products, TF32 off",
+            precision=(
+                "fp32 forward/backward"
+                if (args.fp32 or traj.device.type != "cuda")
+                else (
+                    "bf16 autocast forward/backward as in training (float32 gradients); float64"
+                    " products, TF32 off"
+                )
+            ),
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
         ),
         **replay_record(cfg, args.batches, args.batch_size, batches_used),
         D=D,
-        backbone={g: dict(pc1=pcas[g].pc1, pc2=float(pcas[g].rho[1]) if k == 2 else None, k95=pcas[g].k95,
-                          rows=len(traj.row_steps)) for g in groups},
+        backbone={
+            g: dict(
+                pc1=pcas[g].pc1,
+                pc2=float(pcas[g].rho[1]) if k == 2 else None,
+                k95=pcas[g].k95,
+                rows=len(traj.row_steps),
+            )
+            for g in groups
+        },
         switching=switching,
         steps=steps,
         table=table,
@@ -307,8 +389,20 @@ def run(args, argv) -> tuple[str, dict, str]:
     t0 = time.perf_counter()
     path = out_path(args, "backbone_fisher_analysis")
     out, device = analyse(args)
-    out = write_result(path, out.pop("analysis"), out.pop("config"), out.pop("definitions"), out["table"], t0,
-                       argv, device, __file__, analysis="backbone_fisher_analysis", **out)  # results = table (kept)
+    out = write_result(
+        path,
+        out.pop("analysis"),
+        out.pop("config"),
+        out.pop("definitions"),
+        out["table"],
+        t0,
+        # results = table (kept)
+        argv,
+        device,
+        __file__,
+        analysis="backbone_fisher_analysis",
+        **out,
+    )
     return path, out, plot(os.path.dirname(os.path.abspath(path)), out)
 
 
@@ -316,22 +410,34 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32)
     which = ap.add_mutually_exclusive_group()
-    which.add_argument("--steps", default=None, help="comma-separated snapshot steps, e.g. 200,1800,4800,9600 (the paper's Table 6)")
-    which.add_argument("--every", type=int, default=None, help="every k-th snapshot from the anchor on (default: 1, all)")
-    ap.add_argument("--K", type=int, default=10, help="random directions for the anisotropy (default 10)")
+    which.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated snapshot steps, e.g. 200,1800,4800,9600 (the paper's Table 6)",
+    )
+    which.add_argument("--every", type=int, default=None,
+                       help="every k-th snapshot from the anchor on (default: 1, all)")
+    ap.add_argument("--K", type=int, default=10,
+                    help="random directions for the anisotropy (default 10)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
-    ap.add_argument("--group", default="trunk", help="trunk (default) | blockN | all (trunk and every block)")
+    ap.add_argument("--group", default="trunk",
+                    help="trunk (default) | blockN | all (trunk and every block)")
     args = ap.parse_args(argv)
     path, out, fig = cli(run, args, argv)
     g0 = out["groups"][0]
     last = out["table"][-1]["groups"][g0]
     fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
     rank1 = sum(r["groups"][g0]["rank1"] for r in out["table"])
-    print(f"{path}: {len(out['steps'])} steps, {out['provenance']['wall_s']} s; {g0} at step {out['steps'][-1]}: "
-          f"q(v_b) {fmt(last['q']['v_b'])} (LM {fmt(last['q_lm']['v_b'])}, "
-          f"probe {fmt(last['q_probe']['v_b'])}), "
-          f"alpha {fmt(last['alpha'])}, |<u1, v_b>| {fmt(last['u1_overlap']['v_b'])}; rank-1 at {rank1} steps"
-          f"{'' if 'v_sw' in last['q'] else '; v_sw omitted (' + out['switching']['omitted'] + ')'}; figure: {os.path.basename(fig)}")
+    omitted = ('' if 'v_sw' in last['q']
+               else '; v_sw omitted (' + out['switching']['omitted'] + ')')
+    print(
+        f"{path}: {len(out['steps'])} steps, {out['provenance']['wall_s']} s; {g0} at step"
+        f" {out['steps'][-1]}: q(v_b) {fmt(last['q']['v_b'])} (LM {fmt(last['q_lm']['v_b'])}, probe"
+        f" {fmt(last['q_probe']['v_b'])}), alpha {fmt(last['alpha'])}, |<u1, v_b>|"
+        f" {fmt(last['u1_overlap']['v_b'])}; rank-1 at {rank1}"
+        f" steps{omitted};"
+        f" figure: {os.path.basename(fig)}"
+    )
 
 
 if __name__ == "__main__":

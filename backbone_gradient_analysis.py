@@ -1,6 +1,8 @@
-"""Per-batch gradient alignment with the backbone (paper section 4.1, 4.4, Table 5, Figure 2 blue points).
+"""Per-batch gradient alignment with the backbone (paper section 4.1, 4.4, Table 5, Figure 2 blue
+points).
 
-    python backbone_gradient_analysis.py --run runs/seed42 [--anchor 0] [--every 1] [--batches 16] [--batch-size 64] [--device auto]
+    python backbone_gradient_analysis.py --run runs/seed42 [--anchor 0] [--every 1] [--batches \
+        16] [--batch-size 64] [--device auto]
 
 At each snapshot step t >= anchor (every k-th with --every k) the weights theta(t) are loaded and
 the gradients of the three training losses of model.losses (combined L_LM + lambda L_probe with
@@ -27,8 +29,8 @@ in full fp32. All dot products are float64, TF32 off.
 Writes <run>/analysis/backbone_gradient_analysis.json and
 <run>/analysis/backbone_gradient_alignment_block0.png (Figure 2 style: blue |cos| mean +- sd,
 noise floor, and the update alignment |C(t)| in red when backbone_update_analysis.json exists),
-<run>/analysis/backbone_gradient_projection.png (b_l(t), B_l and the median normalized b_l per block).
-Cost (paper run, 51 snapshots): 2 x 816 forward/backward passes of 64 x 256 tokens; the
+<run>/analysis/backbone_gradient_projection.png (b_l(t), B_l and the median normalized b_l per
+block). Cost (paper run, 51 snapshots): 2 x 816 forward/backward passes of 64 x 256 tokens; the
 16 x 25.2M float32 gradient matrices take 1.6 GB each (two at a time; the combined one is formed
 in place).
 """
@@ -70,30 +72,34 @@ def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, sl
         n2["trunk"] += bn2
     out = {}
     for g in vb:
-        ok = n2[g] > 0  # a probe-only loss is 0 on a mini-batch without probe sequences: no direction, no cosine
+        # a probe-only loss is 0 on a mini-batch without probe sequences: no direction, no cosine
+        ok = n2[g] > 0
         sc = (dots[g][ok] / n2[g][ok].sqrt()).cpu().numpy()  # signed cosines
         b = dots[g].cpu().numpy()
         med = lambda x: float(np.median(x)) if len(x) else None  # noqa: E731
         out[g] = dict(cos_mean=float(np.abs(sc).mean()) if len(sc) else None,
                       cos_sd=float(np.abs(sc).std(ddof=1)) if len(sc) > 1 else None,
                       b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
-                      grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int((~ok).sum()),
-                      cos_median=med(np.abs(sc)), b_median=med(b),
+                      grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int(
+                          (~ok).sum()), cos_median=med(np.abs(sc)), b_median=med(b),
                       b_normalized=float(sc.mean()) if len(sc) else None,
-                      b_normalized_median=med(sc), b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
+                      b_normalized_median=med(sc), b_pos_frac=float(
+                          (sc > 0).mean()) if len(sc) else None)
     return out
 
 
 # ----------------------------------------------------------------------------- figures
 def update_alignment(out_dir: str):
-    """(steps, signed C(t) of block 0) from backbone_update_analysis.json beside the output (keys u_steps and
-    groups.block0.C, as backbone_update_analysis.py writes them), or None when the file is absent."""
+    """(steps, signed C(t) of block 0) from backbone_update_analysis.json beside the output (keys
+    u_steps and groups.block0.C, as backbone_update_analysis.py writes them), or None when the file
+    is absent."""
     path = os.path.join(out_dir, "backbone_update_analysis.json")
     d = read_json(path)
     if d is None:
         return None
     try:
-        steps, C = d.get("update_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]  # at the midpoints
+        # at the midpoints
+        steps, C = d.get("update_mid_steps", d["u_steps"]), d["groups"]["block0"]["C"]
         assert len(steps) == len(C)
     except Exception:
         print(f"note: {path} has no u_steps / groups.block0.C series; the red line is left out")
@@ -109,9 +115,18 @@ def plot(out_dir: str, out: dict) -> list[str]:
 
     # Figure 2 style: block 0, per-batch |cos(g, v_b)| (blue) vs the 200-step update alignment (red)
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    m, sd = np.array(res["combined"]["block0"]["cos_mean"]), np.array(res["combined"]["block0"]["cos_sd"])
-    ax.errorbar(steps, m, yerr=[np.minimum(sd, 0.9 * m), sd], fmt="o", ms=4, color="tab:blue", capsize=2,
-                label=r"per-batch gradient $|\cos(g_t, v_b)|$ (mean $\pm$ sd)")
+    m, sd = np.array(res["combined"]["block0"]["cos_mean"]), np.array(
+        res["combined"]["block0"]["cos_sd"])
+    ax.errorbar(
+        steps,
+        m,
+        yerr=[np.minimum(sd, 0.9 * m), sd],
+        fmt="o",
+        ms=4,
+        color="tab:blue",
+        capsize=2,
+        label=r"per-batch gradient $|\cos(g_t, v_b)|$ (mean $\pm$ sd)",
+    )
     ax.axhline(floor["block0"], color="grey", ls=":", label=r"noise floor $\sqrt{2/(\pi D)}$")
     upd = update_alignment(out_dir)
     if upd:
@@ -121,14 +136,18 @@ def plot(out_dir: str, out: dict) -> list[str]:
         ax.axvline(lam_step, color="k", ls="--", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step"), ax.set_ylabel("alignment with block-0 backbone")
-    ax.set_title(f"{out['run']}: gradient vs update alignment with the backbone (block 0)", fontsize=9)
+    ax.set_title(
+        f"{out['run']}: gradient vs update alignment with the backbone (block 0)", fontsize=9
+    )
     ax.legend(fontsize=7, loc="best")
-    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_alignment_block0.png"), dpi=130))
+    paths.append(
+        save_figure(fig, os.path.join(out_dir, "backbone_gradient_alignment_block0.png"), dpi=130))
 
     # b_l(t), its cumulative sum B_l, and the median signed cosine per block (combined loss)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     blocks = [g for g in res["combined"] if g != "trunk"]
-    cmap = plt.get_cmap("tab10" if len(blocks) <= 10 else "viridis", 10 if len(blocks) <= 10 else len(blocks))
+    cmap = plt.get_cmap("tab10" if len(blocks) <= 10 else "viridis",
+                        10 if len(blocks) <= 10 else len(blocks))
     for i, g in enumerate(blocks):
         axes[0].plot(steps, res["combined"][g]["b"], "o-", ms=3, color=cmap(i), label=g)
         axes[1].plot(steps, res["combined"][g]["B"], "-", color=cmap(i), label=g)
@@ -136,17 +155,22 @@ def plot(out_dir: str, out: dict) -> list[str]:
         axes[2].plot(steps, med, "o-", ms=3, color=cmap(i), label=g)
     for sign in (1, -1):
         axes[2].axhline(sign * floor["block0"], color="grey", ls=":", lw=0.8)
-    for ax, name in zip(axes, (r"$b_\ell(t) = \langle g_\ell, v_b^{(\ell)} \rangle$ (mean over batches)",
-                                r"$B_\ell = \sum_{t' \leq t} b_\ell(t')$",
-                                r"median over batches of $\langle g_\ell, v_b^{(\ell)} \rangle / \|g_\ell\|$"
-                                r" ($\pm$ block-0 floor)")):
+    for ax, name in zip(
+            axes, (r"$b_\ell(t) = \langle g_\ell, v_b^{(\ell)} \rangle$ (mean over batches)",
+                   r"$B_\ell = \sum_{t' \leq t} b_\ell(t')$",
+                   r"median over batches of $\langle g_\ell, v_b^{(\ell)} \rangle / \|g_\ell\|$"
+                   r" ($\pm$ block-0 floor)")):
         ax.axhline(0, color="grey", lw=0.6)
         if steps.min() < lam_step <= steps.max():
             ax.axvline(lam_step, color="k", ls="--", lw=0.8)
         ax.set_xlabel("snapshot step"), ax.set_title(name, fontsize=9)
     axes[1].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"{out['run']}: signed gradient projection on the block backbones (combined loss)", fontsize=9)
-    paths.append(save_figure(fig, os.path.join(out_dir, "backbone_gradient_projection.png"), dpi=130))
+    fig.suptitle(
+        f"{out['run']}: signed gradient projection on the block backbones (combined loss)",
+        fontsize=9,
+    )
+    paths.append(
+        save_figure(fig, os.path.join(out_dir, "backbone_gradient_projection.png"), dpi=130))
     return paths
 
 
@@ -157,7 +181,8 @@ def analyse(args) -> dict:
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     # load
-    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
+                                        args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     steps = snapshot_selection(traj, args.every)
     groups = list(traj.groups)  # block0 .. block{L-1}, trunk
@@ -171,9 +196,10 @@ def analyse(args) -> dict:
 
     # gradients at each snapshot
     per_step, batches_used = [], {}
-    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
-                                           "gradients"):
-        G_lm, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32), keys)
+    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size,
+                                           batches_used, "gradients"):
+        G_lm, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32),
+                                     keys)
         row = dict(lm=alignment(G_lm, vb, slices), probe=alignment(G_pr, vb, slices))
         G_lm.add_(G_pr, alpha=lam)  # combined = g_LM + lambda g_probe
         row["combined"] = alignment(G_lm, vb, slices)
@@ -185,12 +211,28 @@ def analyse(args) -> dict:
     for name in LOSSES:
         results[name] = {}
         for g in groups:
-            col = {k: [r[name][g][k] for _, _, r in per_step]
-                   for k in ("cos_mean", "cos_sd", "b", "b_sd", "grad_norm", "zero_gradients", "cos_median",
-                             "b_median", "b_normalized", "b_normalized_median", "b_pos_frac")}
+            col = {
+                k: [r[name][g][k] for _, _, r in per_step]
+                for k in (
+                    "cos_mean",
+                    "cos_sd",
+                    "b",
+                    "b_sd",
+                    "grad_norm",
+                    "zero_gradients",
+                    "cos_median",
+                    "b_median",
+                    "b_normalized",
+                    "b_normalized_median",
+                    "b_pos_frac",
+                )
+            }
             col["B"] = np.cumsum(col["b"]).tolist()
-            col["B_normalized"] = np.cumsum([0.0 if x is None else x for x in col["b_normalized"]]).tolist()
-            col["cos_over_floor"] = [None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]]
+            col["B_normalized"] = np.cumsum([0.0 if x is None else x
+                                             for x in col["b_normalized"]]).tolist()
+            col["cos_over_floor"] = [
+                None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]
+            ]
             results[name][g] = col
     device = traj.device
     out = dict(
@@ -198,33 +240,60 @@ def analyse(args) -> dict:
         run=os.path.basename(os.path.normpath(args.run)),
         anchor=traj.anchor,
         definitions=dict(
-            backbone="v_b = first right singular vector of the uncentered drift rows x(t) = theta(t) - theta(anchor), "
-                     "t in (anchor, last snapshot], per group (block l: its 4 trunk matrices; trunk: all blocks); "
-                     "sign so that a(T) = <x(T), v_b> > 0",
-            gradients="g_i = gradient of the loss on mini-batch i at theta(t), trunk parameters, canonical order "
-                      "(model.trunk_keys); combined = L_LM + lambda(t) L_probe computed as g_LM + lambda g_probe",
-            cos="|cos(g_i, v_b)| = |<g_i, v_b>| / ||g_i|| per group (block gradient vs block backbone); mean and sample sd "
-                "over the mini-batches whose gradient is nonzero (zero_gradients: mini-batches left out, e.g. probe-only "
-                "loss on a mini-batch without probe sequences; null when none or one is left)",
-            noise_floor="sqrt(2 / (pi D)): E|cos| of a fixed unit vector with a uniformly random one in R^D",
-            b="b_l(t) = <g_l, v_b^(l)> mean over the mini-batches (b_sd: sample sd); unnormalized gradient; b < 0: a "
-              "gradient-descent step moves along +v_b, the direction of the drift (a(T) > 0)",
+            backbone=(
+                "v_b = first right singular vector of the uncentered drift rows x(t) = theta(t) -"
+                " theta(anchor), t in (anchor, last snapshot], per group (block l: its 4 trunk"
+                " matrices; trunk: all blocks); sign so that a(T) = <x(T), v_b> > 0"
+            ),
+            gradients=(
+                "g_i = gradient of the loss on mini-batch i at theta(t), trunk parameters,"
+                " canonical order (model.trunk_keys); combined = L_LM + lambda(t) L_probe computed"
+                " as g_LM + lambda g_probe"
+            ),
+            cos=(
+                "|cos(g_i, v_b)| = |<g_i, v_b>| / ||g_i|| per group (block gradient vs block"
+                " backbone); mean and sample sd over the mini-batches whose gradient is nonzero"
+                " (zero_gradients: mini-batches left out, e.g. probe-only loss on a mini-batch"
+                " without probe sequences; null when none or one is left)"
+            ),
+            noise_floor=(
+                "sqrt(2 / (pi D)): E|cos| of a fixed unit vector with a uniformly random one in R^D"
+            ),
+            b=(
+                "b_l(t) = <g_l, v_b^(l)> mean over the mini-batches (b_sd: sample sd); unnormalized"
+                " gradient; b < 0: a gradient-descent step moves along +v_b, the direction of the"
+                " drift (a(T) > 0)"
+            ),
             B="B_l(t) = sum of b_l over the analysed snapshots up to t (depends on --every)",
-            b_normalized="signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a "
-                         "nonzero gradient (b normalized: a few probe batches with large gradients dominate "
-                         "the raw mean late in training); B_normalized its cumulative sum",
-            medians="cos_median, b_median, b_normalized_median: medians over the mini-batches beside the "
-                    "means",
-            b_pos_frac="fraction of mini-batches whose signed cosine is > 0 (0 or 1: a consistent sign)",
-            precision="fp32 forward/backward" if (args.fp32 or device.type != "cuda") else
-                      "bf16 autocast forward/backward as in training (float32 gradients); float64 dot products, TF32 off",
+            b_normalized=(
+                "signed cosine <g_i, v_b> / ||g_i|| per mini-batch, mean over the batches with a "
+                "nonzero gradient (b normalized: a few probe batches with large gradients dominate "
+                "the raw mean late in training); B_normalized its cumulative sum"
+            ),
+            medians=(
+                "cos_median, b_median, b_normalized_median: medians over the mini-batches beside"
+                " the means"
+            ),
+            b_pos_frac=(
+                "fraction of mini-batches whose signed cosine is > 0 (0 or 1: a consistent sign)"
+            ),
+            precision=(
+                "fp32 forward/backward"
+                if (args.fp32 or device.type != "cuda")
+                else (
+                    "bf16 autocast forward/backward as in training (float32 gradients); float64 dot"
+                    " products, TF32 off"
+                )
+            ),
         ),
         **replay_record(cfg, args.batches, args.batch_size, batches_used),
         steps=[t for t, _, _ in per_step],
         **{"lambda": [lam for _, lam, _ in per_step]},
         D=D,
         noise_floor={g: math.sqrt(2 / (math.pi * D[g])) for g in groups},
-        backbone={g: dict(pc1=pcas[g].pc1, k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups},
+        backbone={
+            g: dict(pc1=pcas[g].pc1, k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups
+        },
         results=results,
         run_state=state,
     )
@@ -235,21 +304,36 @@ def run(args, argv) -> tuple[str, dict, list[str]]:
     t0 = time.perf_counter()
     path = out_path(args, "backbone_gradient_analysis")
     out, device = analyse(args)
-    out = write_result(path, out.pop("analysis"), out.pop("config"), out.pop("definitions"), out.pop("results"), t0,
-                       argv, device, __file__, analysis="backbone_gradient_analysis", **out)
+    out = write_result(
+        path,
+        out.pop("analysis"),
+        out.pop("config"),
+        out.pop("definitions"),
+        out.pop("results"),
+        t0,
+        argv,
+        device,
+        __file__,
+        analysis="backbone_gradient_analysis",
+        **out,
+    )
     return path, out, plot(os.path.dirname(os.path.abspath(path)), out)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=16)
-    ap.add_argument("--every", type=int, default=1, help="analyse every k-th snapshot from the anchor on (default 1)")
+    ap.add_argument("--every", type=int, default=1,
+                    help="analyse every k-th snapshot from the anchor on (default 1)")
     args = ap.parse_args(argv)
     path, out, figs = cli(run, args, argv)
     c = out["results"]["combined"]
-    print(f"{path}: {len(out['steps'])} snapshots, {out['provenance']['wall_s']} s; "
-          f"block0 |cos| {np.mean(c['block0']['cos_mean']):.4g} (floor {out['noise_floor']['block0']:.3g}), "
-          f"B_block0 {c['block0']['B'][-1]:.4g}; figures: {', '.join(os.path.basename(p) for p in figs)}")
+    print(
+        f"{path}: {len(out['steps'])} snapshots, {out['provenance']['wall_s']} s; block0 |cos|"
+        f" {np.mean(c['block0']['cos_mean']):.4g} (floor {out['noise_floor']['block0']:.3g}),"
+        f" B_block0 {c['block0']['B'][-1]:.4g}; figures:"
+        f" {', '.join(os.path.basename(p) for p in figs)}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,34 +1,39 @@
-"""Time the project's training step beside a plain reference step, and a real stretch of the training loop.
+"""Time the project's training step beside a plain reference step, and a real stretch of
+the training loop.
 
-    python bench.py                      # paper preset, both vocabularies (about 1.5 min on an H200)
+    python bench.py  # paper preset, both vocabularies (about 1.5 min on an H200)
     python bench.py --variant fused_ce=off --variant gpt2:fused_ce=liger --stretch --profile \\
         --out results/v2/bench/bench.json    # notes/speed.md: the fused loss on and off (4 min)
     python bench.py --preset tiny --bench-steps 2 --vocab corpus   # quick look on a CPU
 
-Rows, per vocabulary: `project` is train.train_step with the config's settings (a `--variant` row: the same
-with overrides, "field=value,..." optionally prefixed "corpus:" or "gpt2:"); `reference` is the plain GPT of
-the same shape written below: bf16 autocast, torch.compile of the whole module, fused AdamW, cross-entropy on
-the logits, the config's micro-batches (batch_size x grad_accum) accumulated. Random tokens, the peak learning
-rate, lambda 2; ms/step from device events over --bench-steps steps after --warmup-steps steps.
+Rows, per vocabulary: `project` is train.train_step with the config's settings (a `--variant` row:
+the same with overrides, "field=value,..." optionally prefixed "corpus:" or "gpt2:"); `reference` is
+the plain GPT of the same shape written below: bf16 autocast, torch.compile of the whole module,
+fused AdamW, cross-entropy on the logits, the config's micro-batches (batch_size x grad_accum)
+accumulated. Random tokens, the peak learning rate, lambda 2; ms/step from device events over
+--bench-steps steps after --warmup-steps steps.
 
-MFU = model FLOPs per second / the device's dense bf16 peak (H100, H200: 989 TFLOP/s). `MFU mm` divides by the
-rate one 8192^3 bf16 matrix product reaches on this device instead (the ceiling a matmul-bound step could
-reach). Model FLOPs per token = 6 * (trunk matmul parameters + vocabulary * d_model for the tied head)
-+ 12 * n_layer * d_model * ctx (attention scores and values, forward and backward, the causal mask not
-discounted), with the real vocabulary (padding rows not counted). speedup = reference ms / the row's ms.
+MFU = model FLOPs per second / the device's dense bf16 peak (H100, H200: 989 TFLOP/s). `MFU mm`
+divides by the rate one 8192^3 bf16 matrix product reaches on this device instead (the ceiling
+a matmul-bound step could reach). Model FLOPs per token = 6 * (trunk matmul parameters + vocabulary
+* d_model for the tied head) + 12 * n_layer * d_model * ctx (attention scores and values, forward
+and backward, the causal mask not discounted), with the real vocabulary (padding rows not counted).
+speedup = reference ms / the row's ms.
 
---stretch: train.py's own loop (prefetched data, step, eval, snapshot) for --stretch-steps steps of the real
-corpus (--stretch-stories training stories) in a temporary run folder: step-time percentiles, the share of
-time the device waited for the host (gaps between the steps' device events), eval and snapshot costs, and
-eager against compiled evaluation. --profile: the top-15 device kernels by time over 3 project steps.
+--stretch: train.py's own loop (prefetched data, step, eval, snapshot) for --stretch-steps steps of
+the real corpus (--stretch-stories training stories) in a temporary run folder: step-time
+percentiles, the share of time the device waited for the host (gaps between the steps' device
+events), eval and snapshot costs, and eager against compiled evaluation. --profile: the top-15
+device kernels by time over 3 project steps.
 
-    torchrun --standalone --nproc_per_node 4 bench.py --vocab corpus --no-reference   # the step on 4 GPUs
+    # the step on 4 GPUs
+    torchrun --standalone --nproc_per_node 4 bench.py --vocab corpus --no-reference
 
-Under torchrun every process takes its share of the rows of each micro-batch (the step's batch is the same)
-and the project rows sum the gradients over the processes as train.py does; a reference row is one GPU's
-share with no communication. ms/step is the slowest process's; tok/s counts the whole step's tokens (all
-GPUs), tok/s/GPU is that over the number of processes, and TFLOP/s and MFU are per GPU. Process 0 prints and
-writes; --stretch runs in one process only.
+Under torchrun every process takes its share of the rows of each micro-batch (the step's batch is
+the same) and the project rows sum the gradients over the processes as train.py does; a reference
+row is one GPU's share with no communication. ms/step is the slowest process's; tok/s counts
+the whole step's tokens (all GPUs), tok/s/GPU is that over the number of processes, and TFLOP/s and
+MFU are per GPU. Process 0 prints and writes; --stretch runs in one process only.
 """
 from __future__ import annotations
 
@@ -50,10 +55,12 @@ from config import (Parser, UsageError, add_config_args, config_from_args, fail,
                     trunk_params)
 from dataset import process_rows
 from model import GPT, GPT2_VOCAB, fused_ce_library, padded_vocab, set_attention_backend
-from train import (Trainer, autocast, join_processes, launched, leave_processes, loss_fn, make_optimizer,
-                   rank, train_step, world, fix_kernels)
+from train import (Trainer, autocast, fix_kernels, join_processes, launched, leave_processes,
+                   loss_fn, make_optimizer, rank, train_step, world)
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
+PEAK_BF16 = {
+    "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12
+}
 
 
 def device_peak(device: torch.device) -> tuple[str, float | None]:
@@ -116,20 +123,23 @@ class RefBlock(nn.Module):
 
     def forward(self, x):
         B, T, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head,
+                                             C // self.n_head).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
         x = x + self.proj(y)
         return x + self.down(F.gelu(self.up(self.ln2(x))))
 
 
 class RefGPT(nn.Module):
-    """What a competent user writes: a GPT-2 block stack with a tied head over a vocabulary padded to 64."""
+    """What a competent user writes: a GPT-2 block stack with a tied head over a vocabulary padded
+    to 64."""
 
     def __init__(self, cfg, vocab: int):
         super().__init__()
         self.wte = nn.Embedding(padded_vocab(vocab), cfg.d_model)
         self.wpe = nn.Embedding(cfg.ctx, cfg.d_model)
-        self.blocks = nn.ModuleList(RefBlock(cfg.d_model, cfg.n_head, cfg.d_ff) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(
+            RefBlock(cfg.d_model, cfg.n_head, cfg.d_ff) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
 
     def forward(self, idx, targets):
@@ -143,9 +153,12 @@ class RefGPT(nn.Module):
 def reference_step(cfg, vocab: int, device: torch.device, batches, compiled: bool):
     torch.manual_seed(0)
     model = RefGPT(cfg, vocab).to(device)
-    groups = [dict(params=[p for p in model.parameters() if p.dim() >= 2], weight_decay=cfg.weight_decay),
-              dict(params=[p for p in model.parameters() if p.dim() < 2], weight_decay=0.0)]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+    groups = [
+        dict(params=[p for p in model.parameters() if p.dim() >= 2], weight_decay=cfg.weight_decay),
+        dict(params=[p for p in model.parameters() if p.dim() < 2], weight_decay=0.0)
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                            fused=device.type == "cuda")
     run = torch.compile(model) if compiled else model
 
     def step():
@@ -186,7 +199,8 @@ def my_rows(batches):
 
 
 def slowest(seconds: float, device: torch.device) -> float:
-    """The largest of the processes' `seconds` (a data-parallel step is as slow as its slowest process)."""
+    """The largest of the processes' `seconds` (a data-parallel step is as slow as its slowest
+    process)."""
     if world() == 1:
         return seconds
     t = torch.tensor(seconds, dtype=torch.float64, device=device)
@@ -211,11 +225,14 @@ def top_kernels(step, device: torch.device, steps: int = 3, top: int = 15) -> li
         events = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
     total = sum(t for _, t, _ in events) or 1
     events.sort(key=lambda e: -e[1])
-    return [dict(kernel=k[:90], ms_per_step=t / 1e3 / steps, share=t / total, calls_per_step=c / steps)
-            for k, t, c in events[:top]]
+    return [
+        dict(kernel=k[:90], ms_per_step=t / 1e3 / steps, share=t / total, calls_per_step=c / steps)
+        for k, t, c in events[:top]
+    ]
 
 
-def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceiling: float | None) -> dict:
+def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args,
+              ceiling: float | None) -> dict:
     """Build one step with make(cfg, vocab, device, batches, compiled), time it, free it."""
     torch._dynamo.reset()  # each row compiles afresh and never meets the recompile limit
     if device.type == "cuda":
@@ -223,7 +240,8 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
         torch.cuda.reset_peak_memory_stats(device)
     compiled = cfg.compile and device.type == "cuda"
     if device.type == "cuda":
-        set_attention_backend(cfg.sdpa)  # the row's own (a variant's sdpa=... must not leak into the next)
+        # the row's own (a variant's sdpa=... must not leak into the next)
+        set_attention_backend(cfg.sdpa)
     model, step = make(cfg, vocab, device, my_rows(random_batches(cfg, vocab, device)), compiled)
     clock = Clock(device)
     t0 = time.perf_counter()
@@ -239,12 +257,20 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
     tokens = cfg.batch_size * cfg.grad_accum * cfg.ctx  # the whole step's, over all processes
     flops = flops_per_token(cfg, vocab) * tokens / world() / dt  # per GPU
     name, peak = device_peak(device)
-    row = dict(kind=kind, vocab=vocab, params=sum(p.numel() for p in model.parameters()),
-               ms_per_step=dt * 1e3, tok_per_s=tokens / dt, tflops=flops / 1e12,
-               mfu=flops / peak if peak else None, mfu_matmul=flops / ceiling if ceiling else None,
-               first_step_s=first, device=name,
-               fused_ce=_library(cfg, device) if kind.startswith("project") else None,
-               mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+    row = dict(
+        kind=kind,
+        vocab=vocab,
+        params=sum(p.numel() for p in model.parameters()),
+        ms_per_step=dt * 1e3,
+        tok_per_s=tokens / dt,
+        tflops=flops / 1e12,
+        mfu=flops / peak if peak else None,
+        mfu_matmul=flops / ceiling if ceiling else None,
+        first_step_s=first,
+        device=name,
+        fused_ce=_library(cfg, device) if kind.startswith("project") else None,
+        mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+    )
     if world() > 1:
         row.update(processes=world(), tok_per_s_per_gpu=tokens / world() / dt)
     if args.profile and kind == "project":
@@ -256,7 +282,8 @@ def bench_row(kind: str, make, cfg, vocab: int, device: torch.device, args, ceil
 
 
 def safe_row(kind: str, make, cfg, vocab: int, device, args, ceiling) -> dict:
-    """bench_row, or a row holding its error: a failing variant or out-of-memory row does not end the run."""
+    """bench_row, or a row holding its error: a failing variant or out-of-memory row does not end
+    the run."""
     try:
         return bench_row(kind, make, cfg, vocab, device, args, ceiling)
     except Exception as e:
@@ -268,9 +295,10 @@ def safe_row(kind: str, make, cfg, vocab: int, device, args, ceiling) -> dict:
             torch.cuda.empty_cache()
 
 
-# ----------------------------------------------------------------------------- the stretch of the real loop
+# --------------------------------------------------------------------- the stretch of the real loop
 class StepTimer:
-    """Trainer.step_timer: host time and device marks around each step (the batch fetch is outside)."""
+    """Trainer.step_timer: host time and device marks around each step (the batch fetch is
+    outside)."""
 
     def __init__(self, device: torch.device):
         self.clock, self.marks = Clock(device), []
@@ -312,7 +340,8 @@ def _timed(log: list, fn, sync=None):
 
 
 def eval_costs(trainer, device: torch.device) -> dict:
-    """Seconds of one eager and one compiled evaluation (and the compilation) with the trainer's model."""
+    """Seconds of one eager and one compiled evaluation (and the compilation) with the trainer's
+    model."""
     from train import Evaluator
     clock, out = Clock(device), {}
     for name, compiled in (("eager", False), ("compiled", True)):
@@ -340,8 +369,15 @@ def stretch(cfg, args, device: torch.device) -> dict:
     if device.type == "cuda":
         set_attention_backend(cfg.sdpa)
     with tempfile.TemporaryDirectory() as tmp:
-        scfg = make_config(**{**cfg.to_dict(), "n_train_stories": args.stretch_stories, "out_dir": tmp,
-                              "name": "stretch", "progress": False})
+        scfg = make_config(
+            **{
+                **cfg.to_dict(),
+                "n_train_stories": args.stretch_stories,
+                "out_dir": tmp,
+                "name": "stretch",
+                "progress": False,
+            }
+        )
         t0 = time.perf_counter()
         corpus = load_corpus(scfg)
         t_corpus = time.perf_counter() - t0
@@ -368,14 +404,16 @@ def stretch(cfg, args, device: torch.device) -> dict:
                 first_step_s=m[1][1] - m[0][1] if len(m) > 1 else None, device_step_ms=_pct(busy),
                 device_gap_ms=_pct(gaps), host_step_ms=_pct(host),
                 device_wait_share=sum(gaps) / span if span else None,
-                tok_per_s=tokens * len(steady) / span if span else None, eval_s=evals, snapshot_queue_s=snaps,
-                eval_costs=costs, train_stories=scfg.train_stories)
+                tok_per_s=tokens * len(steady) / span if span else None, eval_s=evals,
+                snapshot_queue_s=snaps, eval_costs=costs, train_stories=scfg.train_stories)
 
 
 # ----------------------------------------------------------------------------- command line
 def parse_variant(cfg, spec: str) -> tuple[str | None, str, object]:
-    """"[corpus:|gpt2:]field=value,..." -> (vocabulary or None for both, label, config with the overrides)."""
-    only, _, body = spec.partition(":") if spec.split(":", 1)[0] in ("corpus", "gpt2") else (None, "", spec)
+    """"[corpus:|gpt2:]field=value,..." -> (vocabulary or None for both, label, config with
+    the overrides)."""
+    only, _, body = spec.partition(":") if spec.split(":", 1)[0] in ("corpus",
+                                                                     "gpt2") else (None, "", spec)
     argv = []
     for part in filter(None, body.split(",")):
         k, sep, v = part.partition("=")
@@ -391,8 +429,10 @@ def vocabularies(cfg, which: str) -> list[tuple[str, int]]:
     out = []
     if which in ("corpus", "both"):
         from dataset import SYNTHETIC_VERSION, WordTokenizer
-        if cfg.data in SYNTHETIC_VERSION:  # the word tokenizer's size, without generating the corpus
-            out.append(("corpus", WordTokenizer(cfg.n_codewords, SYNTHETIC_VERSION[cfg.data]).vocab_size))
+        # the word tokenizer's size, without generating the corpus
+        if cfg.data in SYNTHETIC_VERSION:
+            out.append(("corpus", WordTokenizer(cfg.n_codewords,
+                                                SYNTHETIC_VERSION[cfg.data]).vocab_size))
         else:
             from dataset import load_corpus
             out.append(("corpus", load_corpus(cfg).vocab_size))
@@ -403,19 +443,39 @@ def vocabularies(cfg, which: str) -> list[tuple[str, int]]:
 
 def print_report(cfg, rows, ceiling, st, device):
     ok = [r for r in rows if "error" not in r]
-    print(f"preset {cfg.preset}: {cfg.batch_size * cfg.grad_accum} x {cfg.ctx} tokens a step (project "
-          f"fuse_micro={cfg.fuse_micro}, reference {cfg.grad_accum} x {cfg.batch_size} accumulated), "
-          f"compile={cfg.compile and device.type == 'cuda'}, device {ok[0]['device'] if ok else device}, "
-          f"torch {torch.__version__}"
-          + (f", 8192^3 bf16 matmul {ceiling / 1e12:.0f} TFLOP/s" if ceiling else ""))
+    print(
+        f"preset {cfg.preset}: {cfg.batch_size * cfg.grad_accum} x {cfg.ctx} tokens a step (project"
+        f" fuse_micro={cfg.fuse_micro}, reference {cfg.grad_accum} x {cfg.batch_size} accumulated),"
+        f" compile={cfg.compile and device.type == 'cuda'}, device"
+        f" {ok[0]['device'] if ok else device}, torch {torch.__version__}"
+        + (f", 8192^3 bf16 matmul {ceiling / 1e12:.0f} TFLOP/s" if ceiling else "")
+    )
     pct = lambda v: f"{100 * v:.1f}%" if v is not None else "-"
-    body = [[r["kind"], r["vocab"], r["fused_ce"] or "-", f"{r['params']:,}",
-             f"{r['ms_per_step']:.2f}", f"{r['tok_per_s']:,.0f}",
-             f"{r['tflops']:.1f}", pct(r["mfu"]), pct(r["mfu_matmul"]),
-             f"{r['mem_gib']:.1f}" if r["mem_gib"] is not None else "-", f"{r['first_step_s']:.1f}",
-             f"{r['speedup_vs_reference']:.2f}x" if math.isfinite(r["speedup_vs_reference"]) else "-"]
-            if "error" not in r else [r["kind"], r["vocab"], "-", "failed"] + ["-"] * 8
-            for r in rows]
+    body = [
+        (
+            [
+                r["kind"],
+                r["vocab"],
+                r["fused_ce"] or "-",
+                f"{r['params']:,}",
+                f"{r['ms_per_step']:.2f}",
+                f"{r['tok_per_s']:,.0f}",
+                f"{r['tflops']:.1f}",
+                pct(r["mfu"]),
+                pct(r["mfu_matmul"]),
+                f"{r['mem_gib']:.1f}" if r["mem_gib"] is not None else "-",
+                f"{r['first_step_s']:.1f}",
+                (
+                    f"{r['speedup_vs_reference']:.2f}x"
+                    if math.isfinite(r["speedup_vs_reference"])
+                    else "-"
+                ),
+            ]
+            if "error" not in r
+            else [r["kind"], r["vocab"], "-", "failed"] + ["-"] * 8
+        )
+        for r in rows
+    ]
     print(format_table(["step", "vocab", "fused CE", "params", "ms/step", "tok/s", "TFLOP/s", "MFU",
                         "MFU mm", "mem GiB",
                         "first s", "speedup"], body))
@@ -425,18 +485,28 @@ def print_report(cfg, rows, ceiling, st, device):
               f"tok/s per GPU: {per_gpu}")
     for r in rows:
         if "top_kernels" in r:
-            print(f"\ntop kernels of the project step, vocabulary {r['vocab']} (ms a step, share of time):")
+            print(
+                f"\ntop kernels of the project step, vocabulary {r['vocab']} (ms a step, share of"
+                " time):"
+            )
             print(format_table(["kernel", "ms", "share", "calls"],
                                [[k["kernel"][:80], f"{k['ms_per_step']:.3f}", pct(k["share"]),
                                  f"{k['calls_per_step']:g}"] for k in r["top_kernels"]]))
     if st and "error" not in st:
         f = lambda d: " ".join(f"{k} {v:.2f}" for k, v in d.items())
-        print(f"\nstretch: {st['steps']} steps of train.py's loop, {st['train_stories']:,} training stories "
-              f"(corpus {st['corpus_s']:.1f} s), loop wall {st['loop_wall_s']:.1f} s, "
-              f"first step {st['first_step_s'] or 0:.1f} s")
-        print(f"  device ms/step {f(st['device_step_ms'])} | gaps between steps ms {f(st['device_gap_ms'])}")
-        print(f"  host ms/step {f(st['host_step_ms'])} | device waited {pct(st['device_wait_share'])} of the "
-              f"time, {st['tok_per_s'] or 0:,.0f} tok/s")
+        print(
+            f"\nstretch: {st['steps']} steps of train.py's loop, {st['train_stories']:,} training"
+            f" stories (corpus {st['corpus_s']:.1f} s), loop wall {st['loop_wall_s']:.1f} s, first"
+            f" step {st['first_step_s'] or 0:.1f} s"
+        )
+        print(
+            f"  device ms/step {f(st['device_step_ms'])} | gaps between steps ms"
+            f" {f(st['device_gap_ms'])}"
+        )
+        print(
+            f"  host ms/step {f(st['host_step_ms'])} | device waited {pct(st['device_wait_share'])}"
+            f" of the time, {st['tok_per_s'] or 0:,.0f} tok/s"
+        )
         print("  evals s " + ", ".join(f"{t:.2f}" for t in st["eval_s"]) + " | snapshot queueing s "
               + ", ".join(f"{t:.3f}" for t in st["snapshot_queue_s"]))
         print("  eval costs: " + ", ".join(f"{k} {v:.2f}" for k, v in st["eval_costs"].items()))
@@ -448,45 +518,65 @@ def summary(cfg, rows, device) -> dict:
     project = [r for r in rows if r["kind"] == "project" and "error" not in r]
     ref = {r["vocab"]: r for r in rows if r["kind"] == "reference" and "error" not in r}
     pct = lambda v: round(100 * v, 1) if v is not None else None  # noqa: E731
-    keep = lambda r: dict(vocab=r["vocab"], params=r["params"], ms_per_step=round(r["ms_per_step"], 2),
-                          tok_per_s=round(r["tok_per_s"]), tflops=round(r["tflops"], 1),
-                          mfu_pct=pct(r["mfu"]),
-                          mem_gib=round(r["mem_gib"], 1) if r["mem_gib"] is not None else None,
-                          fused_ce=r["fused_ce"],
-                          reference_ms_per_step=round(ref[r["vocab"]]["ms_per_step"], 2)
-                          if r["vocab"] in ref else None,
-                          reference_mfu_pct=pct(ref[r["vocab"]]["mfu"]) if r["vocab"] in ref
-                          else None,
-                          speedup_vs_reference=r.get("speedup_vs_reference"),
-                          **{k: r[k] for k in ("processes", "tok_per_s_per_gpu") if k in r})
-    return dict(preset=cfg.preset, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, ctx=cfg.ctx,
-                compile=cfg.compile and device.type == "cuda",
+    keep = lambda r: dict(
+        vocab=r["vocab"],
+        params=r["params"],
+        ms_per_step=round(r["ms_per_step"], 2),
+        tok_per_s=round(r["tok_per_s"]),
+        tflops=round(r["tflops"], 1),
+        mfu_pct=pct(r["mfu"]),
+        mem_gib=round(r["mem_gib"], 1) if r["mem_gib"] is not None else None,
+        fused_ce=r["fused_ce"],
+        reference_ms_per_step=(
+            round(ref[r["vocab"]]["ms_per_step"], 2) if r["vocab"] in ref else None
+        ),
+        reference_mfu_pct=pct(ref[r["vocab"]]["mfu"]) if r["vocab"] in ref else None,
+        speedup_vs_reference=r.get("speedup_vs_reference"),
+        **{k: r[k] for k in ("processes", "tok_per_s_per_gpu") if k in r},
+    )
+    return dict(preset=cfg.preset, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                ctx=cfg.ctx, compile=cfg.compile and device.type == "cuda",
                 device_name=device_peak(device)[0], rows=[keep(r) for r in project])
 
 
 DEFINITIONS = {
-    "ms_per_step": "device time of one training step (forward, backward, clip, optimizer), bench_steps mean",
-    "mfu": "model FLOPs per second / the device's dense bf16 peak; model FLOPs per token = 6 * (trunk matmul "
-           "parameters + vocab * d_model) + 12 * n_layer * d_model * ctx, real vocabulary",
+    "ms_per_step": (
+        "device time of one training step (forward, backward, clip, optimizer), bench_steps mean"
+    ),
+    "mfu": (
+        "model FLOPs per second / the device's dense bf16 peak; model FLOPs per token = 6 * (trunk"
+        " matmul parameters + vocab * d_model) + 12 * n_layer * d_model * ctx, real vocabulary"
+    ),
     "mfu_matmul": "the same FLOPs / the rate of one 8192^3 bf16 matmul on this device",
     "speedup_vs_reference": "reference ms/step / this row's ms/step, same vocabulary",
-    "fused_ce": "the library whose fused kernels computed the project step's head and "
-                "cross-entropy (model.fused_ce_library; 'off': plain PyTorch); a variant "
-                "fused_ce=off: the step without it",
-    "reference": "plain GPT of the same shape: bf16 autocast, torch.compile(module), fused AdamW, CE on the "
-                 "logits, grad_accum micro-batches of batch_size accumulated",
-    "device_wait_share": "stretch: sum of the device gaps between consecutive steps / their device span",
+    "fused_ce": (
+        "the library whose fused kernels computed the project step's head and "
+        "cross-entropy (model.fused_ce_library; 'off': plain PyTorch); a variant "
+        "fused_ce=off: the step without it"
+    ),
+    "reference": (
+        "plain GPT of the same shape: bf16 autocast, torch.compile(module), fused AdamW, CE on the "
+        "logits, grad_accum micro-batches of batch_size accumulated"
+    ),
+    "device_wait_share": (
+        "stretch: sum of the device gaps between consecutive steps / their device span"
+    ),
 }
 TORCHRUN_DEFINITIONS = {
-    "tok_per_s": "tokens of the whole step (every process's share) / ms_per_step, the slowest process's",
+    "tok_per_s": (
+        "tokens of the whole step (every process's share) / ms_per_step, the slowest process's"
+    ),
     "tok_per_s_per_gpu": "tok_per_s / processes; tflops and mfu are per GPU too",
 }
 
 
 def main(argv=None):
-    ap = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both", help="vocabularies")
-    ap.add_argument("--bench-steps", dest="bench_steps", type=int, default=20, help="timed steps per row")
+    ap = add_config_args(
+        Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    ap.add_argument("--vocab", choices=["corpus", "gpt2", "both"], default="both",
+                    help="vocabularies")
+    ap.add_argument("--bench-steps", dest="bench_steps", type=int, default=20,
+                    help="timed steps per row")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="untimed steps after the first (default 5 compiled on CUDA, else 1)")
     ap.add_argument("--variant", action="append", default=[],
@@ -494,8 +584,10 @@ def main(argv=None):
     ap.add_argument("--no-reference", action="store_true", help="skip the reference rows")
     ap.add_argument("--stretch", action="store_true", help="also time a stretch of train.py's loop")
     ap.add_argument("--stretch-steps", type=int, default=200, help="steps of the stretch")
-    ap.add_argument("--stretch-stories", type=int, default=20_000, help="training stories of its corpus")
-    ap.add_argument("--profile", action="store_true", help="top-15 device kernels of the project step")
+    ap.add_argument("--stretch-stories", type=int, default=20_000,
+                    help="training stories of its corpus")
+    ap.add_argument("--profile", action="store_true",
+                    help="top-15 device kernels of the project step")
     ap.add_argument("--out", "--json", dest="json", default="",
                     help="write the table, definitions and provenance here (JSON)")
     args = ap.parse_args(argv)
@@ -512,9 +604,13 @@ def main(argv=None):
             check_writable(os.path.dirname(os.path.abspath(args.json)))
         device = join_processes(cfg.device) if launched() else pick_device(cfg.device)
         if world() > 1 and args.stretch:
-            raise UsageError("--stretch times train.py's loop in one process: run it without torchrun")
+            raise UsageError(
+                "--stretch times train.py's loop in one process: run it without torchrun"
+            )
         if cfg.batch_size % world():
-            raise UsageError(f"batch_size {cfg.batch_size} does not split into {world()} equal shares")
+            raise UsageError(
+                f"batch_size {cfg.batch_size} does not split into {world()} equal shares"
+            )
         vocabs = vocabularies(cfg, args.vocab)
         if args.warmup_steps is None:
             args.warmup_steps = 5 if (cfg.compile and device.type == "cuda") else 1
@@ -546,9 +642,18 @@ def main(argv=None):
         print_report(cfg, rows, ceiling, st, device)
     if args.json and rank() == 0:
         defs = {**DEFINITIONS, **TORCHRUN_DEFINITIONS} if world() > 1 else DEFINITIONS
-        write_result(args.json, "bench", cfg.to_dict(), defs,
-                     dict(rows=rows, matmul_tflops=ceiling / 1e12 if ceiling else None, stretch=st), t0,
-                     argv=argv, device=device, script="bench.py", **summary(cfg, rows, device))
+        write_result(
+            args.json,
+            "bench",
+            cfg.to_dict(),
+            defs,
+            dict(rows=rows, matmul_tflops=ceiling / 1e12 if ceiling else None, stretch=st),
+            t0,
+            argv=argv,
+            device=device,
+            script="bench.py",
+            **summary(cfg, rows, device),
+        )
         print(f"wrote {args.json}")
     leave_processes()
 

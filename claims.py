@@ -1,18 +1,22 @@
-"""The paper's claims C1-C16 as data: each with the paper's value, the quantity in results/ that tests it,
-the null it is read against, and a rule that computes the verdict from results/ alone (never typed).
+"""The paper's claims C1-C16 as data: each with the paper's value, the quantity in results/ that
+tests it, the null it is read against, and a rule that computes the verdict from results/ alone
+(never typed).
 
-    python claims.py                              # verdicts for the newest corpus version in results/
+    python claims.py  # verdicts for the newest corpus version in results/
     python claims.py --results results --version v1 --json
 
-Verdicts (one rule per claim, per seed where the claim is about one training run), each shown with our
-number beside the matched walk, the optimizer null (mean +- sd over its noise seeds, optimizer_null.py)
-and the no-decay twin (seed<N>_wd0) where they apply:
-  holds                        the paper's value is reproduced (the tolerance rule, TOL) and lies beyond
+Verdicts (one rule per claim, per seed where the claim is about one training run), each shown with
+our number beside the matched walk, the optimizer null (mean +- sd over its noise seeds,
+optimizer_null.py) and the no-decay twin (seed<N>_wd0) where they apply:
+  holds                        the paper's value is reproduced (the tolerance rule, TOL) and lies
+                               beyond
                                every null that applies
   holds only above null        beyond the nulls, but not the paper's value
-  reproduced, explained by the optimizer's mechanics   the optimizer null gives it too (or ours is within
+  reproduced, explained by the optimizer's mechanics   the optimizer null gives it too (or ours is
+                                                       within
                                SPREAD sd of it)
-  reproduced, explained by a random walk / by a null   the matched walk (or the named null) gives as much
+  reproduced, explained by a random walk / by a null   the matched walk (or the named null) gives as
+                                                       much
   does not hold                not the paper's value
   not measurable here          results/ lacks the quantity or a null to read it against
 
@@ -36,10 +40,10 @@ import torch
 import geometry as geo
 from common import write_json
 from config import Parser, UsageError
-from readers import (BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON,  # noqa: F401
-                     Results, Seed, beta2_curves, corr, find, fisher_rows, get, group_key,
-                     matched_null_pc1, newest_version, open_results, pct, pct_range, run_results, sci,
-                     seeds_of, sgd_rows, unigram, val_curve)
+from readers import (  # noqa: F401 (names other modules take from claims)
+    BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON, Results, Seed, beta2_curves,
+    corr, find, fisher_rows, get, group_key, matched_null_pc1, newest_version, open_results, pct,
+    pct_range, run_results, sci, seeds_of, sgd_rows, unigram, val_curve)
 
 HOLDS, ABOVE, NOT, NA = "holds", "holds only above null", "does not hold", "not measurable here"
 BY_OPT = "reproduced, explained by the optimizer's mechanics"
@@ -51,8 +55,8 @@ RANK1 = 0.9  # lambda_1 / trace above this: the M-batch Fisher is one direction 
 # THE tolerance rule, one for every claim: a number reproduces the paper's value when it lies in the
 # paper's stated range [lo, hi] widened by TOL of each end (lo (1 - TOL), hi (1 + TOL)). A number is
 # beyond a null with seeds when it is more than SPREAD sd of the null's seeds from their mean (the
-# matched walk is exact at large D: beyond it means on the claimed side of it). A cosine near 1 (C2) is
-# read on its angle deficit 1 - cos.
+# matched walk is exact at large D: beyond it means on the claimed side of it). A cosine near 1 (C2)
+# is read on its angle deficit 1 - cos.
 TOL, SPREAD = 0.2, 3.0
 
 # The paper's values (claims.md; seeds/003): per seed where the paper gives one, else "all".
@@ -82,8 +86,8 @@ def reproduces(x, lo: float, hi: float) -> bool:
 
 
 def beyond(x, null: dict | None, sign: int = 1) -> bool | None:
-    """Whether x is beyond the optimizer null {mean, sd} on the side `sign` (+1 above, -1 below, 0 either),
-    by more than SPREAD of its seeds' sd; None without the null."""
+    """Whether x is beyond the optimizer null {mean, sd} on the side `sign` (+1 above, -1 below, 0
+    either), by more than SPREAD of its seeds' sd; None without the null."""
     if x is None or not null or null.get("mean") is None:
         return None
     d = x - null["mean"]
@@ -91,10 +95,13 @@ def beyond(x, null: dict | None, sign: int = 1) -> bool | None:
 
 
 def null_text(walk=None, opt: dict | None = None, twin=None, fmt=lambda x: f"{x:.3f}") -> str:
-    """The three nulls side by side: matched walk, optimizer null (mean +- sd over its seeds), twin."""
+    """The three nulls side by side: matched walk, optimizer null (mean +- sd over its seeds),
+    twin."""
     parts = [f"walk {fmt(walk)}" if walk is not None else "walk -"]
     if opt and opt.get("mean") is not None:
-        parts.append(f"optimizer null {fmt(opt['mean'])} +- {fmt(opt['sd'] or 0.0)} (n {opt.get('n')})")
+        parts.append(
+            f"optimizer null {fmt(opt['mean'])} +- {fmt(opt['sd'] or 0.0)} (n {opt.get('n')})"
+        )
     else:
         parts.append("optimizer null -")
     if twin is not None:
@@ -103,10 +110,10 @@ def null_text(walk=None, opt: dict | None = None, twin=None, fmt=lambda x: f"{x:
 
 
 def judge(ours, lo, hi, walk=None, opt=None, sign: int = 1, walk_beyond=None) -> tuple[str, str]:
-    """(verdict, reason) of a number against the paper's range and the nulls: not reproduced -> does not
-    hold (or holds only above null when it is beyond both nulls on the claimed side); reproduced ->
-    explained by the optimizer when the optimizer null reproduces it too or ours is not beyond it, else
-    explained by a random walk when ours is not beyond the walk, else holds."""
+    """(verdict, reason) of a number against the paper's range and the nulls: not reproduced -> does
+    not hold (or holds only above null when it is beyond both nulls on the claimed side); reproduced
+    -> explained by the optimizer when the optimizer null reproduces it too or ours is not beyond
+    it, else explained by a random walk when ours is not beyond the walk, else holds."""
     rep = reproduces(ours, lo, hi)
     b_opt = beyond(ours, opt, sign)
     b_walk = (walk_beyond if walk_beyond is not None
@@ -124,11 +131,12 @@ def judge(ours, lo, hi, walk=None, opt=None, sign: int = 1, walk_beyond=None) ->
         return BY_WALK, "the matched walk gives as much"
     if b_walk is None and b_opt is None:
         return NA, "the paper's value, but no null here to read it against"
-    why = "beyond the matched walk" + (" and the optimizer null" if b_opt else " (no optimizer null)")
+    why = "beyond the matched walk" + (" and the optimizer null"
+                                       if b_opt else " (no optimizer null)")
     return HOLDS, why
 
 
-# ----------------------------------------------------------------------------- the matched walk (geometry's)
+# -------------------------------------------------------------------- the matched walk (geometry's)
 def matched_walk(norms_sq) -> np.ndarray:
     """Gram L diag(||d||^2) L^T of the matched walk (geometry.matched_walk), as numpy."""
     return geo.matched_walk(torch.as_tensor(np.asarray(norms_sq, float))).numpy()
@@ -140,7 +148,8 @@ def _walk(norms_sq):
 
 
 def walk_update_C(norms_sq) -> np.ndarray:
-    """C(t) of the matched walk's increments against its own v_b (geometry.update_cos): never negative."""
+    """C(t) of the matched walk's increments against its own v_b (geometry.update_cos): never
+    negative."""
     K, c = _walk(norms_sq)
     return geo.update_cos(K, c)["C"].numpy()
 
@@ -176,7 +185,8 @@ def na(reason: str) -> Verdict:
 
 
 def rule_c1(s: Seed, null: str = "both") -> Verdict:
-    """Per-block PC1 against the paper's 77.9-81.2%, the matched walk (per block) and the optimizer null."""
+    """Per-block PC1 against the paper's 77.9-81.2%, the matched walk (per block) and the optimizer
+    null."""
     if s.pca is None:
         return na(f"no {s.dir}/{PCA_JSON}")
     nl = {g: s.nulls(g) for g in BLOCKS if s.pc1(g) is not None}
@@ -199,19 +209,24 @@ def rule_c1(s: Seed, null: str = "both") -> Verdict:
 
 
 def rule_c2(s: Seed) -> Verdict:
-    """Consecutive windows' PC1 cosine, on the angle deficit 1 - cos, against the paper's 0.997-0.998 and
-    the matched walk's consecutive windows (which share W - 1 rows and are near 1 too)."""
+    """Consecutive windows' PC1 cosine, on the angle deficit 1 - cos, against the paper's
+    0.997-0.998 and the matched walk's consecutive windows (which share W - 1 rows and are near 1
+    too)."""
     st = get(s.pca, "results.block0.stability")
     if not st:
         return na("no stability windows in the PCA analysis")
     W, obs_prev, obs_glob = st.get("W", 10), st.get("cos_prev_mean"), st.get("cos_global_mean")
     n2 = s.increment_norms_sq("block0")
     if n2 is None:
-        return Verdict(NA, f"consecutive {obs_prev:.4f}", "-", "no increment norms for the walk's windows", {})
+        return Verdict(NA, f"consecutive {obs_prev:.4f}", "-",
+                       "no increment norms for the walk's windows", {})
     nw = walk_window_cos(n2, W)
     lo, hi = paper_range("C2", s.seed)
     ours = f"block 0: consecutive {obs_prev:.4f}, vs global {obs_glob:.3f}"
-    null = f"matched walk: consecutive {nw['cos_prev_mean']:.4f}, vs global {nw['cos_global_mean']:.3f}"
+    null = (
+        f"matched walk: consecutive {nw['cos_prev_mean']:.4f}, vs global"
+        f" {nw['cos_global_mean']:.3f}"
+    )
     nums = {"cos_prev": obs_prev, "cos_global": obs_glob, "null_cos_prev": nw["cos_prev_mean"],
             "null_cos_global": nw["cos_global_mean"]}
     # deficits: ours against [1 - hi, 1 - lo]; beyond the walk = a smaller deficit than the walk's
@@ -220,7 +235,8 @@ def rule_c2(s: Seed) -> Verdict:
 
 
 def _diff_corr(s: Seed, group: str):
-    """(corr of first differences of ||r|| and p_ood, n differences): the analysis's value with its n."""
+    """(corr of first differences of ||r|| and p_ood, n differences): the analysis's value with its
+    n."""
     dec, steps = s.decomposition(group), s.steps()
     n = dec.get("corr_n")
     c = group_key(s.pca, group, "corr_r_p_ood_diff")
@@ -234,8 +250,8 @@ def _diff_corr(s: Seed, group: str):
 
 
 def rule_c3(s: Seed) -> Verdict:
-    """a(t) monotone (retreat below TOL of its peak... the paper says none: 0) and ||r|| moving with p_ood
-    on first differences beyond 2/sqrt(n); the optimizer null's retreat beside ours."""
+    """a(t) monotone (retreat below TOL of its peak... the paper says none: 0) and ||r|| moving with
+    p_ood on first differences beyond 2/sqrt(n); the optimizer null's retreat beside ours."""
     dec, steps = s.decomposition("block0"), s.steps()
     if not dec.get("a") or not steps:
         return na("no a(t) of block 0")
@@ -243,21 +259,33 @@ def rule_c3(s: Seed) -> Verdict:
     peak = int(np.argmax(a))
     retreat = float((a[peak] - a[-1]) / a[peak])
     dif, n = _diff_corr(s, "block0")
-    level = 2 / math.sqrt(n) if n else None  # |r| above 2/sqrt(n): unlikely for uncorrelated differences
+    # |r| above 2/sqrt(n): unlikely for uncorrelated differences
+    level = 2 / math.sqrt(n) if n else None
     opt = s.opt("block0", "a_retreat")
     nums = {"a_peak_step": steps[peak], "a_retreat": retreat, "corr_diff": dif, "n": n, "opt": opt}
-    ours = (f"a(t) peaks at step {steps[peak]}, falls {100 * retreat:.0f}% by {steps[-1]}; corr of "
-            f"differences {'-' if dif is None else f'{dif:.2f}'} (2/sqrt(n) {'-' if not level else f'{level:.2f}'})")
+    ours = (
+        f"a(t) peaks at step {steps[peak]}, falls {100 * retreat:.0f}% by {steps[-1]}; corr of"
+        f" differences {'-' if dif is None else f'{dif:.2f}'} (2/sqrt(n)"
+        f" {'-' if not level else f'{level:.2f}'})"
+    )
     null = null_text(None, opt, None, lambda x: f"{100 * x:.0f}% retreat")
     monotone = retreat == 0
     osc = dif is not None and level is not None and dif > level
     if monotone and osc:
-        return Verdict(HOLDS, ours, null, "a(t) monotone; ||r|| and p_ood move together step by step", nums)
+        return Verdict(HOLDS, ours, null,
+                       "a(t) monotone; ||r|| and p_ood move together step by step", nums)
     if not monotone and opt and not beyond(retreat, opt, 1) and not beyond(retreat, opt, -1):
-        return Verdict(BY_OPT, ours, null, "a(t) retreats as much as on pure noise: the optimizer's "
-                       "mechanics" + ("" if osc else "; differences do not co-move"), nums)
-    parts = ([] if monotone else ["a(t) is not monotone"]) + ([] if osc else ["||r|| and p_ood do not "
-                                                                               "co-move on differences"])
+        return Verdict(
+            BY_OPT,
+            ours,
+            null,
+            "a(t) retreats as much as on pure noise: the optimizer's mechanics"
+            + ("" if osc else "; differences do not co-move"),
+            nums,
+        )
+    parts = ([] if monotone else ["a(t) is not monotone"]) + (
+        [] if osc else ["||r|| and p_ood do not co-move on differences"]
+    )
     return Verdict(NOT, ours, null, "; ".join(parts), nums)
 
 
@@ -266,23 +294,31 @@ def rule_c4(s: Seed, fb: str = "final") -> Verdict:
     groups = [g for g in BLOCKS if s.decomposition(g).get("f_b")]
     if not groups:
         return na("no f_b(t)")
-    val = [s.decomposition(g)["f_b"][-1] if fb == "final" else float(np.mean(s.decomposition(g)["f_b"]))
-           for g in groups]
+    val = [
+        s.decomposition(g)["f_b"][-1] if fb == "final" else float(np.mean(
+            s.decomposition(g)["f_b"])) for g in groups
+    ]
     walks = [walk_fb_final(n2) for g in groups if (n2 := s.increment_norms_sq(g)) is not None]
     med = float(np.median(val))
     walk = float(np.median(walks)) if walks else None
     opt = s.opt("block0", "f_b_final") if fb == "final" else None
     tw = s.twin()
-    twin = (float(np.median([tw.decomposition(g)["f_b"][-1] for g in groups if tw.decomposition(g).get("f_b")]))
-            if tw else None)
+    twin = (float(
+        np.median(
+            [tw.decomposition(g)["f_b"][-1] for g in groups
+             if tw.decomposition(g).get("f_b")])) if tw else None)
     v, why = judge(med, *paper_range("C4", s.seed), walk, opt, sign=0)  # a value, not a direction
-    nums = {"fb_median": med, "fb_min": min(val), "fb_max": max(val), "walk": walk, "opt": opt, "twin": twin}
-    return Verdict(v, f"{fb} f_b median {pct(med)} ({pct_range(val)})", null_text(walk, opt, twin, pct), why,
-                   nums)
+    nums = {
+        "fb_median": med, "fb_min": min(val), "fb_max": max(val), "walk": walk, "opt": opt,
+        "twin": twin
+    }
+    return Verdict(v, f"{fb} f_b median {pct(med)} ({pct_range(val)})",
+                   null_text(walk, opt, twin, pct), why, nums)
 
 
 def rule_c5(s: Seed) -> Verdict:
-    """Block 0's mean per-batch |cos(g, v_b)| against the paper's 0.008-0.012 and the noise floor."""
+    """Block 0's mean per-batch |cos(g, v_b)| against the paper's 0.008-0.012 and the noise
+    floor."""
     g = s.grad
     cos = get(g, "results.combined.block0.cos_mean") if g else None
     if not cos:
@@ -296,8 +332,14 @@ def rule_c5(s: Seed) -> Verdict:
     if not reproduces(m, *paper_range("C5", s.seed)):
         return Verdict(NOT, ours, null, "outside the paper's 0.008-0.012 (tolerance rule)", nums)
     if m > floor:
-        return Verdict(HOLDS, ours, null, f"the paper's value, {ratio:.0f}x the noise floor (the paper's "
-                       "'near the floor' is its reading, not its number)", nums)
+        return Verdict(
+            HOLDS,
+            ours,
+            null,
+            f"the paper's value, {ratio:.0f}x the noise floor (the paper's "
+            "'near the floor' is its reading, not its number)",
+            nums,
+        )
     return Verdict(NOT, ours, null, "at the noise floor", nums)
 
 
@@ -307,8 +349,10 @@ def _phase_of(mid: float, T: float) -> str:
 
 
 def labels_by_midpoint(u) -> bool:
-    """Whether the update analysis puts an update in its phase by its midpoint (else by its later step)."""
-    return "midpoint" in str(get(u, "definitions.phases", "")) or get(u, "update_mid_steps") is not None
+    """Whether the update analysis puts an update in its phase by its midpoint (else by its later
+    step)."""
+    return "midpoint" in str(get(u, "definitions.phases", "")) or get(
+        u, "update_mid_steps") is not None
 
 
 def update_labels(u) -> np.ndarray:
@@ -321,8 +365,8 @@ def update_labels(u) -> np.ndarray:
 
 
 def rule_c6(s: Seed, labels: str = "midpoint", null: str = "both") -> Verdict:
-    """Block 0's early |C| against the paper's 0.20-0.34, the matched walk of the same increments and the
-    optimizer null; mid and late beside them."""
+    """Block 0's early |C| against the paper's 0.20-0.34, the matched walk of the same increments
+    and the optimizer null; mid and late beside them."""
     u = s.update
     sm = get(u, "summary.block0") if u else None
     if not sm:
@@ -342,8 +386,8 @@ def rule_c6(s: Seed, labels: str = "midpoint", null: str = "both") -> Verdict:
 
 
 def rule_c7(s: Seed, labels: str = "midpoint") -> Verdict:
-    """t*: the sign flip of C(t) in block 0, against the paper's step (per seed) and the optimizer null's t*;
-    the matched walk never flips (computed: its C(t) from the analysis)."""
+    """t*: the sign flip of C(t) in block 0, against the paper's step (per seed) and the optimizer
+    null's t*; the matched walk never flips (computed: its C(t) from the analysis)."""
     u = s.update
     if u is None:
         return na(f"no {s.dir}/{UPDATE_JSON}")
@@ -372,9 +416,9 @@ def rule_c7(s: Seed, labels: str = "midpoint") -> Verdict:
 
 
 def rule_c8(s: Seed, b: str = "normalized") -> Verdict:
-    """Block 0's share of the signed gradient projection, mean over the lambda = 2 phase: |b_0| over the
-    largest other |b_l|, on b normalized by ||g_l|| (block 0's gradient norm is several times the others',
-    so raw b_l is dominated by norm alone), raw b or the batch median."""
+    """Block 0's share of the signed gradient projection, mean over the lambda = 2 phase: |b_0| over
+    the largest other |b_l|, on b normalized by ||g_l|| (block 0's gradient norm is several times
+    the others', so raw b_l is dominated by norm alone), raw b or the batch median."""
     g = s.grad
     key = {"normalized": "b_normalized", "raw": "b", "median": "b_median"}[b]
     if not g or not get(g, f"results.combined.block0.{key}"):
@@ -419,7 +463,10 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
     rest = [a for st, a in al if abs(st - lam_step) > 400]
     spike = max(near) / float(np.median(rest)) if near and rest else None
     r1, n = rank1_snapshots(s)
-    ours = f"q(v_b) late / early {late / q0:.1e} ({src}); alpha near step 4000 / median elsewhere {spike:.1f}"
+    ours = (
+        f"q(v_b) late / early {late / q0:.1e} ({src}); alpha near step 4000 / median elsewhere"
+        f" {spike:.1f}"
+    )
     null = f"alpha = 1 for random directions; rank-1 Fisher at {r1} of {n} snapshots after 4400"
     nums = {"rise_orders": rise, "alpha_spike": spike, "rank1": r1, "rank1_of": n}
     if not lm and n and r1 / n > 0.5:
@@ -433,7 +480,11 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
         )
     if rise >= 2 and spike and spike >= 3:
         return Verdict(
-            HOLDS, ours, null, "q(v_b) rises by orders of magnitude; alpha peaks at the lambda switch", nums
+            HOLDS,
+            ours,
+            null,
+            "q(v_b) rises by orders of magnitude; alpha peaks at the lambda switch",
+            nums,
         )
     return Verdict(
         NOT,
@@ -445,12 +496,16 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
 
 
 def rule_c10(s: Seed, fisher: str = "combined") -> Verdict:
-    """Median |<u1, v_b>| of the top Fisher eigenvector against the paper's ~0.001, beside the same overlap
-    of PC2 (a trajectory direction that is not the backbone) and a random direction's sqrt(2/(pi D))."""
+    """Median |<u1, v_b>| of the top Fisher eigenvector against the paper's ~0.001, beside the same
+    overlap of PC2 (a trajectory direction that is not the backbone) and a random direction's
+    sqrt(2/(pi D))."""
     rows = fisher_rows(s)
     if not rows:
         return na(f"no {s.dir}/{FISHER_JSON}")
-    pick = {"lm": lambda x: (x.get("lm") or {}).get("u1_overlap") or {}, "combined": lambda x: x["u1_overlap"]}
+    pick = {
+        "lm": lambda x: (x.get("lm") or {}).get("u1_overlap") or {},
+        "combined": lambda x: x["u1_overlap"]
+    }
     ov = [pick[fisher](x).get("v_b") for _, x in rows]
     pc2 = [pick[fisher](x).get("v_PC2") for _, x in rows]
     if not ov or None in ov:
@@ -464,17 +519,29 @@ def rule_c10(s: Seed, fisher: str = "combined") -> Verdict:
     nums = {"overlap_median": med, "overlap_max": max(ov), "pc2_median": m2, "floor": floor}
     lo, hi = paper_range("C10", s.seed)
     if not med <= hi * (1 + TOL):
-        return Verdict(NOT, ours, null, "v_b overlaps the top Fisher eigenvector beyond the paper's ~0.001",
-                       nums)
+        return Verdict(
+            NOT,
+            ours,
+            null,
+            "v_b overlaps the top Fisher eigenvector beyond the paper's ~0.001",
+            nums,
+        )
     if m2 is not None and med >= m2 / (1 + TOL):
-        return Verdict(BY_NULL, ours, null, "PC2 overlaps the top eigenvector as little: nothing specific "
-                       "to the backbone", nums)
-    return Verdict(HOLDS, ours, null, "the backbone overlaps the top eigenvector less than PC2", nums)
+        return Verdict(
+            BY_NULL,
+            ours,
+            null,
+            "PC2 overlaps the top eigenvector as little: nothing specific to the backbone",
+            nums,
+        )
+    return Verdict(HOLDS, ours, null, "the backbone overlaps the top eigenvector less than PC2",
+                   nums)
 
 
 def span_cos(rec, group: str, spans) -> list:
-    """Mean |cos(theta(t + L) - theta(t), v_b)| over every snapshot pair L apart, for each span length L:
-    the ordinary displacements of the same spans as the switches (from the trajectory record)."""
+    """Mean |cos(theta(t + L) - theta(t), v_b)| over every snapshot pair L apart, for each span
+    length L: the ordinary displacements of the same spans as the switches (from the trajectory
+    record)."""
     G = geo.split_anchor(rec.group_grams(0)[group])[0]
     c = geo.pca(G).coef(1)[:, 0]
     rows = rec.row_steps(0)
@@ -496,8 +563,9 @@ def span_cos(rec, group: str, spans) -> list:
 
 
 def rule_c11(s: Seed, pair: str = "prominent") -> Verdict:
-    """|<v_sw, v_b>| in block 0 (the most prominent pair, or every pair) against the paper's per-seed range,
-    beside the ordinary displacements over spans of the same lengths (needs the trajectory record)."""
+    """|<v_sw, v_b>| in block 0 (the most prominent pair, or every pair) against the paper's
+    per-seed range, beside the ordinary displacements over spans of the same lengths (needs
+    the trajectory record)."""
     sw = get(s.pca, "switching") if s.pca else None
     prs = get(sw, "groups.block0.pairs") if sw else None
     if not prs:
@@ -509,7 +577,8 @@ def rule_c11(s: Seed, pair: str = "prominent") -> Verdict:
     x = float(np.mean([prs[j]["backbone_overlap"] for j in which]))
     spans = [abs(sw["pairs"][j]["peak"] - sw["pairs"][j]["trough"]) for j in which]
     rec = s.record()
-    ordinary = [o for o in span_cos(rec, "block0", spans) if o is not None] if rec is not None else []
+    ordinary = [o for o in span_cos(rec, "block0", spans)
+                if o is not None] if rec is not None else []
     ordn = float(np.mean(ordinary)) if ordinary else None
     ours = f"|<v_sw, v_b>| {x:.2f} ({pair} pair{'s' if pair != 'prominent' else ''}, spans {spans})"
     null = ("ordinary displacements of the same spans: "
@@ -519,11 +588,18 @@ def rule_c11(s: Seed, pair: str = "prominent") -> Verdict:
     if not reproduces(x, lo, hi):
         return Verdict(NOT, ours, null, "outside the paper's range (tolerance rule)", nums)
     if ordn is None:
-        return Verdict(NA, ours, null, "the paper's value; no comparable spans to read it against", nums)
-    if x < ordn / (1 + TOL):
-        return Verdict(HOLDS, ours, null, "switches more transverse than ordinary motion of the same spans",
+        return Verdict(NA, ours, null, "the paper's value; no comparable spans to read it against",
                        nums)
-    return Verdict(BY_NULL, ours, null, "ordinary displacements of the same spans are as transverse", nums)
+    if x < ordn / (1 + TOL):
+        return Verdict(
+            HOLDS,
+            ours,
+            null,
+            "switches more transverse than ordinary motion of the same spans",
+            nums,
+        )
+    return Verdict(BY_NULL, ours, null,
+                   "ordinary displacements of the same spans are as transverse", nums)
 
 
 # --- experiments beyond one seed run
@@ -534,11 +610,14 @@ def rule_c11(s: Seed, pair: str = "prominent") -> Verdict:
 def rule_c12(res: Results) -> Verdict:
     rows = sgd_rows(res)
     if "A" not in rows or not any(k in rows for k in ("B", "C", "D")):
-        return na("no window geometry of the optimizer runs (sgd_control.json or backbone_controls.json)")
+        return na(
+            "no window geometry of the optimizer runs (sgd_control.json or backbone_controls.json)"
+        )
     uni = unigram(res)
     sgd = [k for k in ("D", "C", "B", "C'") if k in rows and rows[k].get("pc1_pct") is not None]
     learns = {
-        k: uni is not None and rows[k].get("final_val") is not None and rows[k]["final_val"] < uni - 0.5
+        k: uni is not None and rows[k].get("final_val") is not None and
+        rows[k]["final_val"] < uni - 0.5
         for k in sgd
     }
     A = rows["A"]
@@ -616,14 +695,17 @@ def rule_c13(res: Results) -> Verdict:
     )
     uni, val = unigram(res), (get(d, "plateau.best_val"))
     if not stated:
-        return Verdict(NOT, ours, null, "the matched windows do not separate AdamW from SGD+momentum", nums)
+        return Verdict(
+            NOT, ours, null, "the matched windows do not separate AdamW from SGD+momentum", nums
+        )
     if uni is not None and val is not None and val > uni - 0.5:
         return Verdict(
             NOT,
             ours,
             null,
-            f"the statement's numbers hold, but SGD+momentum does not learn beyond unigram "
-            f"statistics (best val {val:.2f}, unigram {uni:.2f}): its plateau is not a matched loss",
+            "the statement's numbers hold, but SGD+momentum does not learn beyond unigram "
+            f"statistics (best val {val:.2f}, unigram {uni:.2f}): its plateau is not a matched"
+            " loss",
             nums,
         )
     lowA = nulls and all(r["pc1_pct"] / 100 < n for r, n in zip(A, nullA) if n is not None)
@@ -659,13 +741,18 @@ def rule_c14(res: Results) -> Verdict:
             "null_direction": A.get("null_direction_pc1_pct", 0) / 100,
         }
     done = sorted(
-        (b for b, r in rows.items() if r.get("status") == "complete" and r.get("window_pc1") is not None),
+        (b for b, r in rows.items()
+         if r.get("status") == "complete" and r.get("window_pc1") is not None),
         reverse=True,
     )
     if len(done) < 3:
         curves = beta2_curves(res)  # the runs' training curves, when only they exist
-        seen = "; ".join(f"beta2 {b:g} " + (f"diverged at step {max(c)}" if st == "diverged" else
-                                             f"ends at val {c[max(c)]:.3f}") for b, (c, st) in curves.items() if c)
+        seen = "; ".join(
+            f"beta2 {b:g} "
+            + (f"diverged at step {max(c)}" if st == "diverged" else f"ends at val {c[max(c)]:.3f}")
+            for b, (c, st) in curves.items()
+            if c
+        )
         return na(f"{len(done)} finished beta2 runs with window geometry (need 3)"
                   + (f"; without it, the runs' curves: {seen}" if seen else ""))
     # the window's matched (random-directions) null per beta2, to read the PC1 change against
@@ -688,9 +775,11 @@ def rule_c14(res: Results) -> Verdict:
     inc = lambda xs: all(x < y for x, y in zip(xs, xs[1:]))  # noqa: E731
     diverged = [b for b, r in rows.items() if r.get("status") == "diverged"]
     b2s = ", ".join(f"{b:g}" for b in done)
-    ours = (f"beta2 {b2s}: PC1 {', '.join(f'{100 * p:.1f}' for p in pc1)}%; k95 {', '.join(map(str, k95))}; "
-            f"drift {', '.join(f'{x:.0f}' for x in drift)}"
-            + (f"; diverged: {', '.join(f'{b:g}' for b in diverged)}" if diverged else ""))
+    ours = (
+        f"beta2 {b2s}: PC1 {', '.join(f'{100 * p:.1f}' for p in pc1)}%; k95"
+        f" {', '.join(map(str, k95))}; drift {', '.join(f'{x:.0f}' for x in drift)}"
+        + (f"; diverged: {', '.join(f'{b:g}' for b in diverged)}" if diverged else "")
+    )
     null = "PC1 minus random-directions null: " + ", ".join(
         "-" if e is None else f"{100 * e:+.1f}" for e in exc
     )
@@ -704,11 +793,11 @@ def rule_c14(res: Results) -> Verdict:
     }
     missing = [k for k, v in parts.items() if not v]
     if pc1_ok and exc_ok and not missing:
-        return Verdict(HOLDS, ours, null, "every part reproduced, PC1 change beyond the null's change", nums)
+        return Verdict(HOLDS, ours, null,
+                       "every part reproduced, PC1 change beyond the null's change", nums)
     if pc1_ok and exc_ok:
-        return Verdict(
-            ABOVE, ours, null, "PC1 falls beyond its null; not reproduced: " + ", ".join(missing), nums
-        )
+        return Verdict(ABOVE, ours, null,
+                       "PC1 falls beyond its null; not reproduced: " + ", ".join(missing), nums)
     return Verdict(
         NOT,
         ours,
@@ -730,8 +819,9 @@ def rule_c15(res: Results, seed: int) -> Verdict:
     da = abs(r["a_end"] - r["a_start"]) / abs(r["a_start"]) if r.get("a_start") else None
     dr = r["r_max"] / r["r_start"] if r.get("r_start") else None
     ours = (
-        f"lr 6e-4: peak p_ood {r['peak_p_ood']:.2f} at {r['peak_step']}, final {r['final_p_ood']:.3f}; "
-        f"best of all lrs {peak:.2f}; |a| changes {100 * da:.0f}%, |r| max x{dr:.1f}"
+        f"lr 6e-4: peak p_ood {r['peak_p_ood']:.2f} at {r['peak_step']}, final"
+        f" {r['final_p_ood']:.3f}; best of all lrs {peak:.2f}; |a| changes {100 * da:.0f}%, |r| max"
+        f" x{dr:.1f}"
     )
     best = get(d, "source.best_p_ood", float("nan"))
     null = f"re-entry threshold p_ood >= {thr:.2f}; training's best {best:.2f}"
@@ -741,7 +831,8 @@ def rule_c15(res: Results, seed: int) -> Verdict:
     transient = r["final_p_ood"] < r["peak_p_ood"] * (1 - TOL)
     a_still = da is not None and da < TOL
     if reenters and transient and a_still:
-        return Verdict(HOLDS, ours, null, "transient re-entry, backbone coordinate nearly still", nums)
+        return Verdict(HOLDS, ours, null, "transient re-entry, backbone coordinate nearly still",
+                       nums)
     if not reenters:
         return Verdict(
             NOT,
@@ -759,13 +850,15 @@ def rule_c16(s: Seed) -> Verdict:
         return na(f"no {s.dir}/metrics.jsonl")
     sw = get(s.pca, "switching") if s.pca else None
     steps = np.asarray([m["step"] for m in s.metrics], float)
-    p = np.asarray([m.get("p_ood") if m.get("p_ood") is not None else np.nan for m in s.metrics], float)
+    p = np.asarray([m.get("p_ood") if m.get("p_ood") is not None else np.nan for m in s.metrics],
+                   float)
     val = [m.get("val_loss") for m in s.metrics if m.get("val_loss") is not None]
     n_pairs = len(get(sw, "pairs", [])) if sw else 0
     T = steps.max()
     before = p[(steps >= 0.1 * T) & (steps <= 0.7 * T)]
     after = p[steps > 0.7 * T]
-    amp_b, amp_a = float(np.nanmax(before) - np.nanmin(before)), float(np.nanmax(after) - np.nanmin(after))
+    amp_b, amp_a = float(np.nanmax(before) -
+                         np.nanmin(before)), float(np.nanmax(after) - np.nanmin(after))
     ours = (
         f"{n_pairs} peak-trough pairs; p_ood max {np.nanmax(p):.2f}; "
         f"after step {int(0.7 * T)} range {amp_a:.2f} "
@@ -779,11 +872,18 @@ def rule_c16(s: Seed) -> Verdict:
         "final": float(p[-1]),
     }
     lo, hi = paper_range("C16", s.seed)
-    osc = n_pairs >= 2 and reproduces(float(np.nanmax(p)), hi, hi)  # oscillations up to the paper's peak
+    # oscillations up to the paper's peak
+    osc = n_pairs >= 2 and reproduces(float(np.nanmax(p)), hi, hi)
     damp = p[-1] < lo and amp_a < amp_b  # after ~0.7 T: below the paper's troughs, a smaller range
     falls = val[-1] < val[0]
     if osc and damp and falls:
-        return Verdict(HOLDS, ours, "-", f"oscillates up to the paper's {hi:g}, then settles below {lo:g}", nums)
+        return Verdict(
+            HOLDS,
+            ours,
+            "-",
+            f"oscillates up to the paper's {hi:g}, then settles below {lo:g}",
+            nums,
+        )
     return Verdict(
         NOT,
         ours,
@@ -802,7 +902,8 @@ class Claim:
     quantity: str  # key path(s) in results/<version>/ that test it
     null: str
     rule: Callable
-    scope: str = "seed"  # "seed": per seed run; "reheat": per reheat/seed<N>; "global": one experiment
+    # "seed": per seed run; "reheat": per reheat/seed<N>; "global": one experiment
+    scope: str = "seed"
 
 
 CLAIMS = [
@@ -874,7 +975,8 @@ CLAIMS = [
         "C9",
         "Fisher q(v_b) rises ~3 orders; anisotropy spikes at the lambda switch",
         "x3400; alpha 12x (s42), 41x (s271)",
-        "backbone_fisher_analysis.json: table[].groups.trunk.{q.v_b,alpha,lambda1,trace} (q_lm when present)",
+        "backbone_fisher_analysis.json: table[].groups.trunk.{q.v_b,alpha,lambda1,trace} (q_lm when"
+        " present)",
         "alpha = 1 (K = 10 random directions); rank-1 Fisher",
         rule_c9,
     ),
@@ -952,7 +1054,8 @@ def _targets(c: Claim, res: Results, seeds, **kw):
 def _safe(fn) -> Verdict:
     try:
         v = fn()
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration, UsageError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration,
+            UsageError) as e:
         v = na(f"results incomplete ({type(e).__name__}: {e})")
     assert v.verdict in VERDICTS, v.verdict
     return v
@@ -974,19 +1077,28 @@ def evaluate(res: Results) -> list[dict]:
     for c in CLAIMS:
         for seed, fn in _targets(c, res, seeds):
             v = _safe(fn)
-            out.append(dict(id=c.id, seed=seed, claim=c.claim, paper=paper_value(c, seed), quantity=c.quantity,
-                            null_model=c.null, ours=v.ours, null=v.null, verdict=v.verdict, reason=v.reason,
-                            numbers=v.numbers))
+            out.append(
+                dict(id=c.id, seed=seed, claim=c.claim, paper=paper_value(c, seed),
+                     quantity=c.quantity, null_model=c.null, ours=v.ours, null=v.null,
+                     verdict=v.verdict, reason=v.reason, numbers=v.numbers))
     return out
 
 
-# Equally defensible definitions, per claim: {definition name: the rule's keyword arguments}. The first
-# is the one `evaluate` uses.
+# Equally defensible definitions, per claim: {definition name: the rule's keyword arguments}. The
+# first is the one `evaluate` uses.
 ROBUST = {
-    "C1": {"both nulls": {}, "matched walk only": dict(null="walk"), "optimizer null only": dict(null="optimizer")},
+    "C1": {
+        "both nulls": {},
+        "matched walk only": dict(null="walk"),
+        "optimizer null only": dict(null="optimizer"),
+    },
     "C4": {"final f_b": {}, "time-averaged f_b": dict(fb="mean")},
-    "C6": {"midpoint labels": {}, "end labels": dict(labels="end"), "matched walk only": dict(null="walk"),
-           "optimizer null only": dict(null="optimizer")},
+    "C6": {
+        "midpoint labels": {},
+        "end labels": dict(labels="end"),
+        "matched walk only": dict(null="walk"),
+        "optimizer null only": dict(null="optimizer"),
+    },
     "C7": {"midpoint labels": {}, "end labels": dict(labels="end")},
     "C8": {"normalized b": {}, "raw b": dict(b="raw"), "median b": dict(b="median")},
     "C9": {"mean alpha": {}, "median alpha": dict(alpha="median")},
@@ -996,8 +1108,8 @@ ROBUST = {
 
 
 def robust(res: Results) -> list[dict]:
-    """Each claim's verdict under every definition of ROBUST; depends_on names the definitions whose verdict
-    differs from the first's."""
+    """Each claim's verdict under every definition of ROBUST; depends_on names the definitions whose
+    verdict differs from the first's."""
     out, seeds = [], res.seeds() or [42]
     for c in CLAIMS:
         defs = ROBUST.get(c.id, {"as defined": {}})
@@ -1022,11 +1134,21 @@ def evaluate_cache(res: Results) -> list[dict]:
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results root (results/<version>/...)")
-    p.add_argument("--version", default=None, help="corpus version folder (default: the newest with a seed run)")
+    p.add_argument(
+        "--version",
+        default=None,
+        help="corpus version folder (default: the newest with a seed run)",
+    )
     p.add_argument("--run", help="one run folder instead of results/ (e.g. runs/tiny_seed42)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.add_argument("--robust", action="store_true",
-                   help="each claim under every defensible definition; writes <results>/<version>/claims_robust.json")
+    p.add_argument(
+        "--robust",
+        action="store_true",
+        help=(
+            "each claim under every defensible definition; writes"
+            " <results>/<version>/claims_robust.json"
+        ),
+    )
     ns = p.parse_args(argv)
     res = run_results(ns.run) if ns.run else open_results(ns.results, ns.version)
     if ns.robust:
@@ -1035,9 +1157,19 @@ def main(argv=None):
         t0 = time.perf_counter()
         rows = robust(res)
         path = res.path("claims_robust.json")
-        write_json(path, dict(experiment="claims_robust", config={}, definitions=dict(
-            ROBUST={k: list(v) for k, v in ROBUST.items()}, tolerance=f"TOL {TOL}, SPREAD {SPREAD} sd"),
-            results=dict(rows=rows), provenance=provenance(t0, argv, "cpu", __file__)))
+        write_json(
+            path,
+            dict(
+                experiment="claims_robust",
+                config={},
+                definitions=dict(
+                    ROBUST={k: list(v) for k, v in ROBUST.items()},
+                    tolerance=f"TOL {TOL}, SPREAD {SPREAD} sd",
+                ),
+                results=dict(rows=rows),
+                provenance=provenance(t0, argv, "cpu", __file__),
+            ),
+        )
         for r in rows:
             dep = ", ".join(r["depends_on"]) or "-"
             print(f"{r['claim']:>4} s{r['seed']}  depends on: {dep:<40} {r['verdicts']}")
@@ -1047,8 +1179,10 @@ def main(argv=None):
     if ns.json:
         print(json.dumps(rows, indent=1, default=float))
         return
-    print(f"claims against {res.dir} (tolerance: the paper's range widened by {TOL:.0%}; beyond the optimizer "
-          f"null: {SPREAD:g} sd of its seeds)")
+    print(
+        f"claims against {res.dir} (tolerance: the paper's range widened by {TOL:.0%}; beyond the"
+        f" optimizer null: {SPREAD:g} sd of its seeds)"
+    )
     for r in rows:
         print(f"{r['id']:>4} s{r['seed']}  {r['verdict']:<22} {r['ours']}\n"
               f"{'':>10}paper: {r['paper']} | nulls: {r['null']} | {r['reason']}")

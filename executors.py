@@ -1,17 +1,19 @@
-"""Run the stages of the results plan concurrently, in dependency order: on this machine's GPUs through
-submitit's LocalExecutor (one stage per GPU at a time), or as Slurm jobs through submitit's AutoExecutor.
-make_results.py is the entry point:
+"""Run the stages of the results plan concurrently, in dependency order: on this machine's GPUs
+through submitit's LocalExecutor (one stage per GPU at a time), or as Slurm jobs through submitit's
+AutoExecutor. make_results.py is the entry point:
 
     python make_results.py --executor local                       # one stage per visible GPU
-    python make_results.py --executor local --gpus 0 --slots 2    # a CPU machine: two stages at a time
+    # a CPU machine: two stages at a time
+    python make_results.py --executor local --gpus 0 --slots 2
     python make_results.py --executor slurm --partition gpu --time_min 120 --gpus_per_job 1
 
     python executors.py                     # what this machine offers: GPUs, submitit, Slurm
 
-A stage starts once every stage it needs (among those of the plan) has succeeded, while no other stage of its
-group runs (the stages of a group share run or results folders), and, for an `alone` stage (the benchmark),
-while nothing else runs. A failed stage is reported and the stages that need it are skipped; the others go
-on. The job table (state, where, estimate, time) and the ETA are printed again whenever a state changes.
+A stage starts once every stage it needs (among those of the plan) has succeeded, while no other
+stage of its group runs (the stages of a group share run or results folders), and, for an `alone`
+stage (the benchmark), while nothing else runs. A failed stage is reported and the stages that need
+it are skipped; the others go on. The job table (state, where, estimate, time) and the ETA are
+printed again whenever a state changes.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def startable(jobs: dict[str, Job], slots: int | None) -> list[Job]:
         if slots is not None and len(running) + len(out) >= slots:
             break
         ready = all(jobs[n].state == "done" for n in j.stage.needs if n in jobs)
-        if j.state != "todo" or not ready or j.stage.group in busy or (j.stage.alone and (running or out)):
+        if j.state != "todo" or not ready or j.stage.group in busy or (j.stage.alone and
+                                                                       (running or out)):
             continue
         out.append(j)
         busy.add(j.stage.group)
@@ -69,7 +72,10 @@ def startable(jobs: dict[str, Job], slots: int | None) -> list[Job]:
 
 def skip_dependents(jobs: dict[str, Job]) -> bool:
     """Mark skipped every todo job that needs a failed or skipped one; True if any was."""
-    bad = lambda j: [n for n in j.stage.needs if n in jobs and jobs[n].state in ("failed", "skipped")]  # noqa: E731
+    # noqa: E731
+    bad = lambda j: [
+        n for n in j.stage.needs if n in jobs and jobs[n].state in ("failed", "skipped")
+    ]
     changed = False
     while newly := [j for j in jobs.values() if j.state == "todo" and bad(j)]:
         for j in newly:
@@ -78,10 +84,13 @@ def skip_dependents(jobs: dict[str, Job]) -> bool:
 
 
 def eta(jobs: dict[str, Job], slots: int | None, scale: float, now: float) -> float:
-    """Seconds until the plan ends if every stage takes its estimate (a running one what is left of it),
-    scheduled by the same rule."""
+    """Seconds until the plan ends if every stage takes its estimate (a running one what is left of
+    it), scheduled by the same rule."""
     sim = {n: dataclasses.replace(j) for n, j in jobs.items()}
-    ends = {n: max(0.0, j.stage.est_s * scale - (now - j.t0)) for n, j in sim.items() if j.state == "running"}
+    ends = {
+        n: max(0.0, j.stage.est_s * scale - (now - j.t0))
+        for n, j in sim.items() if j.state == "running"
+    }
     t = 0.0
     while True:
         for j in startable(sim, slots):
@@ -102,8 +111,10 @@ def table(jobs: dict[str, Job], slots: int | None, scale: float) -> str:
     lines = [f"{'stage':<38} {'state':<8} {'where':<12} {'est':>8} {'time':>8}  note"]
     for j in jobs.values():
         took = (j.t1 or now) - j.t0 if j.t0 else None
-        lines.append(f"{j.stage.name:<38} {j.state:<8} {j.where:<12} {fmt_s(j.stage.est_s * scale):>8} "
-                     f"{fmt_s(took) if took is not None else '-':>8}  {j.note}")
+        lines.append(
+            f"{j.stage.name:<38} {j.state:<8} {j.where:<12} {fmt_s(j.stage.est_s * scale):>8} "
+            f"{fmt_s(took) if took is not None else '-':>8}  {j.note}"
+        )
     count = {s: sum(j.state == s for j in jobs.values()) for s in STATES}
     left = fmt_s(eta(jobs, slots, scale, now))
     lines.append(", ".join(f"{v} {k}" for k, v in count.items()) + f"; ETA {left}")
@@ -111,10 +122,11 @@ def table(jobs: dict[str, Job], slots: int | None, scale: float) -> str:
 
 
 class Scheduler:
-    """The plan's jobs and their states; submit(stage, slot) starts one and returns (its submitit job, where
-    it runs)."""
+    """The plan's jobs and their states; submit(stage, slot) starts one and returns (its submitit
+    job, where it runs)."""
 
-    def __init__(self, stages, done: set[str], submit, slots: int | None, scale: float, poll_s: float):
+    def __init__(self, stages, done: set[str], submit, slots: int | None, scale: float,
+                 poll_s: float):
         self.jobs = {s.name: Job(s, "done" if s.name in done else "todo") for s in stages}
         self.submit, self.slots, self.scale, self.poll_s = submit, slots, scale, poll_s
 
@@ -129,7 +141,10 @@ class Scheduler:
                 rc = j.handle.result()
                 j.note = "" if rc == 0 else f"exit {rc}"
             except Exception as e:  # the job itself died: killed, timed out, cancelled
-                rc, j.note = None, f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:120]}"
+                rc, j.note = (
+                    None,
+                    f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:120]}",
+                )
             j.state = "done" if rc == 0 else "failed"
         return changed
 
@@ -163,7 +178,7 @@ class Scheduler:
         return {n for n, j in self.jobs.items() if j.state in ("failed", "skipped")}
 
 
-# ----------------------------------------------------------------------------- the two submitit executors
+# ----------------------------------------------------------------------- the two submitit executors
 def visible_gpus() -> list[int]:
     """This machine's GPUs as CUDA_VISIBLE_DEVICES numbers them (all of them when it is unset)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -171,7 +186,9 @@ def visible_gpus() -> list[int]:
         try:
             return [int(g) for g in env.split(",") if g.strip()]
         except ValueError:
-            raise UsageError(f"CUDA_VISIBLE_DEVICES={env!r} does not list GPU numbers; give --gpus N instead")
+            raise UsageError(
+                f"CUDA_VISIBLE_DEVICES={env!r} does not list GPU numbers; give --gpus N instead"
+            )
     import torch
     return list(range(torch.cuda.device_count()))
 
@@ -184,8 +201,8 @@ def local_parameters(gpu: int | None, timeout_min: float) -> dict:
 
 def slurm_parameters(stage, partition: str | None, time_min: int, gpus_per_job: int) -> dict:
     """AutoExecutor parameters of one stage's Slurm job: one task on one node."""
-    return dict(name=stage.name, timeout_min=time_min, nodes=1, tasks_per_node=1, gpus_per_node=gpus_per_job,
-                **({"slurm_partition": partition} if partition else {}))
+    return dict(name=stage.name, timeout_min=time_min, nodes=1, tasks_per_node=1,
+                gpus_per_node=gpus_per_job, **({"slurm_partition": partition} if partition else {}))
 
 
 def _importable_jobs():
@@ -210,7 +227,8 @@ def local_submit(folder: str, gpus: list[int], run):
 
 
 def slurm_submit(folder: str, partition: str | None, time_min: int, gpus_per_job: int, run):
-    """submit(stage, slot) for Slurm (submitit's AutoExecutor): a job is submitted once it may start."""
+    """submit(stage, slot) for Slurm (submitit's AutoExecutor): a job is submitted once it may
+    start."""
     submitit = import_submitit()
     _importable_jobs()
     try:
@@ -226,7 +244,8 @@ def slurm_submit(folder: str, partition: str | None, time_min: int, gpus_per_job
 
 
 def main(argv=None):
-    Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    Parser(description=__doc__,
+           formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     try:
         gpus = visible_gpus()
     except UsageError as e:
@@ -236,7 +255,10 @@ def main(argv=None):
         have = f"submitit {submitit.__version__}"
     except ImportError:
         have = "submitit not installed (pip install submitit)"
-    print(f"GPUs the local executor sees: {', '.join(map(str, gpus)) or 'none (the CPU: --gpus 0 --slots N)'}")
+    print(
+        "GPUs the local executor sees:"
+        f" {', '.join(map(str, gpus)) or 'none (the CPU: --gpus 0 --slots N)'}"
+    )
     print(f"{have}; Slurm: {'srun found' if shutil.which('srun') else 'no srun on PATH'}")
 
 

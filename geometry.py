@@ -1,4 +1,5 @@
-"""Geometry of the parameter trajectory: streaming Gram-matrix PCA, backbone, nulls, Rayleigh quotients.
+"""Geometry of the parameter trajectory: streaming Gram-matrix PCA, backbone, nulls, Rayleigh
+quotients.
 
 Drift rows x(t) = theta(t) - theta(anchor), t in the row steps (anchor < t <= end), form X (T x D).
 Nothing here holds X for a whole group: the T x T Gram G = X X^T is accumulated tensor by tensor
@@ -17,42 +18,63 @@ put in the canonical order of `model.trunk_keys` (`canonical`), whatever order a
     decompose(G, p.coef(1)[:, 0]); windows(G, 10, traj.row_steps, p.coef(1)[:, 0])
     shuffle_null(G); direction_null(G, traj.numel(keys)); random_walk_theory(T)
 
-Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams, .directions
-pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns TF32 off
+Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams,
+                                                        .directions
+pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns
+                                  TF32 off
 canonical(keys)                   the keys in canonical trunk order (UsageError for a non-trunk key)
 group_grams(grams, groups)        {group: sum of its tensors' Grams}
 rows(G, variant)                  R for "raw", "normalized" (unit rows), "centered", "increments"
-pca(G, R=None) -> PCA             eigen-decomposition of R G R^T: .rho .sigma .U .pc1 .k95 .k99 .coef(k);
-                                  signs fixed so the last analysed row has coordinate >= 0 (raw: a(T) > 0)
+pca(G, R=None) -> PCA             eigen-decomposition of R G R^T: .rho .sigma .U .pc1 .k95 .k99
+                                  .coef(k);
+                                  signs fixed so the last analysed row has coordinate >= 0 (raw:
+                                  a(T) > 0)
 project(G, c), decompose(G, c)    <x(t), v>; a(t), ||r(t)||, f_b(t) for v = X^T c
 gram_cos(G, c1, c2)               cosine of X^T c1 and X^T c2
-windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and previous
-update_cos(G, c, E=None)          C(t) = <u(t), v>/||u(t)|| of updates u = E X (default: consecutive rows)
-rows_summary(G, D, null_draws)    PC1, k95/k99 (raw, normalized), drift, update alignment, nulls of one group
-backbone(traj, groups, k)         {group: PCA}, {group: [v_1..v_k]} from one Gram pass and one direction pass
-random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D values for T steps
-shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random directions
-increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched walk (D -> inf)
-matched_null_pc1(n2), matched_null(G)     the reference null: top eigenvalue / trace of L diag(||d||^2) L^T
+windows(G, W, steps, c_global, stride=1, reanchor=False)  per-window PC1, |cos| with global and
+                                                          previous
+update_cos(G, c, E=None)          C(t) = <u(t), v>/||u(t)|| of updates u = E X (default: consecutive
+                                  rows)
+rows_summary(G, D, null_draws)    PC1, k95/k99 (raw, normalized), drift, update alignment, nulls of
+                                  one group
+backbone(traj, groups, k)         {group: PCA}, {group: [v_1..v_k]} from one Gram pass and one
+                                  direction pass
+random_walk_theory(T=None)        8/((2k-1)^2 pi^2), centered 6/(k^2 pi^2), and their exact large-D
+                                  values for T steps
+shuffle_null(G, n, seed), direction_null(G, D, n, seed)  increments reshuffled / given random
+                                                         directions
+increment_norms_sq(G), matched_walk(n2)   ||d(t)||^2; Gram L diag(n2) L^T of the matched walk (D
+                                          -> inf)
+matched_null_pc1(n2), matched_null(G)     the reference null: top eigenvalue / trace of L
+                                          diag(||d||^2) L^T
 matched_null_draws(n2, D, n, seed)        the same walk at finite D (draws)
 coherence(G)                      ||x(t)||^2 / sum_{s<=t} ||d(s)||^2, final and running
-split_anchor(Ga), decay_removed_rows(Ga)  Grams with the anchor row (Trajectory.grams(anchor_row=True))
+split_anchor(Ga), decay_removed_rows(Ga)  Grams with the anchor row
+                                          (Trajectory.grams(anchor_row=True))
 decay_factors(cfg, T), run_decay_factors  s(t): theta(t) = s(t) theta(0) under weight decay alone
-weight_decay_split(Ga, c_b, factors)      e0 = theta(anchor)/||.||: cos_vb_theta0, share along e0, pure-decay
+weight_decay_split(Ga, c_b, factors)      e0 = theta(anchor)/||.||: cos_vb_theta0, share along e0,
+                                          pure-decay
                                   displacement, PCA of the drift with its e0 component removed
-update_pairs, update_rows, midpoint       u(t) = theta(t) - theta(t_prev) as rows E, its label (the midpoint)
-update_cos(G, c, E), matched_walk_alignment(G, E)   C(t) = <u, v>/||u||; the same in the matched random walk
-find_extrema, pair_switches, switching_pair, switch_interval, replays_switch   the one v_sw and its batches
+update_pairs, update_rows, midpoint       u(t) = theta(t) - theta(t_prev) as rows E, its label (the
+                                          midpoint)
+update_cos(G, c, E), matched_walk_alignment(G, E)   C(t) = <u, v>/||u||; the same in the matched
+                                                    random walk
+find_extrema, pair_switches, switching_pair, switch_interval, replays_switch   the one v_sw and its
+                                                                               batches
 pearson, corr_levels_and_differences      correlations on levels and first differences
 dot(a, b), cos(a, b), save_directions(path, dirs, meta), load_directions(path)   dict-directions
-random_directions(like, K, against, seed)   K Gaussian directions orthonormal to `against` and each other
+random_directions(like, K, against, seed)   K Gaussian directions orthonormal to `against` and each
+                                            other
 batch_gradients(model, batches, loss_fn, keys)  (M x D) float32 gradients, canonical order
 projections(G, dirs, keys)        <g_i, v_j> (M x n)
 rayleigh(G, dirs, keys)           q(v) = ||G v||^2 / M per direction
-fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace, ||g_i||
-fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named directions and K random ones, alpha,
+fisher_top(G, keys, shapes)       top eigenvector of G^T G / M through G G^T, lambda_1, trace,
+                                  ||g_i||
+fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named directions and K random ones,
+                                        alpha,
                                   u1 overlaps, lambda_1 / trace and the rank-1 flag
-rows_summary(G, D, ...), window_geometry(grams_a, numel, ...)  the window geometry of the experiments
+rows_summary(G, D, ...), window_geometry(grams_a, numel, ...)  the window geometry of
+                                                               the experiments
 backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
@@ -82,9 +104,14 @@ def canonical(keys) -> list[str]:
     keys = list(keys)
     if not keys:
         return []
-    m = [re.fullmatch(r"blocks\.(\d+)\.(attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.weight", k) for k in keys]
+    m = [
+        re.fullmatch(r"blocks\.(\d+)\.(attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.weight", k)
+        for k in keys
+    ]
     if not all(m):
         raise UsageError(f"not a trunk key: {keys[[x is None for x in m].index(True)]!r}")
+    # every Gram, direction and flattening uses this one order, whatever order a checkpoint or
+    # state dict listed its keys in, so that coordinates of different files line up
     order = {k: i for i, k in enumerate(trunk_keys(1 + max(int(x.group(1)) for x in m)))}
     if len(set(keys)) != len(keys):
         raise UsageError("duplicate keys")
@@ -111,8 +138,10 @@ def rows(G: torch.Tensor, variant: str = "raw") -> torch.Tensor:
         return eye
     if variant == "normalized":
         n = G.diagonal().clamp(min=0).sqrt()
+        # a zero row (a snapshot equal to the anchor) stays zero rather than dividing by 0
         return torch.diag(torch.where(n > 0, 1 / n, torch.zeros_like(n)))
     if variant == "centered":
+        # I - 11^T / T subtracts the mean row: the centred PCA, reported only beside the raw one
         return eye - 1.0 / T
     if variant == "increments":  # d_t = x_t - x_{t-1}, x at the anchor = 0
         return eye - torch.diag(torch.ones(T - 1, dtype=torch.float64), -1)
@@ -120,14 +149,21 @@ def rows(G: torch.Tensor, variant: str = "raw") -> torch.Tensor:
 
 
 class PCA:
-    """SVD of the rows R X from their Gram: sigma (descending), U (columns, sign: last row's coordinate >= 0)."""
+    """SVD of the rows R X from their Gram: sigma (descending), U (columns, sign: last row's
+    coordinate >= 0)."""
 
     def __init__(self, G: torch.Tensor, R: torch.Tensor | None = None):
         G = G.double().cpu()
         self.R = torch.eye(G.shape[0], dtype=torch.float64) if R is None else R.double().cpu()
+        # the eigen-decomposition of the T x T Gram R G R^T gives the SVD of R X without forming
+        # the D-wide rows: eigenvalues are sigma^2, eigenvectors the left singular vectors
         Y = self.R @ G @ self.R.T
+        # symmetrize: R G R^T is symmetric only up to rounding and eigh reads one triangle
         lam, U = torch.linalg.eigh((Y + Y.T) / 2)
+        # eigh sorts ascending; the negative eigenvalues of a PSD matrix are rounding (~1e-16)
         lam, U = lam.flip(0).clamp(min=0), U.flip(1)
+        # eigenvectors have no sign; fix it so the last row has coordinate >= 0, which makes
+        # a(T) = <x(T), v_b> > 0 for the raw rows (the paper's orientation of the backbone)
         U = U * torch.where(U[-1] < 0, -1.0, 1.0)
         self.lam, self.U, self.sigma = lam, U, lam.sqrt()
         if not lam.sum() > 0:
@@ -135,16 +171,21 @@ class PCA:
         self.rho = lam / lam.sum()
         cum = self.rho.cumsum(0)
         self.pc1 = float(self.rho[0])
+        # the tolerance keeps a cumulative share equal to 0.95 up to rounding from needing one
+        # more component
         self.k95, self.k99 = (int((cum >= q - 1e-12).nonzero()[0]) + 1 for q in (0.95, 0.99))
 
     def coef(self, k: int) -> torch.Tensor:
         """(T x k) coefficients c_j = R^T u_j / s_j: the j-th right singular vector is X^T c_j."""
+        # v_j = X^T R^T u_j / s_j: a direction is carried as its coefficients on the drift rows
+        # and formed in R^D only when it is saved; a zero singular value has no direction
         if k > len(self.sigma) or not (self.sigma[:k] > 1e-12 * self.sigma[0]).all():
             raise ValueError("asked for a component with zero singular value")
         return self.R.T @ self.U[:, :k] / self.sigma[:k]
 
     def summary(self, n: int = 10) -> dict:
-        return dict(pc1=self.pc1, k95=self.k95, k99=self.k99, rho=self.rho[:n].tolist(), sigma=self.sigma[:n].tolist())
+        return dict(pc1=self.pc1, k95=self.k95, k99=self.k99, rho=self.rho[:n].tolist(),
+                    sigma=self.sigma[:n].tolist())
 
 
 def pca(G, R=None) -> PCA:
@@ -159,12 +200,15 @@ def project(G: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 def decompose(G: torch.Tensor, c: torch.Tensor) -> dict:
     """a(t) = <x(t), v>, ||r(t)|| = sqrt(|x|^2 - a^2), f_b = a^2 / |x|^2 for v = X^T c (unit)."""
     a, x2 = project(G, c), G.double().diagonal()
+    # clamp: a^2 can exceed |x|^2 by rounding when x(t) lies along v; 1e-300 guards a zero row
+    # without changing any nonzero one
     return dict(a=a.tolist(), r=(x2 - a**2).clamp(min=0).sqrt().tolist(), norm=x2.sqrt().tolist(),
                 f_b=(a**2 / x2.clamp(min=1e-300)).tolist())
 
 
 def gram_cos(G, c1, c2) -> float:
     G = G.double()
+    # <X^T c1, X^T c2> = c1^T G c2: the cosine without the D-dimensional vectors
     return float(c1 @ G @ c2 / (c1 @ G @ c1 * (c2 @ G @ c2)).sqrt())
 
 
@@ -179,15 +223,17 @@ def windows(G, W: int, steps, c_global=None, stride: int = 1, reanchor: bool = F
         raise UsageError(f"window of {W} snapshots does not fit {T} rows")
     for w0 in range(0, T - W + 1, stride):
         R = torch.zeros(W, T, dtype=torch.float64)
-        R[torch.arange(W), torch.arange(w0, w0 + W)] = 1
+        R[torch.arange(W), torch.arange(w0, w0 + W)] = 1  # selects the window's rows
         if reanchor:
+            # subtract the window's first row and drop it (it would be zero)
             R = (R - R[0])[1:]
         p = PCA(G, R)
         c = p.coef(1)[:, 0]
-        out.append(dict(steps=list(steps[w0:w0 + W]), pc1=p.pc1,
-                        rows="theta(t) - theta(window start)" if reanchor else "theta(t) - theta(anchor)",
-                        cos_global=None if c_global is None else abs(gram_cos(G, c, c_global)),
-                        cos_prev=None if prev is None else abs(gram_cos(G, c, prev))))
+        out.append(
+            dict(steps=list(steps[w0:w0 + W]), pc1=p.pc1,
+                 rows="theta(t) - theta(window start)" if reanchor else "theta(t) - theta(anchor)",
+                 cos_global=None if c_global is None else abs(gram_cos(G, c, c_global)),
+                 cos_prev=None if prev is None else abs(gram_cos(G, c, prev))))
         prev = c
     return out
 
@@ -198,6 +244,7 @@ def random_walk_theory(T: int | None = None, k: int = 5) -> dict:
     out = dict(uncentered=[8 / ((2 * j - 1) ** 2 * math.pi**2) for j in range(1, k + 1)],
                centered=[6 / (j**2 * math.pi**2) for j in range(1, k + 1)])
     if T:
+        # L L^T is the Gram of a walk with orthonormal increments (L: the cumulative-sum matrix)
         L = torch.ones(T, T, dtype=torch.float64).tril()
         for name in ("raw", "centered") if T > 1 else ("raw",):  # one centered row is zero
             rho = PCA(L @ L.T, rows(L, name)).rho[:k].tolist()
@@ -207,23 +254,29 @@ def random_walk_theory(T: int | None = None, k: int = 5) -> dict:
 
 def _null(pc1s: torch.Tensor, observed: float) -> dict:
     pc1s = pc1s.double()
-    pct = 100 * (float((pc1s < observed).double().mean()) + 0.5 * float((pc1s == observed).double().mean()))
-    return dict(observed=observed, mean=float(pc1s.mean()), sd=float(pc1s.std()), percentile=pct, n=len(pc1s))
+    # ties count half, so a null identical to the observed value sits at 50, not at 0 or 100
+    pct = 100 * (float((pc1s < observed).double().mean()) + 0.5 * float(
+        (pc1s == observed).double().mean()))
+    return dict(observed=observed, mean=float(pc1s.mean()), sd=float(pc1s.std()), percentile=pct,
+                n=len(pc1s))
 
 
 def _walk_pc1(K: torch.Tensor) -> torch.Tensor:
     """PC1 of the paths whose increments have Grams K (batch, T, T)."""
+    # positions are cumulative sums of the increments, so the path's Gram is L K L^T
     L = torch.ones(K.shape[-1], K.shape[-1], dtype=torch.float64).tril()
     X = L @ K @ L.T
     return torch.linalg.eigvalsh(X)[:, -1] / X.diagonal(dim1=1, dim2=2).sum(1)
 
 
 def shuffle_null(G, n: int = 1000, seed: int = 0) -> dict:
-    """Uncentered PC1 of the path rebuilt from the increments in a random order, against the observed."""
+    """Uncentered PC1 of the path rebuilt from the increments in a random order, against
+    the observed."""
     A = rows(G, "increments")
     K = A @ G.double() @ A.T
     rng = np.random.default_rng(seed)
     p = torch.from_numpy(np.stack([rng.permutation(K.shape[0]) for _ in range(n)]))
+    # reordering the increments permutes the rows and the columns of their Gram alike
     return _null(_walk_pc1(K[p[:, :, None], p[:, None, :]]), PCA(G).pc1)
 
 
@@ -234,40 +287,46 @@ def _unit_gram(rng, n: int, T: int, D: int) -> torch.Tensor:
         Z = torch.from_numpy(rng.standard_normal((n, T, D)))
         S = Z @ Z.transpose(1, 2)
     else:
+        # Bartlett: the Cholesky factor of Wishart(D, I_T) has chi_{D-i} on the diagonal and
+        # N(0, 1) below it, so the Gram of T Gaussian vectors in R^D costs O(T^2), not O(T D)
         L = np.tril(rng.standard_normal((n, T, T)), -1)
         L[:, np.arange(T), np.arange(T)] = np.sqrt(rng.chisquare(D - np.arange(T), size=(n, T)))
         L = torch.from_numpy(L)
         S = L @ L.transpose(1, 2)
+    # normalizing Gaussian vectors makes them uniform on the sphere
     d = S.diagonal(dim1=1, dim2=2).rsqrt()
     return S * d[:, :, None] * d[:, None, :]
 
 
 def direction_null(G, D: int, n: int = 1000, seed: int = 0) -> dict:
-    """Uncentered PC1 when each increment keeps its norm but points in a random direction of R^D. At the
-    paper's D the draws concentrate on `matched_null_pc1` (sd ~1e-4): the percentile is then 0 or 100
-    and says only on which side of the matched null the observed PC1 lies."""
+    """Uncentered PC1 when each increment keeps its norm but points in a random direction of R^D. At
+    the paper's D the draws concentrate on `matched_null_pc1` (sd ~1e-4): the percentile is then 0
+    or 100 and says only on which side of the matched null the observed PC1 lies."""
     return _null(matched_null_draws(increment_norms_sq(G), D, n, seed), PCA(G).pc1)
 
 
-# ----------------------------------------------------------------------------- matched null and coherence
+# ----------------------------------------------------------------------- matched null and coherence
 def increment_norms_sq(G) -> torch.Tensor:
-    """||d(t)||^2 of the increments d(t) = x(t) - x(t_prev) of the rows (x(anchor) = 0), from their Gram."""
+    """||d(t)||^2 of the increments d(t) = x(t) - x(t_prev) of the rows (x(anchor) = 0), from their
+    Gram."""
     A = rows(G, "increments")
     return (A @ G.double().cpu() @ A.T).diagonal().clamp(min=0)
 
 
 def matched_walk(norms_sq) -> torch.Tensor:
-    """T x T Gram L diag(norms_sq) L^T (L: lower-triangular ones) of the path whose increments have the norms
-    sqrt(norms_sq) and mutually orthogonal directions: the limit, as D -> inf, of a walk with those norms and
-    independent uniformly random directions in R^D (their cosines are O(1 / sqrt(D)))."""
+    """T x T Gram L diag(norms_sq) L^T (L: lower-triangular ones) of the path whose increments have
+    the norms sqrt(norms_sq) and mutually orthogonal directions: the limit, as D -> inf, of a walk
+    with those norms and independent uniformly random directions in R^D (their cosines are O(1
+    / sqrt(D)))."""
     n = torch.as_tensor(norms_sq, dtype=torch.float64).cpu().reshape(-1)
     L = torch.ones(len(n), len(n), dtype=torch.float64).tril()
-    return (L * n) @ L.T
+    return (L * n) @ L.T  # L diag(n) L^T without forming diag(n)
 
 
 def matched_null_pc1(norms_sq) -> float:
-    """The matched null: uncentered PC1 = top eigenvalue / trace of L diag(||d||^2) L^T (exact at large D).
-    Equal norms give the random-walk value (8/pi^2 as T -> inf); a single nonzero increment gives 1."""
+    """The matched null: uncentered PC1 = top eigenvalue / trace of L diag(||d||^2) L^T (exact at
+    large D). Equal norms give the random-walk value (8/pi^2 as T -> inf); a single nonzero
+    increment gives 1."""
     K = matched_walk(norms_sq)
     if not K.trace() > 0:
         raise UsageError("all increments are zero: the matched null is undefined")
@@ -275,23 +334,26 @@ def matched_null_pc1(norms_sq) -> float:
 
 
 def matched_null(G, k: int = 5) -> dict:
-    """The matched null of the rows with Gram G: PC1 (exact, D -> inf), its first k rho, the observed PC1."""
+    """The matched null of the rows with Gram G: PC1 (exact, D -> inf), its first k rho,
+    the observed PC1."""
     P = PCA(matched_walk(increment_norms_sq(G)))
     obs = PCA(G).pc1
     return dict(pc1=P.pc1, rho=P.rho[:k].tolist(), k95=P.k95, observed=obs, excess=obs - P.pc1)
 
 
 def matched_null_draws(norms_sq, D: int, n: int = 1000, seed: int = 0) -> torch.Tensor:
-    """PC1 of n walks whose increments have the norms sqrt(norms_sq) and independent uniform directions in R^D
-    (the finite-D version of `matched_null_pc1`, which it approaches as D grows)."""
+    """PC1 of n walks whose increments have the norms sqrt(norms_sq) and independent uniform
+    directions in R^D (the finite-D version of `matched_null_pc1`, which it approaches as D
+    grows)."""
     norms = torch.as_tensor(norms_sq, dtype=torch.float64).cpu().clamp(min=0).sqrt()
     K = _unit_gram(np.random.default_rng(seed), n, len(norms), D) * norms[:, None] * norms[None, :]
     return _walk_pc1(K)
 
 
 def coherence(G) -> dict:
-    """||x(t)||^2 / sum_{s <= t} ||d(s)||^2 for every row t (`running`) and at the last row (`coherence`):
-    1 for mutually orthogonal increments, > 1 persistent (increments add up), < 1 mean-reverting."""
+    """||x(t)||^2 / sum_{s <= t} ||d(s)||^2 for every row t (`running`) and at the last row
+    (`coherence`): 1 for mutually orthogonal increments, > 1 persistent (increments add up), < 1
+    mean-reverting."""
     cum = increment_norms_sq(G).cumsum(0)
     x2 = G.double().cpu().diagonal()
     run = torch.where(cum > 0, x2 / cum.clamp(min=1e-300), torch.full_like(cum, float("nan")))
@@ -303,10 +365,10 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 
-# ----------------------------------------------------------------------------- weight-decay decomposition
+# ----------------------------------------------------------------------- weight-decay decomposition
 def split_anchor(Ga) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(G, h, a2) of a Gram with the anchor row (Trajectory.grams(anchor_row=True)): the T x T Gram of the
-    drift rows, h(t) = <x(t), theta(anchor)>, a2 = ||theta(anchor)||^2."""
+    """(G, h, a2) of a Gram with the anchor row (Trajectory.grams(anchor_row=True)): the T x T Gram
+    of the drift rows, h(t) = <x(t), theta(anchor)>, a2 = ||theta(anchor)||^2."""
     Ga = Ga.double().cpu()
     return Ga[:-1, :-1], Ga[:-1, -1], float(Ga[-1, -1])
 
@@ -321,10 +383,10 @@ def decay_removed_rows(Ga) -> torch.Tensor:
 
 
 def decay_factors(cfg: dict, upto: int) -> list[float] | None:
-    """s(t) for t = 0..upto: theta(t) = s(t) theta(0) when the loss gradient is zero, i.e. weight decay
-    alone under the run's optimizer and learning-rate schedule (a momentum buffer filled from step 0 on).
-    Decoupled decay: s(t) = prod_{s' < t} (1 - lr_s' wd). None where decay alone is not a scalar map
-    (Adam with L2 decay normalizes it per coordinate)."""
+    """s(t) for t = 0..upto: theta(t) = s(t) theta(0) when the loss gradient is zero, i.e. weight
+    decay alone under the run's optimizer and learning-rate schedule (a momentum buffer filled from
+    step 0 on). Decoupled decay: s(t) = prod_{s' < t} (1 - lr_s' wd). None where decay alone is not
+    a scalar map (Adam with L2 decay normalizes it per coordinate)."""
     c = config_from_dict(cfg)
     s, buf, out = 1.0, None, [1.0]
     for t in range(upto):
@@ -333,20 +395,24 @@ def decay_factors(cfg: dict, upto: int) -> list[float] | None:
             pass
         elif c.wd_mode == "decoupled":
             s *= 1 - lr * c.weight_decay
-        elif c.optimizer == "sgd":  # torch.optim.SGD: d = wd theta; buf = m buf + d; step buf (or d + m buf)
+        # torch.optim.SGD: d = wd theta; buf = m buf + d; step buf (or d + m buf)
+        elif c.optimizer == "sgd":
             d = c.weight_decay * s
             if c.momentum:
                 buf = d if buf is None else c.momentum * buf + d
                 d = d + c.momentum * buf if c.nesterov else buf
             s -= lr * d
         else:
+            # Adam with L2 decay divides the decay term by the second moment, coordinate by
+            # coordinate: no single s(t) describes it
             return None
         out.append(s)
     return out
 
 
 def weight_decay_split(Ga, c_b, factors=None) -> dict:
-    """The drift's component along e0 = theta(anchor) / ||theta(anchor)||, from the Gram with the anchor row.
+    """The drift's component along e0 = theta(anchor) / ||theta(anchor)||, from the Gram with
+    the anchor row.
 
     along(t) = <x(t), -e0> (> 0: the weights shrink); share_e0(t) = along^2 / ||x(t)||^2;
     cos_vb_theta0 = <v_b, -e0> for v_b = X^T c_b; the drift with its e0 component removed: PC1, k95,
@@ -355,6 +421,7 @@ def weight_decay_split(Ga, c_b, factors=None) -> dict:
     G, h, a2 = split_anchor(Ga)
     R = decay_removed_rows(Ga)
     na, x2 = math.sqrt(a2), G.diagonal().clamp(min=1e-300)
+    # minus: weight decay pulls toward the origin, so shrinking weights give along > 0
     along = -h / na
     cb = torch.as_tensor(c_b, dtype=torch.float64).cpu()
     cos_vb = float(-(cb @ h) / na)
@@ -362,7 +429,8 @@ def weight_decay_split(Ga, c_b, factors=None) -> dict:
                share_e0=(along**2 / x2).tolist(), share_e0_final=float(along[-1] ** 2 / x2[-1]),
                cos_vb_theta0=cos_vb, vb_share_e0=cos_vb**2)
     Gr = R @ Ga.double().cpu() @ R.T
-    if Gr.trace() > 1e-12 * G.trace():  # float64 rounding leaves ~1e-16 of the trace when nothing is left
+    # float64 rounding leaves ~1e-16 of the trace when nothing is left
+    if Gr.trace() > 1e-12 * G.trace():
         P = PCA(Ga, R)
         out.update(pc1_decay_removed=P.pc1, k95_decay_removed=P.k95, k99_decay_removed=P.k99,
                    rho_decay_removed=P.rho[:10].tolist(),
@@ -374,12 +442,14 @@ def weight_decay_split(Ga, c_b, factors=None) -> dict:
     if factors is not None:
         disp = (1 - torch.as_tensor(factors, dtype=torch.float64)) * na
         out.update(decay_displacement=disp.tolist(), decay_displacement_final=float(disp[-1]),
-                   decay_share=(disp**2 / x2).tolist(), decay_share_final=float(disp[-1] ** 2 / x2[-1]))
+                   decay_share=(disp ** 2 / x2).tolist(),
+                   decay_share_final=float(disp[-1] ** 2 / x2[-1]))
     return out
 
 
 def run_decay_factors(config: dict, anchor: int, steps) -> list[float] | None:
-    """s(t) / s(anchor) for the row steps of a run with Config fields `config` (None when not computable)."""
+    """s(t) / s(anchor) for the row steps of a run with Config fields `config` (None when not
+    computable)."""
     if not config:
         return None
     s = decay_factors(config, max(steps))
@@ -388,14 +458,15 @@ def run_decay_factors(config: dict, anchor: int, steps) -> list[float] | None:
 
 # ----------------------------------------------------------------------------- updates
 def update_pairs(row_steps, anchor: int, lag: int = 0, grid: bool = False) -> list[tuple[int, int]]:
-    """(t, t_prev) for every update u(t) = theta(t) - theta(t_prev): consecutive snapshots (lag 0), or
-    t_prev = t - lag where that step has a snapshot (the anchor counts); `grid`: only t = anchor + k lag,
-    so the updates do not overlap."""
+    """(t, t_prev) for every update u(t) = theta(t) - theta(t_prev): consecutive snapshots (lag 0),
+    or t_prev = t - lag where that step has a snapshot (the anchor counts); `grid`: only t = anchor
+    + k lag, so the updates do not overlap."""
     have = [anchor] + list(row_steps)
     if lag == 0:
         return list(zip(have[1:], have[:-1]))
     hs = set(have)
-    return [(t, t - lag) for t in row_steps if t - lag in hs and (not grid or (t - anchor) % lag == 0)]
+    return [(t, t - lag) for t in row_steps
+            if t - lag in hs and (not grid or (t - anchor) % lag == 0)]
 
 
 def update_rows(pairs, row_steps) -> torch.Tensor:
@@ -404,13 +475,15 @@ def update_rows(pairs, row_steps) -> torch.Tensor:
     E = torch.zeros(len(pairs), len(row_steps), dtype=torch.float64)
     for j, (t, tp) in enumerate(pairs):
         E[j, idx[t]] += 1
+        # t_prev not among the rows is the anchor, whose drift row is zero
         if tp in idx:
             E[j, idx[tp]] -= 1
     return E
 
 
 def midpoint(t: int, t_prev: int):
-    """The label of u(t) = theta(t) - theta(t_prev): its midpoint (t - 100 for a 200-step update)."""
+    """The label of u(t) = theta(t) - theta(t_prev): its midpoint (t - 100 for a 200-step
+    update)."""
     return (t + t_prev) // 2 if (t + t_prev) % 2 == 0 else (t + t_prev) / 2
 
 
@@ -427,22 +500,25 @@ PROMINENCE, RADIUS = 0.03, 3  # extrema of p_ood: prominence >= 0.03 within +-3 
 
 def _extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS):
     v = np.asarray(values, dtype=float)
-    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)  # 1e-9: a drop of exactly 0.03 counts
+    # 1e-9: a drop of exactly 0.03 counts
+    kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)
     (pk, ppk), (tr, ptr) = find_peaks(v, **kw), find_peaks(-v, **kw)
     return pk.tolist(), tr.tolist(), ppk["prominences"].tolist(), ptr["prominences"].tolist()
 
 
-def find_extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS) -> tuple[list[int], list[int]]:
-    """Indices of the peaks and troughs of `values`: local extrema (a flat top counts once, at its middle;
-    never the first or last value) whose prominence within +-radius values is >= prominence
+def find_extrema(values, prominence: float = PROMINENCE,
+                 radius: int = RADIUS) -> tuple[list[int], list[int]]:
+    """Indices of the peaks and troughs of `values`: local extrema (a flat top counts once, at its
+    middle; never the first or last value) whose prominence within +-radius values is >= prominence
     (scipy.signal.find_peaks with wlen = 2 radius + 1, on the values and on their negatives)."""
     return _extrema(values, prominence, radius)[:2]
 
 
 def pair_switches(steps, p, snap_steps, anchor) -> dict:
-    """Peaks and troughs of p_ood at `steps`, and the (peak, trough) pairs whose steps both have snapshots at
-    or after the anchor. Each peak is paired with the next extremum when it is a trough, else with the
-    previous one when it is a trough not paired yet. Each pair records the peak's prominence and the drop."""
+    """Peaks and troughs of p_ood at `steps`, and the (peak, trough) pairs whose steps both have
+    snapshots at or after the anchor. Each peak is paired with the next extremum when it is
+    a trough, else with the previous one when it is a trough not paired yet. Each pair records
+    the peak's prominence and the drop."""
     pk, tr, prom, _ = _extrema(p)
     prom = dict(zip(pk, prom))
     ext = sorted([(steps[i], "peak", i) for i in pk] + [(steps[i], "trough", i) for i in tr])
@@ -451,6 +527,8 @@ def pair_switches(steps, p, snap_steps, anchor) -> dict:
         if kind != "peak":
             continue
         nxt, prv = ext[j + 1] if j + 1 < len(ext) else None, ext[j - 1] if j > 0 else None
+        # the trough after the peak first (a switch away from the OOD answers), the one before
+        # only when no other peak has taken it
         if nxt and nxt[1] == "trough":
             t = nxt[0]
         elif prv and prv[1] == "trough" and prv[0] not in used:
@@ -465,38 +543,55 @@ def pair_switches(steps, p, snap_steps, anchor) -> dict:
             continue
         used.add(t)
         pp, pt = float(p[i]), float(p[steps.index(t)])
-        pairs.append(dict(peak=s, trough=t, p_ood_peak=pp, p_ood_trough=pt, prominence=float(prom[i]),
-                          drop=pp - pt))
-    return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs, skipped=skipped)
+        pairs.append(
+            dict(peak=s, trough=t, p_ood_peak=pp, p_ood_trough=pt, prominence=float(prom[i]),
+                 drop=pp - pt))
+    return dict(peaks=[steps[i] for i in pk], troughs=[steps[i] for i in tr], pairs=pairs,
+                skipped=skipped)
 
 
 def switching_pair(metrics: list[dict], snapshots, anchor: int):
     """The one switching pair of the repository: (peak_step, trough_step, info) for the pair of
     `pair_switches` whose peak has the largest p_ood prominence (then the largest drop, then the
     earliest), or (None, None, reason). v_sw = unit theta(peak) - theta(trough)."""
-    rows_ = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}  # the last row wins
+    # the last row wins
+    rows_ = {r["step"]: float(r["p_ood"]) for r in metrics if r.get("p_ood") is not None}
     steps = sorted(rows_)
     if len(steps) < 3:
         return None, None, "fewer than 3 evals with p_ood in metrics.jsonl"
     sw = pair_switches(steps, [rows_[s] for s in steps], set(snapshots), anchor)
     if not sw["pairs"]:
-        return None, None, (f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within "
-                            f"+-{RADIUS} evals; {len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)")
+        return (
+            None,
+            None,
+            (
+                f"no p_ood peak/trough pair with snapshots (prominence >= {PROMINENCE} within "
+                f"+-{RADIUS} evals; {len(sw['peaks'])} peaks, {len(sw['troughs'])} troughs)"
+            ),
+        )
     best = max(sw["pairs"], key=lambda q: (q["prominence"], q["drop"], -q["peak"]))
-    info = dict(p_peak=best["p_ood_peak"], p_trough=best["p_ood_trough"], prominence=best["prominence"],
-                drop=best["drop"], n_pairs=len(sw["pairs"]), peaks=sw["peaks"], troughs=sw["troughs"],
-                interval=list(switch_interval(best["peak"], best["trough"])))
+    info = dict(
+        p_peak=best["p_ood_peak"],
+        p_trough=best["p_ood_trough"],
+        prominence=best["prominence"],
+        drop=best["drop"],
+        n_pairs=len(sw["pairs"]),
+        peaks=sw["peaks"],
+        troughs=sw["troughs"],
+        interval=list(switch_interval(best["peak"], best["trough"])),
+    )
     return best["peak"], best["trough"], info
 
 
 def switch_interval(peak: int, trough: int) -> tuple[int, int]:
-    """[lo, hi): the training steps whose updates carry theta from one end of the pair to the other."""
+    """[lo, hi): the training steps whose updates carry theta from one end of the pair to
+    the other."""
     return min(peak, trough), max(peak, trough)
 
 
 def replays_switch(train_steps, peak: int, trough: int) -> bool:
-    """Whether any of the training steps replayed at a snapshot lies inside the pair's interval: a Fisher or
-    gradient quantity of v_sw there would be measured on the batches that made v_sw."""
+    """Whether any of the training steps replayed at a snapshot lies inside the pair's interval:
+    a Fisher or gradient quantity of v_sw there would be measured on the batches that made v_sw."""
     lo, hi = switch_interval(peak, trough)
     return any(lo <= s < hi for s in train_steps)
 
@@ -510,15 +605,18 @@ def pearson(x, y) -> float | None:
 
 
 def corr_levels_and_differences(x, y) -> dict:
-    """Pearson correlation of two series on their levels and on their first differences (two trends that
-    merely both rise correlate on levels; a shared oscillation survives differencing)."""
+    """Pearson correlation of two series on their levels and on their first differences (two trends
+    that merely both rise correlate on levels; a shared oscillation survives differencing)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     return dict(levels=pearson(x, y), differences=pearson(np.diff(x), np.diff(y)), n=len(x))
 
 
 def dot(a: dict, b: dict) -> float:
     """<a, b> over the keys of `a`, in float64."""
-    return float(sum(torch.dot(a[k].reshape(-1).double(), b[k].reshape(-1).double().to(a[k].device)) for k in a))
+    return float(
+        sum(
+            torch.dot(a[k].reshape(-1).double(), b[k].reshape(-1).double().to(a[k].device))
+            for k in a))
 
 
 def cos(a: dict, b: dict) -> float:
@@ -527,8 +625,9 @@ def cos(a: dict, b: dict) -> float:
 
 def save_directions(path: str, dirs: dict[str, dict], meta: dict | None = None):
     """Save {name: {key: tensor}} as one safetensors file (tensor names 'name/key')."""
-    flat = {f"{n}/{k}": t.detach().float().cpu().contiguous() for n, d in dirs.items() for k, t in d.items()}
-    # atomic
+    flat = {f"{n}/{k}": t.detach().float().cpu().contiguous()
+            for n, d in dirs.items() for k, t in d.items()}
+    # serialised in memory, then written atomically (a full disk is one line, never a cut file)
     write_bytes(path, save(flat, metadata={k: json.dumps(v) for k, v in (meta or {}).items()}))
 
 
@@ -541,12 +640,20 @@ def load_directions(path: str, device="cpu") -> dict[str, dict]:
 
 
 def random_directions(like: dict, K: int, against=(), seed: int = 0) -> list[dict]:
-    """K Gaussian directions shaped like `like` (seeded, CPU-generated per tensor in canonical order),
-    Gram-Schmidt orthonormalized (twice) against the unit directions `against` and each other."""
+    """K Gaussian directions shaped like `like` (seeded, CPU-generated per tensor in canonical
+    order), Gram-Schmidt orthonormalized (twice) against the unit directions `against` and each
+    other."""
+    # a CPU generator, drawn in canonical key order: the same seed gives the same directions on
+    # every device and whatever order the caller's dict has
     gen = torch.Generator().manual_seed(seed)
     keys, basis, out = canonical(like), list(against), []
     for _ in range(K):
-        w = {k: torch.randn(like[k].shape, generator=gen, dtype=torch.float64).to(like[k].device) for k in keys}
+        w = {
+            k: torch.randn(like[k].shape, generator=gen, dtype=torch.float64).to(like[k].device)
+            for k in keys
+        }
+        # classical Gram-Schmidt loses orthogonality in floating point; a second pass restores
+        # it to rounding ("twice is enough")
         for _ in range(2):
             for u in basis:
                 c = dot(w, u)
@@ -559,8 +666,9 @@ def random_directions(like: dict, K: int, against=(), seed: int = 0) -> list[dic
 
 
 def batch_gradients(model, batches, loss_fn, keys):
-    """(M x D) float32 gradients of loss_fn(model, batch) for each batch, w.r.t. `keys`, canonical order.
-    A loss_fn that returns a tuple of losses (of one forward) gives a tuple of such matrices, one per loss."""
+    """(M x D) float32 gradients of loss_fn(model, batch) for each batch, w.r.t. `keys`, canonical
+    order. A loss_fn that returns a tuple of losses (of one forward) gives a tuple of such matrices,
+    one per loss."""
     keys, params = canonical(keys), dict(model.named_parameters())
     wrt = [params[k] for k in keys]
     rows_ = None
@@ -572,6 +680,7 @@ def batch_gradients(model, batches, loss_fn, keys):
         for i, loss in enumerate(out):
             if not torch.isfinite(loss):
                 raise UsageError(f"non-finite loss {float(loss)} while computing gradients")
+            # the losses share one forward: keep its graph until the last of them
             grads = torch.autograd.grad(loss, wrt, retain_graph=i < len(out) - 1)
             rows_[i].append(flatten(dict(zip(keys, grads)), keys).float())
     G = tuple(torch.stack(r) for r in rows_)
@@ -603,28 +712,34 @@ def rayleigh(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
 
 
 def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
-    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|; lambda_1,
-    trace, and the row norms ||g_i|| (the diagonal of G G^T)."""
+    """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|;
+    lambda_1, trace, and the row norms ||g_i|| (the diagonal of G G^T)."""
     cols = list(_columns(G, keys, shapes))
+    # the M x M Gram G G^T has the nonzero spectrum of the D x D matrix G^T G; accumulated per
+    # tensor in float64 so a float32 gradient matrix is never multiplied whole
     GG = sum(g.double() @ g.double().T for _, g in cols).cpu()
     lam, A = torch.linalg.eigh(GG)
     a1 = A[:, -1].to(G.device)
+    # ||G^T a1|| = s1 = sqrt(lambda), so dividing by it makes u1 a unit vector
     u = {k: (a1 @ g.double()) / lam[-1].clamp(min=1e-300).sqrt().item() for k, g in cols}
     u1 = {k: u[k].reshape(shapes[k]).float() for k in u}
     return dict(u1=u1, lambda1=float(lam[-1]) / G.shape[0], trace=float(GG.trace()) / G.shape[0],
                 grad_norms=GG.diagonal().clamp(min=0).sqrt().tolist())
 
 
-RANK1 = 0.9  # lambda_1 / trace above this: the Fisher of M batches is one direction (in practice, one batch)
+# lambda_1 / trace above this: the Fisher of M batches is one direction (in practice, one batch)
+RANK1 = 0.9
 
 
-def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10, seed: int = 0,
-                   rand: list[dict] | None = None) -> dict:
+def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10,
+                   seed: int = 0, rand: list[dict] | None = None) -> dict:
     """q of each named direction and of K random unit directions orthogonal to dirs[backbone] (made
     here, or `rand` made once by the caller for many steps); alpha = q(backbone) / mean q(random);
     top Fisher eigenvector's |overlap| with each named direction. Beside each mean over the batches
     (q = mean_i <g_i, v>^2) the median over the batches (q_median, alpha_median): one batch with a
     gradient 10^4 times the others owns every mean but moves the median by one rank at most."""
+    # the random directions are orthogonal to the backbone, so alpha compares v_b with directions
+    # that share none of it
     if rand is None:
         rand = random_directions(dirs[backbone], K, [dirs[backbone]], seed)
     K = len(rand)
@@ -634,32 +749,42 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
     mn, mr = dict(zip(dirs, med)), med[len(dirs):]
     top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})
     frac = top["lambda1"] / top["trace"] if top["trace"] > 0 else None
-    return dict(q=qn, q_random=qr, alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
-                lambda1=top["lambda1"], trace=top["trace"],
-                u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
-                q_median=mn, q_random_median=mr,
-                alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
-                lambda1_frac=frac, rank1=frac is not None and frac > RANK1, grad_norms=top["grad_norms"])
+    return dict(
+        q=qn,
+        q_random=qr,
+        alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
+        lambda1=top["lambda1"],
+        trace=top["trace"],
+        u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
+        q_median=mn,
+        q_random_median=mr,
+        alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
+        lambda1_frac=frac,
+        rank1=frac is not None and frac > RANK1,
+        grad_norms=top["grad_norms"],
+    )
 
 
 def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) -> dict:
-    """C(t) = <u(t), v>/||u(t)|| for the updates u = E X (default E: consecutive rows, x(anchor) = 0) and
-    v = X^T c (unit); NaN where an update is zero. Also <u, v> and ||u||."""
+    """C(t) = <u(t), v>/||u(t)|| for the updates u = E X (default E: consecutive rows, x(anchor)
+    = 0) and v = X^T c (unit); NaN where an update is zero. Also <u, v> and ||u||."""
     G = G.double()
     E = rows(G, "increments") if E is None else E.double()
+    # <u, v> = e^T G c and ||u||^2 = e^T G e: updates never leave the row space of X
     dot = E @ G @ c.double()
     norm = (E @ G @ E.T).diagonal().clamp(min=0).sqrt()
     C = torch.where(norm > 0, dot / norm.clamp(min=1e-300), torch.full_like(dot, float("nan")))
     return dict(C=C, u_dot_vb=dot, u_norm=norm)
 
 
-def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tensor | None = None, Ga=None,
-                 factors=None) -> dict:
-    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, PC1 against the null models
-    (theory, shuffle and random directions: none for a single row; the matched null, the reference), the
-    coherence ratio, and the update alignment C(t) against v_b of the updates u = E X (default: consecutive
-    rows), beside the matched random walk's C(t) of the same updates and C(t) of consecutive rows. With the
-    Gram `Ga` that has the anchor row (and the decay factors) also the weight-decay decomposition."""
+def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tensor | None = None,
+                 Ga=None, factors=None) -> dict:
+    """Uncentered PC1, k95/k99 (raw and row-normalized), drift of the last row, PC1 against the null
+    models (theory, shuffle and random directions: none for a single row; the matched null,
+    the reference), the coherence ratio, and the update alignment C(t) against v_b of the updates u
+    = E X (default: consecutive rows), beside the matched random walk's C(t) of the same updates and
+    C(t) of consecutive rows. With the Gram `Ga` that has the anchor row (and the decay factors)
+    also the weight-decay decomposition."""
     p, pn = pca(G), pca(G, rows(G, "normalized"))
     cb = p.coef(1)[:, 0]
     C1 = update_cos(G, cb)["C"]
@@ -667,17 +792,33 @@ def rows_summary(G: torch.Tensor, D: int, null_draws: int = 1000, E: torch.Tenso
     C = update_cos(G, cb, E)["C"] if len(E) else torch.zeros(0, dtype=torch.float64)
     Cw = matched_walk_alignment(G, E) if len(E) else torch.zeros(0, dtype=torch.float64)
     coh = coherence(G)
-    out = dict(pc1=p.pc1, k95=p.k95, k99=p.k99, rho=p.rho[:10].tolist(), pc1_normalized=pn.pc1, k95_normalized=pn.k95,
-               k99_normalized=pn.k99, drift=float(G[-1, -1].sqrt()), update_C=_floats(C),
-               update_abs_C_mean=_mean(C.abs()), update_C_mean=_mean(C),
-               matched_walk_update_C=_floats(Cw), matched_walk_update_abs_C_mean=_mean(Cw.abs()),
-               update_C_consecutive=_floats(C1), update_abs_C_mean_consecutive=_mean(C1.abs()),
-               null_theory_pc1=None, null_shuffle=None, null_direction=None,
-               null_matched_pc1=matched_null_pc1(increment_norms_sq(G)), coherence=coh["coherence"],
-               coherence_running=coh["running"])
+    out = dict(
+        pc1=p.pc1,
+        k95=p.k95,
+        k99=p.k99,
+        rho=p.rho[:10].tolist(),
+        pc1_normalized=pn.pc1,
+        k95_normalized=pn.k95,
+        k99_normalized=pn.k99,
+        drift=float(G[-1, -1].sqrt()),
+        update_C=_floats(C),
+        update_abs_C_mean=_mean(C.abs()),
+        update_C_mean=_mean(C),
+        matched_walk_update_C=_floats(Cw),
+        matched_walk_update_abs_C_mean=_mean(Cw.abs()),
+        update_C_consecutive=_floats(C1),
+        update_abs_C_mean_consecutive=_mean(C1.abs()),
+        null_theory_pc1=None,
+        null_shuffle=None,
+        null_direction=None,
+        null_matched_pc1=matched_null_pc1(increment_norms_sq(G)),
+        coherence=coh["coherence"],
+        coherence_running=coh["running"],
+    )
     if G.shape[0] >= 2:  # one row has PC1 = 1 and no null to speak of
         out.update(null_theory_pc1=random_walk_theory(G.shape[0], k=1)["uncentered_T"][0],
-                   null_shuffle=shuffle_null(G, null_draws), null_direction=direction_null(G, D, null_draws))
+                   null_shuffle=shuffle_null(G, null_draws),
+                   null_direction=direction_null(G, D, null_draws))
     if Ga is not None:
         wd = weight_decay_split(Ga, cb, factors)
         out.update(cos_vb_theta0=wd["cos_vb_theta0"], pc1_decay_removed=wd["pc1_decay_removed"],
@@ -694,10 +835,13 @@ def backbone(traj, groups, k: int = 1, progress: bool = False):
     try:
         coefs = {g: pcas[g].coef(k) for g in groups}
     except ValueError:
-        raise UsageError(f"the trajectory has fewer than {k} nonzero components after anchor {traj.anchor} "
-                         f"({len(traj.row_steps)} snapshots)")
+        raise UsageError(
+            f"the trajectory has fewer than {k} nonzero components after anchor {traj.anchor} "
+            f"({len(traj.row_steps)} snapshots)"
+        )
     dirs = {g: [{} for _ in range(k)] for g in groups}
-    for l in range(traj.n_layer):  # each block's tensors are read once, for every group that holds them
+    # each block's tensors are read once, for every group that holds them
+    for l in range(traj.n_layer):
         keys = traj.groups[f"block{l}"]
         users = [g for g in groups if set(keys) <= set(traj.groups[g])]
         if not users:
@@ -712,56 +856,74 @@ def backbone(traj, groups, k: int = 1, progress: bool = False):
 WINDOW_DEFINITIONS = dict(
     rows="x(t) = theta(t) - theta(anchor), t in snapshot steps (anchor, end], uncentered",
     drift="||theta(end) - theta(anchor)||",
-    update_C="u(t) = theta(t) - theta(t - update_lag) for t = anchor + k update_lag (non-overlapping), "
-             "labelled by its midpoint (update_mid_steps); C = <u, v_b>/||u||; *_consecutive: u between "
-             "consecutive snapshots",
-    matched_walk_update_C="C(t) of the same updates in the matched random walk, against its own v_b",
-    null_matched_pc1="top eigenvalue / trace of L diag(||d||^2) L^T: the PC1 of a walk with the observed "
-                     "increment norms in independent directions, D -> inf (the reference)",
-    coherence="||x(T)||^2 / sum_t ||d(t)||^2 (1 orthogonal increments, > 1 persistent, < 1 mean-reverting); "
-              "coherence_running: the same up to each row",
-    weight_decay="e0 = theta(anchor) / ||theta(anchor)||; cos_vb_theta0 = <v_b, -e0>; share_e0 = <x, e0>^2 / "
-                 "||x||^2; decay_displacement = (1 - s(t)/s(anchor)) ||theta(anchor)||, s the factor of "
-                 "weight decay alone (geometry.decay_factors); *_decay_removed: PCA of x(t) - <x(t), e0> e0",
-    v_b="first right singular vector of the raw rows, sign with a(end) > 0")
+    update_C=(
+        "u(t) = theta(t) - theta(t - update_lag) for t = anchor + k update_lag (non-overlapping), "
+        "labelled by its midpoint (update_mid_steps); C = <u, v_b>/||u||; *_consecutive: u between "
+        "consecutive snapshots"
+    ),
+    matched_walk_update_C=(
+        "C(t) of the same updates in the matched random walk, against its own v_b"
+    ),
+    null_matched_pc1=(
+        "top eigenvalue / trace of L diag(||d||^2) L^T: the PC1 of a walk with the observed "
+        "increment norms in independent directions, D -> inf (the reference)"
+    ),
+    coherence=(
+        "||x(T)||^2 / sum_t ||d(t)||^2 (1 orthogonal increments, > 1 persistent, < 1"
+        " mean-reverting); coherence_running: the same up to each row"
+    ),
+    weight_decay=(
+        "e0 = theta(anchor) / ||theta(anchor)||; cos_vb_theta0 = <v_b, -e0>; share_e0 = <x, e0>^2 /"
+        " ||x||^2; decay_displacement = (1 - s(t)/s(anchor)) ||theta(anchor)||, s the factor of"
+        " weight decay alone (geometry.decay_factors); *_decay_removed: PCA of x(t) - <x(t), e0> e0"
+    ),
+    v_b="first right singular vector of the raw rows, sign with a(end) > 0",
+)
 
 
-def window_geometry(grams_a: dict, numel: dict, anchor: int, row_steps, config: dict, update_lag: int,
-                    null_draws: int = 1000) -> dict:
+def window_geometry(grams_a: dict, numel: dict, anchor: int, row_steps, config: dict,
+                    update_lag: int, null_draws: int = 1000) -> dict:
     """The window geometry of the experiments from Grams with the anchor row ({group: Ga}, e.g.
-    Record.group_grams(anchor, end)): per group PC1 and k95/k99 of raw and row-normalized rows, drift
-    ||theta(last) - theta(anchor)||, PC1 against the null models (theory, shuffled increments, random
-    directions, the matched null), the coherence ratio, the weight-decay decomposition, and the update
-    alignment C(t) of non-overlapping updates of `update_lag` steps (0: consecutive snapshots), beside the
-    matched random walk's C(t) and the consecutive-snapshot C(t). `numel`: {group: D}."""
+    Record.group_grams(anchor, end)): per group PC1 and k95/k99 of raw and row-normalized rows,
+    drift ||theta(last) - theta(anchor)||, PC1 against the null models (theory, shuffled increments,
+    random directions, the matched null), the coherence ratio, the weight-decay decomposition, and
+    the update alignment C(t) of non-overlapping updates of `update_lag` steps (0: consecutive
+    snapshots), beside the matched random walk's C(t) and the consecutive-snapshot C(t). `numel`:
+    {group: D}."""
     factors = run_decay_factors(config, anchor, row_steps)
     pairs = update_pairs(row_steps, anchor, update_lag, grid=True)
     E = update_rows(pairs, row_steps)
     out = {g: rows_summary(split_anchor(Ga)[0], numel[g], null_draws, E=E, Ga=Ga, factors=factors)
            for g, Ga in grams_a.items()}
     return dict(anchor=anchor, end=row_steps[-1], row_steps=list(row_steps), update_lag=update_lag,
-                update_steps=[t for t, _ in pairs], update_mid_steps=[midpoint(t, tp) for t, tp in pairs],
-                groups=out, definitions=dict(WINDOW_DEFINITIONS))
+                update_steps=[t for t, _ in pairs],
+                update_mid_steps=[midpoint(t, tp) for t, tp in pairs], groups=out,
+                definitions=dict(WINDOW_DEFINITIONS))
 
 
 def record_grams(load, steps, keys, device, progress: bool = False) -> dict[str, torch.Tensor]:
-    """One streamed pass: {key: the record's Gram} (Record) from `load(step, key)` -> tensor. Per tensor,
-    its N+1 rows theta(t_i) - theta(t_0) (i >= 1) and theta(t_0) are built in float64 (the differences of
-    float32 values are exact there) and multiplied in float64 with TF32 off; one tensor's rows are in
-    memory at a time."""
+    """One streamed pass: {key: the record's Gram} (Record) from `load(step, key)` -> tensor. Per
+    tensor, its N+1 rows theta(t_i) - theta(t_0) (i >= 1) and theta(t_0) are built in float64 (the
+    differences of float32 values are exact there) and multiplied in float64 with TF32 off; one
+    tensor's rows are in memory at a time."""
     exact_fp32()
     out = {}
     with tqdm(list(keys), desc="record", disable=not progress, leave=False) as bar:
         for k in bar:
+            # rows relative to theta(t_0), not raw theta: a Gram of raw weights would carry the
+            # drift as a small difference of large ||theta||^2 terms and lose it to cancellation
             a = load(steps[0], k).reshape(-1).to(device, torch.float64)
             x = torch.empty(len(steps), a.numel(), dtype=torch.float64, device=device)
             for i, s in enumerate(steps[1:]):
                 x[i].copy_(load(s, k).reshape(-1)).sub_(a)
-            x[-1].copy_(a)
+            x[-1].copy_(a)  # theta(t_0) last: any anchor and e0 derive from this row
             bad = ~torch.isfinite(x).all(1)
             if bad.any():
                 i = int(bad.nonzero()[0])
-                raise UsageError(f"step {steps[0] if i == len(steps) - 1 else steps[i + 1]}: {k} contains NaN/inf")
+                raise UsageError(
+                    f"step {steps[0] if i == len(steps) - 1 else steps[i + 1]}: {k} contains"
+                    " NaN/inf"
+                )
             out[k] = (x @ x.T).cpu()
     return out
 
@@ -777,34 +939,41 @@ def _mean(C: torch.Tensor):
 
 # ----------------------------------------------------------------------------- trajectory records
 class Record:
-    """A trajectory record: every trajectory statistic of a run is a function of it (no snapshots needed).
+    """A trajectory record: every trajectory statistic of a run is a function of it (no snapshots
+    needed).
 
     For each tensor k, `grams[k]` is the (N+1) x (N+1) float64 Gram of the rows
     [theta(t_1) - theta(t_0), ..., theta(t_N) - theta(t_0), theta(t_0)] over the snapshot steps
     t_0 < ... < t_N (`steps`). It is an invertible linear map of the raw inner products
-    <theta(t_i), theta(t_j)> (`inner`), stored in this basis because drift rows and increments come out
-    of it without subtracting large norms (the increments of late training are ~1e-4 of ||theta||^2).
-    Any row that is a combination of snapshots, R theta (R over the N+1 steps), has Gram
-    (R B) S (R B)^T with B = `basis` below; drift rows from any anchor, windows, increments and the
-    decay direction theta(anchor) are such rows. Pure data: runs.py reads and writes the file."""
+    <theta(t_i), theta(t_j)> (`inner`), stored in this basis because drift rows and increments come
+    out of it without subtracting large norms (the increments of late training are ~1e-4 of
+    ||theta||^2). Any row that is a combination of snapshots, R theta (R over the N+1 steps), has
+    Gram (R B) S (R B)^T with B = `basis` below; drift rows from any anchor, windows, increments and
+    the decay direction theta(anchor) are such rows. Pure data: runs.py reads and writes
+    the file."""
 
     def __init__(self, steps, shapes: dict, grams: dict, groups: dict, config: dict | None = None,
                  metrics: list | None = None, meta: dict | None = None):
         self.steps = [int(s) for s in steps]
         if sorted(set(self.steps)) != self.steps or len(self.steps) < 2:
-            raise UsageError(f"a record needs at least 2 distinct increasing steps, got {self.steps[:5]}")
+            raise UsageError(
+                f"a record needs at least 2 distinct increasing steps, got {self.steps[:5]}"
+            )
         self.shapes = {k: tuple(v) for k, v in shapes.items()}
         n = len(self.steps)
         self.grams = {k: torch.as_tensor(g, dtype=torch.float64).cpu() for k, g in grams.items()}
         bad = [k for k, g in self.grams.items() if tuple(g.shape) != (n, n)]
         if bad or set(self.grams) != set(self.shapes):
-            raise UsageError(f"record: tensor {(bad or sorted(set(self.grams) ^ set(self.shapes)))[0]!r} has "
-                             f"no {n} x {n} Gram")
+            raise UsageError(
+                f"record: tensor {(bad or sorted(set(self.grams) ^ set(self.shapes)))[0]!r} has "
+                f"no {n} x {n} Gram"
+            )
         self.groups = {g: list(keys) for g, keys in groups.items()}
         missing = [k for keys in self.groups.values() for k in keys if k not in self.grams]
         if missing:
             raise UsageError(f"record: group tensor {missing[0]!r} has no Gram")
-        self.config, self.metrics, self.meta = dict(config or {}), list(metrics or []), dict(meta or {})
+        self.config, self.metrics, self.meta = dict(config or {}), list(metrics or []), dict(meta or
+                                                                                             {})
         self.index = {s: i for i, s in enumerate(self.steps)}
 
     def numel(self, keys) -> int:
@@ -821,7 +990,8 @@ class Record:
     def check_steps(self, steps, what="step"):
         missing = [s for s in steps if s not in self.index]
         if missing:
-            have = ", ".join(map(str, self.steps[:6])) + (f", ... {self.steps[-1]}" if len(self.steps) > 6 else "")
+            have = ", ".join(map(
+                str, self.steps[:6])) + (f", ... {self.steps[-1]}" if len(self.steps) > 6 else "")
             raise UsageError(f"{what} {missing[0]} is not a step of the record (have {have})")
 
     def row_steps(self, anchor: int, end: int | None = None) -> list[int]:
@@ -834,8 +1004,8 @@ class Record:
         return rows
 
     def combination(self, anchor: int, row_steps) -> torch.Tensor:
-        """R ((T+1) x (N+1)) over the snapshots: rows x(t) = theta(t) - theta(anchor), t in row_steps,
-        then theta(anchor) itself (the layout of Trajectory.grams(anchor_row=True))."""
+        """R ((T+1) x (N+1)) over the snapshots: rows x(t) = theta(t) - theta(anchor), t in
+        row_steps, then theta(anchor) itself (the layout of Trajectory.grams(anchor_row=True))."""
         self.check_steps([anchor, *row_steps])
         R = torch.zeros(len(row_steps) + 1, len(self.steps), dtype=torch.float64)
         for i, s in enumerate(row_steps):
@@ -850,8 +1020,10 @@ class Record:
         S = sum(self.grams[k] for k in keys)
         return C @ S @ C.T
 
-    def group_grams(self, anchor: int, end: int | None = None, groups=None) -> dict[str, torch.Tensor]:
-        """{group: (T+1) x (T+1) Gram of the drift rows from `anchor` and theta(anchor)} (see split_anchor)."""
+    def group_grams(self, anchor: int, end: int | None = None,
+                    groups=None) -> dict[str, torch.Tensor]:
+        """{group: (T+1) x (T+1) Gram of the drift rows from `anchor` and theta(anchor)} (see
+        split_anchor)."""
         R = self.combination(anchor, self.row_steps(anchor, end))
         return {g: self.gram(self.groups[g], R) for g in (groups or self.groups)}
 
@@ -860,17 +1032,18 @@ class Record:
         return self.gram(keys, torch.eye(len(self.steps), dtype=torch.float64))
 
 
-# ----------------------------------------------------------------------------- decay split and shape test
+# ----------------------------------------------------------------------- decay split and shape test
 def decay_split(Ga, c_b, factors) -> dict:
-    """Each interval's change of a(t) = <x(t), v_b> (v_b = X^T c_b) split into what decoupled weight decay
-    alone does and the rest, from the Gram with the anchor row (split_anchor) and `factors` s(t)/s(anchor)
-    per row (run_decay_factors).
+    """Each interval's change of a(t) = <x(t), v_b> (v_b = X^T c_b) split into what decoupled weight
+    decay alone does and the rest, from the Gram with the anchor row (split_anchor) and `factors`
+    s(t)/s(anchor) per row (run_decay_factors).
 
-    Over the interval (t_prev, t] decay alone maps theta(t_prev) to f theta(t_prev), f = s(t)/s(t_prev), so
-    its part of the update u(t) = theta(t) - theta(t_prev) is (f - 1) theta(t_prev) and
-    <(f - 1) theta(t_prev), v_b> = (f - 1) (a(t_prev) + <theta(anchor), v_b>). The rest is the update of
-    the loss gradient (and of decay acting on the motion inside the interval: the discretisation error,
-    zero when every step is a row). The same split of C(t) = <u, v_b>/||u||: C_decay + C_rest."""
+    Over the interval (t_prev, t] decay alone maps theta(t_prev) to f theta(t_prev), f
+    = s(t)/s(t_prev), so its part of the update u(t) = theta(t) - theta(t_prev) is (f - 1)
+    theta(t_prev) and <(f - 1) theta(t_prev), v_b> = (f - 1) (a(t_prev) + <theta(anchor), v_b>). The
+    rest is the update of the loss gradient (and of decay acting on the motion inside the interval:
+    the discretisation error, zero when every step is a row). The same split of C(t) = <u,
+    v_b>/||u||: C_decay + C_rest."""
     G, h, _ = split_anchor(Ga)
     c = torch.as_tensor(c_b, dtype=torch.float64).cpu()
     s = torch.as_tensor(factors, dtype=torch.float64).cpu()
@@ -885,16 +1058,17 @@ def decay_split(Ga, c_b, factors) -> dict:
     nz = un > 0
     C_dec = torch.where(nz, da_decay / un.clamp(min=1e-300), torch.full_like(un, float("nan")))
     C_all = torch.where(nz, da / un.clamp(min=1e-300), torch.full_like(un, float("nan")))
-    return dict(delta_a=da.tolist(), delta_a_decay=da_decay.tolist(), delta_a_rest=(da - da_decay).tolist(),
-                C=_floats(C_all), C_decay=_floats(C_dec), C_rest=_floats(C_all - C_dec),
-                a_decay_total=float(da_decay.sum()), a_rest_total=float((da - da_decay).sum()),
-                theta_anchor_dot_vb=a0)
+    return dict(delta_a=da.tolist(), delta_a_decay=da_decay.tolist(),
+                delta_a_rest=(da - da_decay).tolist(), C=_floats(C_all), C_decay=_floats(C_dec),
+                C_rest=_floats(C_all - C_dec), a_decay_total=float(da_decay.sum()),
+                a_rest_total=float((da - da_decay).sum()), theta_anchor_dot_vb=a0)
 
 
 def cosine_shape(G, steps, anchor: int, k: int = 3) -> list:
-    """The random-walk shape test of Antognini & Sohl-Dickstein (2018): the projection of the centered
-    rows on their PC j (j = 1..k) against cos(j pi tau), tau = (t - anchor) / (t_end - anchor) over the row
-    steps t; for a random walk it is that cosine (|Pearson r| -> 1 as T grows). |r| per PC (None where the
+    """The random-walk shape test of Antognini & Sohl-Dickstein (2018): the projection of
+    the centered rows on their PC j (j = 1..k) against cos(j pi tau), tau = (t - anchor) / (t_end
+    - anchor) over the row steps t; for a random walk it is that cosine (|Pearson r| -> 1 as T
+      grows). |r| per PC (None where the
     rows have fewer components)."""
     T = G.shape[0]
     if T < 3:

@@ -22,9 +22,10 @@ def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
 
 
 def set_attention_backend(name: str = "auto"):
-    """The kernels F.scaled_dot_product_attention may use on CUDA: "auto" (all, PyTorch chooses), or only
-    "flash", "cudnn" or "efficient" (an error if that one cannot run a shape). The same attention; the
-    kernels differ in speed and in bf16 rounding. A compiled function takes the choice at compile time."""
+    """The kernels F.scaled_dot_product_attention may use on CUDA: "auto" (all, PyTorch chooses), or
+    only "flash", "cudnn" or "efficient" (an error if that one cannot run a shape). The same
+    attention; the kernels differ in speed and in bf16 rounding. A compiled function takes
+    the choice at compile time."""
     on = {"flash", "cudnn", "efficient", "math"} if name == "auto" else {name}
     torch.backends.cuda.enable_flash_sdp("flash" in on)
     torch.backends.cuda.enable_cudnn_sdp("cudnn" in on)
@@ -42,7 +43,8 @@ class Attention(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        # (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -94,17 +96,18 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx, positions=None):
-        """Logits (B, T, V) over the real vocabulary; with `positions` (B,) only at those positions (B, V)."""
+        """Logits (B, T, V) over the real vocabulary; with `positions` (B,) only at those positions
+        (B, V)."""
         h = self.hidden(idx)
         if positions is not None:
             h = h[torch.arange(h.size(0), device=h.device), positions]
         return self.head(h)
 
     def head(self, h):
-        """Logits over the real vocabulary. Compiled, the product runs over all padded rows so that the
-        logits' rows have an aligned length (50,257 columns would not: slower matrix kernels) and the pad
-        columns are dropped inside the fused loss; eagerly that slice would cost copies, so only the real
-        rows are multiplied. The same logits either way, up to rounding."""
+        """Logits over the real vocabulary. Compiled, the product runs over all padded rows so that
+        the logits' rows have an aligned length (50,257 columns would not: slower matrix kernels)
+        and the pad columns are dropped inside the fused loss; eagerly that slice would cost copies,
+        so only the real rows are multiplied. The same logits either way, up to rounding."""
         if torch.compiler.is_compiling():
             return F.linear(h, self.wte.weight)[..., : self.vocab_size]
         return F.linear(h, self.wte.weight[: self.vocab_size])
@@ -114,7 +117,10 @@ def trunk_keys(n_layer: int, block: int | None = None) -> list[str]:
     """Canonical order of trunk tensors: per block q/k/v (one fused matrix, rows q|k|v),
     attention output, MLP up, MLP down; blocks in order. `block` selects one block."""
     blocks = range(n_layer) if block is None else [block]
-    return [f"blocks.{l}.{name}.weight" for l in blocks for name in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")]
+    return [
+        f"blocks.{l}.{name}.weight" for l in blocks
+        for name in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+    ]
 
 
 def flatten(tensors, keys: list[str]) -> torch.Tensor:
@@ -136,28 +142,33 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
            probe_rows: bool = False, fused_ce: str | None = None):
     """(L_LM + lam * L_probe, L_LM, L_probe): probe loss at the answer positions, LM loss elsewhere.
 
-    The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over micro-batches of that
-    micro-batch's own mean, so one forward of all of them gives the numbers (and gradient) of gradient
-    accumulation over them. `lam` may be a 0-d tensor (a compiled loss is then not specialised to its value).
-    ce_chunks > 0: the cross-entropy is computed `ce_chunks` token chunks at a time without keeping the logits
-    (`chunked_head_ce`); L_LM and L_probe are then detached (only the total has a gradient).
-    counts (2, n_micro): the LM-token and probe counts of the whole micro-batches when x holds only some of
-    their rows (one process of several); the losses are then those rows' shares of the means, which sum over
-    the processes to the losses of the whole micro-batches.
-    probe_rows: L_probe is computed from the head at the answer positions alone (a product of one row per
-    sequence), so that its backward skips the full logits: the same value up to rounding, and the separate
-    gradients of L_LM and L_probe of one forward cost one full backward, not two (the analyses).
+    The rows of x are `n_micro` equal micro-batches stacked: each loss is the mean over
+    micro-batches of that micro-batch's own mean, so one forward of all of them gives the numbers
+    (and gradient) of gradient accumulation over them. `lam` may be a 0-d tensor (a compiled loss is
+    then not specialised to its value). ce_chunks > 0: the cross-entropy is computed `ce_chunks`
+    token chunks at a time without keeping the logits (`chunked_head_ce`); L_LM and L_probe are then
+    detached (only the total has a gradient). counts (2, n_micro): the LM-token and probe counts of
+    the whole micro-batches when x holds only some of their rows (one process of several);
+    the losses are then those rows' shares of the means, which sum over the processes to the losses
+    of the whole micro-batches.
+    probe_rows: L_probe is computed from the head at the answer positions alone (a product of one
+                row per
+    sequence), so that its backward skips the full logits: the same value up to rounding, and
+    the separate gradients of L_LM and L_probe of one forward cost one full backward, not two (the
+    analyses).
     fused_ce: a library of FUSED_CE ("cce", "liger") computes the head and the per-token
     cross-entropy in fused kernels (`fused_head_ce`: the logits are never kept); None: plain
     PyTorch. The same numbers up to rounding; ce_chunks and probe_rows take precedence (the CPU and
     analysis paths)."""
-    mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]  # probe_pos -1: no probe
+    # probe_pos -1: no probe
+    mask = torch.arange(y.size(1), device=y.device)[None, :] == probe_pos[:, None]
     mask = mask.view(n_micro, -1)
     if counts is None:
         n_lm, n_probe = (~mask).sum(1, keepdim=True), mask.sum(1, keepdim=True)
     else:
         n_lm, n_probe = counts[0, :, None], counts[1, :, None]
-    lm_w = ~mask / n_lm                                    # weight of each token in its micro-batch's LM mean
+    # weight of each token in its micro-batch's LM mean
+    lm_w = ~mask / n_lm
     probe_w = mask / n_probe.clamp(min=1)
     if ce_chunks > 0:
         w = (lm_w + lam * probe_w).flatten() / n_micro
@@ -172,11 +183,13 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
         lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
         return lm + lam * probe, lm, probe
     if not probe_rows:
-        ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
+        ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(),
+                             reduction="none").view(n_micro, -1)
         lm, probe = (ce * lm_w).sum(1).mean(), (ce * probe_w).sum(1).mean()
         return lm + lam * probe, lm, probe
     h = model.hidden(x)
-    ce = F.cross_entropy(model.head(h).float().flatten(0, 1), y.flatten(), reduction="none").view(n_micro, -1)
+    ce = F.cross_entropy(model.head(h).float().flatten(0, 1), y.flatten(),
+                         reduction="none").view(n_micro, -1)
     rows = (probe_pos >= 0).nonzero().squeeze(1)
     at = probe_pos[rows]
     ce_probe = F.cross_entropy(model.head(h[rows, at]).float(), y[rows, at], reduction="none")
@@ -186,10 +199,11 @@ def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, co
 
 
 class _ChunkedHeadCE(torch.autograd.Function):
-    """sum_i w_i CE(h_i W^T, t_i) and the per-token CE, chunk by chunk over tokens. The weights are known in
-    the forward, so the forward also computes the gradients with respect to h and W chunk by chunk (as fused
-    linear + cross-entropy kernels do); the backward only scales them. Neither fp32 nor full-size logits are
-    ever kept: at most one chunk's, in the autocast dtype, then fp32 for its softmax."""
+    """sum_i w_i CE(h_i W^T, t_i) and the per-token CE, chunk by chunk over tokens. The weights are
+    known in the forward, so the forward also computes the gradients with respect to h and W chunk
+    by chunk (as fused linear + cross-entropy kernels do); the backward only scales them. Neither
+    fp32 nor full-size logits are ever kept: at most one chunk's, in the autocast dtype, then fp32
+    for its softmax."""
 
     @staticmethod
     def forward(ctx, h, weight, targets, w, vocab_size: int, chunks: int):
@@ -197,15 +211,18 @@ class _ChunkedHeadCE(torch.autograd.Function):
         ce = torch.empty(n, device=h.device, dtype=torch.float32)
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros_like(weight, dtype=torch.float32)
-        pad = torch.arange(weight.size(0), device=h.device) >= vocab_size  # padded rows of the tied matrix
+        # padded rows of the tied matrix
+        pad = torch.arange(weight.size(0), device=h.device) >= vocab_size
         size = -(-n // chunks)
         for a in range(0, n, size):
             hc, t = h[a : a + size], targets[a : a + size, None]
-            logits = F.linear(hc, weight)                               # (chunk, V_pad), autocast dtype
+            # (chunk, V_pad), autocast dtype
+            logits = F.linear(hc, weight)
             z = logits.float().masked_fill(pad, float("-inf"))
             lse = torch.logsumexp(z, dim=1, keepdim=True)
             ce[a : a + size] = (lse - z.gather(1, t)).squeeze(1)
-            g = torch.exp(z - lse).scatter_add(1, t, torch.full_like(lse, -1.0))  # softmax - one-hot
+            # softmax - one-hot
+            g = torch.exp(z - lse).scatter_add(1, t, torch.full_like(lse, -1.0))
             g = (g * w[a : a + size, None]).to(logits.dtype)
             grad_h[a : a + size] = g @ weight.to(g.dtype)
             grad_w += g.t() @ hc.to(g.dtype)
@@ -220,8 +237,9 @@ class _ChunkedHeadCE(torch.autograd.Function):
 
 
 def chunked_head_ce(h, weight, targets, w, vocab_size: int, chunks: int):
-    """(sum_i w_i CE_i, CE (N,) detached) of the tied head on h (N, d) against targets (N,), token weights w
-    (N,) without a gradient; the real vocabulary is the first `vocab_size` rows of `weight`."""
+    """(sum_i w_i CE_i, CE (N,) detached) of the tied head on h (N, d) against targets (N,), token
+    weights w (N,) without a gradient; the real vocabulary is the first `vocab_size` rows of
+    `weight`."""
     return _ChunkedHeadCE.apply(h, weight, targets, w.detach().float(), vocab_size, chunks)
 
 

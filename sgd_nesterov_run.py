@@ -34,32 +34,55 @@ from config import Parser, add_config_args, given_overrides
 from runs import curves, existing_run
 
 
-def rule_record(metrics: list[dict], status: dict, rule_step: int, max_val: float, min_best_p_ood: float,
-                horizon: int) -> dict:
-    """The stop rule evaluated on the metrics: val at `rule_step` > max_val and the best p_ood up to it < min."""
+def rule_record(metrics: list[dict], status: dict, rule_step: int, max_val: float,
+                min_best_p_ood: float, horizon: int) -> dict:
+    """The stop rule evaluated on the metrics: val at `rule_step` > max_val and the best p_ood up to
+    it < min."""
     out = dict(step=rule_step, max_val=max_val, min_best_p_ood=min_best_p_ood, horizon=horizon,
                status=status["status"], ended_at=status["step"])
     at = [r for r in metrics if r["step"] == rule_step]
     if not at:
-        return dict(out, evaluated=False, fired=False, consistent=status["status"] != "stopped_early",
-                    effect=f"not evaluated: the run ended ({status['status']}) at step {status['step']}, before step {rule_step}")
+        return dict(
+            out,
+            evaluated=False,
+            fired=False,
+            consistent=status["status"] != "stopped_early",
+            effect=(
+                f"not evaluated: the run ended ({status['status']}) at step {status['step']},"
+                f" before step {rule_step}"
+            ),
+        )
     val, best = at[0]["val_loss"], max(r["p_ood"] for r in metrics if r["step"] <= rule_step)
     fired = bool(val > max_val and best < min_best_p_ood)
-    effect = (f"fired: run stopped at step {rule_step} of the {horizon}-step schedule" if fired else
-              f"did not fire: run continued past step {rule_step} (ended {status['status']} at step {status['step']})")
+    effect = (
+        f"fired: run stopped at step {rule_step} of the {horizon}-step schedule"
+        if fired
+        else (
+            f"did not fire: run continued past step {rule_step} (ended {status['status']} at step"
+            f" {status['step']})"
+        )
+    )
     return dict(out, evaluated=True, val=val, best_p_ood=best, fired=fired, effect=effect,
                 consistent=fired == (status["status"] == "stopped_early"))
 
 
 def compare_with_c(metrics_cp: list[dict], metrics_c: list[dict] | None, step: int) -> dict | None:
-    """val and p_ood of C' and C at `step` (the paper: val within 0.03, p_ood within about 0.001)."""
+    """val and p_ood of C' and C at `step` (the paper: val within 0.03, p_ood within about
+    0.001)."""
     a = [r for r in metrics_cp if r["step"] == step]
     b = [r for r in (metrics_c or []) if r["step"] == step]
     if not (a and b):
         return None
     a, b = a[0], b[0]
-    return dict(step=step, val_cp=a["val_loss"], val_c=b["val_loss"], p_ood_cp=a["p_ood"], p_ood_c=b["p_ood"],
-                val_diff=a["val_loss"] - b["val_loss"], p_ood_diff=a["p_ood"] - b["p_ood"])
+    return dict(
+        step=step,
+        val_cp=a["val_loss"],
+        val_c=b["val_loss"],
+        p_ood_cp=a["p_ood"],
+        p_ood_c=b["p_ood"],
+        val_diff=a["val_loss"] - b["val_loss"],
+        p_ood_diff=a["p_ood"] - b["p_ood"],
+    )
 
 
 def run(ns, argv) -> tuple[dict, list[str]]:
@@ -79,33 +102,87 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     w0, w1 = ex.window(cfg.preset)
     ws = ex.control_window(cfg, w0, w1) if ex.reached(status, w1) else None
     row = ex.table9_row("C'", info["config"].to_dict(), metrics, status, ws)
-    config = {k: getattr(cfg, k) for k in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "wd_mode",
-                                           "steps", "warmup", "min_lr_frac", "grad_clip", "stop_rule")}
-    definitions = dict(sgdw="weight_decay is not in the optimizer; theta <- (1 - lr_t * weight_decay) theta after "
-                            "each step, LayerNorm excluded", rule="see the docstring of sgd_nesterov_run.py")
-    paths = [os.path.join(cfg.run_dir, "analysis", "sgd_nesterov.json"), os.path.join(out, "sgd_nesterov.json")]
+    config = {
+        k: getattr(cfg, k)
+        for k in (
+            "optimizer",
+            "lr",
+            "momentum",
+            "nesterov",
+            "weight_decay",
+            "wd_mode",
+            "steps",
+            "warmup",
+            "min_lr_frac",
+            "grad_clip",
+            "stop_rule",
+        )
+    }
+    definitions = dict(
+        sgdw=(
+            "weight_decay is not in the optimizer; theta <- (1 - lr_t * weight_decay) theta after "
+            "each step, LayerNorm excluded"
+        ),
+        rule="see the docstring of sgd_nesterov_run.py",
+    )
+    paths = [
+        os.path.join(cfg.run_dir, "analysis", "sgd_nesterov.json"),
+        os.path.join(out, "sgd_nesterov.json")
+    ]
     for path in paths:
-        record = write_result(path, "sgd_nesterov_run", config, definitions, row, t0, argv, cfg.device, __file__,
-                              preset=cfg.preset, seed=cfg.seed, run_dir=cfg.run_dir, sgdw=definitions["sgdw"],
-                              rule=rule, compare_with_C=compare_with_c(metrics, c and c["metrics"], rule["step"]),
-                              window=[w0, w1], row=row, window_summary=ws, curves=curves(metrics))
+        record = write_result(
+            path,
+            "sgd_nesterov_run",
+            config,
+            definitions,
+            row,
+            t0,
+            argv,
+            cfg.device,
+            __file__,
+            preset=cfg.preset,
+            seed=cfg.seed,
+            run_dir=cfg.run_dir,
+            sgdw=definitions["sgdw"],
+            rule=rule,
+            compare_with_C=compare_with_c(metrics, c and c["metrics"], rule["step"]),
+            window=[w0, w1],
+            row=row,
+            window_summary=ws,
+            curves=curves(metrics),
+        )
     return record, paths + copy_results(paths[:1], results)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = add_config_args(Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False))
-    p.add_argument("--out", default=None, help="table folder for the copy (default <out_dir>/[tiny_]sgd_control)")
-    p.add_argument("--results", default=None, help="copy the JSON here (default results/sgd_control for the paper preset)")
+    p = add_config_args(
+        Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+               allow_abbrev=False))
+    p.add_argument(
+        "--out",
+        default=None,
+        help="table folder for the copy (default <out_dir>/[tiny_]sgd_control)",
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        help="copy the JSON here (default results/sgd_control for the paper preset)",
+    )
     record, paths = cli(run, p.parse_args(argv), argv)
     rule, row = record["rule"], record["row"]
     max_val, min_ood = rule["max_val"], rule["min_best_p_ood"]
-    print(f"stop rule at step {rule['step']} (val > {max_val} and best p_ood < {min_ood}): {rule['effect']}")
+    print(
+        f"stop rule at step {rule['step']} (val > {max_val} and best p_ood < {min_ood}):"
+        f" {rule['effect']}"
+    )
     if rule.get("evaluated"):
         print(f"  val {rule['val']:.3f}, best p_ood {rule['best_p_ood']:.3f}")
     if record["compare_with_C"]:
         d = record["compare_with_C"]
-        print(f"  C' - C at step {d['step']}: val {d['val_diff']:+.3f}, p_ood {d['p_ood_diff']:+.3f}")
+        print(
+            f"  C' - C at step {d['step']}: val {d['val_diff']:+.3f}, p_ood {d['p_ood_diff']:+.3f}"
+        )
     print(ex.format_table9([row]))
     print("wrote " + ", ".join(paths) + "  (sgd_control.py adds C' to its table)")
 

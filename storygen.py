@@ -1,11 +1,12 @@
 """Seeded generator of short children's stories in simple English: the embedded corpus.
 
-    python storygen.py --n 3 --seed 0 --version 2   # 3 stories with their nats, the vocabulary, stories/s
+    # 3 stories with their nats, the vocabulary, stories/s
+    python storygen.py --n 3 --seed 0 --version 2
 
 Story i of a split is a pure function of (version, seed, split, i) and of the version's data files
 in storygen_data/v<version>/ (or $STORYGEN_DATA/v<version>/): word tables (tables*.txt), macros
-(macros.txt), slot groups (slots.txt, version 2) and a template grammar (templates*.txt), all read by
-the same parsers below. A story is a list of whitespace-free tokens from a closed vocabulary
+(macros.txt), slot groups (slots.txt, version 2) and a template grammar (templates*.txt), all read
+by the same parsers below. A story is a list of whitespace-free tokens from a closed vocabulary
 (`vocab`): lowercase words, capitalized names and separate punctuation, so a word-level tokenizer is
 exact. `detokenize` makes readable text.
 
@@ -17,8 +18,8 @@ Version 2 (`StoriesV2`, the default): an opening, introductions, one or two thre
 comes early and whose payoff repeats what it set up 80-300 tokens later (a hidden toy found where
 it was hidden, a seed grown into its plant, coins left after spending), two to five episodes and an
 ending. Words come from tables of a few thousand word types drawn with Zipf-like weights; animals,
-foods, jobs, places and plants carry facts that never change (a fox has a bushy red tail and lives in
-a den), learned late for the rare ones; numbers add up. Every random choice records its
+foods, jobs, places and plants carry facts that never change (a fox has a bushy red tail and lives
+in a den), learned late for the rare ones; numbers add up. Every random choice records its
 log-probability, so each story's nats are known exactly, and `StoriesV2.parse` recovers the choices
 of a story from its tokens alone (H_choice is then the corpus entropy rate, not only a bound).
 """
@@ -35,7 +36,8 @@ import re
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA_ENV = "STORYGEN_DATA"  # a folder holding v1/, v2/ (a copy of storygen_data/, for experiments and tests)
+# a folder holding v1/, v2/ (a copy of storygen_data/, for experiments and tests)
+DATA_ENV = "STORYGEN_DATA"
 VERSIONS = (1, 2)
 LATEST = 2
 _SPLITS = {"train": 0, "val": 1}
@@ -45,11 +47,13 @@ _SPLITS = {"train": 0, "val": 1}
 def data_dir(version: int) -> str:
     if version not in VERSIONS:
         raise ValueError(f"unknown story generator version {version!r} (known: {VERSIONS})")
-    return os.path.join(os.environ.get(DATA_ENV) or os.path.join(HERE, "storygen_data"), f"v{version}")
+    return os.path.join(
+        os.environ.get(DATA_ENV) or os.path.join(HERE, "storygen_data"), f"v{version}")
 
 
 def data_files(version: int) -> list[str]:
-    """Paths of the data files of a version, sorted: everything the stories depend on besides code."""
+    """Paths of the data files of a version, sorted: everything the stories depend on besides
+    code."""
     d = data_dir(version)
     if not os.path.isdir(d):
         raise FileNotFoundError(f"story generator data folder not found: {d}")
@@ -61,7 +65,8 @@ def _read(paths: list[str]) -> str:
 
 
 def _read_each(paths: list[str], parse) -> dict:
-    """parse(text) of every file, merged; an error names its file, and a name defined twice is one."""
+    """parse(text) of every file, merged; an error names its file, and a name defined twice is
+    one."""
     out = {}
     for path in paths:
         try:
@@ -69,7 +74,9 @@ def _read_each(paths: list[str], parse) -> dict:
         except (ValueError, KeyError) as e:
             raise ValueError(f"{os.path.basename(path)}: {e}") from None
         if out.keys() & part.keys():
-            raise ValueError(f"{os.path.basename(path)}: {sorted(out.keys() & part.keys())} defined twice")
+            raise ValueError(
+                f"{os.path.basename(path)}: {sorted(out.keys() & part.keys())} defined twice"
+            )
         out.update(part)
     return out
 
@@ -80,9 +87,9 @@ class Table(list):
 
 
 def read_tables(text: str) -> dict[str, Table]:
-    """Word tables: `@name words` (items separated by white space), `@name lines` (one item per line) or
-    `@name rows` (one tuple per line, fields separated by `|`), each optionally followed by key=value
-    attributes; `#` starts a comment line."""
+    """Word tables: `@name words` (items separated by white space), `@name lines` (one item per
+    line) or `@name rows` (one tuple per line, fields separated by `|`), each optionally followed by
+    key=value attributes; `#` starts a comment line."""
     tables, cur, kind = {}, None, None
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -117,10 +124,12 @@ def read_macros(text: str, tables: dict) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- template grammar
-# "@name !flag" starts a section; "/" starts a step ("/0.5": optional, kept with p = 0.5); every other
-# line is one alternative of the current step. "[a|b|]" is an inline choice (nested groups are expanded
+# "@name !flag" starts a section; "/" starts a step ("/0.5": optional, kept with p = 0.5); every
+# other line is one alternative of the current step. "[a|b|]" is an inline choice (nested groups are
+# expanded
 # into one flat choice); "<name>" is a macro; "{x}" is a slot of the story. In version 2, the word
-# "<@table>" or "<@table.k>" draws an item (field k) of a word table afresh, with the table's weights.
+# "<@table>" or "<@table.k>" draws an item (field k) of a word table afresh, with the table's
+# weights.
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _MACRO = re.compile(r"<(\w+)>")
 _DRAW = re.compile(r"<@(\w+)(?:\.(\d+))?>")
@@ -137,11 +146,14 @@ def _expand(line: str) -> list[str]:
     m = re.search(r"\[([^\[\]]*)\]", line)
     if not m:
         return [" ".join(line.split())]
-    return [x for alt in m.group(1).split("|") for x in _expand(line[:m.start()] + alt + line[m.end():])]
+    return [
+        x for alt in m.group(1).split("|") for x in _expand(line[:m.start()] + alt + line[m.end():])
+    ]
 
 
 def _parts(line: str) -> tuple:
-    """A line as literal strings and tuples of choices (its top-level [..] groups), chosen per story."""
+    """A line as literal strings and tuples of choices (its top-level [..] groups), chosen per
+    story."""
     parts, depth, start, alts = [], 0, 0, []
     for j, ch in enumerate(line):
         if ch == "[":
@@ -171,7 +183,8 @@ def _parts(line: str) -> tuple:
 
 
 def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = frozenset()) -> dict:
-    """Sections of a template grammar. Words in `forbidden` may only come from slots (gendered words)."""
+    """Sections of a template grammar. Words in `forbidden` may only come from slots (gendered
+    words)."""
     sections, cur = {}, None
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -193,7 +206,9 @@ def parse_templates(text: str, macros: dict[str, str], forbidden: frozenset = fr
                 line = _MACRO.sub(lambda m: "[" + macros[m.group(1)] + "]", line)
             words = set(re.sub(r"[\[\]|]", " ", PLACEHOLDER.sub(" ", _DRAW.sub(" ", line))).split())
             if words & forbidden:
-                raise ValueError(f"line {n}: {sorted(words & forbidden)} must come from slots: {line!r}")
+                raise ValueError(
+                    f"line {n}: {sorted(words & forbidden)} must come from slots: {line!r}"
+                )
             cur.steps[-1][1].append((_parts(line), tuple(PLACEHOLDER.findall(line))))
     return sections
 
@@ -214,7 +229,8 @@ def _rng(seed: int, split: str, i: int) -> random.Random:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     if not 0 <= i < 1 << 48:
         raise ValueError(f"story index out of range: {i}")
-    # An injective integer key: distinct (seed mod 2^64, split, i) never share a stream, unlike a sum.
+    # An injective integer key: distinct (seed mod 2^64, split, i) never share a stream, unlike
+    # a sum.
     return random.Random(((seed % (1 << 64)) << 52) | (_SPLITS[split] << 48) | i)
 
 
@@ -249,19 +265,50 @@ class StoriesV1:
     version = 1
     # Which placeholders belong to which entity the intro may introduce, and to which gendered role.
     _FACTS = ("home", "pet", "obj", "friend", "food")
-    _ENTITY_OF = {"F": "friend", "f_kid": "friend", "a_f_kid": "friend", "A": "pet", "pet": "pet",
-                  "pet_habit": "pet", "obj": "obj", "color": "obj", "a_color": "obj", "obj_desc": "obj",
-                  "fds": "food", "food_adj": "food", "home": "home", "home_where": "home",
-                  "home_view": "home",
-                  **{f"f_{w}": "friend" for w in ("he", "him", "his", "himself")},
-                  **{f"a_{w}": "pet" for w in ("he", "him", "his", "himself", "sound")}}
-    _ROLE_BITS = {"N": 1, "kid": 1, "sib": 1, "F": 2, "f_kid": 2, "a_f_kid": 2, "P": 4, "A": 8, "X": 16,
-                  "S": 32, "s_kid": 32,
-                  **{p + w: bit for p, bit in (("", 1), ("f_", 2), ("p_", 4), ("a_", 8), ("x_", 16),
-                                               ("s_", 32)) for w in ("he", "him", "his", "himself")}}
+    _ENTITY_OF = {
+        "F": "friend",
+        "f_kid": "friend",
+        "a_f_kid": "friend",
+        "A": "pet",
+        "pet": "pet",
+        "pet_habit": "pet",
+        "obj": "obj",
+        "color": "obj",
+        "a_color": "obj",
+        "obj_desc": "obj",
+        "fds": "food",
+        "food_adj": "food",
+        "home": "home",
+        "home_where": "home",
+        "home_view": "home",
+        **{f"f_{w}": "friend" for w in ("he", "him", "his", "himself")},
+        **{f"a_{w}": "pet" for w in ("he", "him", "his", "himself", "sound")},
+    }
+    _ROLE_BITS = {
+        "N": 1,
+        "kid": 1,
+        "sib": 1,
+        "F": 2,
+        "f_kid": 2,
+        "a_f_kid": 2,
+        "P": 4,
+        "A": 8,
+        "X": 16,
+        "S": 32,
+        "s_kid": 32,
+        **{
+            p + w: bit
+            for p, bit in (("", 1), ("f_", 2), ("p_", 4), ("a_", 8), ("x_", 16), ("s_", 32))
+            for w in ("he", "him", "his", "himself")
+        },
+    }
     ROLES = {1: "protagonist", 2: "friend", 4: "parent", 8: "pet", 16: "extra", 32: "sibling"}
-    _NUMBERS = {"n", "k", "sum", "age", "n_fds", "k_fds", "rest_fds", "n_coins", "k_coins", "rest_coins"}
-    _PRON = {(p, f): _pronouns(p, f) for p in ("", "f_", "p_", "a_", "x_", "s_") for f in (False, True)}
+    _NUMBERS = {
+        "n", "k", "sum", "age", "n_fds", "k_fds", "rest_fds", "n_coins", "k_coins", "rest_coins"
+    }
+    _PRON = {(p, f): _pronouns(p, f)
+             for p in ("", "f_", "p_", "a_", "x_", "s_")
+             for f in (False, True)}
 
     def __init__(self, path: str):
         self.path = path
@@ -282,11 +329,13 @@ class StoriesV1:
         special = {"opening", "ending"} | {f"fact_{f}" for f in self._FACTS}
         self.schemas = sorted(k for k in self.sections if k not in special)
         self._schema_list = [(k, *self._alts[k]) for k in self.schemas]
-        self._endings: dict[frozenset, list] = {}  # introduced entities -> the endings using only them
+        # introduced entities -> the endings using only them
+        self._endings: dict[frozenset, list] = {}
         self.vocab = self._vocab()
 
     def _section(self, sec: Section) -> tuple:
-        """(steps, alternatives as (parts, role bits, entities); facts it needs, slot keys, self-intro)."""
+        """(steps, alternatives as (parts, role bits, entities); facts it needs, slot keys,
+        self-intro)."""
         steps = []
         for p, alts in sec.steps:
             out = []
@@ -309,17 +358,19 @@ class StoriesV1:
             self._endings[present] = [a for a in self._alts["ending"][0][0][1] if a[2] <= present]
         return self._endings[present]
 
-    def _slots(self, rng: random.Random, need: frozenset, gender: str | None = None) -> tuple[dict, dict]:
-        """One story's slot table (the common slots and those in `need`) and its characters. Consumes
-        the same random numbers whatever `gender` forces, so a forced-gender story differs only in
-        gendered words and names."""
+    def _slots(self, rng: random.Random, need: frozenset,
+               gender: str | None = None) -> tuple[dict, dict]:
+        """One story's slot table (the common slots and those in `need`) and its characters.
+        Consumes the same random numbers whatever `gender` forces, so a forced-gender story differs
+        only in gendered words and names."""
         t, z, num, PRON = self.t, self.z, self.num, self._PRON
         r = rng.random
 
         def pick(seq):
             return seq[int(r() * len(seq))]
 
-        def zpick(name, taken=(), u=None):  # one draw whatever the collisions, so forced genders stay aligned
+        # one draw whatever the collisions, so forced genders stay aligned
+        def zpick(name, taken=(), u=None):
             items, cum, tot = z[name]
             j = bisect.bisect_right(cum, (r() if u is None else u) * tot)
             while items[j] in taken:
@@ -339,7 +390,8 @@ class StoriesV1:
             female = gender == "female"
         animal = r() < 0.25
         u = r()
-        both = (zpick("girls", u=u), zpick("boys", u=u))  # others avoid both: forcing a gender changes no one
+        # others avoid both: forcing a gender changes no one
+        both = (zpick("girls", u=u), zpick("boys", u=u))
         s = {"N": both[0] if female else both[1]}
         s.update(PRON["", female])
         kind, feat = zpick("animals")
@@ -377,8 +429,8 @@ class StoriesV1:
         s["act"], s["act_ed"], s["act_ing"] = act = zpick("acts")
         s["act2"], s["act2_ed"], _ = zpick("acts", (act,))
         s["day"] = pick(t["days"])
-        # The rest only where the schema uses it (most fillers belong to one schema): drawing them all
-        # would triple the cost of a story.
+        # The rest only where the schema uses it (most fillers belong to one schema): drawing them
+        # all would triple the cost of a story.
         if "obj2" in need:
             s["obj2"] = zpick("objects", (obj,))[0]
         if "s1" in need:
@@ -435,8 +487,14 @@ class StoriesV1:
             s["topic"], s["role"], s["made"] = pick(t["topics"])
         genders = {"protagonist": female, "friend": f_female, "parent": p_female, "pet": a_female,
                    "extra": x_female, "sibling": s_female}
-        names = {"protagonist": s["N"], "friend": F, "parent": s["P"], "pet": s["A"], "extra": s["X"],
-                 "sibling": S}
+        names = {
+            "protagonist": s["N"],
+            "friend": F,
+            "parent": s["P"],
+            "pet": s["A"],
+            "extra": s["X"],
+            "sibling": S,
+        }
         return s, {"animal": animal, "genders": genders, "names": names}
 
     def _compose(self, rng: random.Random, gender: str | None) -> tuple[list[str], dict]:
@@ -444,7 +502,8 @@ class StoriesV1:
         name, steps, needs, keys, self_intro = self._schema_list[int(r() * len(self._schema_list))]
         s, info = self._slots(rng, keys, gender)
         facts = [f for f in self._FACTS if f in needs or (f not in self_intro and r() < 0.35)]
-        rng.shuffle(facts)  # the order of introductions varies: a reader must look them up, not count
+        # the order of introductions varies: a reader must look them up, not count
+        rng.shuffle(facts)
         plan = list(self._alts["opening"][0])
         for f in facts:
             plan += self._alts["fact_" + f][0]
@@ -468,12 +527,15 @@ class StoriesV1:
                 "characters": characters}
         return tokens, meta
 
-    def story(self, seed: int, split: str, i: int, gender: str | None = None) -> tuple[list[str], dict]:
-        """Story i of a split and its metadata: the schema, the favourite object ("red kite") and the
-        characters that may appear in it (role -> name, gender). `gender` ("female"/"male") forces the
-        protagonist's gender and changes nothing else but gendered words and names (for tests)."""
+    def story(self, seed: int, split: str, i: int,
+              gender: str | None = None) -> tuple[list[str], dict]:
+        """Story i of a split and its metadata: the schema, the favourite object ("red kite") and
+        the characters that may appear in it (role -> name, gender). `gender` ("female"/"male")
+        forces the protagonist's gender and changes nothing else but gendered words and names (for
+        tests)."""
         rng = _rng(seed, split, i)
-        while True:  # a rare out-of-range length is redrawn from the same stream: still deterministic
+        # a rare out-of-range length is redrawn from the same stream: still deterministic
+        while True:
             tokens, meta = self._compose(rng, gender)
             if 100 <= len(tokens) <= 400:
                 return tokens, meta
@@ -503,14 +565,16 @@ class StoriesV1:
 
 
 # ----------------------------------------------------------------------------- version 2
-# Every random choice goes through `_Story.pick` or `_Story.coin`, which add its -log p to the story's
-# nats, so H_choice is known exactly. A story is written token by token: literal words, slots (drawn
-# when first written, so nothing is drawn that the text does not show), inline choices and fresh draws
-# from word tables. `StoriesV2.parse` runs the same code with replayed choices and finds every choice
+# Every random choice goes through `_Story.pick` or `_Story.coin`, which add its -log p to
+# the story's nats, so H_choice is known exactly. A story is written token by token: literal words,
+# slots (drawn
+# when first written, so nothing is drawn that the text does not show), inline choices and fresh
+# draws from word tables. `StoriesV2.parse` runs the same code with replayed choices and finds every
+# choice
 # sequence that writes a given story: exactly one means that its choices can be read back from its
 # text, and its nats are then exactly -log P(story).
-# A compiled template line is a tuple of ops: (_LIT, words), (_SLOT, key), (_CHOICE, choice among ops),
-# (_WORDS, choice, its options' words) or (_DRAWN, table, field). Words are vocabulary ids.
+# A compiled template line is a tuple of ops: (_LIT, words), (_SLOT, key), (_CHOICE, choice among
+# ops), (_WORDS, choice, its options' words) or (_DRAWN, table, field). Words are vocabulary ids.
 _LIT, _SLOT, _CHOICE, _DRAWN, _WORDS = range(5)
 
 
@@ -534,8 +598,8 @@ class _Branch(Exception):
 
 
 class _Story:
-    """One story being written: its random stream, tokens, slots, nats (and, on request, the positions
-    of its entity mentions)."""
+    """One story being written: its random stream, tokens, slots, nats (and, on request,
+    the positions of its entity mentions)."""
     __slots__ = ("r", "out", "slots", "local", "nats", "trace", "mentions", "sections", "draws")
     parsing = False
 
@@ -564,8 +628,8 @@ class _Story:
 
 
 class _Traced(_Story):
-    """A story that also keeps the trace of its choices: (label, option, excluded options, the choice:
-    None for a coin)."""
+    """A story that also keeps the trace of its choices: (label, option, excluded options,
+    the choice: None for a coin)."""
     __slots__ = ()
 
     def __init__(self, rng: random.Random, mentions: bool = False):
@@ -648,8 +712,8 @@ def _agrees(emit, target: list, at: int) -> bool:
 
 
 class _Table:
-    """A word table compiled for drawing: its weights (zipf=OFFSET: 1/(rank + OFFSET)) and, for every
-    field of every row, its words as vocabulary ids."""
+    """A word table compiled for drawing: its weights (zipf=OFFSET: 1/(rank + OFFSET)) and, for
+    every field of every row, its words as vocabulary ids."""
 
     def __init__(self, name: str, rows: Table, index: dict[str, int]):
         zipf = rows.attrs.get("zipf")
@@ -661,11 +725,13 @@ class _Table:
         self.name = name
         fields = range(min(map(len, rows)))
         self.tokens = [[tuple(index[w] for w in r[f].split()) for r in rows] for f in fields]
-        self.weights = [1.0 / (j + float(zipf)) for j in range(len(rows))] if zipf else [1.0] * len(rows)
+        self.weights = [1.0 / (j + float(zipf))
+                        for j in range(len(rows))] if zipf else [1.0] * len(rows)
         self.choice = _Choice(list(range(len(rows))), self.weights, f"table {name}", self.tokens[0])
         self.firsts = [frozenset(t[0] for t in field) for field in self.tokens]  # for parsing
         self.multiword = [any(len(t) > 1 for t in field) for field in self.tokens]
-        self.spans = [(min(map(len, f)), max(map(len, f))) for f in self.tokens]  # fewest and most words
+        # fewest and most words
+        self.spans = [(min(map(len, f)), max(map(len, f))) for f in self.tokens]
 
 
 class StoriesV2:
@@ -674,22 +740,31 @@ class StoriesV2:
     the exact log-probability of every story."""
     version = 2
     MIN_LEN, MAX_LEN = 150, 600        # tokens of a story
-    MORE_BELOW = 170                   # below this many tokens another episode is certain (if one fits)
+    # below this many tokens another episode is certain (if one fits)
+    MORE_BELOW = 170
     P_INTRO, P_MORE, P_SECOND_THREAD, P_PAYOFF = 0.7, 0.5, 0.5, 0.5  # another intro / episode, ...
-    PAYOFF_AFTER, PAYOFF_BY = 80, 200  # tokens since a thread's setup before its payoff may / must come
+    # tokens since a thread's setup before its payoff may / must come
+    PAYOFF_AFTER, PAYOFF_BY = 80, 200
     ROLES = {"": "protagonist", "f_": "friend", "s_": "sibling", "x_": "neighbour", "a_": "pet"}
     _PRONOUN_KEYS = ("he", "him", "his", "himself")
-    _CODE_WORDS = "an girl boy sister brother Miss Mister she her herself he him his himself"  # _draw's words
+    # _draw's words
+    _CODE_WORDS = "an girl boy sister brother Miss Mister she her herself he him his himself"
 
     def __init__(self, path: str):
         self.path = path
         names = sorted(os.listdir(path))
-        files = {kind: [os.path.join(path, f) for f in names if f.startswith(kind) and f.endswith(".txt")]
-                 for kind in ("tables", "macros", "slots", "templates")}
+        files = {
+            kind: [
+                os.path.join(path, f) for f in names if f.startswith(kind) and f.endswith(".txt")
+            ]
+            for kind in ("tables", "macros", "slots", "templates")
+        }
         raw = _read_each(files["tables"], read_tables)
-        forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})  # "an": from the article rule
+        # "an": from the article rule
+        forbidden = frozenset(GENDERED["female"] | GENDERED["male"] | {"an"})
         macros = _read_each(files["macros"], lambda text: read_macros(text, raw))
-        sections = _read_each(files["templates"], lambda text: parse_templates(text, macros, forbidden))
+        sections = _read_each(files["templates"],
+                              lambda text: parse_templates(text, macros, forbidden))
         # The closed vocabulary, known before anything is written: a story is a list of its ids.
         words = _template_words(sections) | set(self._CODE_WORDS.split())
         words |= {w for rows in raw.values() for r in rows
@@ -700,11 +775,15 @@ class StoriesV2:
         self._vowel = frozenset(i for w, i in ix.items() if w[0] in "aeiou")
         self._pron = {True: [(ix[w],) for w in ("she", "her", "her", "herself")],
                       False: [(ix[w],) for w in ("he", "him", "his", "himself")]}
-        self._w = {w: (ix[w],) for w in ("girl", "boy", "sister", "brother", "Miss", "Mister", "she")}
+        self._w = {
+            w: (ix[w], )
+            for w in ("girl", "boy", "sister", "brother", "Miss", "Mister", "she")
+        }
         self.tables = {name: _Table(name, rows, ix) for name, rows in raw.items()}
         self._groups, self.tracked = self._read_slots(_read(files["slots"]))
         self._texts, self._inline = {}, {}  # compiled texts and inline choices, each made once
-        self.tracked |= {"N", "F", "S", "X", "A"}  # names: the entities whose mentions the statistics follow
+        # names: the entities whose mentions the statistics follow
+        self.tracked |= {"N", "F", "S", "X", "A"}
         self.sections = {name: self._compile_section(sec) for name, sec in sections.items()}
         self.intros = sorted(k for k in self.sections if k.startswith("intro_"))
         self.threads = sorted(k[6:] for k in self.sections if k.startswith("setup_"))
@@ -723,9 +802,10 @@ class StoriesV2:
 
     # --------------------------------------------------------------- loading
     def _read_slots(self, text: str):
-        """slots.txt: `group = table : key0 key1 ...` binds key i to field i of one drawn row ("-" skips a
-        field, "*key" marks an entity mention for the statistics); `! other ...` after the keys: a row
-        that `other` has drawn is excluded. Groups named e_* are local to the section that draws them."""
+        """slots.txt: `group = table : key0 key1 ...` binds key i to field i of one drawn row ("-"
+        skips a field, "*key" marks an entity mention for the statistics); `! other ...` after
+        the keys: a row that `other` has drawn is excluded. Groups named e_* are local to
+        the section that draws them."""
         groups, tracked = {}, set()
         for n, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#")[0].strip()
@@ -733,10 +813,15 @@ class StoriesV2:
                 continue
             m = re.fullmatch(r"(\w+)\s*=\s*(\w+)\s*:\s*([^!]+?)\s*(?:!\s*(.*))?", line)
             if not m or m.group(2) not in self.tables:
-                raise ValueError(f"slots line {n}: expected `group = table : keys [! groups]`: {raw!r}")
-            group, table, keys, excl = m.group(1), m.group(2), m.group(3).split(), (m.group(4) or "").split()
+                raise ValueError(
+                    f"slots line {n}: expected `group = table : keys [! groups]`: {raw!r}"
+                )
+            group, table, keys, excl = m.group(1), m.group(2), m.group(3).split(), (m.group(4) or
+                                                                                    "").split()
             if len(keys) > len(self.tables[table].tokens):
-                raise ValueError(f"slots line {n}: table {table!r} has fewer than {len(keys)} fields")
+                raise ValueError(
+                    f"slots line {n}: table {table!r} has fewer than {len(keys)} fields"
+                )
             tracked.update(k[1:] for k in keys if k.startswith("*"))
             keys = [None if k == "-" else k.lstrip("*") for k in keys]
             groups[group] = (self.tables[table], keys, tuple(excl))
@@ -750,10 +835,12 @@ class StoriesV2:
             elif p in self._inline:  # the same group (a macro) is compiled once
                 ops.append(self._inline[p])
             else:
-                counts = collections.Counter(p)  # a repeated option is one outcome with its multiplicity
+                # a repeated option is one outcome with its multiplicity
+                counts = collections.Counter(p)
                 options = [self._compile_text(o) for o in counts]
                 ch = _Choice(options, list(counts.values()), "inline")
-                if all(not o or (len(o) == 1 and o[0][0] == _LIT) for o in options):  # words only: one step
+                # words only: one step
+                if all(not o or (len(o) == 1 and o[0][0] == _LIT) for o in options):
                     op = (_WORDS, ch, [o[0][1] if o else () for o in options])
                 else:
                     op = (_CHOICE, ch)
@@ -792,38 +879,61 @@ class StoriesV2:
             for parts, keys in alts:  # identical lines are one outcome with their multiplicity
                 keyed.setdefault(repr(parts), [parts, keys, 0])[2] += 1
             options = [self._compile_ops(parts) for parts, _, _ in keyed.values()]
-            keys = [frozenset(k for k in ks if not k.startswith("e_")) for _, ks, _ in keyed.values()]
+            keys = [
+                frozenset(k for k in ks if not k.startswith("e_")) for _, ks, _ in keyed.values()
+            ]
             ch = _Choice(options, [c for _, _, c in keyed.values()], f"{sec.name}/{j}")
             steps.append((p, ch, keys if "bound" in sec.flags else None))
         return steps
 
     def _check_keys(self):
-        drawable = set(self._code_keys()) | {k for _, keys, _ in self._groups.values() for k in keys if k}
+        drawable = set(
+            self._code_keys()) | {k
+                                  for _, keys, _ in self._groups.values()
+                                  for k in keys if k}
         for name, steps in self.sections.items():
             for _, ch, _ in steps:
                 for ops in ch.options:
                     for key in _slot_keys(ops):
                         if key not in drawable:
-                            raise ValueError(f"section {name!r} uses slot {{{key}}}, which nothing draws")
-        self._key_group = {k: group for group, (_, keys, _) in self._groups.items() for k in keys if k}
-        # group -> (table, {slot: its field}, the slot that holds the drawn row, the groups' rows excluded)
-        self._bindings = {g: (tab, {k: tab.tokens[f] for f, k in enumerate(keys) if k}, "#" + g,
-                              tuple("#" + e for e in excl)) for g, (tab, keys, excl) in self._groups.items()}
+                            raise ValueError(
+                                f"section {name!r} uses slot {{{key}}}, which nothing draws")
+        self._key_group = {
+            k: group
+            for group, (_, keys, _) in self._groups.items()
+            for k in keys if k
+        }
+        # group -> (table, {slot: its field}, the slot that holds the drawn row, the groups' rows
+        # excluded)
+        self._bindings = {
+            g: (
+                tab,
+                {k: tab.tokens[f] for f, k in enumerate(keys) if k},
+                "#" + g,
+                tuple("#" + e for e in excl),
+            )
+            for g, (tab, keys, excl) in self._groups.items()
+        }
 
     def _code_keys(self) -> list[str]:
         """Slots drawn by code rather than by slots.txt: characters, numbers and days."""
         keys = [p + w for p in self.ROLES for w in self._PRONOUN_KEYS]
-        keys += ["kid", "f_kid", "sib", "N", "F", "S", "X", "A", "P"] + ["p_" + w for w in self._PRONOUN_KEYS]
-        keys += ["e_n", "e_k", "e_sum", "e_left", "coins", "spent", "left", "age", "day", "next_day"]
+        keys += ["kid", "f_kid", "sib", "N", "F", "S", "X", "A", "P"
+                 ] + ["p_" + w for w in self._PRONOUN_KEYS]
+        keys += [
+            "e_n", "e_k", "e_sum", "e_left", "coins", "spent", "left", "age", "day", "next_day"
+        ]
         return keys
 
     def _bounds(self) -> dict[str, tuple[int, int]]:
         """The fewest and most tokens each section can write (the most: every optional step, the
-        longest option everywhere), so that the plan can keep every story within [MIN_LEN, MAX_LEN]."""
+        longest option everywhere), so that the plan can keep every story within [MIN_LEN,
+        MAX_LEN]."""
         longest = {k: tab.spans[f][1] for tab, keys, _ in self._groups.values()
                    for f, k in enumerate(keys) if k}
         longest.update({k: 1 for k in self._code_keys()})
-        longest.update(X=2, kid=self.tables["animals"].spans[0][1] if "animals" in self.tables else 1)
+        longest.update(X=2,
+                       kid=self.tables["animals"].spans[0][1] if "animals" in self.tables else 1)
 
         def span(ops, pick):
             n = 0
@@ -869,11 +979,13 @@ class StoriesV2:
         ctx.local = []
         ctx.sections.append(name)
         for p, ch, keys in self.sections[name]:
-            if keys is not None:  # only the alternatives whose slots are all drawn already (maybe none)
+            # only the alternatives whose slots are all drawn already (maybe none)
+            if keys is not None:
                 ok = [j for j, ks in enumerate(keys) if ks <= ctx.slots.keys()]
                 if not ok or (p < 1.0 and not ctx.coin(p)):
                     continue
-                emits = (lambda: [_lookahead(ch.options[j], ctx.slots) for j in ok]) if ctx.parsing else None
+                emits = (lambda: [_lookahead(ch.options[j], ctx.slots)
+                                  for j in ok]) if ctx.parsing else None
                 j = ok[ctx.pick(self._u[len(ok)], emits=emits)]
             elif p < 1.0 and not ctx.coin(p):
                 continue
@@ -919,7 +1031,8 @@ class StoriesV2:
         threads = list(self.threads)
         first = threads.pop(ctx.pick(u[len(threads)]))
         self._section(ctx, "setup_" + first)
-        pending = [(first, len(out))]  # threads set up and not paid off, with where their setup ended
+        # threads set up and not paid off, with where their setup ended
+        pending = [(first, len(out))]
         episodes, done = list(self.episodes), 0
         while True:
             reserve = sum(most["payoff_" + t] for t, _ in pending) + end
@@ -927,19 +1040,24 @@ class StoriesV2:
                 break
             if done and len(out) >= self.MORE_BELOW and not ctx.coin(self.P_MORE):
                 break
-            for thread, at in list(pending):  # a payoff now, or after this episode (decided after "more")
+            # a payoff now, or after this episode (decided after "more")
+            for thread, at in list(pending):
                 d = len(out) - at
                 if d >= self.PAYOFF_BY or (d >= self.PAYOFF_AFTER and ctx.coin(self.P_PAYOFF)):
                     self._section(ctx, "payoff_" + thread)
                     pending.remove((thread, at))
             reserve = sum(most["payoff_" + t] for t, _ in pending) + end
-            ep = choose(episodes, reserve)  # a payoff written leaves at least as much room as it took
+            # a payoff written leaves at least as much room as it took
+            ep = choose(episodes, reserve)
             episodes.remove(ep)
             self._section(ctx, ep)
             done += 1
             if done == 1:  # a second thread, set up after the first episode
                 reserve = sum(most["payoff_" + t] for t, _ in pending) + end
-                setups = [f"setup_{t}" for t in threads if room(f"setup_{t}", most["payoff_" + t] + reserve)]
+                setups = [
+                    f"setup_{t}" for t in threads
+                    if room(f"setup_{t}", most["payoff_" + t] + reserve)
+                ]
                 setup = choose(setups, reserve, self.P_SECOND_THREAD)
                 if setup is not None:
                     threads.remove(setup[6:])
@@ -965,8 +1083,8 @@ class StoriesV2:
         return self._draw_slot(ctx, key)
 
     def _group_of(self, key: str, section: int) -> str:
-        """The slot group whose draw a slot shows (a slots.txt group, a name, a role's gender, a number),
-        with the section for the local groups, drawn again in every section."""
+        """The slot group whose draw a slot shows (a slots.txt group, a name, a role's gender,
+        a number), with the section for the local groups, drawn again in every section."""
         if key in self._key_group:
             group = self._key_group[key]
             return f"{group}@{section}" if group.startswith("e_") else group
@@ -1014,7 +1132,8 @@ class StoriesV2:
         elif key == "X":
             title = self._w["Miss" if self._gender(ctx, "x_") else "Mister"]
             tab = self.tables["surnames"]
-            s[key] = title + tab.tokens[0][ctx.pick(tab.choice, emits=[title + t for t in tab.tokens[0]])]
+            s[key] = title + tab.tokens[0][ctx.pick(tab.choice,
+                                                    emits=[title + t for t in tab.tokens[0]])]
         elif key == "A":
             tab = self.tables["pet_names"]
             s[key] = tab.tokens[0][ctx.pick(tab.choice)]
@@ -1060,7 +1179,8 @@ class StoriesV2:
         return self.tables["numbers"].tokens[0].index(words) + 1
 
     # --------------------------------------------------------------- stories
-    def _write(self, seed: int, split: str, i: int, trace: bool = False, mentions: bool = False) -> _Story:
+    def _write(self, seed: int, split: str, i: int, trace: bool = False,
+               mentions: bool = False) -> _Story:
         ctx = (_Traced if trace else _Story)(_rng(seed, split, i), mentions)
         self._compose(ctx)
         out, j = ctx.out, -1
@@ -1068,15 +1188,18 @@ class StoriesV2:
             if out[j + 1] in self._vowel:
                 out[j] = self._an
         if not self.MIN_LEN <= len(out) <= self.MAX_LEN:
-            raise RuntimeError(f"story {split} {i} of seed {seed} has {len(out)} tokens, outside "
-                               f"[{self.MIN_LEN}, {self.MAX_LEN}]: the grammar's lengths need fixing")
+            raise RuntimeError(
+                f"story {split} {i} of seed {seed} has {len(out)} tokens, outside "
+                f"[{self.MIN_LEN}, {self.MAX_LEN}]: the grammar's lengths need fixing"
+            )
         return ctx
 
     def story(self, seed: int, split: str, i: int, trace: bool = False) -> tuple[list[str], dict]:
-        """Story i of a split and its metadata: nats (-log of the probability of its choices), sections
-        (opening, intros, thread setups, episodes, payoffs, ending), the positions of entity mentions
-        (slot -> token positions) and draws (slot group -> (nats of its draw, positions of its slots));
-        with `trace`, also its choices as (label, option, excluded options, the choice: None for a coin)."""
+        """Story i of a split and its metadata: nats (-log of the probability of its choices),
+        sections (opening, intros, thread setups, episodes, payoffs, ending), the positions of
+        entity mentions (slot -> token positions) and draws (slot group -> (nats of its draw,
+        positions of its slots)); with `trace`, also its choices as (label, option, excluded
+        options, the choice: None for a coin)."""
         ctx = self._write(seed, split, i, trace, mentions=True)
         mentions, groups = {}, {}
         for key, pos, section in ctx.mentions:
@@ -1110,7 +1233,8 @@ class StoriesV2:
         `tokens`, with its nats; stops after `limit` of them."""
         if not set(tokens) <= self.index.keys():
             return []
-        target = [self._a if t == "an" else self.index[t] for t in tokens]  # the article rule, undone
+        # the article rule, undone
+        target = [self._a if t == "an" else self.index[t] for t in tokens]
         found, stack = [], [[]]
         while stack and len(found) < limit:
             ctx = _Parse(stack.pop(), target)
@@ -1150,9 +1274,12 @@ def _lookahead(ops: tuple, slots: dict, depth: int = 8) -> list:
             sets.append(op[1].firsts[op[2]])
             if op[1].multiword[op[2]]:
                 break
-        else:  # an inline choice: the first words of its options (or, after an empty one, of what follows)
+        # an inline choice: the first words of its options (or, after an empty one, of what follows)
+        else:
             rest = ops[k + 1:]
-            firsts = [_lookahead(o, slots, 1) if o else _lookahead(rest, slots, 1) for o in op[1].options]
+            firsts = [
+                _lookahead(o, slots, 1) if o else _lookahead(rest, slots, 1) for o in op[1].options
+            ]
             if all(firsts):
                 sets.append(set().union(*(f[0] for f in firsts)))
             break
@@ -1181,7 +1308,9 @@ def _lit_words(ops: tuple):
 
 # ----------------------------------------------------------------------------- text
 PUNCT = frozenset(". , ! ? \" 's :".split())
-_SPEECH = {"said", "asked", "shouted", "cried", "whispered", "called", "replied", "wondered", "yelled"}
+_SPEECH = {
+    "said", "asked", "shouted", "cried", "whispered", "called", "replied", "wondered", "yelled"
+}
 
 
 def detokenize(tokens: list[str]) -> str:
@@ -1193,7 +1322,8 @@ def detokenize(tokens: list[str]) -> str:
                 out.append('"')
                 cap = prev in ".!?"  # a new sentence may follow the quote ...
                 nxt = tokens[j + 1: j + 3]
-                if nxt and (nxt[0] in _SPEECH or nxt[-1] in _SPEECH):  # ... but not in '"Go!" she said'
+                # ... but not in '"Go!" she said'
+                if nxt and (nxt[0] in _SPEECH or nxt[-1] in _SPEECH):
                     cap = False
             else:
                 out.append(' "' if out else '"')
@@ -1244,16 +1374,22 @@ def main():
     for i in range(args.n):
         tokens, meta = gen.story(args.seed, args.split, i)
         nats = f", {meta['nats']:.1f} nats" if "nats" in meta else ""
-        print(f"--- story {i} ({meta['schema']}, {len(tokens)} tokens{nats})\n{detokenize(tokens)}\n")
+        print(
+            f"--- story {i} ({meta['schema']}, {len(tokens)} tokens{nats})\n{detokenize(tokens)}\n"
+        )
     n_words = sum(1 for w in gen.vocab if w not in PUNCT)
-    print(f"vocabulary: {len(gen.vocab)} tokens ({n_words} words + {len(gen.vocab) - n_words} punctuation), "
-          f"{len(gen.schemas)} schemas")
+    print(
+        f"vocabulary: {len(gen.vocab)} tokens ({n_words} words + {len(gen.vocab) - n_words}"
+        f" punctuation), {len(gen.schemas)} schemas"
+    )
     if args.time:
         t0, c0 = time.perf_counter(), time.process_time()
         total = sum(len(gen.tokens(args.seed, args.split, i)) for i in range(args.time))
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        print(f"{args.time / dt:,.0f} stories/s on one core ({args.time / dc:,.0f} per CPU-second), "
-              f"{total / dt:,.0f} tokens/s, {total / args.time:.1f} tokens/story")
+        print(
+            f"{args.time / dt:,.0f} stories/s on one core ({args.time / dc:,.0f} per CPU-second), "
+            f"{total / dt:,.0f} tokens/s, {total / args.time:.1f} tokens/story"
+        )
 
 
 if __name__ == "__main__":

@@ -1,24 +1,29 @@
-"""The trajectory record: every inner product of a run's snapshots in one small file (geometry.Record).
+"""The trajectory record: every inner product of a run's snapshots in one small file
+(geometry.Record).
 
-    python trajectory_record.py --run runs/seed42        # -> runs/seed42/analysis/trajectory_record.safetensors
+    # -> runs/seed42/analysis/trajectory_record.safetensors
+    python trajectory_record.py --run runs/seed42
     python trajectory_record.py --checkpoints ckpts/step_*.safetensors --out my_record.safetensors
-    python trajectory_record.py --checkpoints ckpt-100 ckpt-200 ckpt-300 --steps 100,200,300 --out r.safetensors
+    python trajectory_record.py --checkpoints ckpt-100 ckpt-200 ckpt-300 --steps 100,200,300 \
+        --out r.safetensors
 
-Per weight matrix of the trunk, the float64 Gram of the rows theta(t_1) - theta(t_0), ..., theta(t_N) -
-theta(t_0), theta(t_0) over every snapshot step t_0 < ... < t_N: an invertible map of the raw inner
-products <theta(t_i), theta(t_j)>, so that any anchor, window, increment and the weight-decay direction
-theta(anchor) derive from it. trajectory_pca_uncentered.py and backbone_update_analysis.py take
-`--record FILE` and need nothing else; the experiments' window geometry (Tables 9 and 10, beta2, the
-controls) reads it too. About 1.2 MB for the paper run (32 tensors, 51 snapshots).
+Per weight matrix of the trunk, the float64 Gram of the rows theta(t_1) - theta(t_0), ...,
+theta(t_N) - theta(t_0), theta(t_0) over every snapshot step t_0 < ... < t_N: an invertible map of
+the raw inner products <theta(t_i), theta(t_j)>, so that any anchor, window, increment and
+the weight-decay direction theta(anchor) derive from it. trajectory_pca_uncentered.py and
+backbone_update_analysis.py take `--record FILE` and need nothing else; the experiments' window
+geometry (Tables 9 and 10, beta2, the controls) reads it too. About 1.2 MB for the paper run (32
+tensors, 51 snapshots).
 
-Checkpoints of any training run (`--checkpoints`, in step order): safetensors files, torch state dicts
-(.pt/.pth/.bin, loaded with weights_only=True) or Hugging Face model folders (model.safetensors or
-pytorch_model.bin inside). Tensors are grouped into blocks by `--pattern`, a regular expression whose
-first group is the block index; the default matches this project's names (blocks.L.attn.qkv.weight, ...)
-and GPT-2's in transformers (h.L.attn.c_attn.weight, c_proj, mlp.c_fc, mlp.c_proj; with or without the
-"transformer." prefix). Steps come from `--steps` or from the last number in each file or folder name.
-One checkpoint is in memory at a time: a state dict is first copied, tensor by tensor, into a temporary
-safetensors file of the matched tensors, then every tensor's rows are streamed from those files.
+Checkpoints of any training run (`--checkpoints`, in step order): safetensors files, torch state
+dicts (.pt/.pth/.bin, loaded with weights_only=True) or Hugging Face model folders
+(model.safetensors or pytorch_model.bin inside). Tensors are grouped into blocks by `--pattern`,
+a regular expression whose first group is the block index; the default matches this project's names
+(blocks.L.attn.qkv.weight, ...) and GPT-2's in transformers (h.L.attn.c_attn.weight, c_proj,
+mlp.c_fc, mlp.c_proj; with or without the "transformer." prefix). Steps come from `--steps` or from
+the last number in each file or folder name. One checkpoint is in memory at a time: a state dict is
+first copied, tensor by tensor, into a temporary safetensors file of the matched tensors, then every
+tensor's rows are streamed from those files.
 """
 from __future__ import annotations
 
@@ -37,25 +42,46 @@ from common import check_writable, cli, pick_device, provenance
 from config import Parser, UsageError
 from runs import load_record, record_path, run_record, save_record
 
-DEFAULT_PATTERN = (r"(?:^|\.)(?:h|blocks)\.(\d+)\.(?:attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|"
-                   r"attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.weight$")
+DEFAULT_PATTERN = (
+    r"(?:^|\.)(?:h|blocks)\.(\d+)\.(?:attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|"
+    r"attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.weight$"
+)
 STATE_DICT = (".pt", ".pth", ".bin")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def parse_args(argv):
-    p = Parser(description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__,
+               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a run folder of train.py (its snapshots)")
-    src.add_argument("--checkpoints", nargs="+", metavar="PATH",
-                     help="checkpoints in step order: safetensors files, state dicts, Hugging Face folders")
-    p.add_argument("--steps", default=None, help="comma-separated steps of --checkpoints (default: the last "
-                                                 "number in each name)")
-    p.add_argument("--pattern", default=DEFAULT_PATTERN,
-                   help="regex over tensor names; group 1 = block index (default: this project's and GPT-2's "
-                        "attention and MLP weight matrices)")
-    p.add_argument("--out", default=None, help="output file (default with --run: <run>/analysis/"
-                                               "trajectory_record.safetensors; required with --checkpoints)")
+    src.add_argument(
+        "--checkpoints",
+        nargs="+",
+        metavar="PATH",
+        help="checkpoints in step order: safetensors files, state dicts, Hugging Face folders",
+    )
+    p.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated steps of --checkpoints (default: the last number in each name)",
+    )
+    p.add_argument(
+        "--pattern",
+        default=DEFAULT_PATTERN,
+        help=(
+            "regex over tensor names; group 1 = block index (default: this project's and GPT-2's "
+            "attention and MLP weight matrices)"
+        ),
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help=(
+            "output file (default with --run: <run>/analysis/"
+            "trajectory_record.safetensors; required with --checkpoints)"
+        ),
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     args = p.parse_args(argv)
     if args.checkpoints and not args.out:
@@ -78,8 +104,10 @@ def checkpoint_file(path: str) -> str:
         for name in HF_FILES:
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
-        raise UsageError(f"{path}: a folder without {' or '.join(HF_FILES)} (sharded checkpoints: convert them "
-                         f"to one file first)")
+        raise UsageError(
+            f"{path}: a folder without {' or '.join(HF_FILES)} (sharded checkpoints: convert them "
+            "to one file first)"
+        )
     if not os.path.isfile(path):
         raise UsageError(f"checkpoint not found: {path}")
     return path
@@ -103,7 +131,9 @@ def parse_steps(text: str | None, paths: list[str]) -> list[int]:
         if len(steps) != len(paths):
             raise UsageError(f"--steps has {len(steps)} numbers for {len(paths)} checkpoints")
     if any(b <= a for a, b in zip(steps, steps[1:])):
-        raise UsageError(f"the checkpoints' steps are not strictly increasing: {steps} (list them in step order)")
+        raise UsageError(
+            f"the checkpoints' steps are not strictly increasing: {steps} (list them in step order)"
+        )
     return steps
 
 
@@ -125,11 +155,14 @@ def block_groups(names, pattern: str) -> tuple[dict[str, list[str]], list[str]]:
 
 
 def as_safetensors(path: str, pattern: str, tmp: str) -> str:
-    """A safetensors file with the checkpoint's tensors that match `pattern` (the file itself if it is one)."""
+    """A safetensors file with the checkpoint's tensors that match `pattern` (the file itself if it
+    is one)."""
     if path.endswith(".safetensors"):
         return path
     if not path.endswith(STATE_DICT):
-        raise UsageError(f"{path}: not a .safetensors, {', '.join(STATE_DICT)} file or Hugging Face folder")
+        raise UsageError(
+            f"{path}: not a .safetensors, {', '.join(STATE_DICT)} file or Hugging Face folder"
+        )
     try:  # weights_only: a checkpoint from elsewhere must not run code when it is read
         sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
@@ -138,7 +171,10 @@ def as_safetensors(path: str, pattern: str, tmp: str) -> str:
     if not isinstance(sd, dict):
         raise UsageError(f"{path} holds no state dict")
     rx = re.compile(pattern)
-    keep = {k: v.detach().float().contiguous() for k, v in sd.items() if torch.is_tensor(v) and rx.search(k)}
+    keep = {
+        k: v.detach().float().contiguous()
+        for k, v in sd.items() if torch.is_tensor(v) and rx.search(k)
+    }
     out = os.path.join(tmp, f"{len(os.listdir(tmp))}.safetensors")
     save_file(keep, out)
     return out
@@ -158,15 +194,19 @@ def checkpoint_record(paths: list[str], steps: list[int], pattern: str, device) 
                 shapes = {k: got[k] for k in keys}
             elif any(got.get(k) != s for k, s in shapes.items()):
                 bad = next(k for k, s in shapes.items() if got.get(k) != s)
-                raise UsageError(f"{src}: tensor {bad} is {got.get(bad)}, {shapes[bad]} in {files[0]}")
+                raise UsageError(
+                    f"{src}: tensor {bad} is {got.get(bad)}, {shapes[bad]} in {files[0]}"
+                )
         by_step = dict(zip(steps, st))
 
         def load(step, key):
             with safe_open(by_step[step], framework="pt") as h:
                 return h.get_tensor(key).float()
         grams = geo.record_grams(load, steps, keys, device, progress=sys.stderr.isatty())
-    return geo.Record(steps, shapes, grams, groups, meta=dict(source=dict(
-        kind="checkpoints", files=[os.path.basename(os.path.normpath(p)) for p in paths], pattern=pattern)))
+    return geo.Record(
+        steps, shapes, grams, groups, meta=dict(source=dict(
+            kind="checkpoints", files=[os.path.basename(os.path.normpath(p))
+                                       for p in paths], pattern=pattern)))
 
 
 def run(args, argv):
@@ -192,8 +232,10 @@ def run(args, argv):
         save_record(out, rec, provenance(t0, argv, device, __file__))
     rec = load_record(out)
     size = os.path.getsize(out)
-    print(f"{out}: {len(rec.steps)} steps ({rec.steps[0]}..{rec.steps[-1]}), {len(rec.grams)} tensors in "
-          f"{len(rec.groups) - 1} blocks, {size / 2**20:.2f} MiB")
+    print(
+        f"{out}: {len(rec.steps)} steps ({rec.steps[0]}..{rec.steps[-1]}), {len(rec.grams)} tensors"
+        f" in {len(rec.groups) - 1} blocks, {size / 2**20:.2f} MiB"
+    )
 
 
 if __name__ == "__main__":
