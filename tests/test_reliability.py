@@ -131,7 +131,8 @@ def test_the_lock_is_released_after_training(done):
 @pytest.fixture
 def analysed(copy, monkeypatch):
     """A copy of the run analysed by the PCA script, with the code state fixed (commit abc, clean)."""
-    monkeypatch.setattr(common, "environment", fake_env("abc"))
+    for mod in (common, runs):  # runs.py takes environment from common at import
+        monkeypatch.setattr(mod, "environment", fake_env("abc"))
     run = copy()
     tpu.main(["--run", run, "--null-draws", "10"])
     return run
@@ -142,7 +143,8 @@ def test_analysis_of_this_commit_and_config_is_fresh(analysed):
 
 
 def test_analysis_of_another_commit_is_stale(analysed, monkeypatch):
-    monkeypatch.setattr(common, "environment", fake_env("def"))
+    for mod in (common, runs):  # runs.py takes environment from common at import
+        monkeypatch.setattr(mod, "environment", fake_env("def"))
     assert "made by commit abc" in runs.analysis_freshness(analysed, "trajectory_pca_uncentered")
 
 
@@ -155,7 +157,8 @@ def test_analysis_of_another_config_is_stale(analysed):
 
 
 def test_analysis_of_a_partial_trajectory_stays_stale_after_training_finished(copy, monkeypatch):
-    monkeypatch.setattr(common, "environment", fake_env("abc"))
+    for mod in (common, runs):  # runs.py takes environment from common at import
+        monkeypatch.setattr(mod, "environment", fake_env("abc"))
     run = copy()
     status = open(os.path.join(run, "status.json")).read()
     os.remove(os.path.join(run, "status.json"))
