@@ -229,8 +229,14 @@ def rule_c2(s: Seed) -> Verdict:
     )
     nums = {"cos_prev": obs_prev, "cos_global": obs_glob, "null_cos_prev": nw["cos_prev_mean"],
             "null_cos_global": nw["cos_global_mean"]}
+    # the optimizer null's consecutive-window cosine, as a deficit 1 - cos (its sd is unchanged)
+    o = s.opt("block0", "window_cos_prev")
+    opt = None if not o or o.get("mean") is None else dict(o, mean=1 - o["mean"])
+    if opt:
+        null += f"; optimizer null: consecutive {o['mean']:.4f} +- {o.get('sd') or 0:.4f} (n {o.get('n')})"
+        nums["opt_cos_prev"] = o["mean"]
     # deficits: ours against [1 - hi, 1 - lo]; beyond the walk = a smaller deficit than the walk's
-    v, why = judge(1 - obs_prev, 1 - hi, 1 - lo, 1 - nw["cos_prev_mean"], None, sign=-1)
+    v, why = judge(1 - obs_prev, 1 - hi, 1 - lo, 1 - nw["cos_prev_mean"], opt, sign=-1)
     return Verdict(v, ours, null, why.replace("range", "range of 1 - cos"), nums)
 
 

@@ -66,7 +66,8 @@ from experiments import TABLE8
 from model import trunk_keys
 
 STATS = ("pc1", "coherence", "cos_vb_theta0", "early_abs_C", "mid_abs_C", "late_abs_C", "t_star",
-         "a_peak_step", "a_retreat", "f_b_final", "null_matched_pc1", "cos_shape_1")
+         "a_peak_step", "a_retreat", "f_b_final", "null_matched_pc1", "cos_shape_1",
+         "window_cos_prev", "window_cos_global")
 INIT_STD = 0.02           # model.GPT's initialization of every matrix (used only without a run)
 # coordinates per seed replayed at once (per-tensor Grams need whole tensors)
 CHUNK = 1 << 22
@@ -307,6 +308,9 @@ def record_stats(rec, null_draws: int = 100) -> dict:
             f_b_final=r["decomposition"]["f_b_final"],
             null_matched_pc1=r["null_matched_pc1"],
             cos_shape_1=shape[0],
+            # C2's stability windows (W = 10, the PCA's default): consecutive and against v_b
+            window_cos_prev=r["stability"].get("cos_prev_mean"),
+            window_cos_global=r["stability"].get("cos_global_mean"),
             cos_shape=shape,
             matched_walk_cos_shape=geo.cosine_shape(
                 geo.matched_walk(geo.increment_norms_sq(grams[g])), rows, 0
