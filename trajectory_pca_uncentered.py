@@ -150,6 +150,15 @@ DEFINITIONS = {
         "same rows (a shared trend correlates levels; only a shared oscillation survives "
         "differencing)."
     ),
+    "decay_split": "per interval (t_prev, t] of consecutive rows: delta_a = a(t) - a(t_prev) split into "
+                   "delta_a_decay = (s(t)/s(t_prev) - 1) (a(t_prev) + <theta(anchor), v_b>), what decoupled "
+                   "weight decay alone does to theta(t_prev), and delta_a_rest (the loss gradient's part, "
+                   "plus the discretisation error of decay acting inside the interval); C = C_decay + "
+                   "C_rest the same split of <u(t), v_b> / ||u(t)|| (geometry.decay_split).",
+    "cos_shape": "Antognini & Sohl-Dickstein (2018): |Pearson r| of the projection of the centered rows on "
+                 "their PC k (k = 1, 2, 3) against cos(k pi (t - anchor) / (T - anchor)); a random walk "
+                 "gives |r| -> 1 for every k, a straight line only for k = 1 (geometry.cosine_shape); "
+                 "matched_walk_cos_shape: the same for the matched walk.",
     "v_sw_pair": (
         "index into switching.pairs of THE switching pair (geometry.switching_pair: the most "
         "prominent p_ood peak, then the largest drop); its direction is v_sw.<group> in "
@@ -272,7 +281,7 @@ def summarize_windows(ws: list[dict]) -> dict:
 
 
 def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict,
-                  factors) -> tuple[dict, geo.PCA]:
+                  factors, anchor: int = 0) -> tuple[dict, geo.PCA]:
     """Everything of one group from its Gram with the anchor row (geometry.split_anchor)."""
     G = geo.split_anchor(Ga)[0]
     P = geo.pca(G)
@@ -290,6 +299,12 @@ def analyse_group(Ga, D: int, steps, W: int, n_draws: int, p_ood: dict,
     out.update({k: wd[k] for k in ("cos_vb_theta0", "pc1_decay_removed", "k95_decay_removed",
                                    "null_matched_pc1_decay_removed")})
     out["weight_decay"] = wd
+    # what decoupled decay alone contributes to each interval's change of a(t) (and to C(t))
+    out["decay_split"] = None if factors is None else geo.decay_split(Ga, cb, factors)
+    # the random-walk shape test: a walk's projection on centered PC k follows cos(k pi t / T)
+    out["cos_shape"] = geo.cosine_shape(G, steps, anchor)
+    out["matched_walk_cos_shape"] = geo.cosine_shape(
+        geo.matched_walk(geo.increment_norms_sq(G)), steps, anchor)
     # windows keep the global anchor: re-anchoring each window would measure the local walk,
     # not whether the global direction persists
     if len(steps) >= W:
@@ -356,7 +371,7 @@ def analyse(grams_a: dict, numel: dict, steps, anchor: int, config: dict, metric
     groups, pcas = {}, {}
     for g in grams_a:
         groups[g], pcas[g] = analyse_group(grams_a[g], numel[g], rows, window, null_draws, p_ood,
-                                           factors)
+                                           factors, anchor)
     sw, sw_coefs = switch_analysis(evals, steps, anchor, rows, grams, pcas)
     return dict(groups=groups, pcas=pcas, switching=sw, sw_coefs=sw_coefs, p_ood=p_ood, rows=rows)
 
