@@ -57,6 +57,6 @@ for i in "${!STAGES[@]}"; do
 done
 echo "== optimizer_null"  # the run's optimizer on pure noise; a coordinate sample off the GPU
 NULL_ARGS=(--seeds 5); case " ${TRAIN[*]-} " in *" tiny "*) NULL_ARGS=(--seeds 3 --sample 256) ;; esac
-python3 optimizer_null.py --run "$RUN" "${NULL_ARGS[@]}"
-python3 claims.py --run "$RUN"
+"$PYTHON" optimizer_null.py --run "$RUN" "${NULL_ARGS[@]}"
+"$PYTHON" claims.py --run "$RUN"
 echo "== done: $RUN"

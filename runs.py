@@ -472,6 +472,9 @@ def run_record(run_dir: str, device="auto", progress: bool = False, argv=None, e
     snapshots, config and metrics, else made now (one streamed pass) and written there. `end`: record only
     the snapshots up to that step (a diverged run's finite ones)."""
     path = record_path(run_dir)
+    # the snapshots must be the files training wrote before a record made from them is trusted
+    # (a snapshot changed in place keeps its size: the fingerprint alone would not see it)
+    check_snapshots(run_dir)
     if os.path.isfile(path):
         try:
             rec = load_record(path)
