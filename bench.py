@@ -50,13 +50,13 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import check_writable, format_table, pick_device, write_result
+from common import (autocast, check_writable, fix_kernels, format_table, join_processes, launched,
+                    leave_processes, pick_device, rank, world, write_result)
 from config import (Parser, UsageError, add_config_args, config_from_args, fail, make_config,
                     trunk_params)
 from dataset import process_rows
 from model import GPT, GPT2_VOCAB, fused_ce_library, padded_vocab, set_attention_backend
-from train import (Trainer, autocast, fix_kernels, join_processes, launched, leave_processes,
-                   loss_fn, make_optimizer, rank, train_step, world)
+from train import Trainer, loss_fn, make_optimizer, train_step
 
 PEAK_BF16 = {
     "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12

@@ -50,7 +50,7 @@ BY_OPT = "reproduced, explained by the optimizer's mechanics"
 BY_WALK = "reproduced, explained by a random walk"
 BY_NULL = "reproduced, explained by a null"  # the reason names it (PC2, ordinary motion)
 VERDICTS = (HOLDS, ABOVE, BY_OPT, BY_WALK, BY_NULL, NOT, NA)
-RANK1 = 0.9  # lambda_1 / trace above this: the M-batch Fisher is one direction (one batch owns it)
+RANK1 = geo.RANK1  # lambda_1 / trace above this: the M-batch Fisher is one direction (one batch)
 
 # THE tolerance rule, one for every claim: a number reproduces the paper's value when it lies in the
 # paper's stated range [lo, hi] widened by TOL of each end (lo (1 - TOL), hi (1 + TOL)). A number is

@@ -32,8 +32,10 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from datetime import timedelta
 
 import torch
+import torch.distributed as dist
 
 from config import Parser, UsageError, fail
 
@@ -43,7 +45,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # ----------------------------------------------------------------------------- device
 def pick_device(name: str = "auto", float64: bool = False) -> torch.device:
     """The device `name` asks for. auto: CUDA, else MPS, else the CPU. `float64`: the caller's math is
-    float64, which MPS cannot run, so MPS becomes the CPU (named or chosen by auto)."""
+    float64 and exact (the analyses), which MPS cannot run, so MPS becomes the CPU (named or chosen by
+    auto), and TF32 is turned off (exact_fp32) for the float32 products that feed it."""
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
@@ -60,6 +63,8 @@ def pick_device(name: str = "auto", float64: bool = False) -> torch.device:
     if dev.type == "mps" and not mps:
         raise UsageError(f"device {name!r} asked for, but MPS is not available")
     dev = torch.device("cpu") if (float64 and dev.type == "mps") else dev
+    if float64:
+        exact_fp32()
     if dev.type == "cpu":
         keep_freed_memory()
     return dev
@@ -391,3 +396,103 @@ def cli(fn, *args, **kw):
         fail(f"cannot write {e.filename or 'a file'}: {os_reason(e)}")
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+
+
+# ----------------------------------------------------------------------------- one run on several processes
+# A plain `python train.py` is process 0 of 1: no process group, and every function here returns at once.
+class FromRank0(UsageError):
+    """Process 0's UsageError as the other processes receive it (process 0 alone prints it)."""
+
+
+def launched() -> bool:
+    """True in a process that torchrun started (it sets RANK, WORLD_SIZE and LOCAL_RANK)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def join_processes(name: str) -> torch.device:
+    """This process's device (CUDA: GPU LOCAL_RANK) with the process group joined (once): NCCL on CUDA, gloo
+    on the CPU. The long timeout covers process 0 generating the corpus while the others wait."""
+    # NVLink multicast (NVLS) stays off unless the environment turns it on: the shared machines this runs on
+    # must not use it (set before the first NCCL communicator is made).
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    device = pick_device(name)
+    if device.type == "mps":
+        raise UsageError("torchrun runs on CUDA (NCCL) or the CPU (gloo), not on MPS")
+    if device.type == "cuda":
+        device = pick_device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30),
+                                **({"device_id": device} if cuda else {}))
+    return device
+
+
+def leave_processes():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def from_rank0(obj):
+    """Process 0's `obj` (pickled) on every process."""
+    if world() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_rank0(fn, *args):
+    """fn(*args) run by process 0 alone; its result, or its UsageError, on every process."""
+    if world() == 1:
+        return fn(*args)
+    out = None
+    if rank() == 0:
+        try:
+            out = (None, fn(*args))
+        except UsageError as e:
+            out = (str(e), None)
+            from_rank0(out)
+            raise
+    err, value = from_rank0(out)
+    if err is not None:
+        raise FromRank0(err)
+    return value
+
+
+def same_everywhere(value, what: str):
+    """A UsageError on every process unless they all hold the same `value`."""
+    if world() == 1:
+        return
+    values = [None] * world()
+    dist.all_gather_object(values, value)
+    if len(set(map(repr, values))) > 1:
+        raise FromRank0(f"the processes disagree on {what}: {values}") if rank() else \
+            UsageError(f"the processes disagree on {what}: {values}")
+
+
+def barrier():
+    if world() > 1:
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------- determinism
+def fix_kernels(cfg):
+    """Called before any CUDA work. CPU: the intra-op thread count set explicitly (the default, or
+    OMP_NUM_THREADS): torch.set_num_threads also turns off MKL's dynamic choice of threads, and
+    every thread (the data prefetcher's too) then uses one count. cfg.deterministic: PyTorch's
+    deterministic algorithms (an op without one is an error, not a silent difference), cuBLAS's
+    fixed workspace (read when cuBLAS starts) and deterministic cuDNN."""
+    torch.set_num_threads(torch.get_num_threads())
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False

@@ -18,10 +18,9 @@ put in the canonical order of `model.trunk_keys` (`canonical`), whatever order a
     decompose(G, p.coef(1)[:, 0]); windows(G, 10, traj.row_steps, p.coef(1)[:, 0])
     shuffle_null(G); direction_null(G, traj.numel(keys)); random_walk_theory(T)
 
-Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams,
-                                                        .directions
-pick_device(name)                 common.pick_device for float64 math (MPS becomes the CPU); turns
-                                  TF32 off
+runs.Trajectory(run_dir, anchor=0, end=None, device="auto")  lazy, validated snapshots; .grams,
+                                                        .directions (devices: common.pick_device(name,
+                                                        float64=True): MPS becomes the CPU, TF32 off)
 canonical(keys)                   the keys in canonical trunk order (UsageError for a non-trunk key)
 group_grams(grams, groups)        {group: sum of its tensors' Grams}
 rows(G, variant)                  R for "raw", "normalized" (unit rows), "centered", "increments"
@@ -89,15 +88,9 @@ from safetensors.torch import load_file, save
 from scipy.signal import find_peaks
 from tqdm import tqdm
 
-from common import exact_fp32, pick_device as common_pick_device, write_bytes
+from common import exact_fp32, write_bytes
 from config import UsageError, config_from_dict, lr_at
 from model import flatten, trunk_keys
-
-def pick_device(name: str = "auto") -> torch.device:
-    """The analysis device (common.pick_device for float64 math: MPS becomes the CPU); TF32 off."""
-    exact_fp32()
-    return common_pick_device(name, float64=True)
-
 
 def canonical(keys) -> list[str]:
     """`keys` sorted into the canonical order of `model.trunk_keys`."""

@@ -51,7 +51,7 @@ import torch
 import backbone_update_analysis as bua
 import geometry as geo
 import trajectory_pca_uncentered as tpu
-from common import cli, write_result
+from common import cli, pick_device, write_result
 from config import (
     Config,
     Parser,
@@ -419,7 +419,7 @@ def main(argv=None):
 def run(args, argv):
     t0 = time.perf_counter()
     over = given_overrides(args)
-    device = geo.pick_device(over.pop("device", "auto"))  # --device: where the replay runs
+    device = pick_device(over.pop("device", "auto"), float64=True)  # --device: where the replay runs
     if args.run:
         cfg, theta0, metrics, P = run_inputs(args.run, device)
         if over:

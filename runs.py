@@ -34,7 +34,7 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 import geometry as geo
-from common import autocast, environment, provenance, write_bytes
+from common import autocast, environment, pick_device, provenance, write_bytes
 from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
 from model import GPT, losses, trunk_keys
@@ -498,7 +498,7 @@ class Trajectory:
     """Snapshots of one run, read lazily; drift rows x(t) = theta(t) - theta(anchor) for t in row_steps = steps in (anchor, end]."""
 
     def __init__(self, run_dir: str, anchor: int = 0, end: int | None = None, device="auto"):
-        self.run_dir, self.anchor, self.device = run_dir, anchor, geo.pick_device(str(device))
+        self.run_dir, self.anchor, self.device = run_dir, anchor, pick_device(str(device), float64=True)
         snap_dir = os.path.join(run_dir, "snapshots")
         if not os.path.isdir(snap_dir):
             raise UsageError(f"no snapshots folder in {run_dir} (train the run first)")
