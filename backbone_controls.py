@@ -181,23 +181,6 @@ def plot(record: dict, path: str):
     save_figure(fig, path)
 
 
-def write_window(cfg, ws: dict, t0: float, argv):
-    """<run>/analysis/sgd_window.json: the window summary of one control run."""
-    ws = dict(ws)
-    write_result(
-        os.path.join(cfg.run_dir, "analysis", "sgd_window.json"),
-        "sgd_window",
-        cfg.to_dict(),
-        ws.pop("definitions"),
-        ws.pop("groups"),
-        t0,
-        argv,
-        cfg.device,
-        __file__,
-        **ws,
-    )
-
-
 # ----------------------------------------------------------------------------- main
 def run(ns, argv) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
@@ -229,7 +212,7 @@ def run(ns, argv) -> tuple[dict, list[str]]:
         raise UsageError("no finished run to tabulate")
     for cfg, ws, _ in summaries.values():
         if ws is not None:
-            write_window(cfg, ws, t0, argv)
+            ex.write_window(cfg, ws, t0, argv, __file__)
     w0, w1 = ex.window(base.preset)
     paths = [os.path.join(dirs[0], f"backbone_controls.{ext}") for ext in ("json", "csv", "png")]
     config = dict(preset=base.preset, seed=base.seed, controls={r: ex.CONTROLS[r]

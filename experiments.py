@@ -17,7 +17,7 @@ import json
 import math
 import os
 
-from common import ROOT, check_writable, fmt, format_table
+from common import ROOT, check_writable, fmt, format_table, write_result
 from config import Config, Parser, UsageError, fail, make_config
 from runs import existing_run, list_snapshots, window_summary
 
@@ -197,6 +197,14 @@ def control_window(cfg: Config, start: int, end: int, groups=None,
     return window_summary(cfg.run_dir, start, end, groups=tuple(groups), device=cfg.device,
                           update_lag=exp_steps(cfg.preset, 200),
                           null_draws=null_draws or NULL_DRAWS)
+
+
+def write_window(cfg: Config, ws: dict, t0: float, argv, script: str):
+    """<run>/analysis/sgd_window.json: the window summary of one control run (`script` wrote it)."""
+    ws = dict(ws)
+    write_result(os.path.join(cfg.run_dir, "analysis", "sgd_window.json"), "sgd_window",
+                 cfg.to_dict(), ws.pop("definitions"), ws.pop("groups"), t0, argv, cfg.device,
+                 script, **ws)
 
 
 def reached(status: dict | None, end: int) -> bool:

@@ -34,7 +34,7 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 import geometry as geo
-from common import autocast, environment, pick_device, provenance, write_bytes
+from common import autocast, environment, finite, pick_device, provenance, write_bytes
 from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
 from model import GPT, losses, trunk_keys
@@ -424,11 +424,7 @@ def save_record(path: str, rec, provenance: dict | None = None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     grams = {f"gram/{k}": g.to(torch.float64).contiguous() for k, g in rec.grams.items()}
     # serialised in memory, then written atomically: a full disk is one line, never a cut file
-    write_bytes(path, save(grams, metadata={"record": json.dumps(meta, allow_nan=False, default=_nan_to_none)}))
-
-
-def _nan_to_none(o):
-    return None
+    write_bytes(path, save(grams, metadata={"record": json.dumps(finite(meta), allow_nan=False)}))
 
 
 def load_record(path: str):

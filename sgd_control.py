@@ -184,28 +184,11 @@ def build_table(given: dict) -> tuple[dict, dict]:
     return record, summaries
 
 
-def write_window(cfg, ws: dict, t0: float, argv):
-    """<run>/analysis/sgd_window.json: the window summary of one control run."""
-    ws = dict(ws)
-    write_result(
-        os.path.join(cfg.run_dir, "analysis", "sgd_window.json"),
-        "sgd_window",
-        cfg.to_dict(),
-        ws.pop("definitions"),
-        ws.pop("groups"),
-        t0,
-        argv,
-        cfg.device,
-        __file__,
-        **ws,
-    )
-
-
 def write_table(record: dict, summaries: dict, dirs: tuple[str, str | None], t0: float,
                 argv) -> list[str]:
     for run, (cfg, ws) in summaries.items():
         if ws is not None:
-            write_window(cfg, ws, t0, argv)
+            ex.write_window(cfg, ws, t0, argv, __file__)
     paths = [os.path.join(dirs[0], f"sgd_control.{ext}") for ext in ("json", "csv", "png")]
     config = dict(
         preset=record["preset"],
