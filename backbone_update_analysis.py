@@ -27,7 +27,7 @@ import numpy as np
 import geometry as geo
 from common import analysis_parser, cli, fmt, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from runs import lambda_step, load_record, open_trajectory, record_info, run_record
+from runs import lambda_step, open_analysis, record_info
 
 # paper phases: early t < 2000, mid 2000-6000, late t > 6000
 PAPER_STEPS, PAPER_BOUNDS = 10_000, (2_000, 6_000)
@@ -134,12 +134,18 @@ def sign_flip(steps, C, early_mask) -> dict:
                 t_star_persistent=persistent)
 
 
-def analyse(grams: dict, rows, anchor: int, lag: int, run_length: int) -> dict:
-    """C(t) and its summaries per group from the drift Grams {group: G} of the rows at steps `rows`:
-    a function of a trajectory record (or of the snapshots) alone."""
+def update_pairs(rows, anchor: int, lag: int) -> list[tuple[int, int]]:
+    """geometry.update_pairs of the rows; one line when there is none."""
     pairs = geo.update_pairs(rows, anchor, lag)
     if not pairs:
         raise UsageError(f"no snapshot pair {lag} steps apart at or after the anchor {anchor}")
+    return pairs
+
+
+def analyse(grams: dict, rows, anchor: int, lag: int, run_length: int) -> dict:
+    """C(t) and its summaries per group from the drift Grams {group: G} of the rows at steps `rows`:
+    a function of a trajectory record (or of the snapshots) alone."""
+    pairs = update_pairs(rows, anchor, lag)
     E = geo.update_rows(pairs, rows)  # u(t) = x(t) - x(t_prev), x(anchor) = 0
     steps, mids = [t for t, _ in pairs], [geo.midpoint(t, tp) for t, tp in pairs]
     b1, b2 = (b * run_length / PAPER_STEPS for b in PAPER_BOUNDS)
@@ -202,17 +208,8 @@ def run(args, argv):
     t0 = time.perf_counter()
     out_json = out_path(args, "backbone_update_analysis")
     # --- load: the run's trajectory record (made if missing or stale), or a record alone
-    if args.record:
-        rec, state, device = load_record(
-            args.record), dict(record=os.path.abspath(args.record)), "cpu"
-    else:
-        traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
-        # before the record is written
-        if not geo.update_pairs(traj.row_steps, args.anchor, args.lag):
-            raise UsageError(
-                f"no snapshot pair {args.lag} steps apart at or after the anchor {args.anchor}"
-            )
-        rec, device = run_record(args.run, args.device, sys.stderr.isatty(), argv), traj.device
+    rec, _, state, device = open_analysis(
+        args, argv, check=lambda rows: update_pairs(rows, args.anchor, args.lag))
     rows = rec.row_steps(args.anchor)
     grams = {g: geo.split_anchor(Ga)[0] for g, Ga in rec.group_grams(args.anchor).items()}
     L = int(rec.config.get("steps") or rec.steps[-1])

@@ -621,6 +621,19 @@ def open_trajectory(run: str, anchor: int = 0, device="auto", partial: bool = Fa
     return traj, run_state(run, run_config(run), partial)
 
 
+def open_analysis(args, argv, check=None):
+    """(record, trajectory or None, state, device) of an analysis that takes --run or --record: the record
+    alone (no snapshots; CPU), or the run's validated snapshots and its record, made or reused
+    (run_record) once `check(row_steps)` has accepted the snapshots' steps, so that bad input writes
+    nothing."""
+    if getattr(args, "record", None):
+        return load_record(args.record), None, dict(record=os.path.abspath(args.record)), "cpu"
+    traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
+    if check is not None:
+        check(traj.row_steps)
+    return run_record(args.run, args.device, sys.stderr.isatty(), argv), traj, state, traj.device
+
+
 def load_run(run: str, anchor: int = 0, cache_dir: str | None = None, device="auto", partial: bool = False):
     """(traj, cfg, corpus, state) of an analysis that replays batches: the run's validated snapshots,
     its Config (cache_dir overridable) and its corpus, checked against the recorded corpus identity

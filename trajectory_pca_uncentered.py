@@ -34,7 +34,7 @@ import torch
 
 import geometry as geo
 from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
-from runs import lambda_step, load_record, open_trajectory, record_info, run_record
+from runs import lambda_step, open_analysis, record_info
 
 # switching extrema (SPEC 6), defined in geometry.py
 PROMINENCE, RADIUS = geo.PROMINENCE, geo.RADIUS
@@ -381,12 +381,7 @@ def run(args, argv):
     out_json = out_path(args, "trajectory_pca_uncentered")
     # --- load: the run's trajectory record (made in one streamed pass if missing or stale), or
     # a record alone
-    if args.record:
-        rec, traj, state = load_record(args.record), None, dict(record=os.path.abspath(args.record))
-        device = "cpu"
-    else:
-        traj, state = open_trajectory(args.run, args.anchor, args.device, args.partial)
-        rec, device = run_record(args.run, args.device, sys.stderr.isatty(), argv), traj.device
+    rec, traj, state, device = open_analysis(args, argv)
     grams_a = rec.group_grams(args.anchor)
     res = analyse(grams_a, {g: rec.numel(k) for g, k in rec.groups.items()}, rec.steps, args.anchor,
                   rec.config, rec.metrics, args.window, args.null_draws)
