@@ -150,15 +150,19 @@ DEFINITIONS = {
         "same rows (a shared trend correlates levels; only a shared oscillation survives "
         "differencing)."
     ),
-    "decay_split": "per interval (t_prev, t] of consecutive rows: delta_a = a(t) - a(t_prev) split into "
-                   "delta_a_decay = (s(t)/s(t_prev) - 1) (a(t_prev) + <theta(anchor), v_b>), what decoupled "
-                   "weight decay alone does to theta(t_prev), and delta_a_rest (the loss gradient's part, "
-                   "plus the discretisation error of decay acting inside the interval); C = C_decay + "
-                   "C_rest the same split of <u(t), v_b> / ||u(t)|| (geometry.decay_split).",
-    "cos_shape": "Antognini & Sohl-Dickstein (2018): |Pearson r| of the projection of the centered rows on "
-                 "their PC k (k = 1, 2, 3) against cos(k pi (t - anchor) / (T - anchor)); a random walk "
-                 "gives |r| -> 1 for every k, a straight line only for k = 1 (geometry.cosine_shape); "
-                 "matched_walk_cos_shape: the same for the matched walk.",
+    "decay_split": (
+        "per interval (t_prev, t] of consecutive rows: delta_a = a(t) - a(t_prev) split into "
+        "delta_a_decay = (s(t)/s(t_prev) - 1) (a(t_prev) + <theta(anchor), v_b>), what decoupled "
+        "weight decay alone does to theta(t_prev), and delta_a_rest (the loss gradient's part, "
+        "plus the discretisation error of decay acting inside the interval); C = C_decay + "
+        "C_rest the same split of <u(t), v_b> / ||u(t)|| (geometry.decay_split)."
+    ),
+    "cos_shape": (
+        "Antognini & Sohl-Dickstein (2018): |Pearson r| of the projection of the centered rows on "
+        "their PC k (k = 1, 2, 3) against cos(k pi (t - anchor) / (T - anchor)); a random walk "
+        "gives |r| -> 1 for every k, a straight line only for k = 1 (geometry.cosine_shape); "
+        "matched_walk_cos_shape: the same for the matched walk."
+    ),
     "v_sw_pair": (
         "index into switching.pairs of THE switching pair (geometry.switching_pair: the most "
         "prominent p_ood peak, then the largest drop); its direction is v_sw.<group> in "
