@@ -50,7 +50,8 @@ ANALYSES = ("trajectory_pca_uncentered", "backbone_update_analysis", "backbone_g
 FOLDER_OF_PART = {"controls": "sgd_control", "table9": "sgd_control", "reheat": "reheat/seed42",
                   "finetune": "seed42", "scale8x": "scale"}
 # Parts run only when named in --parts: the larger models (GPU minutes beyond the plan's budget).
-OPTIONAL_PARTS = ("scale", "scale8x")
+# The determinism check (GPU kernels' run-to-run spread, --deterministic's cost) is not a paper result.
+OPTIONAL_PARTS = ("scale", "scale8x", "determinism")
 # Scripts of stages that other work provides (the trajectory record, the optimizer's own null):
 # their stages fail, and are retried at the next call, until the script is there.
 HOOK_SCRIPTS = ("trajectory_record.py", "optimizer_null.py")
@@ -144,6 +145,16 @@ def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> l
                    for a, est in zip(ANALYSES[:2], (15, 8))]
     for size in ("3x", "8x"):
         plan += scale_stages(size, common, dev, prefix, results)
+    # --deterministic off and on: bench's cost of the switch, then control D's spread over 3 runs each
+    bench = [Stage(f"determinism.bench_{d}", ["bench.py", "--vocab", "corpus", "--no-reference",
+                                              "--deterministic", d, *tiny, *dev,
+                                              *(["--bench-steps", "2"] if tiny else []),
+                                              "--out", r(f"determinism/bench_det_{d}.json")],
+                   40, alone=True) for d in ("false", "true")]
+    plan += bench + [Stage("determinism.determinism", [
+        "determinism.py", "--out_dir", "{out_dir}/determinism", "--out", r("determinism"), *tiny,
+        "--bench-off", r("determinism/bench_det_false.json"),
+        "--bench-on", r("determinism/bench_det_true.json")], 270, needs=[b.name for b in bench])]
     return plan
 
 
