@@ -1362,6 +1362,25 @@ def _numbers_bench(res: Results, m: dict):
     m["deviceName"] = prov.get("device_name") or "--"
     m["torchVersion"] = tex_escape(prov.get("torch") or "--")
     m["runDate"] = prov.get("date") or "--"
+    _numbers_determinism(res, m)
+
+
+def _numbers_determinism(res: Results, m: dict):
+    """determinism.py: control D trained N times with --deterministic off and on, at its last step."""
+    d = res.json("determinism/determinism.json")
+    runs, cost = (get(d, "results", {}).get("runs") or {}, get(d, "results", {}).get("cost")) if d else ({}, None)
+    for setting, nm in (("false", "Off"), ("true", "On")):
+        s = runs.get(setting)
+        last = s["val"][max(s["val"], key=int)] if s else None
+        m[f"det{nm}Runs"] = str(len(last)) if last else "--"
+        m[f"det{nm}Step"] = f"{max(map(int, s['val'])):,}" if s else "--"
+        m[f"det{nm}Min"], m[f"det{nm}Max"] = (f"{min(last):.3f}", f"{max(last):.3f}") if last else ("--", "--")
+        m[f"det{nm}Spread"] = f"{max(last) - min(last):.3f}" if last else "--"
+        m[f"det{nm}Distinct"] = str(s["distinct_final_weights"]) if s else "--"
+    off, on = (cost or {}).get("off"), (cost or {}).get("on")
+    m["detOffMs"], m["detOnMs"] = (f"{off['ms_per_step']:.2f}", f"{on['ms_per_step']:.2f}") if on else ("--", "--")
+    m["detCostPct"] = f"{100 * (on['ms_per_step'] / off['ms_per_step'] - 1):+.1f}" if on else "--"
+    m["detDevice"] = tex_escape(on.get("device") or "--") if on else "--"
 
 
 NUMWORDS = [
