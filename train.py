@@ -25,11 +25,11 @@ alone evaluates and writes the run folder.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import threading
@@ -38,17 +38,21 @@ from contextlib import ExitStack, nullcontext
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from tqdm import tqdm
 
 from common import (FromRank0, atomic_write, autocast, barrier, check_writable, environment, fix_kernels,
                     from_rank0, join_processes, launched, leave_processes, on_rank0, os_reason,
                     pick_device, pyplot, rank, same_everywhere, save_figure, world, write_json,
                     write_text)
-from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
-from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
-from model import GPT, fused_ce_library, losses, padded_vocab, param_groups, set_attention_backend
-from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
-                  record_hashes, remove_leftovers, snapshot_path, trajectory_state)
+from config import (SYNTHETIC_VERSION, Config, UsageError, fail, lr_at, parse_config,
+                    parse_stop_rule)
+from dataset import Prefetcher, WordTokenizer, corpus_identity, load_corpus, make_eval_sets
+from model import (GPT, Evaluator, losses, make_optimizer, optimizer_step, set_attention_backend,
+                   training_loss)
+from runs import (RunLock, check_run_dir, finished, list_snapshots, load_state, read_metrics,
+                  read_record, read_status, record_hashes, remove_leftovers, snapshot_path,
+                  trajectory_state)
 
 
 class Interrupted(Exception):
@@ -76,27 +80,6 @@ def sum_over_processes(model, sums: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- the training step
-def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW or SGD. Decoupled decay: AdamW's own, or (SGD) applied by hand in `optimizer_step`;
-    l2: added to the gradient by the optimizer."""
-    wd = cfg.weight_decay
-    groups = param_groups(model, wd if not (cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled") else 0.0)
-    if cfg.optimizer == "adamw":
-        cls = torch.optim.AdamW if cfg.wd_mode == "decoupled" else torch.optim.Adam
-        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
-        return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **fused)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
-
-
-def optimizer_step(opt: torch.optim.Optimizer, cfg: Config, lr: float):
-    for g in opt.param_groups:
-        g["lr"] = lr
-    opt.step()
-    if cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled" and cfg.weight_decay:
-        with torch.no_grad():  # SGDW: theta <- (1 - lr_t * wd) theta, after the gradient step
-            torch._foreach_mul_(opt.param_groups[0]["params"], 1 - lr * cfg.weight_decay)
-
-
 _SCALARS: dict = {}
 
 
@@ -152,18 +135,6 @@ def _given(counts) -> tuple:
     return () if counts is None else (counts,)
 
 
-def loss_fn(cfg: Config, device: torch.device):
-    """The training loss: `losses` with the fused head cross-entropy of cfg.fused_ce where it runs
-    (model.fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when
-    cfg.compile."""
-    try:
-        library = fused_ce_library(cfg.fused_ce, device)
-    except ValueError as e:  # a library named explicitly that does not run here
-        raise UsageError(str(e))
-    fwd = functools.partial(losses, fused_ce=library) if library else losses
-    return torch.compile(fwd, dynamic=False) if (cfg.compile and device.type == "cuda") else fwd
-
-
 def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int):
     """(status, reason) when training must end at the eval `row`: "diverged" (a loss non-finite or far
     above a uniform guess) or "stopped_early" (cfg.stop_rule); None to go on."""
@@ -181,69 +152,6 @@ def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab
             return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
                                      f"< {min_ood}")
     return None
-
-
-def _lm_loss_sum(model, x, y, valid):
-    """Summed token cross-entropy of the valid rows of one batch of validation windows."""
-    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
-    return (ce.sum(1) * valid).sum()
-
-
-def _probe_hits(model, x, pos, ans, valid):
-    """Valid rows of one probe batch whose greedy prediction at the answer position is the answer."""
-    return ((model(x, positions=pos).argmax(-1) == ans) & valid).sum()
-
-
-class Evaluator:
-    """Validation LM loss on the fixed windows; greedy accuracy at the probe answers (p_in, p_ood).
-
-    The sets are moved to the device once, in equal batches (the last one padded with masked rows, so every
-    batch has one shape), summed on the device and read with one sync. Probe sequences are cut after the last
-    answer position of their set: attention is causal, so the logits there do not depend on later tokens.
-    compiled: the batch functions are compiled for those fixed shapes (CUDA)."""
-
-    def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
-        self.device = device
-        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB bf16
-        lm_rows = max(1, min(rows, logits_cap))
-        self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
-        self.probe = {}
-        for name, (xs, pos, ans) in ev.probe.items():
-            xs = xs[:, : int(pos.max()) + 1]
-            self.probe[name] = (len(xs), self._batches((xs, pos, ans), rows))
-        self.n_lm_tokens = ev.lm_y.numel()
-        compile_ = (lambda f: torch.compile(f, dynamic=False)) if compiled else (lambda f: f)
-        self.lm_fn, self.probe_fn = compile_(_lm_loss_sum), compile_(_probe_hits)
-
-    def _batches(self, tensors, cap: int):
-        """Equal batches of at most `cap` rows (under one padded row per batch) with their valid-row masks."""
-        n = len(tensors[0])
-        nb = -(-n // cap)
-        rows = -(-n // nb)
-        pad = nb * rows - n
-        valid = torch.arange(nb * rows) < n
-        padded = [torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) if pad else t for t in tensors]
-        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid))
-                for i in range(0, nb * rows, rows)]
-
-    @torch.no_grad()
-    def __call__(self, model) -> dict:
-        was_training = model.training
-        model.eval()
-        with autocast(self.device):
-            sums = [sum(self.lm_fn(model, *b) for b in self.lm)]
-            sums += [sum(self.probe_fn(model, *b) for b in batches) for _, batches in self.probe.values()]
-        model.train(was_training)
-        vals = torch.stack([s.float() for s in sums]).tolist()  # the one host sync
-        out = dict(val_loss=vals[0] / self.n_lm_tokens)
-        out.update({name: v / n for (name, (n, _)), v in zip(self.probe.items(), vals[1:])})
-        return out
-
-
-def evaluate(model, ev, device, batch_size: int = 512) -> dict:
-    """One evaluation of `model` (a GPT, or any module with its call and `vocab_size`) on the sets `ev`; a
-    loop that evaluates often keeps one Evaluator instead (its sets stay on the device)."""
-    return Evaluator(ev, device, model.vocab_size, rows=batch_size)(model)
 
 
 # ----------------------------------------------------------------------------- run-folder files
@@ -298,7 +206,6 @@ class SnapshotWriter:
         """The fp32 weights of `model` as snapshot `step`; its sha256 is recorded before the file
         appears. Serialised in memory and written from Python: a full disk is an OSError with its
         errno."""
-        from safetensors.torch import save
         tensors, ready = host_copy({k: v.float() for k, v in model.state_dict().items()})
         path = snapshot_path(self.run_dir, step)
 
@@ -383,7 +290,6 @@ def check_init(cfg: Config, vocab_size: int):
 
 
 def load_init(model, path: str, assign: bool = False):
-    from safetensors.torch import load_file
     if not os.path.isfile(path):
         raise UsageError(f"init_from snapshot not found: {path}")
     try:
@@ -406,16 +312,19 @@ def restore(model, opt, state: dict, path: str):
                          f"remove it to restart the run")
 
 
-def finished(status: dict | None) -> bool:
-    return bool(status) and status["status"] != "running"
-
-
 # ----------------------------------------------------------------------------- training
+def untimed(what: str, step: int):
+    """The loop's default timer: `timer(what, step)` is a context around each "step" (the update
+    alone, not the batch fetch), "eval", "snapshot" (queueing it) and the whole "loop"; bench.py
+    passes one that times them."""
+    return nullcontext()
+
+
 class Trainer:
     """The state of one training process on one run folder (under its lock). Under torchrun the process
     0 (`rank0`) alone evaluates, snapshots and writes the folder; every process loads the resume state."""
 
-    def __init__(self, cfg: Config, corpus, device):
+    def __init__(self, cfg: Config, corpus, device, timer=None):
         self.cfg, self.run_dir, self.device, self.corpus = cfg, cfg.run_dir, device, corpus
         self.rank0, self.log = rank() == 0, None
         self.ev = make_eval_sets(corpus, cfg) if self.rank0 else None
@@ -437,7 +346,7 @@ class Trainer:
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
         self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
                                   compiled=cfg.compile_eval and device.type == "cuda") if self.rank0 else None
-        self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
+        self.timer = timer or untimed
 
     def missing_before(self, step: int) -> list[int]:
         have = list_snapshots(self.run_dir)
@@ -508,16 +417,16 @@ class Trainer:
 
     def eval_step(self, step: int, bar) -> tuple[str, str] | None:
         """Evaluate (process 0): the metrics row, and the stop policy's decision."""
-        row = self.eval_row(step)
+        with self.timer("eval", step):
+            row = self.eval_row(step)
         bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}", val=f"{row['val_loss']:.3f}",
                         p_ood=f"{row['p_ood']:.2f}", tok_s=row["tok_per_s"])
         return stop_policy(self.cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
 
     def run(self, stop_after: int | None = None) -> dict:
         cfg, start = self.cfg, self.start
-        fwd = loss_fn(cfg, self.device)
+        fwd = training_loss(cfg, self.device)
         evals, snaps = set(cfg.eval_steps()), set(cfg.snapshot_steps())
-        from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.rank0),
                    dynamic_ncols=True, desc=os.path.basename(self.run_dir))
         self.model.train()
@@ -527,7 +436,8 @@ class Trainer:
                 redo = step > start or self.state is None  # the resume step's eval and snapshot are done
                 if self.rank0:
                     if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
-                        self.snaps.save(self.model, step)
+                        with self.timer("snapshot", step):
+                            self.snaps.save(self.model, step)
                     self.snaps.check()
                 if step in evals and redo:
                     end = from_rank0(self.eval_step(step, bar) if self.rank0 else None)  # all stop together
@@ -539,7 +449,7 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 batches = feed.get(step)
-                with self.step_timer(step):
+                with self.timer("step", step):
                     sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg, lr_at(cfg, step),
                                                       cfg.lambda_at(step), fwd)
                 self.train_sum += sums
@@ -606,7 +516,7 @@ def warm_compile(cfg: Config, vocab_size: int, device: torch.device):
     batches = [(zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size) - 1)
                for _ in range(cfg.grad_accum)]
     train_step(model, make_optimizer(model, cfg, device), batches, cfg, lr_at(cfg, 0), cfg.lambda_at(0),
-               loss_fn(cfg, device))
+               training_loss(cfg, device))
     torch.cuda.synchronize()
     del model
     torch._dynamo.reset()
@@ -617,10 +527,8 @@ def load_corpus_while_compiling(cfg: Config, device: torch.device, wait: float =
     """load_corpus(cfg). On CUDA with compile, a synthetic corpus that is not cached yet is generated by a
     child process (forked before any compile thread exists) while the training step compiles (warm_compile),
     instead of one after the other."""
-    from dataset import SYNTHETIC_VERSION, WordTokenizer
     if not (cfg.compile and device.type == "cuda" and cfg.data in SYNTHETIC_VERSION):
         return load_corpus(cfg)
-    import multiprocessing as mp
     child = mp.get_context("fork").Process(target=_build_corpus, args=(cfg,))
     child.start()
     child.join(timeout=wait)
@@ -663,10 +571,12 @@ def load_corpus_in_turn(cfg: Config, device: torch.device):
     return first[0] if first else load_corpus(cfg)
 
 
-def train(cfg: Config, stop_after: int | None = None) -> dict:
+def train(cfg: Config, stop_after: int | None = None, timer=None, corpus=None) -> dict:
     """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
-    loop after that many updates without finishing (used to test resume). Under torchrun process 0 makes
-    the checks, holds the run folder's lock and writes the folder; every process trains."""
+    loop after that many updates without finishing (used to test resume). `timer`: see `untimed`.
+    `corpus`: cfg's corpus when the caller has loaded it already (bench.py times its loading).
+    Under torchrun process 0 makes the checks, holds the run folder's lock and writes the folder;
+    every process trains."""
     fix_kernels(cfg)
     device = join_processes(cfg.device) if launched() else None  # process 0's checks reach every process
     done = on_rank0(_before_start, cfg)
@@ -676,17 +586,19 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
-    corpus = load_corpus_in_turn(cfg, device)
+    if corpus is None:
+        corpus = load_corpus_in_turn(cfg, device)
     on_rank0(check_init, cfg, corpus.vocab_size)
     with ExitStack() as held:
         done = on_rank0(_take_folder, cfg, held)
         if done:
             return done
         torch.manual_seed(cfg.seed)
-        trainer = Trainer(cfg, corpus, device)
+        trainer = Trainer(cfg, corpus, device, timer)
         same_everywhere(trainer.start, "the step to resume from")  # and none writes before all have read
         trainer.open_files()
-        return trainer.run(stop_after)
+        with trainer.timer("loop", trainer.start):
+            return trainer.run(stop_after)
 
 
 def main(argv=None):
