@@ -300,6 +300,7 @@ def fused_head_ce(h, weight, targets, library: str):
     dtype = torch.get_autocast_dtype(h.device.type) if on else h.dtype
     h, weight = h.to(dtype), weight.to(dtype)
     if library == "cce":
+        # optional CUDA libraries, imported only when chosen (fused_ce_library checked them)
         from cut_cross_entropy import linear_cross_entropy
         # filter_eps None: the exact gradient (the default skips softmax entries below bf16's eps)
         return linear_cross_entropy(h, weight, targets, reduction="none", filter_eps=None)
