@@ -42,8 +42,10 @@ import sys
 import time
 
 import experiments as ex
+import train as tr
 from common import cli, copy_results, fmt, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
+from dataset import load_corpus, ngram_baseline
 from runs import curves, existing_run
 
 RUNS = ("A", "D", "A0", "D0")
@@ -69,7 +71,6 @@ def sweep(given: dict, train: bool) -> tuple[dict, dict]:
     `train`."""
     cfgs = {lr: ex.new_control_config("D", given, lr, sweep=True) for lr in ex.D_LRS}
     for cfg in cfgs.values() if train else ():
-        import train as tr
         st = tr.train(cfg)
         print(f"{cfg.run_dir}: {st.get('reason') or st['status']} (lr {cfg.lr:g})")
     out = ex.d_sweep_outcome(given)
@@ -91,7 +92,6 @@ def configs(given: dict, lr: float | None) -> dict:
 def unigram_baseline(cfg) -> dict:
     """Validation nats/token of the unigram model of the training tokens (a run above it learned
     nothing)."""
-    from dataset import load_corpus, ngram_baseline
     corpus = load_corpus(cfg)
     return dict(
         val_nats=ngram_baseline(corpus.train, corpus.val, corpus.vocab_size, max_n=1)[1],
@@ -195,7 +195,6 @@ def run(ns, argv) -> tuple[dict, list[str]]:
             existing_run(c)
     base = configs(given, None)["A"]
     dirs = ex.output_dirs("sgd_control", base, ns.out, ns.results)
-    import train
     if "D" in runs or "D0" in runs:
         _, sw = sweep(given, train=True)
         if sw["lr"] is None:
@@ -204,7 +203,7 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     for name, cfg in cfgs.items():
         if ex.control_of(name) in runs:
             existing_run(cfg)
-            st = train.train(cfg)
+            st = tr.train(cfg)
             print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
     unigram = unigram_baseline(base)
     rows, summaries = build_table(cfgs, unigram["val_nats"])

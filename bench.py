@@ -49,14 +49,17 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from common import (autocast, check_writable, fix_kernels, format_table, join_processes, launched,
                     leave_processes, pick_device, rank, world, write_result)
-from config import (Parser, UsageError, add_config_args, config_from_args, fail, make_config,
-                    trunk_params)
-from dataset import process_rows
-from model import GPT, GPT2_VOCAB, fused_ce_library, padded_vocab, set_attention_backend
-from train import Trainer, loss_fn, make_optimizer, train_step
+from config import (SYNTHETIC_VERSION, Parser, UsageError, add_config_args, config_from_args, fail,
+                    make_config, trunk_params)
+from dataset import WordTokenizer, load_corpus, make_eval_sets, process_rows
+from model import (GPT, GPT2_VOCAB, Evaluator, fused_ce_library, make_optimizer, padded_vocab,
+                   set_attention_backend, training_loss)
+from train import train, train_step
 
 PEAK_BF16 = {
     "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12
@@ -176,7 +179,7 @@ def project_step(cfg, vocab: int, device: torch.device, batches, compiled: bool)
     torch.manual_seed(0)
     model = GPT.from_config(cfg, vocab).to(device)
     opt = make_optimizer(model, cfg, device)
-    fwd = loss_fn(cfg, device)
+    fwd = training_loss(cfg, device)
     return model, lambda: train_step(model, opt, batches, cfg, cfg.lr, 2.0, fwd)
 
 
@@ -211,8 +214,6 @@ def slowest(seconds: float, device: torch.device) -> float:
 # ----------------------------------------------------------------------------- one table row
 def top_kernels(step, device: torch.device, steps: int = 3, top: int = 15) -> list[dict]:
     """The `top` device kernels (CPU ops on a CPU) by total time over `steps` steps, per step."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         for _ in range(steps):
@@ -297,17 +298,29 @@ def safe_row(kind: str, make, cfg, vocab: int, device, args, ceiling) -> dict:
 
 # --------------------------------------------------------------------- the stretch of the real loop
 class StepTimer:
-    """Trainer.step_timer: host time and device marks around each step (the batch fetch is
-    outside)."""
+    """train.train's timer (train.untimed): host time and device marks around each step (the
+    batch fetch is outside); the seconds of each evaluation (after a device sync, so that the
+    steps queued before it are not counted) and of queueing each snapshot; the loop's wall time."""
 
     def __init__(self, device: torch.device):
-        self.clock, self.marks = Clock(device), []
+        self.clock, self.marks, self.evals, self.snaps, self.wall = Clock(device), [], [], [], None
 
     @contextmanager
-    def __call__(self, step: int):
-        t, a = time.perf_counter(), self.clock.mark()
+    def __call__(self, what: str, step: int):
+        if what == "step":
+            t, a = time.perf_counter(), self.clock.mark()
+            yield
+            self.marks.append((step, t, a, self.clock.mark()))
+            return
+        if what == "eval":
+            self.clock.sync()
+        t0 = time.perf_counter()
         yield
-        self.marks.append((step, t, a, self.clock.mark()))
+        dt = time.perf_counter() - t0
+        if what == "loop":
+            self.wall = dt
+        else:
+            {"eval": self.evals, "snapshot": self.snaps}[what].append(dt)
 
 
 def _library(cfg, device: torch.device) -> str:
@@ -328,31 +341,22 @@ def _pct(xs: list[float]) -> dict:
     return dict(p50=at(0.5), p90=at(0.9), p99=at(0.99), max=s[-1] * 1e3) if s else {}
 
 
-def _timed(log: list, fn, sync=None):
-    def wrapped(*a, **kw):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        out = fn(*a, **kw)
-        log.append(time.perf_counter() - t0)
-        return out
-    return wrapped
-
-
-def eval_costs(trainer, device: torch.device) -> dict:
-    """Seconds of one eager and one compiled evaluation (and the compilation) with the trainer's
-    model."""
-    from train import Evaluator
+def eval_costs(cfg, corpus, device: torch.device) -> dict:
+    """Seconds of one eager and one compiled evaluation (and the compilation) of the training
+    loop's Evaluator on cfg's sets, with a fresh model of the run's shape (the time of an
+    evaluation does not depend on the weights)."""
     clock, out = Clock(device), {}
+    sets = make_eval_sets(corpus, cfg)
+    model = GPT.from_config(cfg, corpus.vocab_size).to(device)
     for name, compiled in (("eager", False), ("compiled", True)):
-        if compiled and not (trainer.cfg.compile and device.type == "cuda"):
+        if compiled and not (cfg.compile and device.type == "cuda"):
             continue
-        ev = Evaluator(trainer.ev, device, trainer.corpus.vocab_size, compiled)
+        ev = Evaluator(sets, device, corpus.vocab_size, compiled)
         times = []
         for _ in range(2):
             clock.sync()
             t0 = time.perf_counter()
-            ev(trainer.model)
+            ev(model)
             times.append(time.perf_counter() - t0)
         out[f"{name}_s"], out[f"{name}_first_s"] = times[1], times[0]
     if "compiled_s" in out and out["eager_s"] > out["compiled_s"]:
@@ -363,11 +367,9 @@ def eval_costs(trainer, device: torch.device) -> dict:
 
 
 def stretch(cfg, args, device: torch.device) -> dict:
-    """train.py's loop for args.stretch_steps steps of the real corpus in a temporary run folder."""
-    from dataset import load_corpus
+    """train.py's loop (train.train) for args.stretch_steps steps of the real corpus in a
+    temporary run folder."""
     torch._dynamo.reset()
-    if device.type == "cuda":
-        set_attention_backend(cfg.sdpa)
     with tempfile.TemporaryDirectory() as tmp:
         scfg = make_config(
             **{
@@ -381,19 +383,10 @@ def stretch(cfg, args, device: torch.device) -> dict:
         t0 = time.perf_counter()
         corpus = load_corpus(scfg)
         t_corpus = time.perf_counter() - t0
-        os.makedirs(os.path.join(scfg.run_dir, "snapshots"))
-        torch.manual_seed(scfg.seed)
-        trainer = Trainer(scfg, corpus, device)
-        trainer.open_files()
-        timer, evals, snaps = StepTimer(device), [], []
-        trainer.step_timer = timer
-        trainer.eval_row = _timed(evals, trainer.eval_row, timer.clock.sync)
-        trainer.snaps.save = _timed(snaps, trainer.snaps.save)
-        t1 = time.perf_counter()
-        trainer.run(stop_after=args.stretch_steps)
-        wall = time.perf_counter() - t1
-        costs = eval_costs(trainer, device)
-    m, clock = timer.marks, timer.clock
+        timer = StepTimer(device)
+        train(scfg, stop_after=args.stretch_steps, timer=timer, corpus=corpus)
+        costs = eval_costs(scfg, corpus, device)
+    m, clock, evals, snaps, wall = timer.marks, timer.clock, timer.evals, timer.snaps, timer.wall
     steady = m[1:]  # the first step compiles
     busy = [clock.seconds(a, b) for _, _, a, b in steady]
     gaps = [clock.seconds(p[3], q[2]) for p, q in zip(steady, steady[1:])]
@@ -428,13 +421,11 @@ def parse_variant(cfg, spec: str) -> tuple[str | None, str, object]:
 def vocabularies(cfg, which: str) -> list[tuple[str, int]]:
     out = []
     if which in ("corpus", "both"):
-        from dataset import SYNTHETIC_VERSION, WordTokenizer
         # the word tokenizer's size, without generating the corpus
         if cfg.data in SYNTHETIC_VERSION:
             out.append(("corpus", WordTokenizer(cfg.n_codewords,
                                                 SYNTHETIC_VERSION[cfg.data]).vocab_size))
         else:
-            from dataset import load_corpus
             out.append(("corpus", load_corpus(cfg).vocab_size))
     if which in ("gpt2", "both"):
         out.append(("gpt2", GPT2_VOCAB))

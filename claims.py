@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 import geometry as geo
-from common import write_json
+from common import provenance, write_json
 from config import Parser, UsageError
 from readers import (  # noqa: F401 (names other modules take from claims)
     BLOCKS, FISHER_JSON, GRAD_JSON, NULL_JSON, PCA_JSON, TWIN, UPDATE_JSON, Results, Seed, beta2_curves,
@@ -1158,8 +1159,6 @@ def main(argv=None):
     ns = p.parse_args(argv)
     res = run_results(ns.run) if ns.run else open_results(ns.results, ns.version)
     if ns.robust:
-        import time
-        from common import provenance
         t0 = time.perf_counter()
         rows = robust(res)
         path = res.path("claims_robust.json")

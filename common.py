@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import errno
 import functools
 import io
@@ -80,7 +81,6 @@ def keep_freed_memory():
     system time. Large blocks now come from the heap (threads' arenas still map what exceeds their
     64 MiB heaps), and up to 512 MiB of free heap top is kept. No effect but speed; only glibc."""
     try:
-        import ctypes
         libc = ctypes.CDLL(None)
         M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
         libc.mallopt(M_MMAP_MAX, 0)
@@ -275,6 +275,8 @@ def check_writable(folder: str):
 # ----------------------------------------------------------------------------- figures
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend."""
+    # imported here, not at the top: about 0.7 s of start-up that most commands never need, and
+    # the backend must be chosen before pyplot is first imported
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -283,7 +285,7 @@ def pyplot():
 
 def save_figure(fig, path: str, dpi: int = 120) -> str:
     """Lay out, write atomically (a kill never leaves an empty PNG) and close a figure; returns path."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy as in pyplot(); the caller has imported it already
     fig.tight_layout()
     tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"
     try:

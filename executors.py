@@ -32,7 +32,7 @@ STATES = ("done", "running", "todo", "failed", "skipped")
 
 def import_submitit():
     try:
-        import submitit
+        import submitit  # optional: only the local and slurm executors need it
     except ImportError:
         raise UsageError("--executor local and slurm need submitit: pip install submitit")
     return submitit
@@ -189,6 +189,7 @@ def visible_gpus() -> list[int]:
             raise UsageError(
                 f"CUDA_VISIBLE_DEVICES={env!r} does not list GPU numbers; give --gpus N instead"
             )
+    # only here: make_results.py starts in 0.15 s without torch, whose import takes about 2 s
     import torch
     return list(range(torch.cuda.device_count()))
 

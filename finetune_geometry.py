@@ -49,21 +49,27 @@ import argparse
 import copy
 import csv
 import dataclasses
+import importlib
 import io
 import math
 import os
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+import runs
 from common import (autocast, check_writable, cli, copy_results, exact_fp32, fmt_g, pick_device,
                     pyplot, save_figure, write_result, write_text)
 from config import Parser, UsageError, make_config
-from model import losses
+from dataset import Corpus, EvalSets, get_batch, load_corpus, make_eval_sets
+from model import Evaluator, evaluate, losses, trunk_keys
 from experiments import (
     FT_EXPERIMENTS as EXPERIMENTS,
     FT_STUDY as STUDY,
@@ -296,7 +302,6 @@ def pick_lr(rows: list[dict]) -> tuple[float, str]:
     return min(ok, key=lambda r: r["val_loss"])["lr"], "target not reached: lowest final val loss"
 # ----------------------------------------------------------------------------- LoRA through peft
 def require(name: str):
-    import importlib
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -375,8 +380,6 @@ class Base:
 def our_base(path: str, ft: FTConfig, device) -> Base:
     """The last snapshot of a finished run folder, its corpus (identity checked) and the long-gap
     task."""
-    import runs
-    from model import trunk_keys
     runs.run_config(path)  # a missing or unreadable run folder stops here, before anything is built
     require("peft")
     traj, cfg, corpus, state = runs.load_run(path, device=device)
@@ -472,7 +475,6 @@ def _hf_load(auto, name: str):
 
 def _offline_unless_reachable(name: str):
     """No network: the hub client would retry for a minute; switch it to the local cache at once."""
-    import socket
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not offline and not os.path.isdir(name):
         try:
@@ -488,8 +490,6 @@ def _offline_unless_reachable(name: str):
 
 def hf_corpus(cfg, tok, V: int):
     """Our stories and probe in the token ids of a Hugging Face model (see the module docstring)."""
-    from types import SimpleNamespace
-    from dataset import Corpus, load_corpus
     words = load_corpus(cfg)
     if tok is None:
         if V < words.vocab_size:
@@ -568,7 +568,6 @@ def make_task(corpus, seed: int, ft: FTConfig) -> Task:
     """The cipher and the new codewords (module docstring), drawn from the word types seen in
     the first 5M training tokens; template words stay out of both so that the probe's sentences stay
     readable."""
-    from types import SimpleNamespace
     V = corpus.vocab_size
     counts = np.bincount(np.asarray(corpus.train[:5_000_000], np.int64), minlength=V)
     in_templates = {t for pair in corpus.templates for part in pair for t in part if t >= 0}
@@ -599,7 +598,6 @@ def make_task(corpus, seed: int, ft: FTConfig) -> Task:
 
 def task_batches(base: Base, task: Task, ft: FTConfig, order: int, device):
     """The batches of data order `order` (steps x B x ctx on the device), in the cipher."""
-    from dataset import get_batch
     cfg = dataclasses.replace(base.cfg, data_offset=base.cfg.data_offset + order * ft.steps)
     xs, ys, ps = zip(*(get_batch(task.corpus, cfg, t, 0) for t in range(ft.steps)))
     return (task.cipher[torch.stack(xs)].to(device), task.cipher[torch.stack(ys)].to(device),
@@ -609,7 +607,6 @@ def task_batches(base: Base, task: Task, ft: FTConfig, order: int, device):
 def task_eval_sets(base: Base, task: Task):
     """(plain, task) eval sets on the same validation windows: the base corpus and codewords in
     plain text; the task's codewords and the cipher (probe answers included)."""
-    from dataset import EvalSets, make_eval_sets
     plain, ev = make_eval_sets(base.corpus, base.cfg), make_eval_sets(task.corpus, base.cfg)
     c = task.cipher
     probe = {k: (c[x], pos, c[ans]) for k, (x, pos, ans) in ev.probe.items()}
@@ -945,16 +942,12 @@ def _ratio(a: dict | None, b: dict | None, k: str):
 # ----------------------------------------------------------------------------- the study
 def study(base: Base, ft: FTConfig, device, progress: bool) -> tuple[dict, dict, dict]:
     """All runs; returns ({experiment: results}, {experiment: definitions}, the task's record)."""
-    import train
-    from dataset import EvalSets
-    from tqdm import tqdm
     task = make_task(base.corpus, base.cfg.seed, ft)
     plain, ev = task_eval_sets(base, task)
     V = base.model.vocab_size
-    evaluators = (train.Evaluator(EvalSets(ev.lm_x, ev.lm_y, {}), device, V, rows=64),
-                  train.Evaluator(ev, device, V, rows=64))
-    eval0, plain0 = evaluators[1](base.model), train.evaluate(base.model, plain, device,
-                                                              batch_size=64)
+    evaluators = (Evaluator(EvalSets(ev.lm_x, ev.lm_y, {}), device, V, rows=64),
+                  Evaluator(ev, device, V, rows=64))
+    eval0, plain0 = evaluators[1](base.model), evaluate(base.model, plain, device, batch_size=64)
     target = plain0["val_loss"] + ft.target_frac * (eval0["val_loss"] - plain0["val_loss"])
     task_rec = dict(cipher_words=len(task.words), new_codewords=ft.new_codewords,
                     target_val_loss=target, base_val_loss_plain=plain0["val_loss"],

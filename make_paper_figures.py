@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 import claims as cl
+import experiments as ex
 from readers import (BLOCKS, MECHANICS_JSON, NULL_JSON, ROBUST_JSON, Results, Seed, beta2_curves,
                      fisher_rows, get, group_key, mechanics_rows, open_results, robust_rows,
                      sgd_rows, unigram, val_curve)
@@ -560,7 +561,6 @@ def finetune(res: Results) -> dict | None:
     if not all(os.path.exists(os.path.join(d, f"finetune_{e}.json")) for e in ("full_vs_lora", "alignment",
                                                                                "activity", "rank", "table")):
         return None
-    import experiments as ex
 
     try:
         return ex.finetune_summary(d)
@@ -600,7 +600,6 @@ def fig_finetune(p, res: Results):
 
 
 def cl_study(key: str) -> float:
-    import experiments as ex
 
     return ex.FT_STUDY[key]
 
@@ -1057,7 +1056,6 @@ def _numbers_finetune(res: Results, m: dict):
     m["haveFinetune"] = "0" if ft is None else "1"
     if ft is None:
         return
-    import experiments as ex
 
     fv = res.json(f"{FT_DIR}/finetune_full_vs_lora.json")["results"]
     for k, v in (("Full", "full"), ("Lora", "lora")):
@@ -1759,7 +1757,6 @@ def tab_hparams(res: Results, seeds: list[int]) -> str:
 
 def tab_optimizers() -> str:
     """The paper's Table 8 (optimizer configurations) and the controls it lacks, from experiments.py."""
-    import experiments as ex
 
     rows = []
     for k, c in ex.CONTROLS.items():

@@ -41,6 +41,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
+import executors
 from config import Parser, UsageError, fail
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -293,7 +294,6 @@ def run_inline(plan: list[Stage], out_dir: str, log_dir: str, scale: float) -> s
 
 def run_concurrently(plan: list[Stage], args, log_dir: str, scale: float) -> set[str]:
     """The stages not done through submitit (executors.py); the names of those that failed or were skipped."""
-    import executors
     gpus = args.gpus_per_job if args.executor == "slurm" else 1
     done = {s.name for s in plan if is_done(s, args.out_dir, gpus)}
     folder = os.path.join(args.out_dir, ".plan", "submitit")
@@ -324,7 +324,6 @@ def check_executor_options(args):
             raise UsageError(f"--{name} must be >= {least}")
     args.time_min, args.gpus_per_job = args.time_min or 120, args.gpus_per_job or 1
     if args.executor != "inline" and not (args.list or args.collect_only):
-        import executors
         executors.import_submitit()
 
 

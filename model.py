@@ -3,7 +3,10 @@
 The *trunk* is, per block, the q/k/v, attention output, MLP up and MLP down weight matrices.
 `trunk_keys` is the one place that defines their canonical order; every flattening of
 parameters, directions and gradients in this repository goes through `flatten`. `losses` is the
-training objective, shared by training, the benchmark and the gradient analyses.
+training objective, shared by training, the benchmark and the gradient analyses;
+`training_loss` is the form train.py's step uses. The optimizer (`make_optimizer`,
+`optimizer_step`) and the evaluation (`Evaluator`: validation loss, probe accuracy) live here too,
+so that the benchmark and the fine-tuning study use what training uses without importing train.py.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ import importlib.util
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from common import autocast
+from config import Config, UsageError
 
 GPT2_VOCAB = 50_257
 
@@ -136,6 +142,36 @@ def param_groups(model: nn.Module, weight_decay: float):
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+
+
+# ----------------------------------------------------------------------------- the optimizer
+def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD. Decoupled decay: AdamW's own, or (SGD) applied by hand in `optimizer_step`;
+    l2: added to the gradient by the optimizer."""
+    # SGD with decoupled decay gets no decay from torch.optim.SGD (whose weight_decay is L2):
+    # optimizer_step shrinks the weights itself
+    sgdw = cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled"
+    groups = param_groups(model, 0.0 if sgdw else cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        # Adam's weight_decay is L2 (added to the gradient), AdamW's the decoupled one
+        cls = torch.optim.AdamW if cfg.wd_mode == "decoupled" else torch.optim.Adam
+        # fused: one kernel for all parameters on CUDA; foreach is what runs on a CPU
+        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **fused)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           foreach=True)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, cfg: Config, lr: float):
+    """One step of `opt` at learning rate `lr` (the schedule's value for this step)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.step()
+    if cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled" and cfg.weight_decay:
+        # SGDW: theta <- (1 - lr_t * wd) theta, after the gradient step; group 0 is the decayed
+        # group of param_groups (LayerNorm weights and biases are never decayed)
+        with torch.no_grad():
+            torch._foreach_mul_(opt.param_groups[0]["params"], 1 - lr * cfg.weight_decay)
 
 
 def losses(model, x, y, probe_pos, lam, n_micro: int = 1, ce_chunks: int = 0, counts=None,
@@ -264,6 +300,7 @@ def fused_head_ce(h, weight, targets, library: str):
     dtype = torch.get_autocast_dtype(h.device.type) if on else h.dtype
     h, weight = h.to(dtype), weight.to(dtype)
     if library == "cce":
+        # optional CUDA libraries, imported only when chosen (fused_ce_library checked them)
         from cut_cross_entropy import linear_cross_entropy
         # filter_eps None: the exact gradient (the default skips softmax entries below bf16's eps)
         return linear_cross_entropy(h, weight, targets, reduction="none", filter_eps=None)
@@ -324,3 +361,86 @@ def fused_ce_library(choice: str, device: torch.device) -> str | None:
             raise ValueError(f"fused_ce={library}: {why}")
         print(f"fused cross-entropy: {library} not used ({why})")
     return None
+
+
+def training_loss(cfg: Config, device: torch.device):
+    """The training loss: `losses` with the fused head cross-entropy of cfg.fused_ce where it runs
+    (fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when
+    cfg.compile. train.py's step and bench.py's project rows both take it from here."""
+    try:
+        library = fused_ce_library(cfg.fused_ce, device)
+    except ValueError as e:  # a library named explicitly that does not run here
+        raise UsageError(str(e))
+    fwd = functools.partial(losses, fused_ce=library) if library else losses
+    # dynamic=False: every step has the same shapes, and a dynamic-shape graph would be slower
+    return torch.compile(fwd, dynamic=False) if (cfg.compile and device.type == "cuda") else fwd
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _lm_loss_sum(model, x, y, valid):
+    """Summed token cross-entropy of the valid rows of one batch of validation windows."""
+    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+    return (ce.sum(1) * valid).sum()
+
+
+def _probe_hits(model, x, pos, ans, valid):
+    """Valid rows of one probe batch whose greedy prediction at the answer position is the
+    answer."""
+    return ((model(x, positions=pos).argmax(-1) == ans) & valid).sum()
+
+
+class Evaluator:
+    """Validation LM loss on the fixed windows; greedy accuracy at the probe answers (p_in, p_ood).
+
+    The sets are moved to the device once, in equal batches (the last one padded with masked rows,
+    so every batch has one shape), summed on the device and read with one sync. Probe sequences are
+    cut after the last answer position of their set: attention is causal, so the logits there do
+    not depend on later tokens. compiled: the batch functions are compiled for those fixed shapes
+    (CUDA)."""
+
+    def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
+        self.device = device
+        # a batch's logits <= 1 GiB in bf16: the GPT-2 vocabulary would otherwise take tens of GiB
+        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))
+        lm_rows = max(1, min(rows, logits_cap))
+        self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
+        self.probe = {}
+        for name, (xs, pos, ans) in ev.probe.items():
+            xs = xs[:, : int(pos.max()) + 1]
+            self.probe[name] = (len(xs), self._batches((xs, pos, ans), rows))
+        self.n_lm_tokens = ev.lm_y.numel()
+        compile_ = (lambda f: torch.compile(f, dynamic=False)) if compiled else (lambda f: f)
+        self.lm_fn, self.probe_fn = compile_(_lm_loss_sum), compile_(_probe_hits)
+
+    def _batches(self, tensors, cap: int):
+        """Equal batches of at most `cap` rows (under one padded row per batch) with their valid-row
+        masks."""
+        n = len(tensors[0])
+        nb = -(-n // cap)
+        rows = -(-n // nb)
+        pad = nb * rows - n
+        valid = torch.arange(nb * rows) < n
+        # padding repeats row 0 (any real row: its result is masked out), keeping one shape
+        padded = [torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) if pad else t for t in tensors]
+        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid))
+                for i in range(0, nb * rows, rows)]
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict:
+        was_training = model.training
+        model.eval()
+        with autocast(self.device):
+            sums = [sum(self.lm_fn(model, *b) for b in self.lm)]
+            sums += [sum(self.probe_fn(model, *b) for b in batches)
+                     for _, batches in self.probe.values()]
+        model.train(was_training)
+        vals = torch.stack([s.float() for s in sums]).tolist()  # the one host sync
+        out = dict(val_loss=vals[0] / self.n_lm_tokens)
+        out.update({name: v / n for (name, (n, _)), v in zip(self.probe.items(), vals[1:])})
+        return out
+
+
+def evaluate(model, ev, device, batch_size: int = 512) -> dict:
+    """One evaluation of `model` (a GPT, or any module with its call and `vocab_size`) on the sets
+    `ev`; a loop that evaluates often keeps one Evaluator instead (its sets stay on the device)."""
+    return Evaluator(ev, device, model.vocab_size, rows=batch_size)(model)

@@ -40,6 +40,7 @@ numbers from its record when it has one) and optimizer_null_s<k>.safetensors (tr
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -47,6 +48,7 @@ import time
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 import backbone_update_analysis as bua
 import geometry as geo
@@ -63,7 +65,9 @@ from config import (
 )
 from config import make_config
 from experiments import TABLE8
-from model import trunk_keys
+from model import GPT, trunk_keys
+from runs import (list_snapshots, load_record, read_metrics, read_record, record_path, run_record,
+                  save_record, snapshot_path)
 
 STATS = ("pc1", "coherence", "cos_vb_theta0", "early_abs_C", "mid_abs_C", "late_abs_C", "t_star",
          "a_peak_step", "a_retreat", "f_b_final", "null_matched_pc1", "cos_shape_1",
@@ -152,7 +156,7 @@ MECHANICS = [
 # ----------------------------------------------------------------------------- the optimizer
 class Replay:
     """The run's optimizer on a (n_seeds x n) float32 parameter matrix; `step(g, lr)` is one update
-    of train.optimizer_step with the gradient g (the formulas of torch.optim.AdamW / Adam / SGD, and
+    of model.optimizer_step with the gradient g (the formulas of torch.optim.AdamW / Adam / SGD, and
     SGDW's decay by hand after the step)."""
 
     def __init__(self, cfg: Config, theta: torch.Tensor):
@@ -337,8 +341,6 @@ def summarize(draws: list[dict]) -> dict:
 def run_inputs(run: str, device) -> tuple[Config, dict, list, int]:
     """(config, theta0 trunk tensors, metrics, P) of a run folder: config.json and the step-0
     snapshot."""
-    from safetensors import safe_open
-    from runs import read_metrics, read_record, snapshot_path
     rec = read_record(run)
     if rec is None:
         raise UsageError(f"{run}: no readable config.json")
@@ -359,7 +361,6 @@ def run_inputs(run: str, device) -> tuple[Config, dict, list, int]:
 def drawn_theta0(cfg: Config) -> dict:
     """theta(0) of a run that does not exist: N(0, INIT_STD^2) per trunk matrix, generator seeded
     cfg.seed."""
-    from model import GPT
     gen = torch.Generator().manual_seed(cfg.seed)
     shapes = {
         k: v.shape
@@ -369,7 +370,6 @@ def drawn_theta0(cfg: Config) -> dict:
 
 
 def read_metrics_file(path: str) -> list[dict]:
-    import json
     try:
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
@@ -450,7 +450,6 @@ def run(args, argv):
     recs = null_records(cfg, theta0, **common)
     draws = [record_stats(r, args.null_draws) for r in recs]
     files = []
-    from runs import save_record
     for s, r in enumerate(recs):
         files.append(f"optimizer_null_s{s}.safetensors")
         save_record(os.path.join(out, files[-1]), r)
@@ -470,7 +469,6 @@ def run(args, argv):
 
 def run_own(run: str, null_draws: int):
     """The run's own statistics by the same code, from its trajectory record when it has one."""
-    from runs import list_snapshots, load_record, record_path, run_record
     if list_snapshots(run):
         rec = run_record(run)
     elif os.path.isfile(record_path(run)):

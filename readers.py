@@ -18,6 +18,7 @@ import numpy as np
 
 import geometry as geo
 from config import fail
+from runs import load_record
 
 BLOCKS = [f"block{i}" for i in range(8)]
 PCA_JSON = "analysis/trajectory_pca_uncentered.json"
@@ -189,7 +190,6 @@ class Seed:
 
     def record(self):
         """The run's trajectory record (analysis/trajectory_record.safetensors) when results/ has it."""
-        from runs import load_record
         path = self.res.path(f"{self.dir}/analysis/trajectory_record.safetensors")
         return load_record(path) if os.path.isfile(path) else None
 

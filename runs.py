@@ -34,8 +34,9 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 import geometry as geo
-from common import autocast, environment, finite, pick_device, provenance, write_bytes
-from config import Config, Parser, UsageError, config_from_dict, diff_configs, fail
+from common import autocast, environment, finite, pick_device, provenance, write_bytes, write_json
+from config import (RUNTIME_FIELDS, Config, Parser, UsageError, config_from_dict, diff_configs,
+                    fail)
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
 from model import GPT, losses, trunk_keys
 
@@ -151,7 +152,6 @@ def file_sha256(path: str) -> str:
 
 def trained_config_sha(config: dict) -> str:
     """Hash of what a run trained (RUNTIME_FIELDS left out: a resume may change them)."""
-    from config import RUNTIME_FIELDS
     return config_sha({k: v for k, v in config.items() if k not in RUNTIME_FIELDS})
 
 
@@ -173,7 +173,6 @@ def record_hashes(run_dir: str, config: dict | None = None, snapshot: str | None
                   sha: str | None = None):
     """Record the run's trained config (at a start) or the sha256 of a snapshot file (before the
     file is renamed into place, so a snapshot on disk always has its hash)."""
-    from common import write_json
     with _RECORDING:
         rec = snapshot_hashes(run_dir) or {"config_sha": None, "snapshots": {}}
         if config is not None:

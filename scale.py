@@ -31,6 +31,7 @@ import sys
 import time
 
 import experiments as ex
+import train as tr
 from common import cli, copy_results, fmt, write_result
 from config import Parser, add_config_args, given_overrides, make_config, trunk_params
 from runs import curves, existing_run
@@ -73,7 +74,6 @@ def sweep(given: dict, train: bool) -> dict:
     for lr in SWEEP_LRS:
         cfg = sweep_config(given, lr)
         if train:
-            import train as tr
             st = tr.train(cfg)
             print(f"{cfg.run_dir}: {st.get('reason') or st['status']} (lr {lr:g})")
         info = existing_run(cfg)
@@ -118,7 +118,6 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     if rec["lr"] is not None and not ns.sweep_only:
         cfg = run_config(given, rec["lr"])
         existing_run(cfg)
-        import train as tr
         st = tr.train(cfg)
         print(f"{cfg.run_dir}: {st['status']} at step {st['step']} (lr {rec['lr']:g})")
         rec["run_dir"] = cfg.run_dir

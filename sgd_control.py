@@ -42,6 +42,7 @@ import sys
 import time
 
 import experiments as ex
+import train
 from common import cli, copy_results, pyplot, save_figure, write_csv, write_result
 from config import Parser, UsageError, add_config_args, given_overrides
 from runs import curves, existing_run
@@ -223,7 +224,6 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     for r in RUNS:
         existing_run(cfgs[r])
     dirs = ex.output_dirs("sgd_control", cfgs["A"], ns.out, ns.results)
-    import train
     for r in runs:
         st = train.train(cfgs[r])
         print(f"{cfgs[r].run_dir}: {st['status']} at step {st['step']}")

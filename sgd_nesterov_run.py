@@ -4,7 +4,7 @@
     python sgd_nesterov_run.py --preset tiny     # CPU, a minute or two
 
 SGD lr 1e-2, Nesterov momentum 0.9 and no weight decay inside the optimizer; after each step
-theta <- (1 - lr_t * 0.5) theta for every parameter except LayerNorm (train.optimizer_step).
+theta <- (1 - lr_t * 0.5) theta for every parameter except LayerNorm (model.optimizer_step).
 Model, data, seed, warmup, cosine, clip, batch, evals and snapshots as runs A-C (sgd_control.py).
 
 The early-stop rule (paper): at step 2,000, stop if val > 5.1 and best p_ood < 0.02. In a run
@@ -29,6 +29,7 @@ import sys
 import time
 
 import experiments as ex
+import train
 from common import cli, copy_results, write_result
 from config import Parser, add_config_args, given_overrides
 from runs import curves, existing_run
@@ -92,7 +93,6 @@ def run(ns, argv) -> tuple[dict, list[str]]:
     existing_run(cfg)
     c = existing_run(cfg_c)  # run C (if present) for the comparison at the rule step
     out, results = ex.output_dirs("sgd_control", cfg, ns.out, ns.results)
-    import train
     st = train.train(cfg)
     print(f"{cfg.run_dir}: {st['status']} at step {st['step']}")
     info = existing_run(cfg)

@@ -35,6 +35,8 @@ import random
 import re
 import time
 
+from config import Parser  # one-line errors, exit code 2
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # a folder holding v1/, v2/ (a copy of storygen_data/, for experiments and tests)
 DATA_ENV = "STORYGEN_DATA"
@@ -1359,7 +1361,6 @@ def generator(version: int = LATEST):
 
 
 def main():
-    from config import Parser  # one-line errors, exit code 2
     ap = Parser(description="Print sample stories and time the generator.")
     ap.add_argument("--n", type=int, default=3, help="stories to print")
     ap.add_argument("--seed", type=int, default=0)

@@ -4,32 +4,32 @@
     python train.py --preset tiny --seed 42        # CPU run in about a minute
 
 Writes runs/<name>/: config.json (config, corpus identity, environment of the first start and of
-every resume), metrics.jsonl, log.txt, codewords.json, status.json, snapshots/step_XXXXXX.safetensors
-(fp32 weights of the uncompiled model), snapshot_hashes.json (the sha256 of each snapshot and of the
-config, checked by every analysis) and state_latest.pt (model, optimizer, step). Every file is
-written to a temp file and renamed. Re-running the same command resumes from state_latest.pt
-(and rewrites a snapshot that is missing, retraining a finished run if need be); a finished run with
-all its snapshots is left as it is. One process writes a run folder at a time; Ctrl-C stops with one
-line and the run can be resumed.
+every resume), metrics.jsonl, log.txt, codewords.json, status.json,
+snapshots/step_XXXXXX.safetensors (fp32 weights of the uncompiled model), snapshot_hashes.json (the
+sha256 of each snapshot and of the config, checked by every analysis) and state_latest.pt (model,
+optimizer, step). Every file is written to a temp file and renamed. Re-running the same command
+resumes from state_latest.pt (and rewrites a snapshot that is missing, retraining a finished run if
+need be); a finished run with all its snapshots is left as it is. One process writes a run folder at
+a time; Ctrl-C stops with one line and the run can be resumed.
 
 Reproducibility: on the CPU a run is bitwise the same for the same number of intra-op threads
 (fixed at the start and recorded in config.json's env: a parallel sum's order depends on it). On
 CUDA, --deterministic true makes a run repeat itself (PyTorch's deterministic algorithms, a fixed
 cuBLAS workspace, deterministic cuDNN) at some cost in speed (bench.py --deterministic true).
 
-    torchrun --standalone --nproc_per_node 4 train.py --seed 42   # one run on 4 GPUs, the same batches
+    torchrun --standalone --nproc_per_node 4 train.py --seed 42  # one run, 4 GPUs, the same batches
 
-Under torchrun every process trains on its share of the rows of each micro-batch and the gradients are
-summed over the processes, so a step sees the same sequences whatever the number of processes; process 0
-alone evaluates and writes the run folder.
+Under torchrun every process trains on its share of the rows of each micro-batch and the gradients
+are summed over the processes, so a step sees the same sequences whatever the number of processes;
+process 0 alone evaluates and writes the run folder.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import threading
@@ -38,17 +38,21 @@ from contextlib import ExitStack, nullcontext
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from tqdm import tqdm
 
-from common import (FromRank0, atomic_write, autocast, barrier, check_writable, environment, fix_kernels,
-                    from_rank0, join_processes, launched, leave_processes, on_rank0, os_reason,
-                    pick_device, pyplot, rank, same_everywhere, save_figure, world, write_json,
-                    write_text)
-from config import Config, UsageError, fail, lr_at, parse_config, parse_stop_rule
-from dataset import Prefetcher, corpus_identity, load_corpus, make_eval_sets
-from model import GPT, fused_ce_library, losses, padded_vocab, param_groups, set_attention_backend
-from runs import (RunLock, check_run_dir, list_snapshots, load_state, read_metrics, read_record, read_status,
-                  record_hashes, remove_leftovers, snapshot_path, trajectory_state)
+from common import (FromRank0, atomic_write, autocast, barrier, check_writable, environment,
+                    fix_kernels, from_rank0, join_processes, launched, leave_processes, on_rank0,
+                    os_reason, pick_device, pyplot, rank, same_everywhere, save_figure, world,
+                    write_json, write_text)
+from config import (SYNTHETIC_VERSION, Config, UsageError, fail, lr_at, parse_config,
+                    parse_stop_rule)
+from dataset import Prefetcher, WordTokenizer, corpus_identity, load_corpus, make_eval_sets
+from model import (GPT, Evaluator, losses, make_optimizer, optimizer_step, set_attention_backend,
+                   training_loss)
+from runs import (RunLock, check_run_dir, finished, list_snapshots, load_state, read_metrics,
+                  read_record, read_status, record_hashes, remove_leftovers, snapshot_path,
+                  trajectory_state)
 
 
 class Interrupted(Exception):
@@ -56,8 +60,9 @@ class Interrupted(Exception):
 
 
 def step_counts(batches) -> torch.Tensor:
-    """(2, n_micro): the LM-token and probe counts of the step's whole micro-batches, from this process's rows
-    and one all-reduce. Every row has ctx targets; a probe row's answer is one of them."""
+    """(2, n_micro): the LM-token and probe counts of the step's whole micro-batches, from this
+    process's rows and one all-reduce. Every row has ctx targets; a probe row's answer is one of
+    them."""
     probes = torch.stack([(pos >= 0).sum() for _, _, pos in batches])
     dist.all_reduce(probes)
     rows, ctx = batches[0][1].shape
@@ -65,9 +70,9 @@ def step_counts(batches) -> torch.Tensor:
 
 
 def sum_over_processes(model, sums: torch.Tensor):
-    """The gradients of `model` and the loss sums `sums`, summed over the processes in place: one all-reduce
-    of one flat buffer after the backward (not overlapped with it, as DDP's buckets would be: for the paper
-    model's 27M numbers it costs about a millisecond over NVLink)."""
+    """The gradients of `model` and the loss sums `sums`, summed over the processes in place: one
+    all-reduce of one flat buffer after the backward (not overlapped with it, as DDP's buckets would
+    be: for the paper model's 27M numbers it costs about a millisecond over NVLink)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None] + [sums]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
@@ -76,33 +81,13 @@ def sum_over_processes(model, sums: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- the training step
-def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW or SGD. Decoupled decay: AdamW's own, or (SGD) applied by hand in `optimizer_step`;
-    l2: added to the gradient by the optimizer."""
-    wd = cfg.weight_decay
-    groups = param_groups(model, wd if not (cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled") else 0.0)
-    if cfg.optimizer == "adamw":
-        cls = torch.optim.AdamW if cfg.wd_mode == "decoupled" else torch.optim.Adam
-        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
-        return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **fused)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
-
-
-def optimizer_step(opt: torch.optim.Optimizer, cfg: Config, lr: float):
-    for g in opt.param_groups:
-        g["lr"] = lr
-    opt.step()
-    if cfg.optimizer == "sgd" and cfg.wd_mode == "decoupled" and cfg.weight_decay:
-        with torch.no_grad():  # SGDW: theta <- (1 - lr_t * wd) theta, after the gradient step
-            torch._foreach_mul_(opt.param_groups[0]["params"], 1 - lr * cfg.weight_decay)
-
-
 _SCALARS: dict = {}
 
 
 def device_scalar(value, device) -> torch.Tensor:
-    """`value` as a cached 0-d fp32 tensor on `device`: a Python float would be baked into the compiled
-    loss (a recompile each time lambda changes), a new tensor per step a blocking host-to-device copy."""
+    """`value` as a cached 0-d fp32 tensor on `device`: a Python float would be baked into the
+    compiled loss (a recompile each time lambda changes), a new tensor per step a blocking
+    host-to-device copy."""
     if isinstance(value, torch.Tensor):
         return value
     key = (float(value), str(device))
@@ -112,15 +97,16 @@ def device_scalar(value, device) -> torch.Tensor:
 
 
 def train_step(model, opt, batches, cfg: Config, lr: float, lam, fwd=losses):
-    """One update theta(t) -> theta(t + 1) on the step's micro-batches `batches` [(x, y, probe_pos), ...]:
-    the gradient of the mean of their losses, global-norm clip (grad_clip 0: none), optimizer step, zero grad.
-    cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps its own normalisation, so
-    the numbers are those of accumulation); else one forward/backward per micro-batch, gradients accumulated.
-    Under torchrun `batches` hold this process's rows of each micro-batch: its losses are their shares of the
-    whole micro-batches' means (`step_counts`), and the gradients and losses are summed over the processes
-    before the clip (`sum_over_processes`): every process makes the one-process update of the whole batch, up
-    to the order of float sums. Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient
-    norm (no host sync)."""
+    """One update theta(t) -> theta(t + 1) on the step's micro-batches `batches` [(x, y, probe_pos),
+    ...]: the gradient of the mean of their losses, global-norm clip (grad_clip 0: none), optimizer
+    step, zero grad. cfg.fuse_micro: one forward/backward of all micro-batches stacked (each keeps
+    its own normalisation, so the numbers are those of accumulation); else one forward/backward per
+    micro-batch, gradients accumulated. Under torchrun `batches` hold this process's rows of each
+    micro-batch: its losses are their shares of the whole micro-batches' means (`step_counts`), and
+    the gradients and losses are summed over the processes before the clip (`sum_over_processes`):
+    every process makes the one-process update of the whole batch, up to the order of float sums.
+    Returns the detached mean (loss, lm, probe) as a (3,) tensor and the gradient norm (no host
+    sync)."""
     lam = device_scalar(lam, batches[0][0].device)
     n = len(batches)
     counts = step_counts(batches) if world() > 1 else None
@@ -148,109 +134,37 @@ def train_step(model, opt, batches, cfg: Config, lr: float, lam, fwd=losses):
 
 
 def _given(counts) -> tuple:
-    """The loss's optional `counts` argument: left out in one process (its call stays as it always was)."""
+    """The loss's optional `counts` argument: left out in one process (its call stays as it always
+    was)."""
     return () if counts is None else (counts,)
 
 
-def loss_fn(cfg: Config, device: torch.device):
-    """The training loss: `losses` with the fused head cross-entropy of cfg.fused_ce where it runs
-    (model.fused_ce_library; plain PyTorch on a CPU), compiled for fixed shapes on CUDA when
-    cfg.compile."""
-    try:
-        library = fused_ce_library(cfg.fused_ce, device)
-    except ValueError as e:  # a library named explicitly that does not run here
-        raise UsageError(str(e))
-    fwd = functools.partial(losses, fused_ce=library) if library else losses
-    return torch.compile(fwd, dynamic=False) if (cfg.compile and device.type == "cuda") else fwd
-
-
 def stop_policy(cfg: Config, row: dict, first_val: float, best_ood: float, vocab_size: int):
-    """(status, reason) when training must end at the eval `row`: "diverged" (a loss non-finite or far
-    above a uniform guess) or "stopped_early" (cfg.stop_rule); None to go on."""
+    """(status, reason) when training must end at the eval `row`: "diverged" (a loss non-finite or
+    far above a uniform guess) or "stopped_early" (cfg.stop_rule); None to go on."""
+    # ln V is the loss of a uniform guess: a run above it (or far above where it started) has
+    # diverged, whatever its early loss was
     limit = max(1.5 * first_val, math.log(vocab_size) + 1)
     now = [v for v in (row["val_loss"], row["lm_loss"]) if v is not None]
     if not all(map(math.isfinite, now)) or max(now) > limit:
-        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value and "
-                            f"ln V + 1): "
-                            f"{max(now):.4g}")
+        return "diverged", (f"loss non-finite or above {limit:.3g} (max of 1.5x its first value "
+                            f"and ln V + 1): {max(now):.4g}")
     if cfg.stop_rule:
         step, max_val, min_ood = parse_stop_rule(cfg.stop_rule)
         if row["step"] == step and row["val_loss"] > max_val and best_ood < min_ood:
             if max_val == -math.inf and min_ood > 1:  # always fires (p_ood <= 1): a sweep run
                 return "stopped_early", f"sweep run: stopped at step {step:,} as planned"
-            return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood {best_ood:.3f} "
-                                     f"< {min_ood}")
+            return "stopped_early", (f"val {row['val_loss']:.3f} > {max_val} and best p_ood "
+                                     f"{best_ood:.3f} < {min_ood}")
     return None
-
-
-def _lm_loss_sum(model, x, y, valid):
-    """Summed token cross-entropy of the valid rows of one batch of validation windows."""
-    ce = F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
-    return (ce.sum(1) * valid).sum()
-
-
-def _probe_hits(model, x, pos, ans, valid):
-    """Valid rows of one probe batch whose greedy prediction at the answer position is the answer."""
-    return ((model(x, positions=pos).argmax(-1) == ans) & valid).sum()
-
-
-class Evaluator:
-    """Validation LM loss on the fixed windows; greedy accuracy at the probe answers (p_in, p_ood).
-
-    The sets are moved to the device once, in equal batches (the last one padded with masked rows, so every
-    batch has one shape), summed on the device and read with one sync. Probe sequences are cut after the last
-    answer position of their set: attention is causal, so the logits there do not depend on later tokens.
-    compiled: the batch functions are compiled for those fixed shapes (CUDA)."""
-
-    def __init__(self, ev, device, vocab_size: int, compiled: bool = False, rows: int = 512):
-        self.device = device
-        logits_cap = 2**29 // (ev.lm_x.size(1) * padded_vocab(vocab_size))  # a batch's logits <= 1 GiB bf16
-        lm_rows = max(1, min(rows, logits_cap))
-        self.lm = self._batches((ev.lm_x, ev.lm_y), lm_rows)
-        self.probe = {}
-        for name, (xs, pos, ans) in ev.probe.items():
-            xs = xs[:, : int(pos.max()) + 1]
-            self.probe[name] = (len(xs), self._batches((xs, pos, ans), rows))
-        self.n_lm_tokens = ev.lm_y.numel()
-        compile_ = (lambda f: torch.compile(f, dynamic=False)) if compiled else (lambda f: f)
-        self.lm_fn, self.probe_fn = compile_(_lm_loss_sum), compile_(_probe_hits)
-
-    def _batches(self, tensors, cap: int):
-        """Equal batches of at most `cap` rows (under one padded row per batch) with their valid-row masks."""
-        n = len(tensors[0])
-        nb = -(-n // cap)
-        rows = -(-n // nb)
-        pad = nb * rows - n
-        valid = torch.arange(nb * rows) < n
-        padded = [torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) if pad else t for t in tensors]
-        return [tuple(t[i : i + rows].to(self.device) for t in (*padded, valid))
-                for i in range(0, nb * rows, rows)]
-
-    @torch.no_grad()
-    def __call__(self, model) -> dict:
-        was_training = model.training
-        model.eval()
-        with autocast(self.device):
-            sums = [sum(self.lm_fn(model, *b) for b in self.lm)]
-            sums += [sum(self.probe_fn(model, *b) for b in batches) for _, batches in self.probe.values()]
-        model.train(was_training)
-        vals = torch.stack([s.float() for s in sums]).tolist()  # the one host sync
-        out = dict(val_loss=vals[0] / self.n_lm_tokens)
-        out.update({name: v / n for (name, (n, _)), v in zip(self.probe.items(), vals[1:])})
-        return out
-
-
-def evaluate(model, ev, device, batch_size: int = 512) -> dict:
-    """One evaluation of `model` (a GPT, or any module with its call and `vocab_size`) on the sets `ev`; a
-    loop that evaluates often keeps one Evaluator instead (its sets stay on the device)."""
-    return Evaluator(ev, device, model.vocab_size, rows=batch_size)(model)
 
 
 # ----------------------------------------------------------------------------- run-folder files
 def host_copy(obj):
-    """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function that
-    waits for the copies. On CUDA they go to pinned memory without blocking the host: the device makes them
-    in stream order (before any later update of the weights) and only the writer thread waits for them."""
+    """`obj` (tensors in nested dicts and lists) with each tensor copied to the CPU, and a function
+    that waits for the copies. On CUDA they go to pinned memory without blocking the host: the
+    device makes them in stream order (before any later update of the weights) and only the writer
+    thread waits for them."""
     cuda = []
 
     def copy(o):
@@ -272,15 +186,15 @@ def host_copy(obj):
 
 
 class SnapshotWriter:
-    """Writes snapshots and the resume state in background threads from host copies (the loop only queues the
-    copies); a failed write is kept and raised by `check`."""
+    """Writes snapshots and the resume state in background threads from host copies (the loop only
+    queues the copies); a failed write is kept and raised by `check`."""
 
     def __init__(self, run_dir: str):
         self.run_dir, self.threads, self.errors = run_dir, [], []
 
     def start(self, what, write, after_all: bool = False):
-        """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one failed.
-        what(reason) is the message of a failure."""
+        """Run write() in a thread; after_all: first wait for the earlier writes, and skip if one
+        failed. what(reason) is the message of a failure."""
         earlier = [t for t in self.threads if t.is_alive()]
 
         def run():
@@ -298,7 +212,6 @@ class SnapshotWriter:
         """The fp32 weights of `model` as snapshot `step`; its sha256 is recorded before the file
         appears. Serialised in memory and written from Python: a full disk is an OSError with its
         errno."""
-        from safetensors.torch import save
         tensors, ready = host_copy({k: v.float() for k, v in model.state_dict().items()})
         path = snapshot_path(self.run_dir, step)
 
@@ -307,8 +220,8 @@ class SnapshotWriter:
             data = save(tensors)
             record_hashes(self.run_dir, snapshot=path, sha=hashlib.sha256(data).hexdigest())
             atomic_write(path, data)
-        self.start(lambda why: f"snapshot step {step} could not be written ({why}); the run stopped, "
-                               f"rerun the same command to resume", write)
+        self.start(lambda why: f"snapshot step {step} could not be written ({why}); the run "
+                               f"stopped, rerun the same command to resume", write)
 
     def save_state(self, state: dict, path: str):
         """torch.save(state) to `path` once every earlier write is done: never a resume point past a
@@ -345,13 +258,14 @@ def write_run_record(cfg: Config, corpus, device, start: int):
         env.update(processes=world(), backend=dist.get_backend())
     old = old or {}
     resumes = old.get("resumes", []) + ([dict(step=start, env=env)] if start else [])
-    rec = dict(config=cfg.to_dict(), corpus=corpus.description, corpus_identity=corpus_identity(cfg),
-               env=old.get("env", env), resumes=resumes)
+    rec = dict(config=cfg.to_dict(), corpus=corpus.description,
+               corpus_identity=corpus_identity(cfg), env=old.get("env", env), resumes=resumes)
     # the same at every start: RUNTIME_FIELDS left out
     record_hashes(cfg.run_dir, config=rec["config"])
     write_json(os.path.join(cfg.run_dir, "config.json"), rec)
     write_json(os.path.join(cfg.run_dir, "codewords.json"),
-               {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]}, indent=None)
+               {"codewords": corpus.tok.codewords, "ids": [int(i) for i in corpus.codeword_ids]},
+               indent=None)
     return env
 
 
@@ -383,7 +297,6 @@ def check_init(cfg: Config, vocab_size: int):
 
 
 def load_init(model, path: str, assign: bool = False):
-    from safetensors.torch import load_file
     if not os.path.isfile(path):
         raise UsageError(f"init_from snapshot not found: {path}")
     try:
@@ -406,16 +319,20 @@ def restore(model, opt, state: dict, path: str):
                          f"remove it to restart the run")
 
 
-def finished(status: dict | None) -> bool:
-    return bool(status) and status["status"] != "running"
-
-
 # ----------------------------------------------------------------------------- training
-class Trainer:
-    """The state of one training process on one run folder (under its lock). Under torchrun the process
-    0 (`rank0`) alone evaluates, snapshots and writes the folder; every process loads the resume state."""
+def untimed(what: str, step: int):
+    """The loop's default timer: `timer(what, step)` is a context around each "step" (the update
+    alone, not the batch fetch), "eval", "snapshot" (queueing it) and the whole "loop"; bench.py
+    passes one that times them."""
+    return nullcontext()
 
-    def __init__(self, cfg: Config, corpus, device):
+
+class Trainer:
+    """The state of one training process on one run folder (under its lock). Under torchrun the
+    process 0 (`rank0`) alone evaluates, snapshots and writes the folder; every process loads the
+    resume state."""
+
+    def __init__(self, cfg: Config, corpus, device, timer=None):
         self.cfg, self.run_dir, self.device, self.corpus = cfg, cfg.run_dir, device, corpus
         self.rank0, self.log = rank() == 0, None
         self.ev = make_eval_sets(corpus, cfg) if self.rank0 else None
@@ -428,26 +345,31 @@ class Trainer:
         state_path = os.path.join(self.run_dir, "state_latest.pt")
         self.state = load_state(state_path) if os.path.exists(state_path) else None
         if self.state is not None and self.missing_before(self.state["step"]):
-            self.state = None  # a snapshot before the resume point is gone: retrain from 0 (bitwise the same)
+            # a snapshot before the resume point is gone: retrain from 0 (bitwise the same)
+            self.state = None
         if self.state is not None:
             restore(self.model, self.opt, self.state, state_path)
             self.start = self.state["step"]
             self.train_sum, self.n_sum = self.state["train_sum"].to(device), self.state["n_sum"]
         self.snaps = SnapshotWriter(self.run_dir)
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
-        self.evaluate = Evaluator(self.ev, device, corpus.vocab_size,
-                                  compiled=cfg.compile_eval and device.type == "cuda") if self.rank0 else None
-        self.step_timer = lambda step: nullcontext()  # bench.py times the steps through this
+        compiled = cfg.compile_eval and device.type == "cuda"
+        self.evaluate = (Evaluator(self.ev, device, corpus.vocab_size, compiled=compiled)
+                         if self.rank0 else None)
+        self.timer = timer or untimed
 
     def missing_before(self, step: int) -> list[int]:
         have = list_snapshots(self.run_dir)
         return [s for s in self.cfg.snapshot_steps() if s < step and s not in have]
 
     def open_files(self):
-        """Metrics past the resume point are dropped (they are redone); the log gets a header line."""
+        """Metrics past the resume point are dropped (they are redone); the log gets a header
+        line."""
         if not self.rank0:
             return
-        keep = lambda s: s < self.start or (self.state is not None and s == self.start)  # noqa: E731
+        # the resume step's own row is kept only when resuming (its eval is not redone)
+        def keep(s):
+            return s < self.start or (self.state is not None and s == self.start)
         done = [r for r in read_metrics(self.run_dir) if keep(r["step"])]
         write_text(self.metrics_path, "".join(map(_json_line, done)))
         self.best_ood = max([r["p_ood"] for r in done], default=0.0)
@@ -461,7 +383,8 @@ class Trainer:
         self.t_last, self.step_last = time.perf_counter(), self.start
 
     def log_first_step(self, t0: float):
-        """The first step's wall time (compilation included): the one host sync outside the evals."""
+        """The first step's wall time (compilation included): the one host sync outside the
+        evals."""
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         self.log.write(f"# first step {time.perf_counter() - t0:.1f} s (compilation included)\n")
@@ -473,7 +396,9 @@ class Trainer:
         now = time.perf_counter()
         tr = (self.train_sum / max(self.n_sum, 1)).tolist() if self.n_sum else [None] * 3
         tokens = (step - self.step_last) * cfg.batch_size * cfg.grad_accum * cfg.ctx
-        row = dict(step=step, lr=lr_at(cfg, min(step, cfg.steps - 1)), **{"lambda": cfg.lambda_at(step)},
+        # the last eval (step == cfg.steps) follows the last update: it reports that update's lr
+        row = dict(step=step, lr=lr_at(cfg, min(step, cfg.steps - 1)),
+                   **{"lambda": cfg.lambda_at(step)},
                    train_loss=tr[0], lm_loss=tr[1], probe_loss=tr[2], **self.evaluate(self.model),
                    grad_norm=self.grad_norm.item() if self.n_sum else None,
                    tok_per_s=round(tokens / (now - self.t_last)) if step > self.step_last else None)
@@ -482,7 +407,8 @@ class Trainer:
         cell = lambda k, v: f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"  # noqa: E731
         self.log.write(" | ".join(cell(k, v) for k, v in row.items()) + "\n")
         self.log.flush()
-        self.best_ood, self.first_val = max(self.best_ood, row["p_ood"]), self.first_val or row["val_loss"]
+        self.best_ood = max(self.best_ood, row["p_ood"])
+        self.first_val = self.first_val or row["val_loss"]
         self.train_sum.zero_()
         self.n_sum = 0
         self.t_last, self.step_last = time.perf_counter(), step
@@ -490,6 +416,8 @@ class Trainer:
 
     def save_state(self, step: int):
         """state_latest.pt, written in the background (`snaps.join` waits for it)."""
+        # the RNG state and the running train-loss sums too: a resumed run continues bitwise as
+        # the uninterrupted one would (its next metrics row averages the same steps)
         state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
                  "rng": torch.get_rng_state(), "train_sum": self.train_sum, "n_sum": self.n_sum,
                  "config": self.cfg.to_dict()}
@@ -508,40 +436,47 @@ class Trainer:
 
     def eval_step(self, step: int, bar) -> tuple[str, str] | None:
         """Evaluate (process 0): the metrics row, and the stop policy's decision."""
-        row = self.eval_row(step)
-        bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}", val=f"{row['val_loss']:.3f}",
-                        p_ood=f"{row['p_ood']:.2f}", tok_s=row["tok_per_s"])
+        with self.timer("eval", step):
+            row = self.eval_row(step)
+        bar.set_postfix(loss=f"{row['train_loss'] or float('nan'):.3f}",
+                        val=f"{row['val_loss']:.3f}", p_ood=f"{row['p_ood']:.2f}",
+                        tok_s=row["tok_per_s"])
         return stop_policy(self.cfg, row, self.first_val, self.best_ood, self.corpus.vocab_size)
 
     def run(self, stop_after: int | None = None) -> dict:
         cfg, start = self.cfg, self.start
-        fwd = loss_fn(cfg, self.device)
+        fwd = training_loss(cfg, self.device)
         evals, snaps = set(cfg.eval_steps()), set(cfg.snapshot_steps())
-        from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.rank0),
                    dynamic_ncols=True, desc=os.path.basename(self.run_dir))
         self.model.train()
         feed = Prefetcher(self.corpus, cfg, self.device, start, cfg.steps, shard=(rank(), world()))
         try:
             for step in range(start, cfg.steps + 1):
-                redo = step > start or self.state is None  # the resume step's eval and snapshot are done
+                # the resume step's eval and snapshot are done
+                redo = step > start or self.state is None
                 if self.rank0:
-                    if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir, step))):
-                        self.snaps.save(self.model, step)
+                    if step in snaps and (redo or not os.path.exists(snapshot_path(self.run_dir,
+                                                                                   step))):
+                        with self.timer("snapshot", step):
+                            self.snaps.save(self.model, step)
                     self.snaps.check()
                 if step in evals and redo:
-                    end = from_rank0(self.eval_step(step, bar) if self.rank0 else None)  # all stop together
+                    # all stop together
+                    end = from_rank0(self.eval_step(step, bar) if self.rank0 else None)
                     if end:
                         return self.finish(end[0], step, reason=end[1])
                 if self.rank0 and step > start and step % cfg.state_every == 0 and step < cfg.steps:
                     self.save_state(step)
+                # the last step is evaluated and snapshotted above but makes no update: theta(T)
+                # is the weights after T updates
                 if step == cfg.steps or (stop_after is not None and step - start >= stop_after):
                     break
                 t0 = time.perf_counter()
                 batches = feed.get(step)
-                with self.step_timer(step):
-                    sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg, lr_at(cfg, step),
-                                                      cfg.lambda_at(step), fwd)
+                with self.timer("step", step):
+                    sums, self.grad_norm = train_step(self.model, self.opt, batches, cfg,
+                                                      lr_at(cfg, step), cfg.lambda_at(step), fwd)
                 self.train_sum += sums
                 self.n_sum += 1
                 if step == start and self.rank0:
@@ -590,7 +525,8 @@ def already_done(cfg: Config, locked: bool = False) -> dict | None:
 
 
 def _build_corpus(cfg: Config):
-    """Child process: fill the corpus cache. An error is reported by the parent's own load_corpus."""
+    """Child process: fill the corpus cache. An error is reported by the parent's own
+    load_corpus."""
     try:
         load_corpus(cfg)
     except BaseException:
@@ -598,15 +534,16 @@ def _build_corpus(cfg: Config):
 
 
 def warm_compile(cfg: Config, vocab_size: int, device: torch.device):
-    """One training step of a throwaway model on a batch of zeros: its compilation fills the compile caches
-    on disk, so the run's own compilation of the same graph is a cache hit. Called before the run's seed is
-    set, so the run's random numbers are untouched."""
+    """One training step of a throwaway model on a batch of zeros: its compilation fills the compile
+    caches on disk, so the run's own compilation of the same graph is a cache hit. Called before the
+    run's seed is set, so the run's random numbers are untouched."""
     model = GPT.from_config(cfg, vocab_size).to(device)
-    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long, device=device)  # x and y must not alias
-    batches = [(zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size) - 1)
-               for _ in range(cfg.grad_accum)]
-    train_step(model, make_optimizer(model, cfg, device), batches, cfg, lr_at(cfg, 0), cfg.lambda_at(0),
-               loss_fn(cfg, device))
+    # x and y must not alias
+    zeros = lambda *shape: torch.zeros(shape, dtype=torch.long, device=device)
+    batches = [(zeros(cfg.batch_size, cfg.ctx), zeros(cfg.batch_size, cfg.ctx),
+                zeros(cfg.batch_size) - 1) for _ in range(cfg.grad_accum)]
+    train_step(model, make_optimizer(model, cfg, device), batches, cfg, lr_at(cfg, 0),
+               cfg.lambda_at(0), training_loss(cfg, device))
     torch.cuda.synchronize()
     del model
     torch._dynamo.reset()
@@ -614,19 +551,19 @@ def warm_compile(cfg: Config, vocab_size: int, device: torch.device):
 
 
 def load_corpus_while_compiling(cfg: Config, device: torch.device, wait: float = 2.0):
-    """load_corpus(cfg). On CUDA with compile, a synthetic corpus that is not cached yet is generated by a
-    child process (forked before any compile thread exists) while the training step compiles (warm_compile),
-    instead of one after the other."""
-    from dataset import SYNTHETIC_VERSION, WordTokenizer
+    """load_corpus(cfg). On CUDA with compile, a synthetic corpus that is not cached yet is
+    generated by a child process (forked before any compile thread exists) while the training step
+    compiles (warm_compile), instead of one after the other."""
     if not (cfg.compile and device.type == "cuda" and cfg.data in SYNTHETIC_VERSION):
         return load_corpus(cfg)
-    import multiprocessing as mp
     child = mp.get_context("fork").Process(target=_build_corpus, args=(cfg,))
     child.start()
     child.join(timeout=wait)
     if child.is_alive():  # generating, not read from the cache
         try:
-            warm_compile(cfg, WordTokenizer(cfg.n_codewords, SYNTHETIC_VERSION[cfg.data]).vocab_size, device)
+            warm_compile(cfg,
+                         WordTokenizer(cfg.n_codewords, SYNTHETIC_VERSION[cfg.data]).vocab_size,
+                         device)
         except Exception:
             pass  # only a head start: the run compiles (and reports a real failure) itself
         child.join()
@@ -638,8 +575,8 @@ def _before_start(cfg: Config) -> dict | None:
     check_writable(cfg.run_dir)
     check_run_dir(cfg)  # a foreign folder stops before the data is loaded
     if cfg.batch_size % world():
-        raise UsageError(f"batch_size {cfg.batch_size} does not split into {world()} equal shares, one per "
-                         f"process")
+        raise UsageError(f"batch_size {cfg.batch_size} does not split into {world()} equal "
+                         f"shares, one per process")
     return already_done(cfg)
 
 
@@ -655,7 +592,8 @@ def _take_folder(cfg: Config, held: ExitStack) -> dict | None:
 
 
 def load_corpus_in_turn(cfg: Config, device: torch.device):
-    """The corpus; under torchrun process 0 loads it first (filling the cache), then the others read it."""
+    """The corpus; under torchrun process 0 loads it first (filling the cache), then the others
+    read it."""
     if world() == 1:
         return load_corpus_while_compiling(cfg, device)
     first = []
@@ -663,12 +601,15 @@ def load_corpus_in_turn(cfg: Config, device: torch.device):
     return first[0] if first else load_corpus(cfg)
 
 
-def train(cfg: Config, stop_after: int | None = None) -> dict:
+def train(cfg: Config, stop_after: int | None = None, timer=None, corpus=None) -> dict:
     """Train (or resume) the run of `cfg`. Returns its status dict. `stop_after` ends the process
-    loop after that many updates without finishing (used to test resume). Under torchrun process 0 makes
-    the checks, holds the run folder's lock and writes the folder; every process trains."""
+    loop after that many updates without finishing (used to test resume). `timer`: see `untimed`.
+    `corpus`: cfg's corpus when the caller has loaded it already (bench.py times its loading).
+    Under torchrun process 0 makes the checks, holds the run folder's lock and writes the folder;
+    every process trains."""
     fix_kernels(cfg)
-    device = join_processes(cfg.device) if launched() else None  # process 0's checks reach every process
+    # process 0's checks reach every process
+    device = join_processes(cfg.device) if launched() else None
     done = on_rank0(_before_start, cfg)
     if done:
         return done
@@ -676,17 +617,23 @@ def train(cfg: Config, stop_after: int | None = None) -> dict:
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls outside autocast
         set_attention_backend(cfg.sdpa)
-    corpus = load_corpus_in_turn(cfg, device)
+    if corpus is None:
+        corpus = load_corpus_in_turn(cfg, device)
     on_rank0(check_init, cfg, corpus.vocab_size)
     with ExitStack() as held:
         done = on_rank0(_take_folder, cfg, held)
         if done:
             return done
+        # seeded here, after everything that may draw torch random numbers (warm_compile's
+        # throwaway model), just before the model's init: a fresh run and a retrained one draw the
+        # same theta(0); a resume then overwrites the weights and RNG state from state_latest.pt
         torch.manual_seed(cfg.seed)
-        trainer = Trainer(cfg, corpus, device)
-        same_everywhere(trainer.start, "the step to resume from")  # and none writes before all have read
+        trainer = Trainer(cfg, corpus, device, timer)
+        # and none writes before all have read
+        same_everywhere(trainer.start, "the step to resume from")
         trainer.open_files()
-        return trainer.run(stop_after)
+        with trainer.timer("loop", trainer.start):
+            return trainer.run(stop_after)
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ import backbone_gradient_analysis as bga
 import geometry as geo
 import runs
 import train
+from config import lr_at
 from dataset import get_batch
 from model import losses, trunk_keys
 
@@ -96,7 +97,7 @@ def test_gradients_are_those_of_the_runs_own_batches(run):
     # and it is the gradient the run followed: AdamW's first update is -lr0 g/(|g| + eps) after decay,
     # so (theta0 (1 - lr0 wd) - theta1) / lr0 = sign(g) wherever |g| >> eps (clipping rescales, keeps signs)
     th0, th1 = (torch.cat([snap(cfg, s)[k].reshape(-1) for k in keys]).double() for s in (0, 1))
-    lr0 = train.lr_at(cfg, 0)
+    lr0 = lr_at(cfg, 0)
     r = (th0 * (1 - lr0 * cfg.weight_decay) - th1) / lr0
     big = g_script.abs() > 1e-5
     assert big.float().mean() > 0.5

@@ -23,9 +23,8 @@ import torch
 
 import backbone_update_analysis as bua
 import geometry as geo
-import train
 import trajectory_pca_uncentered as tpu
-from config import make_config
+from config import lr_at, make_config
 from model import GPT, flatten, trunk_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,7 +163,7 @@ def test_matched_null_coherence_and_weight_decay(done, snapshots):
     run, _, res, _ = done
     snap = lambda s: snapshots.read(run, s)  # noqa: E731
     cfg = make_config(preset="tiny")
-    shrink = np.cumprod([1 - train.lr_at(cfg, t) * cfg.weight_decay for t in range(STEPS[-1])])
+    shrink = np.cumprod([1 - lr_at(cfg, t) * cfg.weight_decay for t in range(STEPS[-1])])
     dirs = geo.load_directions(os.path.join(run, "analysis", "backbone_directions.safetensors"))
     for g, blocks in GROUPS:
         keys = trunk_keys(2) if g == "trunk" else trunk_keys(2, blocks[0])

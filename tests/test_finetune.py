@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import experiments as ex
 import finetune_geometry as fg
 import train
-from model import GPT, losses
+from model import GPT, Evaluator, losses
 
 pytest.importorskip("peft")
 MICRO = dict(n_layer=2, steps=4, warmup=2, lambda_step=2, eval_every=4, snapshot_every=4, state_every=4)
@@ -317,7 +317,7 @@ def test_run_records_true_gradients_and_energy(base_run):
     task = fg.make_task(base.corpus, base.cfg.seed, ft)
     plain, ev = fg.task_eval_sets(base, task)
     import train
-    evs = (train.Evaluator(ev, dev, base.model.vocab_size), train.Evaluator(ev, dev, base.model.vocab_size))
+    evs = (Evaluator(ev, dev, base.model.vocab_size), Evaluator(ev, dev, base.model.vocab_size))
     x, y, pos = data = fg.task_batches(base, task, ft, 0, dev)
     Z, _ = fg.random_dirs(base, 3, 0, dev)
     energy = [fg.top_subspaces(torch.randn(*base.shape(m), dtype=torch.float64), 2)[:2]

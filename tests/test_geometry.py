@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 import geometry as geo
 from runs import Trajectory
-from config import UsageError
-from model import GPT, flatten, trunk_keys
+from config import UsageError, lr_at, make_config
+from model import GPT, flatten, make_optimizer, optimizer_step, trunk_keys
 
 TINY = dict(n_layer=2, d_model=8, n_head=2, d_ff=16, ctx=8)
 
@@ -418,18 +418,16 @@ DECAY_CASES = dict(
 
 @pytest.mark.parametrize("opt", list(DECAY_CASES))
 def test_decay_factors_follow_the_real_optimizer(opt):
-    """With zero loss gradients, train.optimizer_step takes each trunk weight to s(t) theta(0)."""
-    import train
-    from config import make_config
+    """With zero loss gradients, optimizer_step takes each trunk weight to s(t) theta(0)."""
     cfg = make_config(preset="tiny", steps=30, warmup=5, **DECAY_CASES[opt])
     model = GPT(50, **TINY)
     w0 = model.blocks[1].mlp.fc.weight.detach().clone()
-    opt_ = train.make_optimizer(model, cfg, torch.device("cpu"))
+    opt_ = make_optimizer(model, cfg, torch.device("cpu"))
     s = geo.decay_factors(cfg.to_dict(), 30)
     for t in range(30):
         for p in model.parameters():
             p.grad = torch.zeros_like(p)
-        train.optimizer_step(opt_, cfg, train.lr_at(cfg, t))
+        optimizer_step(opt_, cfg, lr_at(cfg, t))
         assert torch.allclose(model.blocks[1].mlp.fc.weight, s[t + 1] * w0, rtol=1e-5, atol=1e-7), t
     assert (s[-1] == 1.0) == (opt == "no_decay") and len(s) == 31
     adam_l2 = dict(cfg.to_dict(), optimizer="adamw", wd_mode="l2", weight_decay=0.1)

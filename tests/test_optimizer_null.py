@@ -1,6 +1,6 @@
 """The optimizer null (optimizer_null.py) and the geometry it brings (decay split, cosine shape test).
 
-Known answers: one replayed step is train.make_optimizer's torch.optim step (AdamW, Adam + L2, SGD with
+Known answers: one replayed step is model.make_optimizer's torch.optim step (AdamW, Adam + L2, SGD with
 momentum, Nesterov and L2, SGDW); decay with zero noise drifts along -theta(0) (PC1 1, cos 1); noise without
 decay and without momentum has independent increments, so its PC1 is the matched walk's; a coordinate
 sample gives the full trunk's statistics within the null's spread; the decay split is exact for pure decay
@@ -17,7 +17,7 @@ import torch
 import geometry as geo
 import optimizer_null as on
 from config import make_config
-from model import trunk_keys
+from model import make_optimizer, optimizer_step, trunk_keys
 
 SMALL = dict(preset="tiny", n_layer=1, d_model=64, n_head=4, d_ff=256, steps=200, warmup=20,
              snapshot_every=20)
@@ -33,7 +33,6 @@ SMALL = dict(preset="tiny", n_layer=1, d_model=64, n_head=4, d_ff=256, steps=200
     dict(optimizer="sgd", momentum=0.9, nesterov=True, wd_mode="decoupled", weight_decay=0.5, lr=1e-2),
 ])
 def test_replayed_steps_equal_torch_optim(opt):
-    from train import make_optimizer, optimizer_step
     cfg = make_config(**SMALL, **opt)
     gen = torch.Generator().manual_seed(1)
     theta = torch.randn(3, 50, generator=gen) * 0.02

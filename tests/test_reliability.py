@@ -15,7 +15,7 @@ import geometry as geo
 import runs
 import train
 import trajectory_pca_uncentered as tpu
-from config import UsageError
+from config import Config, UsageError
 
 SHORT = dict(steps=8, eval_every=4, snapshot_every=4, state_every=4, lambda_step=4, n_layer=2)
 
@@ -42,7 +42,7 @@ def copy(done, tmp_path):
 def config_of(done):
     """config_of(run): the finished run's Config pointing at the folder `run` (a copy)."""
     def make(run):
-        return train.Config(**dict(done.to_dict(), out_dir=os.path.dirname(run), name=os.path.basename(run)))
+        return Config(**dict(done.to_dict(), out_dir=os.path.dirname(run), name=os.path.basename(run)))
     return make
 
 
@@ -604,7 +604,7 @@ def test_deterministic_kernels_change_no_cpu_result_and_are_recorded(micro, argv
     run_dir = os.path.join(overrides["out_dir"], "tiny_seed42")
     assert runs.read_record(run_dir)["config"]["deterministic"] is True
     assert same_snapshots(run_dir, done.run_dir)
-    off = train.Config(**dict(runs.run_config(run_dir).to_dict(), deterministic=False))
+    off = Config(**dict(runs.run_config(run_dir).to_dict(), deterministic=False))
     with pytest.raises(UsageError, match="differs in: deterministic"):
         runs.check_run_dir(off)
 

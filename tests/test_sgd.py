@@ -16,8 +16,8 @@ import sgd_matched_valloss as mv
 import sgd_nesterov_run as nr
 import train
 from common import write_csv
-from config import UsageError
-from model import GPT, trunk_keys
+from config import UsageError, lr_at
+from model import GPT, make_optimizer, optimizer_step, trunk_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALE = 0.005  # paper steps -> micro steps: 4,000 -> 20, window [600, 2000] -> [3, 10], eval every 1
@@ -47,7 +47,7 @@ def test_run_configs_match_table8():
     assert [cfg[r].stop_rule for r in ex.TABLE8] == ["", "", "", "2000:5.1:0.02"]
     assert [cfg[r].name for r in ex.TABLE8] == ["sgd_A_seed42", "sgd_B_seed42", "sgd_C_seed42", "sgd_Cp_seed42"]
     # C' follows run C's learning rate at every step (same 4,000-step schedule; the rule ends it at 2,000)
-    assert all(train.lr_at(cfg["C'"], s) == train.lr_at(cfg["C"], s) for s in range(0, 4000, 25))
+    assert all(lr_at(cfg["C'"], s) == lr_at(cfg["C"], s) for s in range(0, 4000, 25))
     tiny = ex.control_config("C", {"preset": "tiny", "seed": 7})
     assert (tiny.name, tiny.steps, tiny.warmup, tiny.lr, tiny.momentum, tiny.d_model) == ("tiny_sgd_C_seed7", 160, 60, 1e-2, 0.9, 64)
     assert ex.window("tiny") == (24, 80) and ex.control_config("C'", {"preset": "tiny"}).stop_rule == "80:5.1:0.02"
@@ -64,13 +64,13 @@ def test_cprime_is_sgdw_with_nesterov():
     cfg = ex.control_config("C'", {"preset": "tiny"})
     assert (cfg.optimizer, cfg.nesterov, cfg.momentum, cfg.wd_mode, cfg.weight_decay) == ("sgd", True, 0.9, "decoupled", 0.5)
     model = GPT(50, 1, 8, 2, 16, 8)
-    opt = train.make_optimizer(model, cfg, torch.device("cpu"))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
     assert all(g["weight_decay"] == 0.0 and g["nesterov"] for g in opt.param_groups)  # no L2 term inside SGD
     w0, ln0 = model.blocks[0].attn.qkv.weight.detach().clone(), model.blocks[0].ln1.weight.detach().clone()
     for p in model.parameters():
         p.grad = torch.full_like(p, 2.0)
     lr = 0.01
-    train.optimizer_step(opt, cfg, lr)
+    optimizer_step(opt, cfg, lr)
     step = lr * (1 + 0.9) * 2.0  # first Nesterov step: buf = g, update g + momentum * buf
     assert torch.allclose(model.blocks[0].attn.qkv.weight, (w0 - step) * (1 - lr * 0.5))
     assert torch.allclose(model.blocks[0].ln1.weight, ln0 - step)  # LayerNorm: no decay

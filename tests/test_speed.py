@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import Prefetcher, get_batch, load_corpus, make_eval_sets
-from model import GPT, losses, trunk_keys
+from model import GPT, Evaluator, evaluate, losses, make_optimizer, training_loss, trunk_keys
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +56,7 @@ def test_fused_step_equals_accumulated(setup):
         # plain SGD with lr 1 and no decay: the update is minus the clipped gradient
         c = dataclasses.replace(cfg, fuse_micro=fuse, optimizer="sgd", lr=1.0, weight_decay=0.0, momentum=0.0)
         model = copy.deepcopy(base)
-        opt = train.make_optimizer(model, c, torch.device("cpu"))
+        opt = make_optimizer(model, c, torch.device("cpu"))
         sums, norm = train.train_step(model, opt, _batches(c, corpus, step), c, 1.0, 2.0)
         out[fuse] = sums, norm, {k: v - base.state_dict()[k] for k, v in model.state_dict().items()}
     (s1, n1, d1), (s0, n0, d0) = out[True], out[False]
@@ -120,14 +120,14 @@ def test_evaluator_equals_direct_computation(setup):
     torch.manual_seed(2)
     model = GPT.from_config(cfg, corpus.vocab_size)
     ev = make_eval_sets(corpus, cfg)
-    got = train.Evaluator(ev, torch.device("cpu"), corpus.vocab_size, rows=5)(model)  # padded last batches
+    got = Evaluator(ev, torch.device("cpu"), corpus.vocab_size, rows=5)(model)  # padded last batches
     with torch.no_grad():
         want = dict(val_loss=F.cross_entropy(model(ev.lm_x).flatten(0, 1), ev.lm_y.flatten()).item())
         for name, (xs, pos, ans) in ev.probe.items():  # whole sequences, one batch
             want[name] = (model(xs, positions=pos).argmax(-1) == ans).float().mean().item()
     assert got.keys() == want.keys() and got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
     assert all(got[k] == pytest.approx(want[k]) for k in ("p_in", "p_ood"))
-    again = train.evaluate(model, ev, torch.device("cpu"), batch_size=7)
+    again = evaluate(model, ev, torch.device("cpu"), batch_size=7)
     assert all(again[k] == pytest.approx(want[k], rel=1e-5) for k in want)
 
 
@@ -206,13 +206,13 @@ def test_fused_loss_switch(monkeypatch, micro_cfg, tmp_path):
     have["liger"] = False
     with pytest.raises(ValueError, match="not installed"):
         pick("liger")
-    # train.loss_fn: the plain loss on a CPU whatever the config says; the library's on CUDA
+    # training_loss: the plain loss on a CPU whatever the config says; the library's on CUDA
     cfg = micro_cfg(tmp_path, fused_ce="liger")
-    assert train.loss_fn(cfg, cpu) is losses
+    assert training_loss(cfg, cpu) is losses
     with pytest.raises(UsageError, match="fused_ce=liger: not installed"):
-        train.loss_fn(cfg, gpu)
+        training_loss(cfg, gpu)
     works["cce"] = ""
-    fwd = train.loss_fn(dataclasses.replace(cfg, fused_ce="auto"), gpu)  # tiny: compile off
+    fwd = training_loss(dataclasses.replace(cfg, fused_ce="auto"), gpu)  # tiny: compile off
     assert fwd.func is losses and fwd.keywords == {"fused_ce": "cce"}
     # a run may resume with another setting (same numbers up to rounding); a bad one is one error
     assert diff_configs(make_config(fused_ce="off"), make_config()) == []

@@ -7,9 +7,9 @@ import torch
 
 import runs
 import train
-from config import UsageError, make_config
+from config import UsageError, lr_at, make_config
 from dataset import get_batch, load_corpus, make_eval_sets
-from model import GPT, GPT2_VOCAB, trunk_keys
+from model import GPT, GPT2_VOCAB, make_optimizer, optimizer_step, trunk_keys
 
 # 12 steps of a 2-block model, 2 micro-batches a step; evals, snapshots and resume points every 4 steps
 RUN = dict(n_train_stories=300, n_val_stories=60, n_layer=2, steps=12, warmup=4, lambda_step=6, eval_every=4,
@@ -118,12 +118,12 @@ def test_run_records_the_corpus_identity(three_runs):
 def test_sgdw_decay_is_applied_after_the_step(micro_run):
     cfg = micro_run(optimizer="sgd", momentum=0.0, wd_mode="decoupled", weight_decay=0.5, lr=0.1)
     model = GPT(50, 1, 8, 2, 16, 8)
-    opt = train.make_optimizer(model, cfg, torch.device("cpu"))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
     w0 = model.blocks[0].mlp.fc.weight.detach().clone()
     ln0 = model.ln_f.weight.detach().clone()
     for p in model.parameters():
         p.grad = torch.ones_like(p)
-    train.optimizer_step(opt, cfg, lr=0.1)
+    optimizer_step(opt, cfg, lr=0.1)
     expected = (w0 - 0.1 * 1.0) * (1 - 0.1 * 0.5)  # gradient step, then theta <- (1 - lr*wd) theta
     assert torch.allclose(model.blocks[0].mlp.fc.weight, expected)
     assert torch.allclose(model.ln_f.weight, ln0 - 0.1)  # LayerNorm is not decayed
@@ -135,7 +135,7 @@ def test_train_step_clips_only_when_asked(micro_run, clip):
     cfg = micro_run(optimizer="sgd", momentum=0.0, weight_decay=0.0, grad_clip=clip)
     torch.manual_seed(0)
     model = GPT(50, 1, 8, 2, 16, 8)
-    opt = train.make_optimizer(model, cfg, torch.device("cpu"))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
     batches = [(torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8)), torch.tensor([3, -1]))] * 2
     before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
     sums, norm = train.train_step(model, opt, batches, cfg, lr=0.5, lam=2.0)
@@ -151,9 +151,9 @@ def test_bench_times_the_training_step_itself():
 
 def test_lr_schedule():
     cfg = make_config(steps=10_000)
-    assert train.lr_at(cfg, 0) == pytest.approx(1e-3 / 1500)
-    assert train.lr_at(cfg, 1499) == pytest.approx(1e-3)
-    assert train.lr_at(cfg, 9999) == pytest.approx(1e-4)  # 10% floor
+    assert lr_at(cfg, 0) == pytest.approx(1e-3 / 1500)
+    assert lr_at(cfg, 1499) == pytest.approx(1e-3)
+    assert lr_at(cfg, 9999) == pytest.approx(1e-4)  # 10% floor
     assert cfg.lambda_at(3999) == 2.0 and cfg.lambda_at(4000) == 4.0
     assert len(cfg.snapshot_steps()) == 51
 
