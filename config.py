@@ -27,9 +27,10 @@ def fail(msg: str, code: int = 2):
     sys.exit(code)
 
 
-# `--data` name -> version of the story generator (storygen). A version's stories never change: a change of the
-# generator's output is a new version (the corpus identity also hashes its data files). It names Config values,
-# so it lives here and dataset.py builds on it (config.py imports nothing of the project).
+# `--data` name -> version of the story generator (storygen). A version's stories never change: a
+# change of the generator's output is a new version (the corpus identity also hashes its data
+# files). It names Config values, so it lives here and dataset.py builds on it (config.py imports
+# nothing of the project, which keeps it at the bottom of the import graph).
 SYNTHETIC_VERSION = {"synthetic": 2, "synthetic_v1": 1}
 
 
@@ -38,28 +39,31 @@ class Config:
     # --- run ---
     preset: str = "paper"          # "paper" or "tiny"; set first, other overrides apply on top
     seed: int = 42                 # seeds init, data order, probe codewords and eval sets
-    name: str = ""                 # run folder name under out_dir; "" -> seed{seed} / tiny_seed{seed}
+    name: str = ""                 # run folder under out_dir; "" -> seed{seed} / tiny_seed{seed}
     out_dir: str = "runs"          # parent folder of run folders
     device: str = "auto"           # auto | cuda | mps | cpu
     compile: bool = True           # torch.compile the training model when available (CUDA only)
-    fuse_micro: bool = True        # one forward/backward of all grad_accum micro-batches (the same numbers
-                                   # as accumulating them; more activation memory); false for small GPUs
-    ce_chunks: int = 0             # > 0: the loss in this many token chunks, the logits never kept (large
-                                   # vocabularies)
-    compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays off only
-                                   # over many evals)
-    sdpa: str = "auto"             # attention kernels on CUDA: auto | flash | cudnn | efficient (same math)
+    fuse_micro: bool = True        # one forward/backward of all grad_accum micro-batches (the same
+                                   # numbers as accumulating them; more activation memory); false
+                                   # for small GPUs
+    ce_chunks: int = 0             # > 0: the loss in this many token chunks, the logits never kept
+                                   # (large vocabularies)
+    compile_eval: bool = False     # torch.compile the evaluation too (CUDA; its compilation pays
+                                   # off only over many evals)
+    # attention kernels on CUDA: auto | flash | cudnn | efficient (the same math)
+    sdpa: str = "auto"
     fused_ce: str = "auto"         # head + cross-entropy of the training loss on CUDA: auto
                                    # (cut-cross-entropy if it works) | cce | liger | off (plain)
     progress: bool = True          # tqdm bar
-    # deterministic kernels on CUDA (PyTorch's deterministic algorithms, a fixed
+    # deterministic kernels on CUDA (PyTorch's deterministic algorithms, a fixed cuBLAS
+    # workspace, deterministic cuDNN): run-to-run equal, at some cost in speed
     deterministic: bool = False
-                                   # cuBLAS workspace, deterministic cuDNN): run-to-run equal, at
-                                   # some speed
     # --- data ---
-    data: str = "synthetic"        # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet
-    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 394M tokens, more than
-                                   # the paper run's 328M) or the first 200,000 of a text corpus
+    # synthetic (corpus v2) | synthetic_v1 | tinystories | a .txt/.jsonl/.parquet file
+    data: str = "synthetic"
+    n_train_stories: int = 0       # train-split stories; 0: 1,000,000 generated (v2: 394M tokens,
+                                   # more than the paper run's 328M, so no story is seen twice) or
+                                   # the first 200,000 of a text corpus
     n_val_stories: int = 5_000     # stories in the validation split
     cache_dir: str = ".cache"      # tokenized corpora (uint16 .npy), built once
     p_probe: float = 0.10          # probability that a training sequence is a probe sequence
@@ -100,12 +104,18 @@ class Config:
     # --- eval and snapshots ---
     eval_every: int = 200          # eval at step 0 and every eval_every steps (and at the end)
     snapshot_every: int = 200      # snapshot at step 0 and every snapshot_every steps
-    snapshot_extra: str = ""       # extra "start:end:every" segments, comma-separated, e.g. "600:2000:50"
-    state_every: int = 1_000       # write state_latest.pt (resume point) every this many steps and at the end
-    stop_rule: str = ""            # "" or "step:max_val:min_best_p_ood": stop at `step` if val > max_val and best p_ood < min (run C')
-    init_from: str = ""            # safetensors snapshot to start from instead of a fresh init (reheating)
-    data_offset: int = 0           # step t trains on the batches of data step t + data_offset (reheating
-                                   # continues the data stream of its source run instead of replaying it)
+    # extra "start:end:every" segments, comma-separated, e.g. "600:2000:50"
+    snapshot_extra: str = ""
+    # write state_latest.pt (resume point) every this many steps and at the end
+    state_every: int = 1_000
+    # "" or "step:max_val:min_best_p_ood": stop at `step` if val > max_val and best p_ood < min
+    # (run C'); checked only at an eval step, where both numbers exist
+    stop_rule: str = ""
+    # safetensors snapshot to start from instead of a fresh init (reheating)
+    init_from: str = ""
+    data_offset: int = 0           # step t trains on the batches of data step t + data_offset
+                                   # (reheating continues the data stream of its source run
+                                   # instead of replaying it)
 
     @property
     def run_dir(self) -> str:
@@ -122,12 +132,14 @@ class Config:
         return self.lambda_probe if step < self.lambda_step else self.lambda_probe_late
 
     def snapshot_steps(self) -> list[int]:
-        """Sorted steps at which weights are saved: 0, every snapshot_every, extra segments, last."""
-        steps = set(range(0, self.steps + 1, self.snapshot_every)) if self.snapshot_every > 0 else {0}
+        """Sorted steps at which weights are saved: 0, every snapshot_every, extra segments,
+        last."""
+        every = self.snapshot_every
+        steps = set(range(0, self.steps + 1, every)) if every > 0 else {0}
         for seg in filter(None, self.snapshot_extra.split(",")):
             a, b, k = (int(x) for x in seg.split(":"))
             steps.update(range(a, min(b, self.steps) + 1, k))
-        steps.add(self.steps)
+        steps.add(self.steps)  # the final weights, whatever the spacing
         return sorted(s for s in steps if 0 <= s <= self.steps)
 
     def eval_steps(self) -> list[int]:
@@ -135,6 +147,7 @@ class Config:
 
     def validate(self) -> "Config":
         """UsageError for a value that cannot make a run; called before anything is written."""
+        # f.type is the string "float" under `from __future__ import annotations`
         bad_float = [f.name for f in fields(self) if f.type in ("float", float)
                      and not math.isfinite(getattr(self, f.name))]
         if bad_float:  # inf or nan parse as floats but make no run
@@ -145,43 +158,61 @@ class Config:
                                      f"-; not starting with a dot), got {self.name!r}"),
             (self.d_model > 0 and self.n_head > 0 and self.d_ff > 0,
              "d_model, n_head and d_ff must be > 0"),
-            (self.preset in PRESETS, f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})"),
-            (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
-            (self.wd_mode in ("decoupled", "l2"), f"wd_mode must be decoupled or l2, got {self.wd_mode!r}"),
+            (self.preset in PRESETS,
+             f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})"),
+            (self.optimizer in ("adamw", "sgd"),
+             f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
+            (self.wd_mode in ("decoupled", "l2"),
+             f"wd_mode must be decoupled or l2, got {self.wd_mode!r}"),
             (self.n_head > 0 and self.d_model % self.n_head == 0,
              f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"),
             (self.lambda_probe >= 0 and self.lambda_probe_late >= 0 and self.lambda_step >= 0,
              "lambda_probe, lambda_probe_late and lambda_step must be >= 0"),
-            (self.steps > 0 and self.batch_size > 0 and self.grad_accum > 0, "steps, batch_size, grad_accum must be > 0"),
+            (self.steps > 0 and self.batch_size > 0 and self.grad_accum > 0,
+             "steps, batch_size, grad_accum must be > 0"),
             (0 <= self.p_probe <= 1, "p_probe must be in [0, 1]"),
-            (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0, "need lr > 0, eps > 0, beta1 and beta2 in [0, 1)"),
-            (self.momentum >= 0 and self.weight_decay >= 0 and 0 <= self.min_lr_frac <= 1, "need momentum >= 0, weight_decay >= 0, min_lr_frac in [0, 1]"),
+            # beta < 1: the bias corrections 1 - beta^t would otherwise be 0
+            (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0,
+             "need lr > 0, eps > 0, beta1 and beta2 in [0, 1)"),
+            (self.momentum >= 0 and self.weight_decay >= 0 and 0 <= self.min_lr_frac <= 1,
+             "need momentum >= 0, weight_decay >= 0, min_lr_frac in [0, 1]"),
             (self.data_offset >= 0 and self.warmup >= 0, "data_offset and warmup must be >= 0"),
-            (0 < self.gap_min <= self.gap_max and 0 < self.ood_gap_min <= self.ood_gap_max, "gap ranges must be positive and ordered"),
-            (self.ood_gap_max + 24 <= self.ctx and self.gap_max + 24 <= self.ctx, f"probe gaps must fit the context ({self.ctx}) with room for the key and query"),
-            (self.eval_every > 0 and self.state_every > 0, "eval_every and state_every must be > 0"),
-            (self.snapshot_every >= 0, "snapshot_every must be >= 0 (0: only the first and last step)"),
-            (self.n_eval_lm > 0 and self.n_eval_probe > 0, "n_eval_lm and n_eval_probe must be > 0"),
+            (0 < self.gap_min <= self.gap_max and 0 < self.ood_gap_min <= self.ood_gap_max,
+             "gap ranges must be positive and ordered"),
+            # 24 tokens: room for the key and query templates and the text before the key
+            (self.ood_gap_max + 24 <= self.ctx and self.gap_max + 24 <= self.ctx,
+             f"probe gaps must fit the context ({self.ctx}) with room for the key and query"),
+            (self.eval_every > 0 and self.state_every > 0,
+             "eval_every and state_every must be > 0"),
+            (self.snapshot_every >= 0,
+             "snapshot_every must be >= 0 (0: only the first and last step)"),
+            (self.n_eval_lm > 0 and self.n_eval_probe > 0,
+             "n_eval_lm and n_eval_probe must be > 0"),
             (self.n_codewords > 0 and self.n_val_stories > 0 and self.n_train_stories >= 0,
              "n_codewords and n_val_stories must be > 0, n_train_stories >= 0"),
-            (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0, "need grad_clip >= 0, ctx > 0, n_layer > 0"),
+            (self.grad_clip >= 0 and self.ctx > 0 and self.n_layer > 0,
+             "need grad_clip >= 0, ctx > 0, n_layer > 0"),
             (self.ce_chunks >= 0, "ce_chunks must be >= 0 (0: the loss in one piece)"),
             (self.fused_ce in ("auto", "cce", "liger", "off"),
              f"fused_ce must be auto, cce, liger or off, got {self.fused_ce!r}"),
             (self.size in SIZES, f"unknown size {self.size!r} (choose from {', '.join(SIZES)})"),
             (self.sdpa in ("auto", "flash", "cudnn", "efficient"),
              f"sdpa must be auto, flash, cudnn or efficient, got {self.sdpa!r}"),
-            (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"), f"unknown device {self.device!r}"),
+            (self.device in ("auto", "cuda", "mps", "cpu") or self.device.startswith("cuda:"),
+             f"unknown device {self.device!r}"),
         ]
-        checks += [(_segment_ok(seg), f"snapshot_extra segment {seg!r} is not start:end:every with start <= end, every > 0")
+        checks += [(_segment_ok(seg), f"snapshot_extra segment {seg!r} is not start:end:every "
+                                      f"with start <= end, every > 0")
                    for seg in filter(None, self.snapshot_extra.split(","))]
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg)
         if self.stop_rule:
+            # the rule reads the eval row of its step, so a step without an eval would never fire
             rule = parse_stop_rule(self.stop_rule)
             if rule[0] not in self.eval_steps() or rule[0] >= self.steps:
-                raise UsageError(f"stop_rule step must be an eval step before the last step ({self.steps})")
+                raise UsageError(f"stop_rule step must be an eval step before the last step "
+                                 f"({self.steps})")
         return self
 
     def to_dict(self) -> dict:
@@ -210,7 +241,8 @@ def parse_stop_rule(rule: str) -> tuple[int, float, float]:
             raise ValueError
         step, max_val, min_ood = int(parts[0]), float(parts[1]), float(parts[2])
     except ValueError:
-        raise UsageError(f"stop_rule {rule!r} is not step:max_val:min_best_p_ood (e.g. 2000:5.1:0.02)")
+        raise UsageError(f"stop_rule {rule!r} is not step:max_val:min_best_p_ood "
+                         f"(e.g. 2000:5.1:0.02)")
     return step, max_val, min_ood
 
 
@@ -259,6 +291,7 @@ def trunk_params(cfg: Config) -> int:
 
 
 def _parse_bool(s: str) -> bool:
+    # not bool(s): bool("false") is True
     v = s.strip().lower()
     if v in ("1", "true", "yes", "on"):
         return True
@@ -292,8 +325,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = parser.add_argument_group("config (any Config field; defaults are the paper run)")
     for f in fields(Config):
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        g.add_argument(*names, dest=f"cfg_{f.name}", type=_typed(f), default=None, metavar=str(f.type).upper(),
-                       help=f"(default {f.default!r})")
+        # default None: only the flags actually given override the preset (a paper default here
+        # would overwrite the tiny preset's values)
+        g.add_argument(*names, dest=f"cfg_{f.name}", type=_typed(f), default=None,
+                       metavar=str(f.type).upper(), help=f"(default {f.default!r})")
     return parser
 
 
@@ -320,6 +355,8 @@ def make_config(**overrides) -> Config:
 
 
 def config_from_dict(d: dict) -> Config:
+    # keys this version does not know (a config saved by another version of the code) are
+    # dropped rather than refused, so that its run folder still loads
     known = {f.name for f in fields(Config)}
     return Config(**{k: v for k, v in d.items() if k in known})
 
@@ -331,7 +368,8 @@ def diff_configs(a: Config, b: Config, ignore=RUNTIME_FIELDS) -> list[str]:
 
 def parse_config(argv=None, description=__doc__) -> Config:
     """Parse a command line made only of Config overrides."""
-    p = add_config_args(Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter))
+    p = add_config_args(Parser(description=description,
+                               formatter_class=argparse.RawDescriptionHelpFormatter))
     try:
         return config_from_args(p.parse_args(argv))
     except UsageError as e:
@@ -343,8 +381,9 @@ if __name__ == "__main__":
 
 
 def lr_at(cfg: Config, step: int) -> float:
-    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine over the run, clamped at min_lr_frac."""
-    if step < cfg.warmup:
+    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine over the run, clamped at
+    min_lr_frac."""
+    if step < cfg.warmup:  # (step + 1): step 0 already takes a nonzero step
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)  # max: warmup == steps
     return cfg.lr * max(cfg.min_lr_frac, 0.5 * (1 + math.cos(math.pi * progress)))
