@@ -1,9 +1,9 @@
-"""Readers of results/<version>/: the JSON, metrics and tables that the analyses and experiments wrote,
-one home for claims.py and make_paper_figures.py (no computation beyond picking numbers and the nulls
-that geometry.py computes from what a file holds).
+"""Readers of results/<version>/: the JSON, metrics and tables that the analyses and experiments
+wrote, one home for claims.py and make_paper_figures.py (no computation beyond picking numbers and
+the nulls that geometry.py computes from what a file holds).
 
-    res = Results("results")                     # the newest corpus version with a seed run
-    s = Seed(res, 42)                             # one seed run's analyses, metrics, optimizer null, twin
+    res = Results("results")        # the newest corpus version with a seed run
+    s = Seed(res, 42)               # one seed run's analyses, metrics, optimizer null, twin
     get(s.pca, "summary.block0.pc1"); group_key(s.pca, "block0", "coherence")
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ def matched_null_pc1(norms_sq) -> float:
 
 
 class Results:
-    """Read-only view of results/<version>/: JSON by relative path (None when missing or unreadable)."""
+    """Read-only view of results/<version>/: JSON by relative path (None when missing or
+    unreadable)."""
 
     def __init__(self, root: str = "results", version: str | None = None):
         self.root = root
@@ -49,6 +50,7 @@ class Results:
         return os.path.join(self.dir or self.root, rel)
 
     def json(self, rel: str):
+        # cached, misses included: the claims and figures read the same files many times over
         if rel not in self._cache:
             try:
                 with open(self.path(rel)) as f:
@@ -67,21 +69,25 @@ class Results:
     def seeds(self) -> list[int]:
         if not self.dir:
             return []
-        found = [int(m.group(1)) for d in os.listdir(self.dir) if (m := re.fullmatch(r"seed(\d+)", d))]
+        # seed<N> only: the twins (seed<N>_wd0) and experiment folders are not seed runs
+        found = [int(m.group(1)) for d in os.listdir(self.dir)
+                 if (m := re.fullmatch(r"seed(\d+)", d))]
         return sorted(found)
 
     def corpus_stats(self) -> dict | None:
         """Corpus statistics (n-gram baselines) of this version: results/<version>/corpus/, else
         results/corpus/.
         """
-        for f in sorted(
-            glob.glob(self.path("corpus/*.json")) + glob.glob(os.path.join(self.root, "corpus", "*.json"))
-        ):
+        here = glob.glob(self.path("corpus/*.json"))
+        shared = glob.glob(os.path.join(self.root, "corpus", "*.json"))
+        for f in sorted(here + shared):
             try:
                 d = json.load(open(f))
             except (OSError, ValueError):
                 continue
             d = d.get("results", d) if isinstance(d, dict) else d  # the results writer's envelope
+            # the baselines belong to one corpus version: a file of another version's corpus
+            # would compare the losses with the wrong text
             if "ngram_val_nats" in d and (
                 self.version is None
                 or f" {self.version} " in f" {d.get('corpus', '')} "
@@ -93,24 +99,27 @@ class Results:
 
 
 def newest_version(root: str) -> str | None:
-    """The highest results/v<N> holding a seed run with its PCA analysis (else the highest v<N>)."""
+    """The highest results/v<N> holding a seed run with its PCA analysis (else the highest
+    v<N>)."""
     vs = sorted(
         (int(m.group(1)), d)
         for d in (os.listdir(root) if os.path.isdir(root) else [])
         if (m := re.fullmatch(r"v(\d+)", d))
-    )
+    )  # sorted by the number: v10 after v9
     full = [d for _, d in vs if glob.glob(os.path.join(root, d, "seed*", PCA_JSON))]
     return (full or [d for _, d in vs] or [None])[-1]
 
 
 def get(d, path: str, default=None):
-    """d at the dotted `path` (list indices as numbers); else the same under d['results'] (SPEC-5 wrapper)."""
+    """d at the dotted `path` (list indices as numbers); else the same under d['results'] (SPEC-5
+    wrapper)."""
     for p in (path, "results." + path):
         cur, ok = d, True
         for k in p.split("."):
             if isinstance(cur, dict) and k in cur:
                 cur = cur[k]
-            elif isinstance(cur, list) and k.lstrip("-").isdigit() and -len(cur) <= int(k) < len(cur):
+            elif (isinstance(cur, list) and k.lstrip("-").isdigit()
+                  and -len(cur) <= int(k) < len(cur)):
                 cur = cur[int(k)]
             else:
                 ok = False
@@ -121,7 +130,8 @@ def get(d, path: str, default=None):
 
 
 def find(d, key: str, depth: int = 3):
-    """The first value of `key` in d, searched breadth-first down to `depth` levels (None when absent)."""
+    """The first value of `key` in d, searched breadth-first down to `depth` levels (None when
+    absent)."""
     level = [d]
     for _ in range(depth + 1):
         nxt = []
@@ -159,13 +169,16 @@ def group_key(doc, group: str, key: str):
 def corr(x, y) -> float | None:
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
+    # two points always correlate at +-1 and a constant has none: no number rather than a
+    # meaningless one
     if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
         return None
     return float(np.corrcoef(x[ok], y[ok])[0, 1])
 
 
 class Seed:
-    """The numbers of one seed run (results/<version>/seed<N>/), with the nulls computed where absent."""
+    """The numbers of one seed run (results/<version>/seed<N>/), with the nulls computed where
+    absent."""
 
     def __init__(self, res: Results, seed: int, name: str | None = None):
         self.res, self.seed = res, seed
@@ -178,18 +191,21 @@ class Seed:
         self.metrics = res.metrics(f"{self.dir}/metrics.jsonl")
 
     def twin(self) -> "Seed | None":
-        """The no-decay twin of this seed (results/<version>/seed<N>_wd0/) when it has its PCA analysis."""
+        """The no-decay twin of this seed (results/<version>/seed<N>_wd0/) when it has its PCA
+        analysis."""
         if self.dir.endswith("_wd0"):
             return None
         t = Seed(self.res, self.seed, self.dir + "_wd0")
         return t if t.pca is not None else None
 
     def opt(self, group: str, stat: str) -> dict | None:
-        """The optimizer null's {mean, sd, min, max, n} of `stat` in `group` (None without the null)."""
+        """The optimizer null's {mean, sd, min, max, n} of `stat` in `group` (None without the
+        null)."""
         return get(self.null, f"results.summary.{group}.{stat}") if self.null else None
 
     def record(self):
-        """The run's trajectory record (analysis/trajectory_record.safetensors) when results/ has it."""
+        """The run's trajectory record (analysis/trajectory_record.safetensors) when results/ has
+        it."""
         path = self.res.path(f"{self.dir}/analysis/trajectory_record.safetensors")
         return load_record(path) if os.path.isfile(path) else None
 
@@ -197,11 +213,13 @@ class Seed:
         return get(self.pca, "snapshot_steps", [])
 
     def increment_norms_sq(self, group: str) -> np.ndarray | None:
-        """||d(t)||^2 of the PCA rows: u_norm of the update analysis when its updates are exactly the
-        increments between the PCA's rows (same anchor, same steps)."""
+        """||d(t)||^2 of the PCA rows: u_norm of the update analysis when its updates are exactly
+        the increments between the PCA's rows (same anchor, same steps)."""
         u = self.update
         if u is None or self.pca is None:
             return None
+        # the two analyses may have been run with different anchors or snapshot steps; then the
+        # update norms are of other increments and would give a wrong matched null
         same = (
             get(u, "u_steps") == self.steps()
             and get(u, "anchor") == get(self.pca, "anchor")
@@ -214,7 +232,8 @@ class Seed:
         return group_key(self.pca, group, "pc1")
 
     def nulls(self, group: str) -> dict:
-        """PC1 and its nulls: theory (8/pi^2 at this T), shuffle, random directions, matched (with source)."""
+        """PC1 and its nulls: theory (8/pi^2 at this T), shuffle, random directions, matched (with
+        source)."""
         p = self.pca
         out = {
             "pc1": self.pc1(group),
@@ -222,6 +241,8 @@ class Seed:
             "shuffle": get(p, f"results.{group}.null_shuffle") or {},
             "directions": get(p, f"results.{group}.null_random_directions") or {},
         }
+        # the matched null from the best source there is, named so the report can say which:
+        # the analysis's own, then one from the increment norms, then the random-directions mean
         m, src = group_key(p, group, "null_matched_pc1"), "analysis"
         if m is None and (n2 := self.increment_norms_sq(group)) is not None:
             m, src = matched_null_pc1(n2), "increment norms"
@@ -234,22 +255,28 @@ class Seed:
         c = group_key(self.pca, group, "coherence")
         if c is not None:
             return c
-        n2, x = self.increment_norms_sq(group), get(self.pca, f"results.{group}.decomposition.norm")
+        # an analysis without it: geometry.coherence's ratio ||x(T)||^2 / sum_t ||d(t)||^2 from
+        # its displacement norms and the increment norms
+        n2 = self.increment_norms_sq(group)
+        x = get(self.pca, f"results.{group}.decomposition.norm")
         return float(x[-1] ** 2 / n2.sum()) if n2 is not None and x else None
 
     def coherence_running(self, group: str):
         c = group_key(self.pca, group, "coherence_running")
         if c is not None:
             return c
-        n2, x = self.increment_norms_sq(group), get(self.pca, f"results.{group}.decomposition.norm")
-        return (np.asarray(x, float) ** 2 / np.cumsum(n2)).tolist() if n2 is not None and x else None
+        n2 = self.increment_norms_sq(group)
+        x = get(self.pca, f"results.{group}.decomposition.norm")
+        if n2 is None or not x:
+            return None
+        return (np.asarray(x, float) ** 2 / np.cumsum(n2)).tolist()
 
     def decomposition(self, group: str) -> dict:
         return get(self.pca, f"results.{group}.decomposition") or {}
 
     def p_ood_at(self, steps) -> list:
         by = {m["step"]: m.get("p_ood") for m in self.metrics}
-        if not by:
+        if not by:  # results/ without the metrics file: the copy the PCA analysis keeps
             ev = get(self.pca, "eval_steps", [])
             by = dict(zip(ev, get(self.pca, "p_ood", []) or []))
         return [by.get(s) for s in steps]
@@ -268,7 +295,10 @@ def pct_range(xs, nd: int = 1) -> str:
     if not xs:
         return "-"
     lo, hi = min(xs), max(xs)
-    return pct(lo, nd) if abs(hi - lo) < 0.5 * 10 ** (-nd - 2) else f"{100 * lo:.{nd}f}-{100 * hi:.{nd}f}%"
+    # one number when the two would print the same at nd decimals of a percent
+    if abs(hi - lo) < 0.5 * 10 ** (-nd - 2):
+        return pct(lo, nd)
+    return f"{100 * lo:.{nd}f}-{100 * hi:.{nd}f}%"
 
 
 def sci(x, nd: int = 1) -> str:
@@ -282,8 +312,9 @@ def fisher_rows(s: Seed, group: str = "trunk") -> list[tuple[int, dict]]:
 
 
 def sgd_rows(res: Results) -> dict[str, dict]:
-    """run -> window row of every optimizer run: Table 9's (sgd_control.json: A, B, C), C' (sgd_nesterov.json)
-    and the new controls (backbone_controls.json: D, A0, D0, and A again, the same run folder)."""
+    """run -> window row of every optimizer run: Table 9's (sgd_control.json: A, B, C), C'
+    (sgd_nesterov.json) and the new controls (backbone_controls.json: D, A0, D0, and A again, the
+    same run folder)."""
     d = res.json("sgd_control/sgd_control.json")
     rows = {r["run"]: r for r in get(d, "rows", [])} if d else {}
     cp = res.json("sgd_control/sgd_nesterov.json")
@@ -291,7 +322,7 @@ def sgd_rows(res: Results) -> dict[str, dict]:
         rows["C'"] = get(cp, "row")
     bc = res.json("sgd_control/backbone_controls.json")
     for r in get(bc, "rows", []) if bc else []:
-        rows.setdefault(r["run"], r)
+        rows.setdefault(r["run"], r)  # Table 9's own row of A wins over the controls' copy
     return rows
 
 
@@ -323,7 +354,8 @@ def val_curve(metrics: list[dict]) -> dict[int, float]:
 
 
 def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
-    """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs (beta2/runs/beta2_<b>_seed42)."""
+    """beta2 -> ({step: validation loss}, status) of the beta2 sweep's runs
+    (beta2/runs/beta2_<b>_seed42)."""
     root = res.path("beta2/runs")
     out = {}
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
@@ -336,7 +368,8 @@ def beta2_curves(res: Results) -> dict[float, tuple[dict[int, float], str]]:
 
 
 def open_results(root: str, version: str | None) -> "Results":
-    """Results of `root`/`version` (default: the newest version with a seed run); one error line if absent."""
+    """Results of `root`/`version` (default: the newest version with a seed run); one error line
+    if absent."""
     if not os.path.isdir(root):
         fail(f"--results {root}: not a folder")
     res = Results(root, version)
@@ -346,14 +379,17 @@ def open_results(root: str, version: str | None) -> "Results":
 
 
 def run_results(run: str) -> Results:
-    """A Results view of one run folder (runs/tiny_seed42): its parent as the version folder, the run as the
-    only seed (its twin <run>_wd0 beside it)."""
+    """A Results view of one run folder (runs/tiny_seed42): its parent as the version folder, the
+    run as the only seed (its twin <run>_wd0 beside it)."""
     if not os.path.isfile(os.path.join(run, "config.json")):
         fail(f"--run {run}: no config.json")
     parent = os.path.dirname(os.path.abspath(run))
+    # version "" skips the search for v<N> folders; the run's parent plays the version folder
     res = Results(parent, version="")
     res.dir, res.version = parent, os.path.basename(parent)
-    seed = int(get(res.json(os.path.join(os.path.basename(run), "config.json")), "config.seed", 0))
+    cfg = res.json(os.path.join(os.path.basename(run), "config.json"))
+    seed = int(get(cfg, "config.seed", 0))
+    # Seed(res, seed) then finds the run under its own folder name rather than seed<N>
     res.names = {seed: os.path.basename(os.path.normpath(run))}
     res.seeds = lambda: [seed]
     return res
