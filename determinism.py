@@ -1,6 +1,7 @@
 """Does a run repeat itself? The same config trained N times with `--deterministic` off and on.
 
-    python determinism.py                        # GPU: control D at lr 1 to step 1,000, 3 runs each way
+    python determinism.py                        # GPU: control D at lr 1 to step 1,000, 3 runs
+                                                 # each way
     python determinism.py --repeats 5 --lr 0.3   # other repeats or learning rate
     python determinism.py --summarize runs/determinism --bench-off B0.json --bench-on B1.json
     python determinism.py --preset tiny --repeats 2 --out /tmp/det   # a CPU look (minutes)
@@ -8,16 +9,16 @@
 Why control D: two trainings of D (SGD with momentum at peak lr 1) with one config gave validation
 losses 3.922 and 4.136 at step 1,000 on the GPU, a spread larger than some of the differences the
 controls are read for. Without `--deterministic` the GPU kernels (atomics in the backward of the
-embedding and of attention, cuBLAS's split-K choices) add in an order that varies from run to run; at
-a learning rate this large the rounding differences grow into different trajectories.
+embedding and of attention, cuBLAS's split-K choices) add in an order that varies from run to run;
+at a learning rate this large the rounding differences grow into different trajectories.
 
-Each run is D's sweep config (experiments.new_control_config, stopped at step 1,000 by its stop rule)
-with snapshots only at steps 0 and 1,000, trained by train.py in its own process (PyTorch's
+Each run is D's sweep config (experiments.new_control_config, stopped at step 1,000 by its stop
+rule) with snapshots only at steps 0 and 1,000, trained by train.py in its own process (PyTorch's
 deterministic switch is global to a process). The summary, per setting: the validation loss at each
-evaluation step over the runs (min, max, spread = max - min) and how many distinct step-1,000 weights
-the runs ended with (training's own sha256 of the snapshot file: 1 means bitwise equal). With
-`--bench-off/--bench-on` (bench.py JSONs of the same GPU with `--deterministic false/true`), the
-cost of the switch in ms per step.
+evaluation step over the runs (min, max, spread = max - min) and how many distinct step-1,000
+weights the runs ended with (training's own sha256 of the snapshot file: 1 means bitwise equal).
+With `--bench-off/--bench-on` (bench.py JSONs of the same GPU with `--deterministic false/true`),
+the cost of the switch in ms per step.
 
 Writes <out>/determinism.{json,md} (default results/v2/determinism).
 """
@@ -94,8 +95,9 @@ def table(summary: dict, cost: dict) -> str:
                          "distinct final weights"], rows)
     if cost:
         off, on = cost["off"], cost["on"]
+        extra = 100 * (on['ms_per_step'] / off['ms_per_step'] - 1)
         text += (f"\n\nbench.py on {off['device']}: {off['ms_per_step']:.2f} ms/step off, "
-                 f"{on['ms_per_step']:.2f} on ({100 * (on['ms_per_step'] / off['ms_per_step'] - 1):+.1f}%)")
+                 f"{on['ms_per_step']:.2f} on ({extra:+.1f}%)")
     return text
 
 
@@ -106,11 +108,13 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1.0, help="D's peak learning rate (default 1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=int, default=3, help="runs per setting (default 3)")
-    p.add_argument("--out_dir", default=os.path.join("runs", "determinism"), help="parent of the runs")
+    p.add_argument("--out_dir", default=os.path.join("runs", "determinism"),
+                   help="parent of the runs")
     p.add_argument("--summarize", metavar="FOLDER", help="only summarize the runs in FOLDER")
     p.add_argument("--bench-off", help="bench.py JSON with --deterministic false (same GPU)")
     p.add_argument("--bench-on", help="bench.py JSON with --deterministic true (same GPU)")
-    p.add_argument("--out", default=os.path.join("results", "v2", "determinism"), help="results folder")
+    p.add_argument("--out", default=os.path.join("results", "v2", "determinism"),
+                   help="results folder")
     args = p.parse_args(argv)
     t0 = time.time()
     try:
@@ -147,7 +151,8 @@ def main(argv=None):
     text = table(summary, cost)
     definitions = dict(
         spread="max - min over the runs of the validation loss at one evaluation step",
-        distinct_final_weights="distinct sha256 of the last snapshot over the runs (1: bitwise equal)",
+        distinct_final_weights="distinct sha256 of the last snapshot over the runs "
+                               "(1: bitwise equal)",
         cost="bench.py ms/step with --deterministic true against false, same GPU, same call")
     config = dict(control="D", lr=args.lr, seed=args.seed, preset=args.preset, repeats=args.repeats,
                   stop="D's sweep stop rule (step 1,000 at the paper preset)")
