@@ -3,6 +3,8 @@ Tables 6-7, Figure 3).
 
     python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 \
         | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
+    python backbone_fisher_analysis.py --record R/trajectory_record.safetensors \
+        --gradient-record R/gradient_record.safetensors [--steps ...] [--group all]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
 gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
@@ -32,11 +34,17 @@ Groups: the trunk (default; the paper's Fisher),
 one block (--group blockN), or the trunk and every block (--group all); every direction is taken
 within its group and normalized there.
 
-Memory: G is M x D float32: 32 x 25,165,824 x 4 B = 3.2 GB for the paper trunk (plus as much again
-while it is stacked), fine on a GPU; on a CPU use the tiny preset or fewer --batches. The K random
-directions (float64 while built) are made once per group and reused at every step.
+Every number is a pure function (`analyse`) of the trajectory record and the gradient record
+(runs.GradientRecord): each direction is a combination of the trajectory rows and the record's K
+raw random draws, so q(v), the medians, u_1 and the overlaps come from the gradients' Gram and their
+inner products with those rows, and the random directions are orthonormalized in coefficients
+(geometry.span_orthonormal, the same steps as random_directions). From --run both records are made,
+or reused when up to date, in <run>/analysis/ (one replay, shared with the gradient analysis);
+--record FILE --gradient-record FILE reads them alone (no snapshots, no corpus, CPU) and gives the
+same JSON. Making the gradient record holds G (M x D float32 per loss: 3.2 GB for the paper trunk),
+the trajectory rows and the draws (float64) on the device; on a CPU use the tiny preset.
 Forward/backward in the run's bf16 autocast on CUDA (float32 gradients), --fp32 for full fp32;
-Rayleigh quotients and the Gram matrix in float64, TF32 off.
+inner products in float64, TF32 off.
 
 Writes <run>/analysis/backbone_fisher_analysis.json and <run>/analysis/backbone_fisher_analysis.png
 (q(v) against step for the combined, LM and probe losses: v_b red with its median estimate dashed,
@@ -316,8 +324,8 @@ def analyse(rec, grec, cfg, steps, anchor: int, groups, n: int, batch_size: int,
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
             record=("computed from the trajectory record and the gradient record (runs.py:"
                     " GRADIENT_RECORD_DEFINITION): every direction is a combination c of the"
-                    " trajectory rows b_j and the random draws z_k, <g_i, v> = sum_j c_j <g_i, b_j>,"
-                    " and the Gram G G^T is the record's"),
+                    " trajectory rows b_j and the random draws z_k, <g_i, v> = sum_j c_j"
+                    " <g_i, b_j>, and the Gram G G^T is the record's"),
         ),
         **replay_record(cfg, n, batch_size, batches_used),
         D=D,

@@ -24,22 +24,24 @@ gradients' Grams and their inner products with the trajectory rows, from one rep
 Fisher analysis shares: these 16 mini-batches are the first 16 of its 32). From --run both are
 made, or reused when up to date, in <run>/analysis/; --record FILE --gradient-record FILE reads
 them alone (no snapshots, no corpus, CPU) and gives the same JSON.
+
 For each group (block l, trunk) and batch i:
     |cos(g_i, v_b)|   mean and sd over the batches, against the noise floor sqrt(2 / (pi D))
     b_l(t) = <g_l, v_b^(l)>   signed projection, mean over the batches; B_l = cumulative sum of
                               b_l over the analysed snapshots (so B depends on --every).
 The combined gradient is g_LM + lambda g_probe (the gradient is linear in the loss; this saves a
-third backward pass). On CUDA the forward/backward runs under the run's bf16 autocast
-(common.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
-in full fp32. All dot products are float64, TF32 off.
+third backward pass), formed from the record's LM and probe rows in float64. On CUDA the
+forward/backward runs under the run's bf16 autocast (common.autocast: the gradients the run
+actually followed, float32 tensors); --fp32 computes them in full fp32. All dot products are
+float64, TF32 off.
 
 Writes <run>/analysis/backbone_gradient_analysis.json and
 <run>/analysis/backbone_gradient_alignment_block0.png (Figure 2 style: blue |cos| mean +- sd,
 noise floor, and the update alignment |C(t)| in red when backbone_update_analysis.json exists),
 <run>/analysis/backbone_gradient_projection.png (b_l(t), B_l and the median normalized b_l per
-block). Cost (paper run, 51 snapshots): 2 x 816 forward/backward passes of 64 x 256 tokens; the
-16 x 25.2M float32 gradient matrices take 1.6 GB each (two at a time; the combined one is formed
-in place). The gradient record of the paper run is about 30 MB (results/README.md).
+block). Cost (paper run, 51 snapshots): the gradient record's replay, 51 x 32 mini-batches of
+64 x 256 tokens (one forward, an LM and a probe backward each), shared with the Fisher analysis;
+the record is 29.4 MB (results/README.md). From the records the numbers take well under a second.
 """
 from __future__ import annotations
 

@@ -672,8 +672,9 @@ def load_model(traj, cfg: Config, corpus, step: int, model=None):
 
 
 def replay_pairs(cfg: Config, step: int, n: int, batch_size: int) -> list[tuple[int, int]]:
-    """The (step, micro) pairs of the run's micro-batches that hold the first n * batch_size sequences
-    of the training stream from `step`: (step, 0), ..., (step, grad_accum - 1), (step + 1, 0), ..."""
+    """The (step, micro) pairs of the run's micro-batches that hold the first n * batch_size
+    sequences of the training stream from `step`: (step, 0), ..., (step, grad_accum - 1),
+    (step + 1, 0), ..."""
     count = -(-n * batch_size // cfg.batch_size)  # every micro-batch holds cfg.batch_size sequences
     return [(step + i // cfg.grad_accum, i % cfg.grad_accum) for i in range(count)]
 
@@ -752,12 +753,13 @@ GRADIENT_RECORD_FILE = "gradient_record.safetensors"
 # random draws of one seed are the first K of any larger number
 GRADIENT_BATCHES, GRADIENT_K = 32, 10
 GRADIENT_RECORD_DEFINITION = (
-    "at each gradient step: M mini-batch gradients of the LM loss (rows 0..M-1) and of the probe loss "
-    "(rows M..2M-1) at theta(t) on the replayed training stream, trunk parameters; per group their "
-    "Gram (gram/<g>), their inner products with the trajectory record's rows theta(t_1) - theta(t_0), "
-    "..., theta(t_N) - theta(t_0), theta(t_0) (basis/<g>) and with K raw Gaussian draws of "
-    "geometry.gaussian_draws(seed) over the group's tensors (random/<g>), the draws' Gram (zz/<g>) and "
-    "their inner products with the rows (zb/<g>); float32 gradients, float64 products, TF32 off")
+    "at each gradient step: M mini-batch gradients of the LM loss (rows 0..M-1) and of the probe "
+    "loss (rows M..2M-1) at theta(t) on the replayed training stream, trunk parameters; per group "
+    "their Gram (gram/<g>), their inner products with the trajectory record's rows theta(t_1) - "
+    "theta(t_0), ..., theta(t_N) - theta(t_0), theta(t_0) (basis/<g>) and with K raw Gaussian "
+    "draws of geometry.gaussian_draws(seed) over the group's tensors (random/<g>), the draws' Gram "
+    "(zz/<g>) and their inner products with the rows (zb/<g>); float32 gradients, float64 "
+    "products, TF32 off")
 
 
 def gradient_record_path(run_dir: str) -> str:
@@ -765,9 +767,10 @@ def gradient_record_path(run_dir: str) -> str:
 
 
 def save_gradient_record(path: str, grec):
-    """Write a geometry.GradientRecord as one safetensors file (atomic): its tensors, JSON metadata."""
-    meta = dict(format="gradient record v1", definition=GRADIENT_RECORD_DEFINITION, steps=grec.steps,
-                grad_steps=grec.grad_steps, groups=grec.groups, M=grec.M, K=grec.K, meta=grec.meta)
+    """Write a geometry.GradientRecord as one safetensors file (atomic): tensors, JSON metadata."""
+    meta = dict(format="gradient record v1", definition=GRADIENT_RECORD_DEFINITION,
+                steps=grec.steps, grad_steps=grec.grad_steps, groups=grec.groups, M=grec.M,
+                K=grec.K, meta=grec.meta)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     data = save({k: v.contiguous() for k, v in grec.t.items()},
                 metadata={"gradient_record": json.dumps(finite(meta), allow_nan=False)})
@@ -775,15 +778,16 @@ def save_gradient_record(path: str, grec):
 
 
 def load_gradient_record(path: str):
-    """The geometry.GradientRecord in `path` (save_gradient_record); one clear line when it is not one."""
+    """The geometry.GradientRecord in `path` (save_gradient_record); one clear line when it is
+    not one."""
     if not os.path.isfile(path):
         raise UsageError(f"gradient record not found: {path}")
     try:
         with safe_open(path, framework="pt") as f:
             meta = json.loads((f.metadata() or {})["gradient_record"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        grec = geo.GradientRecord(meta["steps"], meta["grad_steps"], meta["groups"], meta["M"], meta["K"],
-                                  tensors, meta.get("meta"))
+        grec = geo.GradientRecord(meta["steps"], meta["grad_steps"], meta["groups"], meta["M"],
+                                  meta["K"], tensors, meta.get("meta"))
     except UsageError as e:
         raise UsageError(f"{path}: {e}")
     except Exception as e:
@@ -795,22 +799,26 @@ def load_gradient_record(path: str):
 def check_records(rec, grec):
     """UsageError unless the gradient record was made on the trajectory record's rows and groups."""
     if grec.steps != rec.steps or grec.groups != rec.groups:
-        raise UsageError(f"the gradient record {getattr(grec, 'path', '')} was not made on the rows of the "
-                         f"trajectory record {getattr(rec, 'path', '')} (steps or groups differ)")
+        raise UsageError(f"the gradient record {getattr(grec, 'path', '')} was not made on the rows"
+                         f" of the trajectory record {getattr(rec, 'path', '')} (steps or groups"
+                         " differ)")
     if grec.meta.get("config") != rec.config:
-        raise UsageError("the gradient record and the trajectory record come from runs with different configs")
+        raise UsageError("the gradient record and the trajectory record come from runs with "
+                         "different configs")
 
 
 @torch.no_grad()
 def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
-    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy argmax at
-    the answer position is not the codeword (the batches whose probe gradient is large)."""
+    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy
+    argmax at the answer position is not the codeword (the batches whose probe gradient is
+    large)."""
     x, y, pos = (t.to(device) for t in batch)
     has = pos >= 0
     if not has.any():
         return 0, 0
     with (nullcontext() if fp32 else autocast(device)):
-        guess = model(x[has], positions=pos[has]).argmax(-1)  # the head at the answer positions only
+        # the head at the answer positions only
+        guess = model(x[has], positions=pos[has]).argmax(-1)
     rows = torch.arange(int(has.sum()), device=device)
     return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
 
@@ -819,18 +827,18 @@ def precision_of(device, fp32: bool) -> str:
     return "fp32" if fp32 or torch.device(device).type != "cuda" else "bf16 autocast"
 
 
-def make_gradient_record(traj, cfg: Config, corpus, rec, steps, M: int, batch_size: int, K: int, seed: int,
-                         fp32: bool):
-    """One replay: at each step of `steps` the LM and probe gradients of M mini-batches (replay_batches),
-    reduced to their inner products with each other, with the trajectory record's rows and with K random
-    draws (geometry.GradientRecord). Holds the rows ((N+1) x D float64: 10 GB for the paper trunk) and
-    the draws (2 x K x D float64) on the device."""
+def make_gradient_record(traj, cfg: Config, corpus, rec, steps, M: int, batch_size: int, K: int,
+                         seed: int, fp32: bool):
+    """One replay: at each step of `steps` the LM and probe gradients of M mini-batches
+    (replay_batches), reduced to their inner products with each other, with the trajectory
+    record's rows and with K random draws (geometry.GradientRecord). Holds the rows ((N+1) x D
+    float64: 10 GB for the paper trunk) and the draws (2 x K x D float64) on the device."""
     dev, keys = traj.device, rec.groups["trunk"]
     exact_fp32()
     slices = geo.group_slices(traj)
     theta0 = flatten(traj.load(rec.steps[0], keys), keys).double()
     B = torch.empty(len(rec.steps), theta0.numel(), dtype=torch.float64, device=dev)
-    for j, s in enumerate(rec.steps[1:]):  # differences of float32 weights are exact in float64
+    for j, s in enumerate(rec.steps[1:]):  # differences of float32 weights: exact in float64
         B[j] = flatten(traj.load(s, keys), keys).double() - theta0
     B[-1] = theta0
     Z = {g: torch.stack([flatten(z, rec.groups[g]) for z in geo.gaussian_draws(
@@ -856,28 +864,27 @@ def make_gradient_record(traj, cfg: Config, corpus, rec, steps, M: int, batch_si
         for name, i in (("gram", 0), ("basis", 1), ("random", 2)):
             t[f"{name}/{g}"] = torch.stack([p[i] for p in ps])
     run = read_record(traj.run_dir) or {}
-    meta = dict(batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, seed=seed,
-                precision=precision_of(dev, fp32), steps=rec.steps, config=run.get("config", {}),
-                corpus_identity=run.get("corpus_identity"), snapshots=snapshot_fingerprint(traj.run_dir),
-                source=dict(kind="run folder", run=os.path.basename(os.path.normpath(traj.run_dir))),
+    meta = dict(batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                seed=seed, precision=precision_of(dev, fp32), steps=rec.steps,
+                config=run.get("config", {}), corpus_identity=run.get("corpus_identity"),
+                snapshots=snapshot_fingerprint(traj.run_dir),
+                source=dict(kind="run folder",
+                            run=os.path.basename(os.path.normpath(traj.run_dir))),
                 **{"lambda": lam}, probe=probe)
     return geo.GradientRecord(rec.steps, steps, rec.groups, M, K, t, meta)
-
-
-# what makes a gradient record the one an analysis asks for, beyond its steps, batches and draws
-GRADIENT_IDENTITY = ("snapshots", "config", "steps", "batch_size", "seed", "precision")
 
 
 def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_size: int, K: int,
                         seed: int | None, fp32: bool, argv=None):
     """The run's gradient record for `steps`, n mini-batches of batch_size and K draws of `seed`:
-    <run>/analysis/gradient_record.safetensors when it was made from the run's current snapshots and config
-    on the trajectory record's rows, with this batch size, seed and precision, and holds those steps, batches
-    and draws (seed None: any seed, made with 0); else made now (one replay; with what the old one held as
-    well) and written there."""
+    <run>/analysis/gradient_record.safetensors when it was made from the run's current snapshots
+    and config on the trajectory record's rows, with this batch size, seed and precision, and
+    holds those steps, batches and draws (seed None: any seed, made with 0); else made now (one
+    replay; with what the old one held as well) and written there."""
     t0, path = time.perf_counter(), gradient_record_path(traj.run_dir)
-    want = dict(snapshots=snapshot_fingerprint(traj.run_dir), config=(read_record(traj.run_dir) or {}).get(
-        "config", {}), steps=rec.steps, batch_size=batch_size, seed=seed, precision=precision_of(traj.device, fp32))
+    config = (read_record(traj.run_dir) or {}).get("config", {})
+    want = dict(snapshots=snapshot_fingerprint(traj.run_dir), config=config, steps=rec.steps,
+                batch_size=batch_size, seed=seed, precision=precision_of(traj.device, fp32))
     steps, n, K = sorted(steps), max(n, GRADIENT_BATCHES), max(K, GRADIENT_K)
     try:
         old = load_gradient_record(path) if os.path.isfile(path) else None
@@ -897,47 +904,57 @@ def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_siz
     return grec
 
 
-def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None):
-    """(rec, grec, cfg, (steps, groups), state, device, run name) of an analysis computed from a trajectory
-    record and a gradient record: the files --record and --gradient-record (no snapshots; CPU), or the run
-    folder's validated snapshots and corpus with its records, made or reused (run_record,
-    run_gradient_record). `select(snapshot steps, check, groups)` -> (the steps to analyse, the groups),
-    before any record is made; check(steps, what) stops at a step that has no snapshot (or, from files, no
-    gradients). K random draws of `seed` (None: any seed, no draws used). Sets args.batch_size when it was
-    left out."""
-    if args.record or args.gradient_record:
-        if not (args.record and args.gradient_record):
-            raise UsageError("--record and --gradient-record go together (the two records of one run)")
-        rec, grec = load_record(args.record), load_gradient_record(args.gradient_record)
-        check_records(rec, grec)
-        rec.check_steps([args.anchor], "anchor")
+def _from_files(args, select, K: int, seed: int | None):
+    """open_gradient_analysis from --record and --gradient-record."""
+    if not (args.record and args.gradient_record):
+        raise UsageError("--record and --gradient-record go together (the two records of one run)")
+    rec, grec = load_record(args.record), load_gradient_record(args.gradient_record)
+    check_records(rec, grec)
+    rec.check_steps([args.anchor], "anchor")
 
-        def check(steps, what="step"):
-            missing = [s for s in steps if s not in grec.index]
-            if missing:
-                raise UsageError(f"{what} {missing[0]} has no gradients in {args.gradient_record} (it has "
-                                 f"steps {', '.join(map(str, grec.grad_steps))})")
-        steps, groups = select(rec.steps, check, rec.groups)
-        check(steps)
-        m = grec.meta
-        args.batch_size = args.batch_size or m["batch_size"]
-        for what, have, asked in (("mini-batches", grec.M, args.batches), ("random draws", grec.K, K)):
-            if asked > have:
-                raise UsageError(f"{args.gradient_record} has {have} {what} per step, {asked} asked")
-        for what, have, asked in (("--batch-size", m["batch_size"], args.batch_size), ("--seed", m["seed"], seed)):
-            if asked is not None and have != asked:
-                raise UsageError(f"{args.gradient_record} was made with {what} {have}, not {asked}")
-        if args.fp32 and m["precision"] != "fp32":
-            raise UsageError(f"{args.gradient_record} holds {m['precision']} gradients, not fp32 ones")
-        state = dict(record=os.path.abspath(args.record), gradient_record=os.path.abspath(args.gradient_record))
-        return rec, grec, config_from_dict(m["config"]), (steps, groups), state, "cpu", m["source"]["run"]
-    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device, args.partial)
+    def check(steps, what="step"):
+        missing = [s for s in steps if s not in grec.index]
+        if missing:
+            raise UsageError(f"{what} {missing[0]} has no gradients in {args.gradient_record} (it "
+                             f"has steps {', '.join(map(str, grec.grad_steps))})")
+    steps, groups = select(rec.steps, check, rec.groups)
+    check(steps)
+    m = grec.meta
+    args.batch_size = args.batch_size or m["batch_size"]
+    for what, have, asked in (("mini-batches", grec.M, args.batches), ("random draws", grec.K, K)):
+        if asked > have:
+            raise UsageError(f"{args.gradient_record} has {have} {what} per step, {asked} asked")
+    for what, have, asked in (("--batch-size", m["batch_size"], args.batch_size),
+                              ("--seed", m["seed"], seed)):
+        if asked is not None and have != asked:
+            raise UsageError(f"{args.gradient_record} was made with {what} {have}, not {asked}")
+    if args.fp32 and m["precision"] != "fp32":
+        raise UsageError(f"{args.gradient_record} holds {m['precision']} gradients, not fp32 ones")
+    state = dict(record=os.path.abspath(args.record),
+                 gradient_record=os.path.abspath(args.gradient_record))
+    cfg = config_from_dict(m["config"])
+    return rec, grec, cfg, (steps, groups), state, "cpu", m["source"]["run"]
+
+
+def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None):
+    """(rec, grec, cfg, (steps, groups), state, device, run name) of an analysis computed from a
+    trajectory record and a gradient record: the files --record and --gradient-record (no
+    snapshots; CPU), or the run folder's validated snapshots and corpus with its records, made or
+    reused (run_record, run_gradient_record). `select(snapshot steps, check, groups)` -> (the
+    steps to analyse, the groups), before any record is made; check(steps, what) stops at a step
+    that has no snapshot (or, from files, no gradients). K random draws of `seed` (None: any
+    seed, no draws used). Sets args.batch_size when it was left out."""
+    if args.record or args.gradient_record:
+        return _from_files(args, select, K, seed)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
+                                        args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
     steps, groups = select(traj.steps, traj.check_steps, traj.groups)
     rec = run_record(args.run, args.device, sys.stderr.isatty(), argv)
-    grec = run_gradient_record(traj, cfg, corpus, rec, steps, args.batches, args.batch_size, K, seed,
-                               args.fp32, argv)
-    return rec, grec, cfg, (steps, groups), state, traj.device, os.path.basename(os.path.normpath(args.run))
+    grec = run_gradient_record(traj, cfg, corpus, rec, steps, args.batches, args.batch_size, K,
+                               seed, args.fp32, argv)
+    run = os.path.basename(os.path.normpath(args.run))
+    return rec, grec, cfg, (steps, groups), state, traj.device, run
 
 
 # ----------------------------------------------------------------------------- analysis freshness

@@ -2,19 +2,23 @@
 trajectory record.
 
 Known answers on a real 2-block run with a planted switching pair: (1) every number of
-backbone_gradient_analysis.json and backbone_fisher_analysis.json computed from the records equals the
-one computed the direct way (the replayed batches' float32 gradients against the directions formed in
-R^D: geometry.backbone, the snapshots' difference, geometry.random_directions), and both analyses share
-one replay; (2) --record with --gradient-record gives the JSON that --run gives; (3) a stale record is
-made again; (4) bad input is one line and exit code 2.
+backbone_gradient_analysis.json and backbone_fisher_analysis.json computed from the records equals
+the one computed the direct way (the replayed batches' float32 gradients against the directions
+formed in R^D: geometry.backbone, the snapshots' difference, geometry.random_directions), and both
+analyses share one replay. Both ways end in the same statistics of a Gram and projections
+(geometry.fisher_stats, backbone_gradient_analysis.alignment; tested against explicit gradients in
+test_geometry.py and test_analysis_grad.py): what differs, and is tested here, is where the Gram and
+the projections come from; (2) --record with --gradient-record gives the JSON that --run gives; (3)
+a stale record is made again; (4) bad input is one line and exit code 2.
 
-Tolerance of (1), fixed before any comparison was run: relative 1e-5 of the larger of the two numbers
-or, where a number sits in a list, of the largest number of that list, and of 1 for cosines. Both ways
-take the same float32 gradients and accumulate in float64, but the direct way forms the combined
-gradient g_LM + lambda g_probe in float32 and rounds its directions (v_b, v_sw, the random ones, u_1)
-to float32: relative errors of about 2^-24 = 6e-8 per coordinate. 1e-5 leaves a factor of 100 for the
-ratios (alpha, lambda_1 / trace) and the top eigenvector, whose error grows as 1 / (its gap); a number
-that is zero up to rounding (a mean of signed projections that cancel) is compared at its list's scale.
+Tolerance of (1), fixed before any comparison was run: relative 1e-5 of the larger of the two
+numbers or, where a number sits in a list, of the largest number of that list, and of 1 for
+cosines. Both ways take the same float32 gradients and accumulate in float64, but the direct way
+forms the combined gradient g_LM + lambda g_probe in float32 and rounds its directions (v_b, v_sw,
+the random ones) to float32: relative errors of about 2^-24 = 6e-8 per coordinate. 1e-5 leaves
+a factor of 100 for the ratios (alpha, lambda_1 / trace) and the top eigenvector, whose error grows
+as 1 / (its gap); a number that is zero up to rounding (a mean of signed projections that cancel)
+is compared at its list's scale.
 """
 import json
 import math
@@ -52,7 +56,8 @@ def run(tmp_path_factory, micro_cfg):
 
 
 def close(a, b, path="", scale=0.0):
-    """a equals b: numbers to REL of max(|a|, |b|, scale) (the module's docstring), the rest exactly."""
+    """a equals b: numbers to REL of max(|a|, |b|, scale) (the module's docstring), the rest
+    exactly."""
     if isinstance(a, dict):
         assert set(a) == set(b), (path, set(a) ^ set(b))
         for k in a:
@@ -141,7 +146,8 @@ def test_every_number_from_the_records_equals_the_direct_one(run):
     for name, by_group in out_g["results"].items():
         for g, col in by_group.items():
             for key, ref in grad[out_g["steps"][0]][name][g].items():
-                close(col[key], [grad[t][name][g][key] for t in out_g["steps"]], f"{name}.{g}.{key}")
+                want = [grad[t][name][g][key] for t in out_g["steps"]]
+                close(col[key], want, f"{name}.{g}.{key}")
             close(col["B"], torch.tensor(col["b"]).cumsum(0).tolist(), f"{name}.{g}.B")
     for row in out_f["table"]:
         want = fisher[row["step"]]
@@ -193,16 +199,21 @@ def test_bad_record_input_is_one_line(run, tmp_path, usage_error):
     rec, grec = runs.record_path(cfg.run_dir), runs.gradient_record_path(cfg.run_dir)
     files = ["--record", rec, "--gradient-record", grec, "--out", str(tmp_path / "x.json")]
     usage_error(bga.main, ["--record", rec], match="--record and --gradient-record go together")
-    usage_error(bfa.main, ["--record", rec, "--gradient-record", rec], match="is not a gradient record")
-    usage_error(bfa.main, files + ["--steps", "10", "--batches", "64"], match="32 mini-batches per step, 64 asked")
-    usage_error(bfa.main, files + ["--steps", "10", "--K", "11"], match="10 random draws per step, 11 asked")
+    usage_error(bfa.main, ["--record", rec, "--gradient-record", rec],
+                match="is not a gradient record")
+    usage_error(bfa.main, files + ["--steps", "10", "--batches", "64"],
+                match="32 mini-batches per step, 64 asked")
+    usage_error(bfa.main, files + ["--steps", "10", "--K", "11"],
+                match="10 random draws per step, 11 asked")
     usage_error(bfa.main, files + ["--steps", "30"], match="--steps step 30 has no gradients")
-    usage_error(bga.main, files, match="step 0 has no gradients")  # --every 1 asks for every snapshot
-    usage_error(bfa.main, files + ["--steps", "10", "--batch-size", "3"], match="--batch-size 4, not 3")
+    # --every 1 asks for every snapshot
+    usage_error(bga.main, files, match="step 0 has no gradients")
+    usage_error(bfa.main, files + ["--steps", "10", "--batch-size", "3"],
+                match="--batch-size 4, not 3")
     usage_error(bfa.main, files + ["--steps", "10", "--seed", "1"], match="--seed 0, not 1")
     r = runs.load_record(rec)  # a trajectory record of other rows: its last snapshot left out
-    short = geo.Record(r.steps[:-1], r.shapes, {k: g[:-1, :-1] for k, g in r.grams.items()}, r.groups,
-                       r.config, r.metrics, r.meta)
+    short = geo.Record(r.steps[:-1], r.shapes, {k: g[:-1, :-1] for k, g in r.grams.items()},
+                       r.groups, r.config, r.metrics, r.meta)
     runs.save_record(str(tmp_path / "short.safetensors"), short)
-    usage_error(bfa.main, ["--record", str(tmp_path / "short.safetensors"), "--gradient-record", grec,
-                           "--steps", "10"], match="was not made on the rows")
+    usage_error(bfa.main, ["--record", str(tmp_path / "short.safetensors"), "--gradient-record",
+                           grec, "--steps", "10"], match="was not made on the rows")
