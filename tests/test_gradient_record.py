@@ -73,19 +73,20 @@ def close(a, b, path="", scale=0.0):
         assert a == b, (path, a, b)
 
 
-def analysed(cfg, K=4):
+def analysed(cfg, K=4, anchor=0):
     """Both analyses from the run folder (the Fisher on every group); their JSONs."""
-    bga.main(["--run", cfg.run_dir, "--device", "cpu"])
-    bfa.main(["--run", cfg.run_dir, "--device", "cpu", "--group", "all", "--K", str(K)])
+    common = ["--run", cfg.run_dir, "--device", "cpu", "--anchor", str(anchor)]
+    bga.main(common)
+    bfa.main(common + ["--group", "all", "--K", str(K)])
     return [json.load(open(os.path.join(cfg.run_dir, "analysis", f"{n}.json")))
             for n in ("backbone_gradient_analysis", "backbone_fisher_analysis")]
 
 
-def direct(cfg, steps, n_grad, n_fisher, K):
+def direct(cfg, steps, n_grad, n_fisher, K, anchor):
     """The numbers of both analyses the direct way: per step the replayed float32 gradients, the
     combined one formed in float32, directions formed in R^D; per loss and group the gradient
     analysis's statistics and geometry.fisher_summary."""
-    traj, _, corpus, _ = runs.load_run(cfg.run_dir, device="cpu")
+    traj, _, corpus, _ = runs.load_run(cfg.run_dir, anchor, device="cpu")
     groups = list(traj.groups)
     slices = geo.group_slices(traj)
     _, pcs = geo.backbone(traj, groups, k=2)
@@ -126,23 +127,29 @@ def direct(cfg, steps, n_grad, n_fisher, K):
     return grad, fisher
 
 
-def test_every_number_from_the_records_equals_the_direct_one(run):
+@pytest.mark.parametrize("anchor", [0, 10])
+def test_every_number_from_the_records_equals_the_direct_one(run, anchor):
     cfg = run
     made = []
     real = runs.make_gradient_record
     runs.make_gradient_record = lambda *a, **k: made.append(a[4]) or real(*a, **k)
+    if os.path.exists(runs.gradient_record_path(cfg.run_dir)):
+        os.remove(runs.gradient_record_path(cfg.run_dir))
     try:
-        out_g, out_f = analysed(cfg)
+        out_g, out_f = analysed(cfg, anchor=anchor)
     finally:
         runs.make_gradient_record = real
-    assert made == [[0, 10, 20, 30, 40]]  # one replay served both analyses
+    steps = [0, 10, 20, 30, 40][anchor // 10:]
+    assert made == [steps] and out_g["steps"] == out_f["steps"] == steps  # one replay for both
     grec = runs.load_gradient_record(runs.gradient_record_path(cfg.run_dir))
     assert grec.M == 32 and grec.K == 10 and grec.meta["batch_size"] == cfg.batch_size
     assert out_g["batches"]["n"] == 16 and out_f["batches"]["n"] == 32
     assert out_f["switching"]["peak_step"] == 20 and out_f["switching"]["trough_step"] == 30
-    assert [r["v_sw_excluded"] for r in out_f["table"]] == [False, True, True, False, False]
+    # 32 mini-batches of 4 replay 16 steps: from steps 10 and 20 they reach into [20, 30)
+    excluded = {0: False, 10: True, 20: True, 30: False, 40: False}
+    assert [r["v_sw_excluded"] for r in out_f["table"]] == [excluded[t] for t in steps]
 
-    grad, fisher = direct(cfg, out_g["steps"], 16, 32, 4)
+    grad, fisher = direct(cfg, out_g["steps"], 16, 32, 4, anchor)
     for name, by_group in out_g["results"].items():
         for g, col in by_group.items():
             for key, ref in grad[out_g["steps"][0]][name][g].items():
@@ -155,7 +162,7 @@ def test_every_number_from_the_records_equals_the_direct_one(run):
         assert row["per_batch"] == dict(n_probe=[c[0] for c in want["counts"]],
                                         n_wrong=[c[1] for c in want["counts"]])
         close(row["groups"], want["groups"], f"table[{row['step']}]")
-    close(out_f["switching"]["cos_vb"], fisher[0]["cos_vb"], "cos_vb", 1.0)
+    close(out_f["switching"]["cos_vb"], fisher[anchor]["cos_vb"], "cos_vb", 1.0)
 
 
 def test_the_record_files_give_the_run_folders_json(run, tmp_path):
