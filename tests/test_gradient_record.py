@@ -128,17 +128,14 @@ def direct(cfg, steps, n_grad, n_fisher, K, anchor):
 
 
 @pytest.mark.parametrize("anchor", [0, 10])
-def test_every_number_from_the_records_equals_the_direct_one(run, anchor):
+def test_every_number_from_the_records_equals_the_direct_one(run, anchor, monkeypatch):
     cfg = run
-    made = []
-    real = runs.make_gradient_record
-    runs.make_gradient_record = lambda *a, **k: made.append(a[4]) or real(*a, **k)
+    made, real = [], runs.make_gradient_record
+    monkeypatch.setattr(runs, "make_gradient_record",
+                        lambda *a, **k: made.append(a[4]) or real(*a, **k))  # a[4]: its steps
     if os.path.exists(runs.gradient_record_path(cfg.run_dir)):
         os.remove(runs.gradient_record_path(cfg.run_dir))
-    try:
-        out_g, out_f = analysed(cfg, anchor=anchor)
-    finally:
-        runs.make_gradient_record = real
+    out_g, out_f = analysed(cfg, anchor=anchor)
     steps = [0, 10, 20, 30, 40][anchor // 10:]
     assert made == [steps] and out_g["steps"] == out_f["steps"] == steps  # one replay for both
     grec = runs.load_gradient_record(runs.gradient_record_path(cfg.run_dir))
