@@ -74,6 +74,12 @@ fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named direction
                                   u1 overlaps, lambda_1 / trace and the rank-1 flag
 rows_summary(G, D, ...), window_geometry(grams_a, numel, ...)  the window geometry of
                                                                the experiments
+gaussian_draws(shapes, K, seed)   the raw Gaussian draws of random_directions
+row_gram(G, keys, shapes), fisher_stats(GG, P, names)   fisher_summary from G G^T and projections
+Record, record_backbone(rec, anchor, k)   trajectory record; v_1..v_k as coefficients on its rows
+GradientRecord, gradient_products, loss_rows, span_orthonormal   gradient record: the gradients'
+                                  Grams and inner products with the record's rows and the draws;
+                                  directions in their span, random ones orthonormalized there
 backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
