@@ -720,30 +720,11 @@ REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_pr
                  "lambda_step", "n_layer", "d_model")
 
 
-def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
-    """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
-    micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
-    model = None
-    with tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty(), leave=False) as bar:
-        for t in bar:
-            model = load_model(traj, cfg, corpus, t, model)
-            batches, used = replay_batches(corpus, cfg, t, n, batch_size)
-            record[str(t)] = batch_record(cfg, used)
-            yield t, cfg.lambda_at(t), model, batches
-
-
 def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
     """The "batches" and "config" entries of a replaying analysis' JSON."""
     return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size,
                              grad_accum=cfg.grad_accum, rule=REPLAY_RULE, per_step=per_step),
                 config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
-
-
-def snapshot_selection(traj, every: int) -> list[int]:
-    """Every `every`-th snapshot step from the anchor on."""
-    if every < 1:
-        raise UsageError(f"--every must be >= 1, got {every}")
-    return [s for s in traj.steps if s >= traj.anchor][::every]
 
 
 # ----------------------------------------------------------------------------- gradient records
