@@ -3,6 +3,8 @@ Tables 6-7, Figure 3).
 
     python backbone_fisher_analysis.py --run runs/seed42 [--anchor 0] [--steps 200,1800,4800,9600 \
         | --every 1] [--batches 32] [--K 10] [--group trunk|block0|all] [--device auto]
+    python backbone_fisher_analysis.py --record R/trajectory_record.safetensors \
+        --gradient-record R/gradient_record.safetensors [--steps ...] [--group all]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
 gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
@@ -32,11 +34,17 @@ Groups: the trunk (default; the paper's Fisher),
 one block (--group blockN), or the trunk and every block (--group all); every direction is taken
 within its group and normalized there.
 
-Memory: G is M x D float32: 32 x 25,165,824 x 4 B = 3.2 GB for the paper trunk (plus as much again
-while it is stacked), fine on a GPU; on a CPU use the tiny preset or fewer --batches. The K random
-directions (float64 while built) are made once per group and reused at every step.
+Every number is a pure function (`analyse`) of the trajectory record and the gradient record
+(runs.GradientRecord): each direction is a combination of the trajectory rows and the record's K
+raw random draws, so q(v), the medians, u_1 and the overlaps come from the gradients' Gram and their
+inner products with those rows, and the random directions are orthonormalized in coefficients
+(geometry.span_orthonormal, the same steps as random_directions). From --run both records are made,
+or reused when up to date, in <run>/analysis/ (one replay, shared with the gradient analysis);
+--record FILE --gradient-record FILE reads them alone (no snapshots, no corpus, CPU) and gives the
+same JSON. Making the gradient record holds G (M x D float32 per loss: 3.2 GB for the paper trunk),
+the trajectory rows and the draws (float64) on the device; on a CPU use the tiny preset.
 Forward/backward in the run's bf16 autocast on CUDA (float32 gradients), --fp32 for full fp32;
-Rayleigh quotients and the Gram matrix in float64, TF32 off.
+inner products in float64, TF32 off.
 
 Writes <run>/analysis/backbone_fisher_analysis.json and <run>/analysis/backbone_fisher_analysis.png
 (q(v) against step for the combined, LM and probe losses: v_b red with its median estimate dashed,
@@ -50,17 +58,16 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 
 import numpy as np
 
 import torch
 
-from common import analysis_parser, autocast, cli, out_path, pyplot, save_figure, write_result
+from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from geometry import (RANK1, backbone, batch_gradients, dot, fisher_summary, group_slices,
-                      random_directions, replays_switch, switch_interval, switching_pair)
-from runs import load_run, loss_fn, replay_record, replayed, snapshot_selection
+from geometry import (RANK1, fisher_stats, record_backbone, replays_switch, span_orthonormal,
+                      switch_interval, switching_pair)
+from runs import (batch_record, open_gradient_analysis, record_info, replay_pairs, replay_record)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -87,40 +94,12 @@ def select_groups(spec: str, groups: dict) -> list[str]:
     return [spec]
 
 
-@torch.no_grad()
-def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
-    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy
-    argmax at the answer position is not the codeword (the batches whose probe gradient is
-    large)."""
-    x, y, pos = (t.to(device) for t in batch)
-    has = pos >= 0
-    if not has.any():
-        return 0, 0
-    with (nullcontext() if fp32 else autocast(device)):
-        # the head at the answer positions only
-        guess = model(x[has], positions=pos[has]).argmax(-1)
-    rows = torch.arange(int(has.sum()), device=device)
-    return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
-
-
-def switching_directions(traj, groups: list[str], peak: int, trough: int) -> dict:
-    """{group: unit theta(peak) - theta(trough) over the group's keys}."""
-    keys = traj.groups["trunk"]
-    a, b = traj.load(peak, keys), traj.load(trough, keys)
-    out = {}
-    for g in groups:
-        d = {k: a[k] - b[k] for k in traj.groups[g]}
-        n = math.sqrt(dot(d, d))
-        if n > 0:
-            out[g] = {k: v / n for k, v in d.items()}
-    return out
-
-
-def summary(G, keys, dirs: dict, rand: list, excluded: bool) -> dict:
-    """geometry.fisher_summary of one loss and group; v_sw's entries are None where it is
-    `excluded`."""
+def summary(GG, P, dirs: dict, rand: list, excluded: bool) -> dict:
+    """geometry.fisher_stats of one loss and group from its Gram GG and inner products P with the
+    spanning rows; `dirs` and `rand` are coefficient vectors on those rows. v_sw's entries are None
+    where it is `excluded`."""
     named = {n: d for n, d in dirs.items() if not (excluded and n == "v_sw")}
-    s = fisher_summary(G, keys, named, rand=rand)
+    s = fisher_stats(GG, P @ torch.stack(list(named.values()) + rand, 1), list(named))
     s["q_random_mean"] = float(np.mean(s["q_random"]))
     if excluded and "v_sw" in dirs:
         for k in ("q", "q_median", "u1_overlap"):
@@ -218,37 +197,30 @@ def plot(out_dir: str, out: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- main
-def analyse(args) -> dict:
-    if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise UsageError("--batches, --batch-size and --K must be >= 1")
-    if args.every is not None and args.every < 1:
-        raise UsageError(f"--every must be >= 1, got {args.every}")
-    steps = parse_steps(args.steps) if args.steps is not None else None
-    # load
-    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
-                                        args.partial)
-    args.batch_size = args.batch_size or cfg.batch_size
-    if steps is None:
-        steps = snapshot_selection(traj, 1 if args.every is None else args.every)
-    traj.check_steps(steps, "--steps step")
-    groups = select_groups(args.group, traj.groups)
-    D = {g: traj.numel(traj.groups[g]) for g in groups}
-    # gradient columns: the trunk, or one block alone; a group's columns are a contiguous slice
-    # (canonical order)
-    keys = traj.groups[groups[0]] if len(groups) == 1 else traj.groups["trunk"]
-    cols = {groups[0]: slice(0, D[groups[0]])} if len(groups) == 1 else group_slices(traj)
-
-    # directions: v_b, v_PC2 (one Gram pass), v_sw (two snapshots), K random ones per group
-    k = 2 if len(traj.row_steps) >= 2 else 1  # one drift row has no second component
-    pcas, pcs = backbone(traj, groups, k=k, progress=sys.stderr.isatty())
-    dirs = {g: {"v_b": pcs[g][0], **({"v_PC2": pcs[g][1]} if k == 2 else {})} for g in groups}
-    peak, trough, sw_info = switching_pair(traj.metrics(), traj.steps, traj.anchor)
+def analyse(rec, grec, cfg, steps, anchor: int, groups, n: int, batch_size: int, K: int) -> dict:
+    """Every number of the JSON from the trajectory record `rec` and the gradient record `grec`
+    (first n mini-batches at each of `steps`, the first K random draws); cfg: the run's Config."""
+    D = {g: rec.numel(rec.groups[g]) for g in groups}
+    N1 = len(rec.steps)
+    # directions as coefficients on the group's spanning rows [b; z] (trajectory rows, draws)
+    H = {g: grec.span_gram(g, sum(rec.grams[k] for k in rec.groups[g])) for g in groups}
+    pad = lambda c: torch.cat([c, torch.zeros(grec.K, dtype=torch.float64)])  # noqa: E731
+    k = 2 if len(rec.row_steps(anchor)) >= 2 else 1  # one drift row has no second component
+    pcas, coef = record_backbone(rec, anchor, k)
+    dirs = {g: {"v_b": pad(coef[g][0]), **({"v_PC2": pad(coef[g][1])} if k == 2 else {})}
+            for g in groups}
+    peak, trough, sw_info = switching_pair(rec.metrics, rec.steps, anchor)
     if peak is not None:
-        for g, v in switching_directions(traj, groups, peak, trough).items():
-            dirs[g]["v_sw"] = v
+        e = torch.zeros(N1, dtype=torch.float64)
+        e[rec.index[peak]], e[rec.index[trough]] = 1, -1
+        c = pad(rec.basis().T @ e)  # theta(peak) - theta(trough) on the rows b
+        for g in groups:
+            n2 = float(c @ H[g] @ c)
+            if n2 > 0:
+                dirs[g]["v_sw"] = c / math.sqrt(n2)
         switching = dict(
             peak_step=peak, trough_step=trough, **sw_info,
-            cos_vb={g: dot(dirs[g]["v_sw"], dirs[g]["v_b"])
+            cos_vb={g: float(dirs[g]["v_sw"] @ H[g] @ dirs[g]["v_b"])
                     for g in groups if "v_sw" in dirs[g]})
         lo, hi = switch_interval(peak, trough)
         switching["rule"] = (
@@ -258,47 +230,32 @@ def analyse(args) -> dict:
         )
     else:
         switching = dict(omitted=sw_info)
-    rand = {
-        g: random_directions(dirs[g]["v_b"], args.K, [dirs[g]["v_b"]], args.seed)
-        for g in groups
-    }
+    # random_directions(v_b, K, [v_b], seed) on the record's draws z_1..z_K
+    rand = {g: span_orthonormal(H[g], [dirs[g]["v_b"]], N1, K) for g in groups}
 
-    # gradients and Fisher quantities at each step: LM and probe losses apart, then LM + lambda
-    # probe
+    # Fisher quantities at each step: LM and probe losses apart, then LM + lambda probe
     table, batches_used = [], {}
-    replay = replayed(traj, cfg, corpus, steps, args.batches, args.batch_size, batches_used,
-                      "fisher")
-    for t, lam, model, batches in replay:
+    for t in steps:
+        lam = cfg.lambda_at(t)
+        used = batches_used[str(t)] = batch_record(cfg, replay_pairs(cfg, t, n, batch_size))
         # v_sw is made by the updates of its pair's interval: never measured on those batches
-        rec = batches_used[str(t)]
-        excluded = peak is not None and replays_switch(range(rec["from"][0], rec["to"][0] + 1),
+        excluded = peak is not None and replays_switch(range(used["from"][0], used["to"][0] + 1),
                                                        peak, trough)
-        counts = [probe_answers(model, b, traj.device, args.fp32) for b in batches]
+        counts = grec.meta["probe"][str(t)]
         row = dict(step=t, **{"lambda": lam}, v_sw_excluded=excluded,
-                   per_batch=dict(n_probe=[c[0] for c in counts],
-                                  n_wrong=[c[1] for c in counts]), groups={})
-        # (M, D) LM, probe
-        G, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32),
-                                  keys)
-        parts = {g: {} for g in groups}
-        for name, M_ in (("lm", G), ("probe", G_pr)):
-            for g in groups:
-                parts[g][name] = summary(M_[:, cols[g]], traj.groups[g], dirs[g], rand[g], excluded)
-        G.add_(G_pr, alpha=lam)  # combined, in place
-        del G_pr
+                   per_batch=dict(n_probe=counts["n_probe"][:n], n_wrong=counts["n_wrong"][:n]),
+                   groups={})
         for g in groups:
-            s = summary(G[:, cols[g]], traj.groups[g], dirs[g], rand[g], excluded)
-            lm, pr = parts[g]["lm"], parts[g]["probe"]
+            lm, pr, s = (summary(*grec.products(g, t, name, lam, n), dirs[g], rand[g][:K], excluded)
+                         for name in ("lm", "probe", "combined"))
             s.update(q_lm=lm["q"], q_probe=pr["q"], lm=lm, probe=pr)
             row["groups"][g] = s
         table.append(row)
-        del G
 
-    gb = args.batches * traj.numel(keys) * 4 / 1e9
-    out = dict(
+    gb = n * D[groups[0] if len(groups) == 1 else "trunk"] * 4 / 1e9
+    return dict(
         analysis="backbone_fisher_analysis",
-        run=os.path.basename(os.path.normpath(args.run)),
-        anchor=traj.anchor,
+        anchor=anchor,
         groups=groups,
         definitions=dict(
             G=(
@@ -344,9 +301,9 @@ def analyse(args) -> dict:
                 " None at steps whose replayed batches lie in the pair's interval (v_sw_excluded)"
             ),
             random=(
-                f"K = {args.K} Gaussian directions Gram-Schmidt orthonormalized against v_b and"
-                f" each other (geometry.random_directions, seed {args.seed}), the same at every"
-                " step"
+                f"K = {K} Gaussian directions Gram-Schmidt orthonormalized against v_b and"
+                f" each other (geometry.random_directions, seed {grec.meta['seed']}), the same at"
+                " every step"
             ),
             alpha=(
                 "q(v_b) / mean_k q(w_k) (None when every q(w_k) is 0, e.g. a probe-free batch set)"
@@ -358,37 +315,55 @@ def analyse(args) -> dict:
             u1_overlap="|<u_1, v>| for the top eigenvector u_1 of F",
             precision=(
                 "fp32 forward/backward"
-                if (args.fp32 or traj.device.type != "cuda")
+                if grec.meta["precision"] == "fp32"
                 else (
                     "bf16 autocast forward/backward as in training (float32 gradients); float64"
                     " products, TF32 off"
                 )
             ),
             memory=f"G takes M x D x 4 B = {gb:.3g} GB here (paper trunk, M = 32: 3.2 GB)",
+            record=("computed from the trajectory record and the gradient record (runs.py:"
+                    " GRADIENT_RECORD_DEFINITION): every direction is a combination c of the"
+                    " trajectory rows b_j and the random draws z_k, <g_i, v> = sum_j c_j"
+                    " <g_i, b_j>, and the Gram G G^T is the record's"),
         ),
-        **replay_record(cfg, args.batches, args.batch_size, batches_used),
+        **replay_record(cfg, n, batch_size, batches_used),
         D=D,
         backbone={
             g: dict(
                 pc1=pcas[g].pc1,
                 pc2=float(pcas[g].rho[1]) if k == 2 else None,
                 k95=pcas[g].k95,
-                rows=len(traj.row_steps),
+                rows=len(rec.row_steps(anchor)),
             )
             for g in groups
         },
         switching=switching,
         steps=steps,
         table=table,
-        run_state=state,
     )
-    return out, traj.device
 
 
 def run(args, argv) -> tuple[str, dict, str]:
     t0 = time.perf_counter()
+    if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
+        raise UsageError("--batches, --batch-size and --K must be >= 1")
+    if args.every is not None and args.every < 1:
+        raise UsageError(f"--every must be >= 1, got {args.every}")
+    asked = parse_steps(args.steps) if args.steps is not None else None
     path = out_path(args, "backbone_fisher_analysis")
-    out, device = analyse(args)
+
+    def select(steps, check, groups):  # --steps, or every k-th snapshot from the anchor on
+        if asked is None:
+            steps = [s for s in steps if s >= args.anchor][::args.every or 1]
+        else:
+            check(asked, "--steps step")
+        return asked or steps, select_groups(args.group, groups)
+    rec, grec, cfg, (steps, groups), state, device, name = open_gradient_analysis(
+        args, argv, select, args.K, args.seed)
+    out = analyse(rec, grec, cfg, steps, args.anchor, groups, args.batches, args.batch_size, args.K)
+    out = dict(run=name, **out, run_state=state, record=record_info(rec),
+               gradient_record=getattr(grec, "path", None))
     out = write_result(
         path,
         out.pop("analysis"),
@@ -408,7 +383,10 @@ def run(args, argv) -> tuple[str, dict, str]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32)
+    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32, record=True)
+    ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
+                    help="with --record: the run's gradient record (<run>/analysis/"
+                         "gradient_record.safetensors); no snapshots or corpus needed")
     which = ap.add_mutually_exclusive_group()
     which.add_argument(
         "--steps",

@@ -3,6 +3,8 @@ points).
 
     python backbone_gradient_analysis.py --run runs/seed42 [--anchor 0] [--every 1] [--batches \
         16] [--batch-size 64] [--device auto]
+    python backbone_gradient_analysis.py --record R/trajectory_record.safetensors \
+        --gradient-record R/gradient_record.safetensors [--anchor 0] [--every 1] [--batches 16]
 
 At each snapshot step t >= anchor (every k-th with --every k) the weights theta(t) are loaded and
 the gradients of the three training losses of model.losses (combined L_LM + lambda L_probe with
@@ -15,24 +17,31 @@ micro-batch i % grad_accum of step t + i // grad_accum (paper: steps t .. t + 7)
 --batch-size regroups the same stream of sequences. Steps at or beyond the run's last step were
 never trained on; the JSON flags them (trained_on).
 
-The backbone v_b (per block and for the trunk) is recomputed here from one streamed Gram pass
-(uncentered PCA of drift from the anchor, geometry.pca), so this script does not depend on the
-order in which the analyses run. For each group (block l, trunk) and batch i:
+Every number is a pure function (`analyse`) of two records: the trajectory record (v_b per block
+and for the trunk: uncentered PCA of drift from the anchor, geometry.pca, so this script does not
+depend on the order in which the analyses run) and the gradient record (runs.GradientRecord: the
+gradients' Grams and their inner products with the trajectory rows, from one replay that the
+Fisher analysis shares: these 16 mini-batches are the first 16 of its 32). From --run both are
+made, or reused when up to date, in <run>/analysis/; --record FILE --gradient-record FILE reads
+them alone (no snapshots, no corpus, CPU) and gives the same JSON.
+
+For each group (block l, trunk) and batch i:
     |cos(g_i, v_b)|   mean and sd over the batches, against the noise floor sqrt(2 / (pi D))
     b_l(t) = <g_l, v_b^(l)>   signed projection, mean over the batches; B_l = cumulative sum of
                               b_l over the analysed snapshots (so B depends on --every).
 The combined gradient is g_LM + lambda g_probe (the gradient is linear in the loss; this saves a
-third backward pass). On CUDA the forward/backward runs under the run's bf16 autocast
-(common.autocast: the gradients the run actually followed, float32 tensors); --fp32 computes them
-in full fp32. All dot products are float64, TF32 off.
+third backward pass), formed from the record's LM and probe rows in float64. On CUDA the
+forward/backward runs under the run's bf16 autocast (common.autocast: the gradients the run
+actually followed, float32 tensors); --fp32 computes them in full fp32. All dot products are
+float64, TF32 off.
 
 Writes <run>/analysis/backbone_gradient_analysis.json and
 <run>/analysis/backbone_gradient_alignment_block0.png (Figure 2 style: blue |cos| mean +- sd,
 noise floor, and the update alignment |C(t)| in red when backbone_update_analysis.json exists),
 <run>/analysis/backbone_gradient_projection.png (b_l(t), B_l and the median normalized b_l per
-block). Cost (paper run, 51 snapshots): 2 x 816 forward/backward passes of 64 x 256 tokens; the
-16 x 25.2M float32 gradient matrices take 1.6 GB each (two at a time; the combined one is formed
-in place).
+block). Cost (paper run, 51 snapshots): the gradient record's replay, 51 x 32 mini-batches of
+64 x 256 tokens (one forward, an LM and a probe backward each), shared with the Fisher analysis;
+the record is 29.4 MB (results/README.md). From the records the numbers take well under a second.
 """
 from __future__ import annotations
 
@@ -46,46 +55,31 @@ import torch
 
 from common import analysis_parser, cli, out_path, pyplot, save_figure, write_result
 from config import UsageError
-from geometry import backbone, batch_gradients, group_slices
-from model import flatten
-from runs import load_run, loss_fn, read_json, replay_record, replayed, snapshot_selection
+from geometry import record_backbone
+from runs import (batch_record, open_gradient_analysis, read_json, record_info, replay_pairs,
+                  replay_record)
 
 LOSSES = ("combined", "lm", "probe")
 
 
 # ----------------------------------------------------------------------------- alignment statistics
-def alignment(G: torch.Tensor, vb: dict[str, torch.Tensor], slices: dict[str, slice]) -> dict:
-    """Per group: |cos(g_i, v_b)| and b = <g_i, v_b> for each row g_i of G (M x D_trunk, canonical
-    order), mean and sd over the rows. vb[g] is the flattened unit backbone of group g; the trunk
-    numbers are accumulated block by block (one float64 copy of a block's columns at a time)."""
-    M = G.shape[0]
-    dots = {g: torch.zeros(M, dtype=torch.float64, device=G.device) for g in vb}
-    n2 = {g: torch.zeros(M, dtype=torch.float64, device=G.device) for g in vb}
-    for g, sl in slices.items():
-        if g == "trunk":
-            continue
-        cols = G[:, sl].double()
-        bn2 = (cols * cols).sum(1)
-        dots[g] += cols @ vb[g].double()
-        n2[g] += bn2
-        dots["trunk"] += cols @ vb["trunk"][sl].double()
-        n2["trunk"] += bn2
-    out = {}
-    for g in vb:
-        # a probe-only loss is 0 on a mini-batch without probe sequences: no direction, no cosine
-        ok = n2[g] > 0
-        sc = (dots[g][ok] / n2[g][ok].sqrt()).cpu().numpy()  # signed cosines
-        b = dots[g].cpu().numpy()
-        med = lambda x: float(np.median(x)) if len(x) else None  # noqa: E731
-        out[g] = dict(cos_mean=float(np.abs(sc).mean()) if len(sc) else None,
-                      cos_sd=float(np.abs(sc).std(ddof=1)) if len(sc) > 1 else None,
-                      b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
-                      grad_norm=float(n2[g].sqrt().mean()), zero_gradients=int(
-                          (~ok).sum()), cos_median=med(np.abs(sc)), b_median=med(b),
-                      b_normalized=float(sc.mean()) if len(sc) else None,
-                      b_normalized_median=med(sc), b_pos_frac=float(
-                          (sc > 0).mean()) if len(sc) else None)
-    return out
+def alignment(dots: torch.Tensor, n2: torch.Tensor) -> dict:
+    """|cos(g_i, v_b)| and b = <g_i, v_b> of one group over the mini-batches i, from dots[i] =
+    <g_i, v_b> and n2[i] = ||g_i||^2 (float64): means, sample sds, medians, signed cosines."""
+    M = len(dots)
+    # a probe-only loss is 0 on a mini-batch without probe sequences: no direction, no cosine
+    ok = n2 > 0
+    sc = (dots[ok] / n2[ok].sqrt()).numpy()  # signed cosines
+    b = dots.numpy()
+    med = lambda x: float(np.median(x)) if len(x) else None  # noqa: E731
+    return dict(cos_mean=float(np.abs(sc).mean()) if len(sc) else None,
+                cos_sd=float(np.abs(sc).std(ddof=1)) if len(sc) > 1 else None,
+                b=float(b.mean()), b_sd=float(b.std(ddof=1)) if M > 1 else 0.0,
+                grad_norm=float(n2.clamp(min=0).sqrt().mean()), zero_gradients=int((~ok).sum()),
+                cos_median=med(np.abs(sc)), b_median=med(b),
+                b_normalized=float(sc.mean()) if len(sc) else None,
+                b_normalized_median=med(sc),
+                b_pos_frac=float((sc > 0).mean()) if len(sc) else None)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -175,36 +169,25 @@ def plot(out_dir: str, out: dict) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- main
-def analyse(args) -> dict:
-    if args.batches < 2 or (args.batch_size is not None and args.batch_size < 1):
-        raise UsageError("--batches must be >= 2 (for a standard deviation) and --batch-size >= 1")
-    if args.every < 1:
-        raise UsageError(f"--every must be >= 1, got {args.every}")
-    # load
-    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
-                                        args.partial)
-    args.batch_size = args.batch_size or cfg.batch_size
-    steps = snapshot_selection(traj, args.every)
-    groups = list(traj.groups)  # block0 .. block{L-1}, trunk
-    keys = traj.groups["trunk"]
-    D = {g: traj.numel(traj.groups[g]) for g in groups}
-    slices = group_slices(traj)
+def analyse(rec, grec, cfg, steps, anchor: int, n: int, batch_size: int) -> dict:
+    """Every number of the JSON from the trajectory record `rec` and the gradient record `grec`
+    (first n mini-batches at each of `steps`); cfg: the run's Config (lambda, replay)."""
+    groups = list(rec.groups)  # block0 .. block{L-1}, trunk
+    D = {g: rec.numel(rec.groups[g]) for g in groups}
+    pcas, coef = record_backbone(rec, anchor, 1)
+    N1 = len(rec.steps)
 
-    # backbone per group (one Gram pass + one direction pass)
-    pcas, dirs = backbone(traj, groups, k=1, progress=sys.stderr.isatty())
-    vb = {g: flatten(dirs[g][0], traj.groups[g]) for g in groups}
-
-    # gradients at each snapshot
     per_step, batches_used = [], {}
-    for t, lam, model, batches in replayed(traj, cfg, corpus, steps, args.batches, args.batch_size,
-                                           batches_used, "gradients"):
-        G_lm, G_pr = batch_gradients(model, batches, loss_fn((1, 2), lam, traj.device, args.fp32),
-                                     keys)
-        row = dict(lm=alignment(G_lm, vb, slices), probe=alignment(G_pr, vb, slices))
-        G_lm.add_(G_pr, alpha=lam)  # combined = g_LM + lambda g_probe
-        row["combined"] = alignment(G_lm, vb, slices)
+    for t in steps:
+        lam = cfg.lambda_at(t)
+        batches_used[str(t)] = batch_record(cfg, replay_pairs(cfg, t, n, batch_size))
+        row = {}
+        for name in LOSSES:
+            row[name] = {}
+            for g in groups:
+                GG, P = grec.products(g, t, name, lam, n)
+                row[name][g] = alignment(P[:, :N1] @ coef[g][0], GG.diagonal())
         per_step.append((t, lam, row))
-        del G_lm, G_pr
 
     # collect per loss and group: columns over the analysed steps
     results = {}
@@ -234,11 +217,9 @@ def analyse(args) -> dict:
                 None if c is None else c / math.sqrt(2 / (math.pi * D[g])) for c in col["cos_mean"]
             ]
             results[name][g] = col
-    device = traj.device
-    out = dict(
+    return dict(
         analysis="backbone_gradient_analysis",
-        run=os.path.basename(os.path.normpath(args.run)),
-        anchor=traj.anchor,
+        anchor=anchor,
         definitions=dict(
             backbone=(
                 "v_b = first right singular vector of the uncentered drift rows x(t) = theta(t) -"
@@ -279,31 +260,42 @@ def analyse(args) -> dict:
             ),
             precision=(
                 "fp32 forward/backward"
-                if (args.fp32 or device.type != "cuda")
+                if grec.meta["precision"] == "fp32"
                 else (
                     "bf16 autocast forward/backward as in training (float32 gradients); float64 dot"
                     " products, TF32 off"
                 )
             ),
+            record=("computed from the trajectory record and the gradient record (runs.py:"
+                    " GRADIENT_RECORD_DEFINITION); <g_i, v_b> = sum_j c_j <g_i, b_j> over the"
+                    " trajectory rows b_j, ||g_i||^2 from the record's Gram"),
         ),
-        **replay_record(cfg, args.batches, args.batch_size, batches_used),
+        **replay_record(cfg, n, batch_size, batches_used),
         steps=[t for t, _, _ in per_step],
         **{"lambda": [lam for _, lam, _ in per_step]},
         D=D,
         noise_floor={g: math.sqrt(2 / (math.pi * D[g])) for g in groups},
         backbone={
-            g: dict(pc1=pcas[g].pc1, k95=pcas[g].k95, rows=len(traj.row_steps)) for g in groups
+            g: dict(pc1=pcas[g].pc1, k95=pcas[g].k95, rows=len(rec.row_steps(anchor)))
+            for g in groups
         },
         results=results,
-        run_state=state,
     )
-    return out, device
 
 
 def run(args, argv) -> tuple[str, dict, list[str]]:
     t0 = time.perf_counter()
+    if args.batches < 2 or (args.batch_size is not None and args.batch_size < 1):
+        raise UsageError("--batches must be >= 2 (for a standard deviation) and --batch-size >= 1")
+    if args.every < 1:
+        raise UsageError(f"--every must be >= 1, got {args.every}")
     path = out_path(args, "backbone_gradient_analysis")
-    out, device = analyse(args)
+    def select(steps, check, groups):  # every k-th snapshot from the anchor on; every group
+        return [s for s in steps if s >= args.anchor][::args.every], list(groups)
+    rec, grec, cfg, (steps, _), state, device, name = open_gradient_analysis(args, argv, select)
+    out = analyse(rec, grec, cfg, steps, args.anchor, args.batches, args.batch_size)
+    out = dict(run=name, **out, run_state=state, record=record_info(rec),
+               gradient_record=getattr(grec, "path", None))
     out = write_result(
         path,
         out.pop("analysis"),
@@ -322,7 +314,10 @@ def run(args, argv) -> tuple[str, dict, list[str]]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=16)
+    ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=16, record=True)
+    ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
+                    help="with --record: the run's gradient record (<run>/analysis/"
+                         "gradient_record.safetensors); no snapshots or corpus needed")
     ap.add_argument("--every", type=int, default=1,
                     help="analyse every k-th snapshot from the anchor on (default 1)")
     args = ap.parse_args(argv)

@@ -74,6 +74,12 @@ fisher_summary(G, keys, dirs, K, seed)  q (mean) and q_median of named direction
                                   u1 overlaps, lambda_1 / trace and the rank-1 flag
 rows_summary(G, D, ...), window_geometry(grams_a, numel, ...)  the window geometry of
                                                                the experiments
+gaussian_draws(shapes, K, seed)   the raw Gaussian draws of random_directions
+row_gram(G, keys, shapes), fisher_stats(GG, P, names)   fisher_summary from G G^T and projections
+Record, record_backbone(rec, anchor, k)   trajectory record; v_1..v_k as coefficients on its rows
+GradientRecord, gradient_products, loss_rows, span_orthonormal   gradient record: the gradients'
+                                  Grams and inner products with the record's rows and the draws;
+                                  directions in their span, random ones orthonormalized there
 backbone(traj, groups, k)         v_b (and PCs 2..k) per group as unit dicts (two streamed passes)
 """
 from __future__ import annotations
@@ -632,19 +638,25 @@ def load_directions(path: str, device="cpu") -> dict[str, dict]:
     return out
 
 
+def gaussian_draws(shapes: dict, K: int, seed: int = 0):
+    """K raw Gaussian directions {key: float64 CPU tensor}, drawn by one seeded CPU generator per
+    tensor in canonical key order (the draws of random_directions, before Gram-Schmidt)."""
+    # a CPU generator, drawn in canonical key order: the same seed gives the same directions on
+    # every device and whatever order the caller's dict has
+    gen = torch.Generator().manual_seed(seed)
+    keys = canonical(shapes)
+    for _ in range(K):
+        yield {k: torch.randn(shapes[k], generator=gen, dtype=torch.float64) for k in keys}
+
+
 def random_directions(like: dict, K: int, against=(), seed: int = 0) -> list[dict]:
     """K Gaussian directions shaped like `like` (seeded, CPU-generated per tensor in canonical
     order), Gram-Schmidt orthonormalized (twice) against the unit directions `against` and each
     other."""
-    # a CPU generator, drawn in canonical key order: the same seed gives the same directions on
-    # every device and whatever order the caller's dict has
-    gen = torch.Generator().manual_seed(seed)
-    keys, basis, out = canonical(like), list(against), []
-    for _ in range(K):
-        w = {
-            k: torch.randn(like[k].shape, generator=gen, dtype=torch.float64).to(like[k].device)
-            for k in keys
-        }
+    basis, out = list(against), []
+    for z in gaussian_draws({k: v.shape for k, v in like.items()}, K, seed):
+        keys = list(z)
+        w = {k: z[k].to(like[k].device) for k in keys}
         # classical Gram-Schmidt loses orthogonality in floating point; a second pass restores
         # it to rounding ("twice is enough")
         for _ in range(2):
@@ -704,13 +716,18 @@ def rayleigh(G: torch.Tensor, dirs: list[dict], keys) -> torch.Tensor:
     return (projections(G, dirs, keys) ** 2).sum(0) / G.shape[0]
 
 
+def row_gram(G: torch.Tensor, keys, shapes) -> torch.Tensor:
+    """The M x M Gram G G^T (float64, CPU), accumulated per tensor so that a float32 gradient matrix
+    is never multiplied whole."""
+    return sum(g.double() @ g.double().T for _, g in _columns(G, keys, shapes)).cpu()
+
+
 def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
     """Top eigenvector u1 (dict) of F = G^T G / M via G G^T a = s^2 a, u1 = G^T a1 / |G^T a1|;
     lambda_1, trace, and the row norms ||g_i|| (the diagonal of G G^T)."""
     cols = list(_columns(G, keys, shapes))
-    # the M x M Gram G G^T has the nonzero spectrum of the D x D matrix G^T G; accumulated per
-    # tensor in float64 so a float32 gradient matrix is never multiplied whole
-    GG = sum(g.double() @ g.double().T for _, g in cols).cpu()
+    # the M x M Gram G G^T has the nonzero spectrum of the D x D matrix G^T G
+    GG = row_gram(G, keys, shapes)
     lam, A = torch.linalg.eigh(GG)
     a1 = A[:, -1].to(G.device)
     # ||G^T a1|| = s1 = sqrt(lambda), so dividing by it makes u1 a unit vector
@@ -724,6 +741,39 @@ def fisher_top(G: torch.Tensor, keys, shapes) -> dict:
 RANK1 = 0.9
 
 
+def fisher_stats(GG: torch.Tensor, P: torch.Tensor, names, backbone: str = "v_b") -> dict:
+    """The numbers of fisher_summary from inner products alone: GG = G G^T (M x M) and P (M x n),
+    P[i, j] = <g_i, v_j> for the named unit directions `names` (first columns) and then the K
+    random ones. u1 = G^T a1 / s1 (a1 the top eigenvector of GG, s1^2 its eigenvalue), so
+    <u1, v> = a1^T G v / s1 needs only the projections."""
+    names = list(names)
+    GG, P = GG.double().cpu(), P.double().cpu()
+    M, n = GG.shape[0], len(names)
+    K = P.shape[1] - n
+    P2 = P.numpy() ** 2
+    q, med = P2.mean(0).tolist(), np.median(P2, 0).tolist()
+    qn, qr = dict(zip(names, q)), q[n:]
+    mn, mr = dict(zip(names, med)), med[n:]
+    lam, A = torch.linalg.eigh(GG)
+    overlap = (A[:, -1] @ P[:, :n]).abs() / lam[-1].clamp(min=1e-300).sqrt()
+    lambda1, trace = float(lam[-1]) / M, float(GG.trace()) / M
+    frac = lambda1 / trace if trace > 0 else None
+    return dict(
+        q=qn,
+        q_random=qr,
+        alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
+        lambda1=lambda1,
+        trace=trace,
+        u1_overlap=dict(zip(names, overlap.tolist())),
+        q_median=mn,
+        q_random_median=mr,
+        alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
+        lambda1_frac=frac,
+        rank1=frac is not None and frac > RANK1,
+        grad_norms=GG.diagonal().clamp(min=0).sqrt().tolist(),
+    )
+
+
 def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str = "v_b", K: int = 10,
                    seed: int = 0, rand: list[dict] | None = None) -> dict:
     """q of each named direction and of K random unit directions orthogonal to dirs[backbone] (made
@@ -735,27 +785,8 @@ def fisher_summary(G: torch.Tensor, keys, dirs: dict[str, dict], backbone: str =
     # that share none of it
     if rand is None:
         rand = random_directions(dirs[backbone], K, [dirs[backbone]], seed)
-    K = len(rand)
-    P2 = projections(G, list(dirs.values()) + rand, keys).numpy() ** 2
-    q, med = P2.mean(0).tolist(), np.median(P2, 0).tolist()
-    qn, qr = dict(zip(dirs, q)), q[len(dirs):]
-    mn, mr = dict(zip(dirs, med)), med[len(dirs):]
-    top = fisher_top(G, keys, {k: dirs[backbone][k].shape for k in keys})
-    frac = top["lambda1"] / top["trace"] if top["trace"] > 0 else None
-    return dict(
-        q=qn,
-        q_random=qr,
-        alpha=qn[backbone] / (sum(qr) / K) if sum(qr) > 0 else None,
-        lambda1=top["lambda1"],
-        trace=top["trace"],
-        u1_overlap={n: abs(dot(top["u1"], d)) for n, d in dirs.items()},
-        q_median=mn,
-        q_random_median=mr,
-        alpha_median=mn[backbone] / (sum(mr) / K) if sum(mr) > 0 else None,
-        lambda1_frac=frac,
-        rank1=frac is not None and frac > RANK1,
-        grad_norms=top["grad_norms"],
-    )
+    GG = row_gram(G, keys, {k: dirs[backbone][k].shape for k in keys})
+    return fisher_stats(GG, projections(G, list(dirs.values()) + rand, keys), dirs, backbone)
 
 
 def update_cos(G: torch.Tensor, c: torch.Tensor, E: torch.Tensor | None = None) -> dict:
@@ -1023,6 +1054,122 @@ class Record:
     def inner(self, keys) -> torch.Tensor:
         """The raw inner products <theta(t_i), theta(t_j)> over the tensors `keys`."""
         return self.gram(keys, torch.eye(len(self.steps), dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- gradient records
+def record_backbone(rec, anchor: int, k: int):
+    """The backbone from a trajectory record: ({group: PCA of the drift from `anchor`}, {group:
+    (k x (N+1)) coefficients of v_1..v_k on the record's rows b}). v = X^T c with X = R theta
+    = (R B) b (Record.combination, Record.basis), so its coefficients on the rows b are
+    (R B)^T c."""
+    rows = rec.row_steps(anchor)
+    RB = rec.combination(anchor, rows)[:-1] @ rec.basis()
+    pcas = {g: pca(split_anchor(Ga)[0]) for g, Ga in rec.group_grams(anchor).items()}
+    try:
+        return pcas, {g: (RB.T @ p.coef(k)).T for g, p in pcas.items()}
+    except ValueError:
+        raise UsageError(f"the trajectory has fewer than {k} nonzero components after anchor "
+                         f"{anchor} ({len(rows)} snapshots)")
+
+
+def gradient_products(A: torch.Tensor, slices: dict, B: torch.Tensor, Z: dict) -> dict:
+    """{group: (A_g A_g^T, A_g B_g^T, A_g Z_g^T)}, float64 on the CPU, for gradient rows A (R x D
+    of the trunk, canonical order), the record's rows B ((N+1) x D, float64) and each group's raw
+    random draws Z[g] (K x D_g). Block by block: one float64 copy of a block's columns at a time;
+    the trunk's products are the sums of its blocks' (its draws are its own)."""
+    out, trunk = {}, None
+    for g, sl in slices.items():
+        if g == "trunk":
+            continue
+        cols = A[:, sl].double()  # float32 gradients, products accumulated in float64
+        on = lambda X: X.to(cols.device, non_blocking=True)  # noqa: E731 (rows held on the host)
+        out[g] = (cols @ cols.T, cols @ on(B[:, sl]).T, cols @ on(Z[g]).T)
+        part = (out[g][0], out[g][1], cols @ on(Z["trunk"][:, sl]).T)
+        trunk = part if trunk is None else tuple(a + b for a, b in zip(trunk, part))
+    out["trunk"] = trunk
+    return {g: tuple(x.cpu() for x in v) for g, v in out.items()}
+
+
+def span_orthonormal(H: torch.Tensor, against: list, first: int, K: int) -> list[torch.Tensor]:
+    """random_directions in coefficients: vectors are combinations c of the spanning rows whose
+    Gram is H, and the K directions are the rows first, ..., first + K - 1 (the raw draws)
+    Gram-Schmidt orthonormalized twice against the unit combinations `against` and each other,
+    in the same order of operations."""
+    H = H.double()
+    basis, out = [c.double() for c in against], []
+    for k in range(K):
+        w = torch.zeros(H.shape[0], dtype=torch.float64)
+        w[first + k] = 1
+        for _ in range(2):  # "twice is enough", as in random_directions
+            for u in basis:
+                w = w - float(w @ H @ u) * u
+        w = w / math.sqrt(float(w @ H @ w))
+        basis.append(w)
+        out.append(w)
+    return out
+
+
+def loss_rows(loss: str, lam: float, m: int, M: int) -> torch.Tensor:
+    """(m x 2M): the gradients of `loss` on the first m mini-batches as combinations of a gradient
+    record's rows (LM gradients 0..M-1, probe gradients M..2M-1); combined = LM + lambda probe
+    (the gradient is linear in the loss)."""
+    E, i = torch.zeros(m, 2 * M, dtype=torch.float64), torch.arange(m)
+    if loss in ("combined", "lm"):
+        E[i, i] = 1
+    if loss in ("combined", "probe"):
+        E[i, M + i] = lam if loss == "combined" else 1
+    if loss not in ("combined", "lm", "probe"):
+        raise ValueError(f"unknown loss {loss!r}")
+    return E
+
+
+class GradientRecord:
+    """A gradient record: the replayed mini-batch gradients of a run at its snapshots, kept as inner
+    products, so that the gradient and Fisher numbers of any direction in the span of the
+    trajectory record's rows and the fixed random draws need no replay. Pure data: runs.py reads,
+    writes and makes it.
+
+    At each gradient step s (`grad_steps`), rows 0..M-1 are the LM-loss gradients of M mini-batches
+    and rows M..2M-1 their probe-loss gradients; for each group g (its columns of the trunk):
+        gram/g    (S, 2M, 2M)   <g_i, g_j>
+        basis/g   (S, 2M, N+1)  <g_i, b_j>, b the trajectory record's rows over `steps`
+                                (theta(t_1) - theta(t_0), ..., theta(t_N) - theta(t_0), theta(t_0))
+        random/g  (S, 2M, K)    <g_i, z_k>, z_k the raw draws of gaussian_draws(seed) over g's keys
+        zz/g (K, K), zb/g (K, N+1)   the draws' Gram and their inner products with the rows b
+    float64, accumulated from float32 gradients. `meta`: lambda, micro-batches, probe answers per
+    step; batch size, seed, precision, config and source."""
+    NAMES = ("gram", "basis", "random", "zz", "zb")
+
+    def __init__(self, steps, grad_steps, groups: dict, M: int, K: int, tensors: dict,
+                 meta: dict | None = None):
+        self.steps, self.grad_steps = [int(s) for s in steps], [int(s) for s in grad_steps]
+        self.groups = {g: list(keys) for g, keys in groups.items()}
+        self.M, self.K, self.meta = int(M), int(K), dict(meta or {})
+        S, R, N1 = len(self.grad_steps), 2 * self.M, len(self.steps)
+        want = dict(gram=(S, R, R), basis=(S, R, N1), random=(S, R, self.K), zz=(self.K, self.K),
+                    zb=(self.K, N1))
+        self.t = {}
+        for g in self.groups:
+            for name, shape in want.items():
+                x = tensors.get(f"{name}/{g}")
+                if x is None or tuple(x.shape) != shape:
+                    raise UsageError(f"gradient record: {name}/{g} is "
+                                     f"{None if x is None else tuple(x.shape)}, not {shape}")
+                self.t[f"{name}/{g}"] = torch.as_tensor(x, dtype=torch.float64).cpu()
+        self.index = {s: i for i, s in enumerate(self.grad_steps)}
+
+    def products(self, g: str, step: int, loss: str, lam: float, m: int):
+        """(GG, P) of `loss` on the first m mini-batches at `step`, group g: the m x m Gram and
+        the inner products with the rows b and then the K draws (m x (N+1+K))."""
+        i, E = self.index[step], loss_rows(loss, lam, m, self.M)
+        P = torch.cat([self.t[f"basis/{g}"][i], self.t[f"random/{g}"][i]], 1)
+        return E @ self.t[f"gram/{g}"][i] @ E.T, E @ P
+
+    def span_gram(self, g: str, S: torch.Tensor) -> torch.Tensor:
+        """Gram of the spanning rows [b; z] of group g, S the rows b's Gram (the trajectory
+        record's, summed over the group's tensors)."""
+        zb, zz = self.t[f"zb/{g}"], self.t[f"zz/{g}"]
+        return torch.cat([torch.cat([S.double(), zb.T], 1), torch.cat([zb, zz], 1)])
 
 
 # ----------------------------------------------------------------------- decay split and shape test

@@ -47,6 +47,9 @@ from config import Parser, UsageError, fail
 ROOT = os.path.dirname(os.path.abspath(__file__))
 ANALYSES = ("trajectory_pca_uncentered", "backbone_update_analysis", "backbone_gradient_analysis",
             "backbone_fisher_analysis")
+# H200 seconds of each analysis (paper preset): the gradient analysis makes the gradient record (one
+# replay of 32 mini-batches at each snapshot), which the Fisher analysis then only reads
+ANALYSIS_EST_S = (15, 8, 90, 10)
 # the results folder of each part that does not write its own: controls and table9 share run A and sgd_control
 FOLDER_OF_PART = {"controls": "sgd_control", "table9": "sgd_control", "reheat": "reheat/seed42",
                   "finetune": "seed42", "scale8x": "scale"}
@@ -81,8 +84,15 @@ def seed_stages(seed: int, common: list[str], dev: list[str], prefix: str) -> li
     run = f"{prefix}seed{seed}"
     train = Stage(f"seed{seed}.train", ["train.py", "--seed", str(seed), *common], 200)
     return [train] + [Stage(f"seed{seed}.{a}", [f"{a}.py", "--run", "{out_dir}/" + run, *dev], est,
-                            needs=[train.name])
-                      for a, est in zip(ANALYSES, (15, 8, 35, 90))]  # Fisher: two backward passes
+                            needs=analysis_needs(train.name, f"seed{seed}", a))
+                      for a, est in zip(ANALYSES, ANALYSIS_EST_S)]
+
+
+def analysis_needs(train: str, part: str, analysis: str) -> list[str]:
+    """The Fisher analysis reads the gradient record that the gradient analysis makes (one replay
+    of the run's batches serves both): run after it, never beside it."""
+    fisher, grad = ANALYSES[3], ANALYSES[2]
+    return [train] + ([f"{part}.{grad}"] if analysis == fisher else [])
 
 
 def scale_stages(size: str, common: list[str], dev: list[str], prefix: str,
@@ -97,10 +107,10 @@ def scale_stages(size: str, common: list[str], dev: list[str], prefix: str,
     args = ["--size", size, "--results", os.path.join(results, "scale"), *common]
     sweep = Stage(f"{part}.sweep", ["scale.py", "--sweep-only", *args], 40 * cost)
     train = Stage(f"{part}.train", ["scale.py", *args], 190 * cost + 20, needs=[sweep.name])
-    after = [(a, est * cost) for a, est in zip(ANALYSES, (15, 8, 35, 90))]
+    after = [(a, est * cost) for a, est in zip(ANALYSES, ANALYSIS_EST_S)]
     after += [("trajectory_record", 20 * cost), ("optimizer_null", 190 * cost)]
     return [sweep, train] + [Stage(f"{part}.{a}", [f"{a}.py", "--run", run, *dev], est,
-                                   needs=[train.name]) for a, est in after]
+                                   needs=analysis_needs(train.name, part, a)) for a, est in after]
 
 
 def build_plan(preset: str, out_dir: str, results: str, device: str | None) -> list[Stage]:

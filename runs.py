@@ -34,11 +34,12 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 import geometry as geo
-from common import autocast, environment, finite, pick_device, provenance, write_bytes, write_json
+from common import (autocast, environment, exact_fp32, finite, pick_device, provenance, write_bytes,
+                    write_json)
 from config import (RUNTIME_FIELDS, Config, Parser, UsageError, config_from_dict, diff_configs,
                     fail)
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
-from model import GPT, losses, trunk_keys
+from model import GPT, flatten, losses, trunk_keys
 
 SNAPSHOT = re.compile(r"^step_(\d+)\.safetensors$")
 HASHES = "snapshot_hashes.json"
@@ -670,18 +671,21 @@ def load_model(traj, cfg: Config, corpus, step: int, model=None):
     return model
 
 
+def replay_pairs(cfg: Config, step: int, n: int, batch_size: int) -> list[tuple[int, int]]:
+    """The (step, micro) pairs of the run's micro-batches that hold the first n * batch_size
+    sequences of the training stream from `step`: (step, 0), ..., (step, grad_accum - 1),
+    (step + 1, 0), ..."""
+    count = -(-n * batch_size // cfg.batch_size)  # every micro-batch holds cfg.batch_size sequences
+    return [(step + i // cfg.grad_accum, i % cfg.grad_accum) for i in range(count)]
+
+
 def replay_batches(corpus, cfg: Config, step: int, n: int, batch_size: int):
     """n mini-batches of batch_size sequences: the training stream from step on, i.e. the run's
     micro-batches get_batch(corpus, cfg, s, m) in the order (step, 0), ..., (step, grad_accum - 1),
     (step + 1, 0), ..., concatenated and cut into consecutive mini-batches (the first n * batch_size
     sequences). Returns (batches, used): used = the (step, micro) pairs read, in order."""
-    xs, ys, ps, used = [], [], [], []
-    s, m, have = step, 0, 0
-    while have < n * batch_size:
-        x, y, p = get_batch(corpus, cfg, s, m)
-        xs.append(x), ys.append(y), ps.append(p), used.append((s, m))
-        have += len(x)
-        s, m = (s + 1, 0) if m + 1 == cfg.grad_accum else (s, m + 1)
+    used = replay_pairs(cfg, step, n, batch_size)
+    xs, ys, ps = zip(*(get_batch(corpus, cfg, s, m) for s, m in used))
     x, y, p = (torch.cat(t)[: n * batch_size] for t in (xs, ys, ps))
     return [(x[i : i + batch_size], y[i : i + batch_size], p[i : i + batch_size])
             for i in range(0, n * batch_size, batch_size)], used
@@ -716,18 +720,6 @@ REPLAY_CONFIG = ("seed", "data", "steps", "batch_size", "grad_accum", "lambda_pr
                  "lambda_step", "n_layer", "d_model")
 
 
-def replayed(traj, cfg: Config, corpus, steps, n: int, batch_size: int, record: dict, desc: str):
-    """For each snapshot step t: (t, lambda(t), the model at theta(t), its n replayed mini-batches); the
-    micro-batches used go into record[str(t)] (batch_record). One model is reused for every step."""
-    model = None
-    with tqdm(steps, desc=desc, dynamic_ncols=True, disable=not sys.stderr.isatty(), leave=False) as bar:
-        for t in bar:
-            model = load_model(traj, cfg, corpus, t, model)
-            batches, used = replay_batches(corpus, cfg, t, n, batch_size)
-            record[str(t)] = batch_record(cfg, used)
-            yield t, cfg.lambda_at(t), model, batches
-
-
 def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
     """The "batches" and "config" entries of a replaying analysis' JSON."""
     return dict(batches=dict(n=n, batch_size=batch_size, run_batch_size=cfg.batch_size,
@@ -735,11 +727,229 @@ def replay_record(cfg: Config, n: int, batch_size: int, per_step: dict) -> dict:
                 config={k: getattr(cfg, k) for k in REPLAY_CONFIG})
 
 
-def snapshot_selection(traj, every: int) -> list[int]:
-    """Every `every`-th snapshot step from the anchor on."""
-    if every < 1:
-        raise UsageError(f"--every must be >= 1, got {every}")
-    return [s for s in traj.steps if s >= traj.anchor][::every]
+# ----------------------------------------------------------------------------- gradient records
+GRADIENT_RECORD_FILE = "gradient_record.safetensors"
+# a record is made with at least the Fisher analysis's defaults, so that one replay serves both
+# analyses: the gradient analysis's 16 mini-batches are the first 16 of the Fisher's 32, and K
+# random draws of one seed are the first K of any larger number
+GRADIENT_BATCHES, GRADIENT_K = 32, 10
+GRADIENT_RECORD_DEFINITION = (
+    "at each gradient step: M mini-batch gradients of the LM loss (rows 0..M-1) and of the probe "
+    "loss (rows M..2M-1) at theta(t) on the replayed training stream, trunk parameters; per group "
+    "their Gram (gram/<g>), their inner products with the trajectory record's rows theta(t_1) - "
+    "theta(t_0), ..., theta(t_N) - theta(t_0), theta(t_0) (basis/<g>) and with K raw Gaussian "
+    "draws of geometry.gaussian_draws(seed) over the group's tensors (random/<g>), the draws' Gram "
+    "(zz/<g>) and their inner products with the rows (zb/<g>); float32 gradients, float64 "
+    "products, TF32 off")
+
+
+def gradient_record_path(run_dir: str) -> str:
+    return os.path.join(run_dir, "analysis", GRADIENT_RECORD_FILE)
+
+
+def save_gradient_record(path: str, grec):
+    """Write a geometry.GradientRecord as one safetensors file (atomic): tensors, JSON metadata."""
+    meta = dict(format="gradient record v1", definition=GRADIENT_RECORD_DEFINITION,
+                steps=grec.steps, grad_steps=grec.grad_steps, groups=grec.groups, M=grec.M,
+                K=grec.K, meta=grec.meta)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    data = save({k: v.contiguous() for k, v in grec.t.items()},
+                metadata={"gradient_record": json.dumps(finite(meta), allow_nan=False)})
+    write_bytes(path, data)  # serialised in memory, then written atomically
+
+
+def load_gradient_record(path: str):
+    """The geometry.GradientRecord in `path` (save_gradient_record); one clear line when it is
+    not one."""
+    if not os.path.isfile(path):
+        raise UsageError(f"gradient record not found: {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["gradient_record"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        grec = geo.GradientRecord(meta["steps"], meta["grad_steps"], meta["groups"], meta["M"],
+                                  meta["K"], tensors, meta.get("meta"))
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}")
+    except Exception as e:
+        raise UsageError(f"{path} is not a gradient record ({type(e).__name__}: {e})")
+    grec.path = path
+    return grec
+
+
+def check_records(rec, grec):
+    """UsageError unless the gradient record was made on the trajectory record's rows and groups."""
+    if grec.steps != rec.steps or grec.groups != rec.groups:
+        raise UsageError(f"the gradient record {getattr(grec, 'path', '')} was not made on the rows"
+                         f" of the trajectory record {getattr(rec, 'path', '')} (steps or groups"
+                         " differ)")
+    if grec.meta.get("config") != rec.config:
+        raise UsageError("the gradient record and the trajectory record come from runs with "
+                         "different configs")
+
+
+@torch.no_grad()
+def probe_answers(model, batch, device, fp32: bool) -> tuple[int, int]:
+    """(probe answers, wrong ones) in a mini-batch: sequences with a probe, and those whose greedy
+    argmax at the answer position is not the codeword (the batches whose probe gradient is
+    large)."""
+    x, y, pos = (t.to(device) for t in batch)
+    has = pos >= 0
+    if not has.any():
+        return 0, 0
+    with (nullcontext() if fp32 else autocast(device)):
+        # the head at the answer positions only
+        guess = model(x[has], positions=pos[has]).argmax(-1)
+    rows = torch.arange(int(has.sum()), device=device)
+    return int(has.sum()), int((guess != y[has][rows, pos[has]]).sum())
+
+
+def precision_of(device, fp32: bool) -> str:
+    return "fp32" if fp32 or torch.device(device).type != "cuda" else "bf16 autocast"
+
+
+def holding_device(dev: torch.device, D: int, rows: int, R: int, K: int) -> torch.device:
+    """Where the gradient record's rows and draws are held: the device when they fit beside one
+    snapshot's R gradient rows (float32, twice while stacked) with a quarter of its memory to spare
+    for the model's backward, else the host (a larger model: geometry.gradient_products then moves
+    one block's columns at a time, about rows x D x 8 bytes over the bus per snapshot)."""
+    if dev.type != "cuda":
+        return dev
+    need = 8 * D * (rows + 2 * K) + 4 * D * R * 2
+    free, total = torch.cuda.mem_get_info(dev)
+    return dev if need < free - total / 4 else torch.device("cpu")
+
+
+def make_gradient_record(traj, cfg: Config, corpus, rec, steps, M: int, batch_size: int, K: int,
+                         seed: int, fp32: bool):
+    """One replay: at each step of `steps` the LM and probe gradients of M mini-batches
+    (replay_batches), reduced to their inner products with each other, with the trajectory
+    record's rows and with K random draws (geometry.GradientRecord). Holds the rows ((N+1) x D
+    float64: 10 GB for the paper trunk) and the draws (2 x K x D float64) on the device, or on the
+    host where they do not fit there (holding_device)."""
+    dev, keys = traj.device, rec.groups["trunk"]
+    exact_fp32()
+    slices = geo.group_slices(traj)
+    theta0 = flatten(traj.load(rec.steps[0], keys), keys).double()
+    hold = holding_device(dev, theta0.numel(), len(rec.steps), 2 * M, K)
+    B = torch.empty(len(rec.steps), theta0.numel(), dtype=torch.float64, device=hold)
+    for j, s in enumerate(rec.steps[1:]):  # differences of float32 weights: exact in float64
+        B[j] = flatten(traj.load(s, keys), keys).double() - theta0
+    B[-1] = theta0
+    Z = {g: torch.stack([flatten(z, rec.groups[g]) for z in geo.gaussian_draws(
+        {k: traj.shapes[k] for k in rec.groups[g]}, K, seed)]).to(hold) for g in slices}
+    t = {}
+    for g, sl in slices.items():
+        t[f"zz/{g}"], t[f"zb/{g}"] = (Z[g] @ Z[g].T).cpu(), (Z[g] @ B[:, sl].T).cpu()
+    parts, lam, probe, model = {g: [] for g in slices}, {}, {}, None
+    with tqdm(steps, desc="gradient record", disable=not sys.stderr.isatty(), leave=False) as bar:
+        for s in bar:
+            model = load_model(traj, cfg, corpus, s, model)
+            batches, _ = replay_batches(corpus, cfg, s, M, batch_size)
+            lam[str(s)] = cfg.lambda_at(s)
+            counts = [probe_answers(model, b, dev, fp32) for b in batches]
+            probe[str(s)] = dict(n_probe=[c[0] for c in counts], n_wrong=[c[1] for c in counts])
+            G = geo.batch_gradients(model, batches, loss_fn((1, 2), lam[str(s)], dev, fp32), keys)
+            A = torch.cat(G)  # (2M, D): LM rows, then probe rows
+            del G
+            for g, prods in geo.gradient_products(A, slices, B, Z).items():
+                parts[g].append(prods)
+            del A
+    for g, ps in parts.items():
+        for name, i in (("gram", 0), ("basis", 1), ("random", 2)):
+            t[f"{name}/{g}"] = torch.stack([p[i] for p in ps])
+    run = read_record(traj.run_dir) or {}
+    meta = dict(batch_size=batch_size, run_batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                seed=seed, precision=precision_of(dev, fp32), steps=rec.steps,
+                config=run.get("config", {}), corpus_identity=run.get("corpus_identity"),
+                snapshots=snapshot_fingerprint(traj.run_dir),
+                source=dict(kind="run folder",
+                            run=os.path.basename(os.path.normpath(traj.run_dir))),
+                **{"lambda": lam}, probe=probe)
+    return geo.GradientRecord(rec.steps, steps, rec.groups, M, K, t, meta)
+
+
+def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_size: int, K: int,
+                        seed: int | None, fp32: bool, argv=None):
+    """The run's gradient record for `steps`, n mini-batches of batch_size and K draws of `seed`:
+    <run>/analysis/gradient_record.safetensors when it was made from the run's current snapshots
+    and config on the trajectory record's rows, with this batch size, seed and precision, and
+    holds those steps, batches and draws (seed None: any seed, made with 0); else made now (one
+    replay; with what the old one held as well) and written there."""
+    t0, path = time.perf_counter(), gradient_record_path(traj.run_dir)
+    config = (read_record(traj.run_dir) or {}).get("config", {})
+    want = dict(snapshots=snapshot_fingerprint(traj.run_dir), config=config, steps=rec.steps,
+                batch_size=batch_size, seed=seed, precision=precision_of(traj.device, fp32))
+    steps, n, K = sorted(steps), max(n, GRADIENT_BATCHES), max(K, GRADIENT_K)
+    try:
+        old = load_gradient_record(path) if os.path.isfile(path) else None
+    except UsageError:
+        old = None  # unreadable: made again below
+    if seed is None:  # no draws used: any seed will do
+        want.pop("seed")
+        seed = old.meta.get("seed", 0) if old is not None else 0
+    if old is not None and all(old.meta.get(k) == v for k, v in want.items()):
+        if set(steps) <= set(old.grad_steps) and old.M >= n and old.K >= K:
+            return old
+        steps, n, K = sorted(set(steps) | set(old.grad_steps)), max(n, old.M), max(K, old.K)
+    grec = make_gradient_record(traj, cfg, corpus, rec, steps, n, batch_size, K, seed, fp32)
+    grec.meta["provenance"] = provenance(t0, argv, traj.device, "gradient record")
+    save_gradient_record(path, grec)
+    grec.path = path
+    return grec
+
+
+def _from_files(args, select, K: int, seed: int | None):
+    """open_gradient_analysis from --record and --gradient-record."""
+    if not (args.record and args.gradient_record):
+        raise UsageError("--record and --gradient-record go together (the two records of one run)")
+    rec, grec = load_record(args.record), load_gradient_record(args.gradient_record)
+    check_records(rec, grec)
+    rec.check_steps([args.anchor], "anchor")
+
+    def check(steps, what="step"):
+        missing = [s for s in steps if s not in grec.index]
+        if missing:
+            raise UsageError(f"{what} {missing[0]} has no gradients in {args.gradient_record} (it "
+                             f"has steps {', '.join(map(str, grec.grad_steps))})")
+    steps, groups = select(rec.steps, check, rec.groups)
+    check(steps)
+    m = grec.meta
+    args.batch_size = args.batch_size or m["batch_size"]
+    for what, have, asked in (("mini-batches", grec.M, args.batches), ("random draws", grec.K, K)):
+        if asked > have:
+            raise UsageError(f"{args.gradient_record} has {have} {what} per step, {asked} asked")
+    for what, have, asked in (("--batch-size", m["batch_size"], args.batch_size),
+                              ("--seed", m["seed"], seed)):
+        if asked is not None and have != asked:
+            raise UsageError(f"{args.gradient_record} was made with {what} {have}, not {asked}")
+    if args.fp32 and m["precision"] != "fp32":
+        raise UsageError(f"{args.gradient_record} holds {m['precision']} gradients, not fp32 ones")
+    state = dict(record=os.path.abspath(args.record),
+                 gradient_record=os.path.abspath(args.gradient_record))
+    cfg = config_from_dict(m["config"])
+    return rec, grec, cfg, (steps, groups), state, "cpu", m["source"]["run"]
+
+
+def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None):
+    """(rec, grec, cfg, (steps, groups), state, device, run name) of an analysis computed from a
+    trajectory record and a gradient record: the files --record and --gradient-record (no
+    snapshots; CPU), or the run folder's validated snapshots and corpus with its records, made or
+    reused (run_record, run_gradient_record). `select(snapshot steps, check, groups)` -> (the
+    steps to analyse, the groups), before any record is made; check(steps, what) stops at a step
+    that has no snapshot (or, from files, no gradients). K random draws of `seed` (None: any
+    seed, no draws used). Sets args.batch_size when it was left out."""
+    if args.record or args.gradient_record:
+        return _from_files(args, select, K, seed)
+    traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
+                                        args.partial)
+    args.batch_size = args.batch_size or cfg.batch_size
+    steps, groups = select(traj.steps, traj.check_steps, traj.groups)
+    rec = run_record(args.run, args.device, sys.stderr.isatty(), argv)
+    grec = run_gradient_record(traj, cfg, corpus, rec, steps, args.batches, args.batch_size, K,
+                               seed, args.fp32, argv)
+    run = os.path.basename(os.path.normpath(args.run))
+    return rec, grec, cfg, (steps, groups), state, traj.device, run
 
 
 # ----------------------------------------------------------------------------- analysis freshness
