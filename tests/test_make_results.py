@@ -76,7 +76,11 @@ def test_the_larger_models_run_only_when_named(tmp_path):
     assert {s.part for s in mr.select(plan, None)} & set(mr.OPTIONAL_PARTS) == set()
     scale = mr.select(plan, "scale")
     assert [s.name for s in scale[:2]] == ["scale.sweep", "scale.train"]
-    assert all(s.needs == ["scale.train"] for s in scale[2:]) and len(scale) == 8
+    # the Fisher analysis reads the gradient analysis's gradient record: it waits for it
+    fisher = "scale.backbone_fisher_analysis"
+    assert all(s.needs == ["scale.train"] for s in scale[2:] if s.name != fisher) and len(scale) == 8
+    assert next(s for s in scale if s.name == fisher).needs == ["scale.train",
+                                                                "scale.backbone_gradient_analysis"]
     assert scale[-1].cmd[:3] == ["optimizer_null.py", "--run", "{out_dir}/3x_seed42"]
     tiny = mr.select(mr.build_plan("tiny", "runs", "r", None), "scale8x")
     assert tiny[-2].cmd[:3] == ["trajectory_record.py", "--run", "{out_dir}/tiny_8x_seed42"]
