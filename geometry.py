@@ -91,7 +91,6 @@ import re
 import numpy as np
 import torch
 from safetensors.torch import load_file, save
-from scipy.signal import find_peaks
 from tqdm import tqdm
 
 from common import exact_fp32, write_bytes
@@ -501,6 +500,7 @@ def _extrema(values, prominence: float = PROMINENCE, radius: int = RADIUS):
     v = np.asarray(values, dtype=float)
     # 1e-9: a drop of exactly 0.03 counts
     kw = dict(prominence=prominence - 1e-9, wlen=2 * radius + 1)
+    from scipy.signal import find_peaks  # 0.9 s to import: paid only by the analyses that need it
     (pk, ppk), (tr, ptr) = find_peaks(v, **kw), find_peaks(-v, **kw)
     return pk.tolist(), tr.tolist(), ppk["prominences"].tolist(), ptr["prominences"].tolist()
 

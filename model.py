@@ -290,7 +290,14 @@ def installed(library: str) -> bool:
     return importlib.util.find_spec(FUSED_CE[library]) is not None
 
 
-@torch.compiler.disable  # library kernels: a compiled loss runs them eagerly between its two graphs
+def _eager_where_installed(fn):
+    """torch.compiler.disable(fn) (library kernels: a compiled loss runs them eagerly between its
+    two graphs) where a fused library is installed, else fn itself, which then never runs: the
+    decorator imports torch._dynamo, 1.4 s of every script's start on a machine without them."""
+    return torch.compiler.disable(fn) if any(map(installed, FUSED_CE)) else fn
+
+
+@_eager_where_installed
 def fused_head_ce(h, weight, targets, library: str):
     """Per-token cross-entropy (N,) of the logits h @ weight^T (h (N, d); weight (V, d), the real
     vocabulary's rows) against targets (N,), by `library`'s fused kernels in the autocast dtype

@@ -25,10 +25,11 @@ CLEAN = ["train.py", "model.py", "trajectory_record.py", "determinism.py",
 # file). Optional dependencies (a missing one must not stop the scripts that never need it) and
 # slow imports (matplotlib's 0.7 s on every command that draws nothing). torch in executors.py
 # only: make_results.py, which imports executors, starts in 0.15 s without torch's 2 s import.
+# scipy in geometry.py only: scipy.signal's 0.9 s on every script that imports geometry.
 INNER_ALLOWED = {
     "matplotlib": None, "submitit": None, "tiktoken": None, "datasets": None,
     "transformers": None, "peft": None, "cut_cross_entropy": None, "liger_kernel": None,
-    "torch": {"executors.py"},
+    "torch": {"executors.py"}, "scipy": {"geometry.py"},
 }
 
 
