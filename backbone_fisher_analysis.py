@@ -7,7 +7,7 @@ Tables 6-7, Figure 3).
         --gradient-record R/gradient_record.safetensors [--steps ...] [--group all]
 
 At each chosen snapshot theta(t) (default: every snapshot from the anchor on), M = 32 mini-batch
-gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
+(16 for the tiny preset's runs) gradients of the combined training loss L_LM + lambda(t) L_probe (model.losses) are stacked into
 G (M x D, float32, canonical trunk order): the batches the run trained on right after t, rebuilt
 from (seed, step, micro-step) exactly as in backbone_gradient_analysis.py (`replay_batches`: the
 stream (t, 0), (t, 1), (t + 1, 0), ... in mini-batches of --batch-size sequences, by default the
@@ -68,6 +68,8 @@ from config import UsageError
 from geometry import (RANK1, fisher_stats, record_backbone, replays_switch, span_orthonormal,
                       switch_interval, switching_pair)
 from runs import (batch_record, open_gradient_analysis, record_info, replay_pairs, replay_record)
+
+BATCHES = 32  # mini-batches per snapshot by default (runs.default_batches: 16 for the tiny preset)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -346,7 +348,8 @@ def analyse(rec, grec, cfg, steps, anchor: int, groups, n: int, batch_size: int,
 
 def run(args, argv) -> tuple[str, dict, str]:
     t0 = time.perf_counter()
-    if args.batches < 1 or args.K < 1 or (args.batch_size is not None and args.batch_size < 1):
+    if ((args.batches is not None and args.batches < 1) or args.K < 1
+            or (args.batch_size is not None and args.batch_size < 1)):
         raise UsageError("--batches, --batch-size and --K must be >= 1")
     if args.every is not None and args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
@@ -360,7 +363,7 @@ def run(args, argv) -> tuple[str, dict, str]:
             check(asked, "--steps step")
         return asked or steps, select_groups(args.group, groups)
     rec, grec, cfg, (steps, groups), state, device, name = open_gradient_analysis(
-        args, argv, select, args.K, args.seed)
+        args, argv, select, args.K, args.seed, batches=BATCHES)
     out = analyse(rec, grec, cfg, steps, args.anchor, groups, args.batches, args.batch_size, args.K)
     out = dict(run=name, **out, run_state=state, record=record_info(rec),
                gradient_record=getattr(grec, "path", None))
@@ -383,7 +386,7 @@ def run(args, argv) -> tuple[str, dict, str]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=32, record=True)
+    ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=BATCHES, record=True)
     ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
                     help="with --record: the run's gradient record (<run>/analysis/"
                          "gradient_record.safetensors); no snapshots or corpus needed")

@@ -21,7 +21,8 @@ Every number is a pure function (`analyse`) of two records: the trajectory recor
 and for the trunk: uncentered PCA of drift from the anchor, geometry.pca, so this script does not
 depend on the order in which the analyses run) and the gradient record (runs.GradientRecord: the
 gradients' Grams and their inner products with the trajectory rows, from one replay that the
-Fisher analysis shares: these 16 mini-batches are the first 16 of its 32). From --run both are
+Fisher analysis shares: these 16 mini-batches are the first 16 of its 32; 8 of 16 for the tiny
+preset's runs). From --run both are
 made, or reused when up to date, in <run>/analysis/; --record FILE --gradient-record FILE reads
 them alone (no snapshots, no corpus, CPU) and gives the same JSON.
 
@@ -60,6 +61,7 @@ from runs import (batch_record, open_gradient_analysis, read_json, record_info, 
                   replay_record)
 
 LOSSES = ("combined", "lm", "probe")
+BATCHES = 16  # mini-batches per snapshot by default (runs.default_batches: 8 for the tiny preset)
 
 
 # ----------------------------------------------------------------------------- alignment statistics
@@ -285,14 +287,16 @@ def analyse(rec, grec, cfg, steps, anchor: int, n: int, batch_size: int) -> dict
 
 def run(args, argv) -> tuple[str, dict, list[str]]:
     t0 = time.perf_counter()
-    if args.batches < 2 or (args.batch_size is not None and args.batch_size < 1):
+    if (args.batches is not None and args.batches < 2) or (args.batch_size is not None
+                                                            and args.batch_size < 1):
         raise UsageError("--batches must be >= 2 (for a standard deviation) and --batch-size >= 1")
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     path = out_path(args, "backbone_gradient_analysis")
     def select(steps, check, groups):  # every k-th snapshot from the anchor on; every group
         return [s for s in steps if s >= args.anchor][::args.every], list(groups)
-    rec, grec, cfg, (steps, _), state, device, name = open_gradient_analysis(args, argv, select)
+    rec, grec, cfg, (steps, _), state, device, name = open_gradient_analysis(args, argv, select,
+                                                                             batches=BATCHES)
     out = analyse(rec, grec, cfg, steps, args.anchor, args.batches, args.batch_size)
     out = dict(run=name, **out, run_state=state, record=record_info(rec),
                gradient_record=getattr(grec, "path", None))
@@ -314,7 +318,7 @@ def run(args, argv) -> tuple[str, dict, list[str]]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=16, record=True)
+    ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=BATCHES, record=True)
     ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
                     help="with --record: the run's gradient record (<run>/analysis/"
                          "gradient_record.safetensors); no snapshots or corpus needed")

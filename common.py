@@ -381,8 +381,9 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None,
                    help=f"output JSON (default <run>/analysis/{name}.json); figures and other "
                         "files go to the same folder")
     if replay_batches:
-        p.add_argument("--batches", type=int, default=replay_batches,
-                       help=f"mini-batches per snapshot (default {replay_batches})")
+        p.add_argument("--batches", type=int, default=None,
+                       help=f"mini-batches per snapshot (default {replay_batches}; the tiny "
+                            f"preset's runs {replay_batches // 2})")
         p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
                        help="sequences per mini-batch (default: the run's batch_size, 64 in "
                             "the paper)")

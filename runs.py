@@ -880,7 +880,8 @@ def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_siz
     config = (read_record(traj.run_dir) or {}).get("config", {})
     want = dict(snapshots=snapshot_fingerprint(traj.run_dir), config=config, steps=rec.steps,
                 batch_size=batch_size, seed=seed, precision=precision_of(traj.device, fp32))
-    steps, n, K = sorted(steps), max(n, GRADIENT_BATCHES), max(K, GRADIENT_K)
+    # at least the Fisher's default mini-batches and draws: one record serves both analyses
+    steps, n, K = sorted(steps), max(n, default_batches(cfg, GRADIENT_BATCHES)), max(K, GRADIENT_K)
     try:
         old = load_gradient_record(path) if os.path.isfile(path) else None
     except UsageError:
@@ -899,7 +900,7 @@ def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_siz
     return grec
 
 
-def _from_files(args, select, K: int, seed: int | None):
+def _from_files(args, select, K: int, seed: int | None, batches: int):
     """open_gradient_analysis from --record and --gradient-record."""
     if not (args.record and args.gradient_record):
         raise UsageError("--record and --gradient-record go together (the two records of one run)")
@@ -916,6 +917,7 @@ def _from_files(args, select, K: int, seed: int | None):
     check(steps)
     m = grec.meta
     args.batch_size = args.batch_size or m["batch_size"]
+    args.batches = args.batches or default_batches(config_from_dict(m["config"]), batches)
     for what, have, asked in (("mini-batches", grec.M, args.batches), ("random draws", grec.K, K)):
         if asked > have:
             raise UsageError(f"{args.gradient_record} has {have} {what} per step, {asked} asked")
@@ -931,19 +933,29 @@ def _from_files(args, select, K: int, seed: int | None):
     return rec, grec, cfg, (steps, groups), state, "cpu", m["source"]["run"]
 
 
-def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None):
+def default_batches(cfg: Config, paper: int) -> int:
+    """Mini-batches an analysis replays per snapshot when --batches is left out: `paper` (the
+    Fisher's 32, the gradient analysis's 16), half of it for the tiny preset, whose replay is most
+    of the CPU pipeline's time (run_seed.sh --preset tiny)."""
+    return paper // 2 if cfg.preset == "tiny" else paper
+
+
+def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None,
+                           batches: int = GRADIENT_BATCHES):
     """(rec, grec, cfg, (steps, groups), state, device, run name) of an analysis computed from a
     trajectory record and a gradient record: the files --record and --gradient-record (no
     snapshots; CPU), or the run folder's validated snapshots and corpus with its records, made or
     reused (run_record, run_gradient_record). `select(snapshot steps, check, groups)` -> (the
     steps to analyse, the groups), before any record is made; check(steps, what) stops at a step
     that has no snapshot (or, from files, no gradients). K random draws of `seed` (None: any
-    seed, no draws used). Sets args.batch_size when it was left out."""
+    seed, no draws used). Sets args.batch_size and args.batches (default_batches of `batches`)
+    when they were left out."""
     if args.record or args.gradient_record:
-        return _from_files(args, select, K, seed)
+        return _from_files(args, select, K, seed, batches)
     traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
                                         args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
+    args.batches = args.batches or default_batches(cfg, batches)
     steps, groups = select(traj.steps, traj.check_steps, traj.groups)
     rec = run_record(args.run, args.device, sys.stderr.isatty(), argv)
     grec = run_gradient_record(traj, cfg, corpus, rec, steps, args.batches, args.batch_size, K,

@@ -29,6 +29,7 @@ import torch
 
 import backbone_fisher_analysis as bfa
 import backbone_gradient_analysis as bga
+import config
 import geometry as geo
 import runs
 import train
@@ -74,10 +75,12 @@ def close(a, b, path="", scale=0.0):
 
 
 def analysed(cfg, K=4, anchor=0):
-    """Both analyses from the run folder (the Fisher on every group); their JSONs."""
+    """Both analyses from the run folder (the Fisher on every group) at the paper preset's numbers
+    of mini-batches (16 and 32; the tiny run's defaults are half), the Fisher first (the record
+    it makes serves the gradient analysis); their JSONs."""
     common = ["--run", cfg.run_dir, "--device", "cpu", "--anchor", str(anchor)]
-    bga.main(common)
-    bfa.main(common + ["--group", "all", "--K", str(K)])
+    bfa.main(common + ["--group", "all", "--K", str(K), "--batches", "32"])
+    bga.main(common + ["--batches", "16"])
     return [json.load(open(os.path.join(cfg.run_dir, "analysis", f"{n}.json")))
             for n in ("backbone_gradient_analysis", "backbone_fisher_analysis")]
 
@@ -162,13 +165,22 @@ def test_every_number_from_the_records_equals_the_direct_one(run, anchor, monkey
     close(out_f["switching"]["cos_vb"], fisher[anchor]["cos_vb"], "cos_vb", 1.0)
 
 
+def test_tiny_runs_replay_half_the_mini_batches():
+    """Left out, --batches is the analysis's paper number, halved for the tiny preset; the record
+    holds at least the Fisher's."""
+    tiny, paper = config.make_config(preset="tiny"), config.make_config()
+    assert runs.default_batches(paper, 32) == 32 and runs.default_batches(paper, 16) == 16
+    assert runs.default_batches(tiny, 32) == 16 and runs.default_batches(tiny, 16) == 8
+
+
 def test_the_record_files_give_the_run_folders_json(run, tmp_path):
     cfg = run
     a = analysed(cfg, K=3)
     files = ["--record", runs.record_path(cfg.run_dir), "--gradient-record",
              runs.gradient_record_path(cfg.run_dir)]
-    bga.main(files + ["--out", str(tmp_path / "g.json")])
-    bfa.main(files + ["--out", str(tmp_path / "f.json"), "--group", "all", "--K", "3"])
+    bga.main(files + ["--out", str(tmp_path / "g.json"), "--batches", "16"])
+    bfa.main(files + ["--out", str(tmp_path / "f.json"), "--group", "all", "--K", "3",
+                      "--batches", "32"])
     for x, path in zip(a, ("g.json", "f.json")):
         y = json.load(open(tmp_path / path))
         for k in set(x) | set(y):
@@ -182,7 +194,8 @@ def test_a_stale_gradient_record_is_made_again(run):
     bga.main(["--run", cfg.run_dir, "--device", "cpu", "--batches", "2", "--batch-size", "2",
               "--every", "2"])
     grec = runs.load_gradient_record(path)
-    assert grec.meta["batch_size"] == 2 and grec.grad_steps == [0, 20, 40] and grec.M == 32
+    # at least the Fisher's default mini-batches (16 for this tiny-preset run): one record for both
+    assert grec.meta["batch_size"] == 2 and grec.grad_steps == [0, 20, 40] and grec.M == 16
     # more steps than it holds: made again with its old steps as well
     bfa.main(["--run", cfg.run_dir, "--device", "cpu", "--batch-size", "2", "--steps", "10"])
     assert runs.load_gradient_record(path).grad_steps == [0, 10, 20, 40]
@@ -206,7 +219,7 @@ def test_bad_record_input_is_one_line(run, tmp_path, usage_error):
     usage_error(bfa.main, ["--record", rec, "--gradient-record", rec],
                 match="is not a gradient record")
     usage_error(bfa.main, files + ["--steps", "10", "--batches", "64"],
-                match="32 mini-batches per step, 64 asked")
+                match="16 mini-batches per step, 64 asked")
     usage_error(bfa.main, files + ["--steps", "10", "--K", "11"],
                 match="10 random draws per step, 11 asked")
     usage_error(bfa.main, files + ["--steps", "30"], match="--steps step 30 has no gradients")
