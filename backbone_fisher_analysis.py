@@ -387,9 +387,6 @@ def run(args, argv) -> tuple[str, dict, str]:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = analysis_parser(__doc__, "backbone_fisher_analysis", replay_batches=BATCHES, record=True)
-    ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
-                    help="with --record: the run's gradient record (<run>/analysis/"
-                         "gradient_record.safetensors); no snapshots or corpus needed")
     which = ap.add_mutually_exclusive_group()
     which.add_argument(
         "--steps",

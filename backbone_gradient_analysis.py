@@ -319,9 +319,6 @@ def run(args, argv) -> tuple[str, dict, list[str]]:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = analysis_parser(__doc__, "backbone_gradient_analysis", replay_batches=BATCHES, record=True)
-    ap.add_argument("--gradient-record", "--gradient_record", dest="gradient_record", default=None,
-                    help="with --record: the run's gradient record (<run>/analysis/"
-                         "gradient_record.safetensors); no snapshots or corpus needed")
     ap.add_argument("--every", type=int, default=1,
                     help="analyse every k-th snapshot from the anchor on (default 1)")
     args = ap.parse_args(argv)

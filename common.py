@@ -361,7 +361,7 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None,
     """The options every analysis takes; with `replay_batches`, also those of the analyses that
     replay the run's training batches (gradient and Fisher), that many mini-batches by default;
     with `record`, --record FILE instead of --run (an analysis computed from a trajectory record
-    alone)."""
+    alone; with replay_batches also --gradient-record FILE, the run's gradient record)."""
     p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True) if record else p
     src.add_argument("--run", required=not record,
@@ -389,6 +389,11 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None,
                             "the paper)")
         p.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
                        help="tokenized-corpus cache (default: the run's config cache_dir)")
+        if record:
+            p.add_argument("--gradient-record", "--gradient_record", dest="gradient_record",
+                           default=None, help="with --record: the run's gradient record "
+                           "(<run>/analysis/gradient_record.safetensors); no snapshots or corpus "
+                           "needed")
         p.add_argument("--fp32", action="store_true",
                        help="full fp32 forward/backward on CUDA too (default: the run's bf16 "
                             "autocast)")
