@@ -32,15 +32,19 @@ import sys
 import time
 
 from common import ROOT, check_writable, format_table, write_result, write_text
-from config import Parser, UsageError, fail, make_config
+from config import Parser, UsageError, fail, make_config, parse_stop_rule
 from experiments import new_control_config
-from runs import read_metrics
+from runs import read_metrics, snapshot_hashes
 
 SETTINGS = ("false", "true")
 
 
+def run_prefix(setting: str) -> str:
+    return f"D_det{setting}_"
+
+
 def run_name(setting: str, i: int) -> str:
-    return f"D_det{setting}_{i}"
+    return f"{run_prefix(setting)}{i}"
 
 
 def train_args(preset: str, lr: float, seed: int, out_dir: str, setting: str, i: int) -> list[str]:
@@ -49,7 +53,7 @@ def train_args(preset: str, lr: float, seed: int, out_dir: str, setting: str, i:
     given = {"seed": seed} | ({"preset": preset} if preset != "paper" else {})
     cfg, base = new_control_config("D", given, lr, sweep=True), make_config(**given)
     fields = {k: v for k, v in vars(cfg).items() if v != getattr(base, k) and k != "name"}
-    fields |= dict(snapshot_every=cfg.stop_rule.split(":")[0],  # the stop step: one snapshot past 0
+    fields |= dict(snapshot_every=parse_stop_rule(cfg.stop_rule)[0],  # the stop step: one past 0
                    snapshot_extra="", progress="false", out_dir=out_dir, deterministic=setting,
                    name=run_name(setting, i))
     return ["--preset", preset, "--seed", str(seed)] + [a for k, v in fields.items()
@@ -60,14 +64,13 @@ def summarize_runs(folder: str) -> dict:
     """{setting: {runs, val: {step: [losses]}, final_hashes}} from the run folders in `folder`."""
     out = {}
     for setting in SETTINGS:
-        runs = sorted(d for d in os.listdir(folder) if d.startswith(f"D_det{setting}_"))
+        runs = sorted(d for d in os.listdir(folder) if d.startswith(run_prefix(setting)))
         val, hashes = {}, []
         for r in runs:
             for row in read_metrics(os.path.join(folder, r)):
                 if row.get("val_loss") is not None:
                     val.setdefault(row["step"], []).append(row["val_loss"])
-            with open(os.path.join(folder, r, "snapshot_hashes.json")) as f:
-                snaps = json.load(f)["snapshots"]
+            snaps = snapshot_hashes(os.path.join(folder, r))["snapshots"]
             hashes.append(snaps[max(snaps)])  # the last snapshot (zero-padded names sort by step)
         if runs:
             out[setting] = dict(runs=runs, val={str(k): v for k, v in sorted(val.items())},
