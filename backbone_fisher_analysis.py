@@ -69,7 +69,7 @@ from geometry import (RANK1, fisher_stats, record_backbone, replays_switch, span
                       switch_interval, switching_pair)
 from runs import (batch_record, open_gradient_analysis, record_info, replay_pairs, replay_record)
 
-BATCHES = 32  # mini-batches per snapshot by default (runs.default_batches: 16 for the tiny preset)
+BATCHES = 32  # mini-batches per snapshot by default (config.default_batches: 16 for the tiny preset)
 
 
 # ----------------------------------------------------------------------------- inputs

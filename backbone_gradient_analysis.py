@@ -61,7 +61,7 @@ from runs import (batch_record, open_gradient_analysis, read_json, record_info, 
                   replay_record)
 
 LOSSES = ("combined", "lm", "probe")
-BATCHES = 16  # mini-batches per snapshot by default (runs.default_batches: 8 for the tiny preset)
+BATCHES = 16  # mini-batches per snapshot by default (config.default_batches: 8 for the tiny preset)
 
 
 # ----------------------------------------------------------------------------- alignment statistics

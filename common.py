@@ -43,7 +43,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from config import Parser, UsageError, fail
+from config import Parser, UsageError, default_batches, fail
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -383,7 +383,7 @@ def analysis_parser(doc: str, name: str, replay_batches: int | None = None,
     if replay_batches:
         p.add_argument("--batches", type=int, default=None,
                        help=f"mini-batches per snapshot (default {replay_batches}; the tiny "
-                            f"preset's runs {replay_batches // 2})")
+                            f"preset's runs {default_batches('tiny', replay_batches)})")
         p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
                        help="sequences per mini-batch (default: the run's batch_size, 64 in "
                             "the paper)")

@@ -264,6 +264,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def default_batches(preset: str, paper: int) -> int:
+    """Mini-batches an analysis replays per snapshot when --batches is left out: `paper` (the
+    Fisher's 32, the gradient analysis's 16), half of it for the tiny preset, whose replay is most
+    of the CPU pipeline's time (run_seed.sh --preset tiny)."""
+    return paper // 2 if preset == "tiny" else paper
+
+
 # Model sizes: (layers, width) as multiples of the preset's model, head size twice the preset's
 # (GPT-2's 64 for the paper preset), MLP 4 x width; the rest of the recipe unchanged. Paper preset:
 # 3x is 12 layers of width 768 (12 heads; trunk 84,934,656 parameters, 3.4x the paper's

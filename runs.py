@@ -36,8 +36,8 @@ from tqdm import tqdm
 import geometry as geo
 from common import (autocast, environment, exact_fp32, finite, pick_device, provenance, write_bytes,
                     write_json)
-from config import (RUNTIME_FIELDS, Config, Parser, UsageError, config_from_dict, diff_configs,
-                    fail)
+from config import (RUNTIME_FIELDS, Config, Parser, UsageError, config_from_dict, default_batches,
+                    diff_configs, fail)
 from dataset import SYNTHETIC_VERSION, corpus_identity, get_batch, load_corpus
 from model import GPT, flatten, losses, trunk_keys
 
@@ -881,7 +881,8 @@ def run_gradient_record(traj, cfg: Config, corpus, rec, steps, n: int, batch_siz
     want = dict(snapshots=snapshot_fingerprint(traj.run_dir), config=config, steps=rec.steps,
                 batch_size=batch_size, seed=seed, precision=precision_of(traj.device, fp32))
     # at least the Fisher's default mini-batches and draws: one record serves both analyses
-    steps, n, K = sorted(steps), max(n, default_batches(cfg, GRADIENT_BATCHES)), max(K, GRADIENT_K)
+    steps, K = sorted(steps), max(K, GRADIENT_K)
+    n = max(n, default_batches(cfg.preset, GRADIENT_BATCHES))
     try:
         old = load_gradient_record(path) if os.path.isfile(path) else None
     except UsageError:
@@ -917,7 +918,8 @@ def _from_files(args, select, K: int, seed: int | None, batches: int):
     check(steps)
     m = grec.meta
     args.batch_size = args.batch_size or m["batch_size"]
-    args.batches = args.batches or default_batches(config_from_dict(m["config"]), batches)
+    cfg = config_from_dict(m["config"])
+    args.batches = args.batches or default_batches(cfg.preset, batches)
     for what, have, asked in (("mini-batches", grec.M, args.batches), ("random draws", grec.K, K)):
         if asked > have:
             raise UsageError(f"{args.gradient_record} has {have} {what} per step, {asked} asked")
@@ -929,15 +931,7 @@ def _from_files(args, select, K: int, seed: int | None, batches: int):
         raise UsageError(f"{args.gradient_record} holds {m['precision']} gradients, not fp32 ones")
     state = dict(record=os.path.abspath(args.record),
                  gradient_record=os.path.abspath(args.gradient_record))
-    cfg = config_from_dict(m["config"])
     return rec, grec, cfg, (steps, groups), state, "cpu", m["source"]["run"]
-
-
-def default_batches(cfg: Config, paper: int) -> int:
-    """Mini-batches an analysis replays per snapshot when --batches is left out: `paper` (the
-    Fisher's 32, the gradient analysis's 16), half of it for the tiny preset, whose replay is most
-    of the CPU pipeline's time (run_seed.sh --preset tiny)."""
-    return paper // 2 if cfg.preset == "tiny" else paper
 
 
 def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = None,
@@ -955,7 +949,7 @@ def open_gradient_analysis(args, argv, select, K: int = 0, seed: int | None = No
     traj, cfg, corpus, state = load_run(args.run, args.anchor, args.cache_dir, args.device,
                                         args.partial)
     args.batch_size = args.batch_size or cfg.batch_size
-    args.batches = args.batches or default_batches(cfg, batches)
+    args.batches = args.batches or default_batches(cfg.preset, batches)
     steps, groups = select(traj.steps, traj.check_steps, traj.groups)
     rec = run_record(args.run, args.device, sys.stderr.isatty(), argv)
     grec = run_gradient_record(traj, cfg, corpus, rec, steps, args.batches, args.batch_size, K,

@@ -168,9 +168,9 @@ def test_every_number_from_the_records_equals_the_direct_one(run, anchor, monkey
 def test_tiny_runs_replay_half_the_mini_batches():
     """Left out, --batches is the analysis's paper number, halved for the tiny preset; the record
     holds at least the Fisher's."""
-    tiny, paper = config.make_config(preset="tiny"), config.make_config()
-    assert runs.default_batches(paper, 32) == 32 and runs.default_batches(paper, 16) == 16
-    assert runs.default_batches(tiny, 32) == 16 and runs.default_batches(tiny, 16) == 8
+    tiny, paper = config.make_config(preset="tiny").preset, config.make_config().preset
+    assert config.default_batches(paper, 32) == 32 and config.default_batches(paper, 16) == 16
+    assert config.default_batches(tiny, 32) == 16 and config.default_batches(tiny, 16) == 8
 
 
 def test_the_record_files_give_the_run_folders_json(run, tmp_path):
