@@ -443,8 +443,20 @@ def rule_c8(s: Seed, b: str = "normalized") -> Verdict:
     return Verdict(NOT, ours, "-", f"block 0 does not dominate by the paper's 3-10x ({key})", nums)
 
 
-def rank1_snapshots(s: Seed, after: int = 4400) -> tuple[int, int]:
-    """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9)."""
+def lambda_switch(s: Seed) -> tuple[float, float]:
+    """(the step of the lambda switch, the half-width of the window "near" it) of the Fisher
+    analysis's run. The paper's 10,000-step run switches at 4,000 and its spike is read within
+    +-400 steps; a shorter run (the tiny preset) has both scaled by its length, so that "near the
+    switch" is the same fraction of the run and not the whole of it."""
+    steps = get(s.fisher, "config.steps", 10000)
+    return get(s.fisher, "config.lambda_step", 4000 * steps / 10000), 400 * steps / 10000
+
+
+def rank1_snapshots(s: Seed, after: float | None = None) -> tuple[int, int]:
+    """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9); by default the end
+    of the window around the lambda switch (4,400 in the paper's run)."""
+    if after is None:
+        after = sum(lambda_switch(s))
     rows = [
         (st, x.get("lambda1_frac", (x["lambda1"] / x["trace"]) if x.get("trace") else None))
         for st, x in fisher_rows(s)
@@ -465,16 +477,17 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
     rise = math.log10(late / q0)
     al = [(st, x["alpha" if alpha == "mean" else "alpha_median"]) for st, x in rows]
     al = [(st, a) for st, a in al if a is not None]
-    lam_step = 4000 * (get(s.fisher, "config.steps", 10000) / 10000)
-    near = [a for st, a in al if abs(st - lam_step) <= 400]
-    rest = [a for st, a in al if abs(st - lam_step) > 400]
+    lam_step, width = lambda_switch(s)
+    near = [a for st, a in al if abs(st - lam_step) <= width]
+    rest = [a for st, a in al if abs(st - lam_step) > width]
     spike = max(near) / float(np.median(rest)) if near and rest else None
     r1, n = rank1_snapshots(s)
     ours = (
-        f"q(v_b) late / early {late / q0:.1e} ({src}); alpha near step 4000 / median elsewhere"
-        f" {spike:.1f}"
+        f"q(v_b) late / early {late / q0:.1e} ({src}); alpha near step {lam_step:,.0f} / median"
+        f" elsewhere {'-' if spike is None else f'{spike:.1f}'}"
     )
-    null = f"alpha = 1 for random directions; rank-1 Fisher at {r1} of {n} snapshots after 4400"
+    null = (f"alpha = 1 for random directions; rank-1 Fisher at {r1} of {n} snapshots after"
+            f" {lam_step + width:,.0f}")
     nums = {"rise_orders": rise, "alpha_spike": spike, "rank1": r1, "rank1_of": n}
     if not lm and n and r1 / n > 0.5:
         return Verdict(
@@ -485,7 +498,10 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
             + ("; q(v_b) does not rise 3 orders even so" if rise < 1 else ": needs q_lm / q_probe"),
             nums,
         )
-    if rise >= 2 and spike and spike >= 3:
+    if rise >= 2 and spike is None:
+        return Verdict(NA, ours, null, "no analysed snapshot on both sides of the window around the"
+                       " lambda switch", nums)
+    if rise >= 2 and spike >= 3:
         return Verdict(
             HOLDS,
             ours,

@@ -205,3 +205,22 @@ def test_robust_names_the_definitions_that_change_a_verdict(tmp_path):
     assert c4["verdicts"] == {"final f_b": cl.HOLDS, "time-averaged f_b": cl.NOT}
     assert c4["depends_on"] == ["time-averaged f_b"]
     assert all(r["depends_on"] == [] for r in rows if r["claim"] == "C16")
+
+
+def test_c9_every_verdict_and_a_short_run_scales_its_switch_window():
+    def fisher(q, alpha, steps=2000, lambda_step=800):
+        rows = [dict(step=st, groups={"trunk": {"q_lm": {"v_b": q(st)}, "alpha": alpha(st)}})
+                for st in range(0, steps + 1, steps // 20)]
+        return {"table": rows, "config": {"steps": steps, "lambda_step": lambda_step}}
+    rising, flat = (lambda st: 10.0 ** (st / 500)), (lambda st: 1.0)
+    spike = lambda st: 10.0 if st == 800 else 1.0  # noqa: E731
+    assert cl.rule_c9(Planted(fisher=fisher(rising, spike))).verdict == cl.HOLDS
+    assert cl.rule_c9(Planted(fisher=fisher(rising, flat))).verdict == cl.NOT
+    assert cl.rule_c9(Planted(fisher=fisher(flat, spike))).verdict == cl.NOT
+    # before: the window was +-400 steps whatever the run's length, so in a 400-step run every
+    # snapshot was "near" the switch, none was left to compare with, and the rule raised
+    short = cl.rule_c9(Planted(fisher=fisher(lambda st: 10.0 ** (st / 100), lambda st: 5.0 if st == 160
+                                              else 1.0, steps=400, lambda_step=160)))
+    assert short.verdict == cl.HOLDS and short.numbers["alpha_spike"] == pytest.approx(5.0)
+    assert "near step 160" in short.ours
+    assert cl.rule_c9(Planted()).verdict == cl.NA
