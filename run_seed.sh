@@ -7,7 +7,7 @@
 # Arguments after `--` go to every analysis (--device, --anchor, --partial).
 # An analysis is rerun when its JSON was made by another commit (or a dirty tree), from another
 # config of the run, or on a partial trajectory (python runs.py --fresh); --keep keeps every JSON
-# that exists.
+# that exists (analyse_run.py runs them all in one process).
 # Python: $PYTHON if set, else the activated virtual environment's, else python3 on the PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,10 +25,10 @@ has_torch='import importlib.util as u, sys; sys.exit(u.find_spec("torch") is Non
        "PYTHON=/path/to/its/python" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 SEED=$1; shift
-KEEP=0; TRAIN=(); ANALYSIS=()
+KEEP=(); TRAIN=(); ANALYSIS=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --keep) KEEP=1 ;;
+    --keep) KEEP=(--keep) ;;
     --) shift; ANALYSIS+=("$@"); break ;;
     --device) [ $# -ge 2 ] || { echo "error: --device needs a value" >&2; exit 2; }
               TRAIN+=("$1" "$2"); ANALYSIS+=("$1" "$2"); shift ;;
@@ -44,19 +44,6 @@ RUN=$("$PYTHON" -c 'import sys, config; print(config.parse_config(sys.argv[1:]).
 echo "== train ($RUN)"
 "$PYTHON" train.py "${TRAIN_ARGS[@]}"
 
-STAGES=(trajectory_pca_uncentered backbone_update_analysis backbone_gradient_analysis backbone_fisher_analysis)
-# one freshness check for every stage (running one analysis does not change another's freshness)
-mapfile -t STATE < <("$PYTHON" runs.py --run "$RUN" --fresh "${STAGES[@]}" || true)
-for i in "${!STAGES[@]}"; do
-  name=${STAGES[$i]} why=${STATE[$i]:-}
-  why=${why#"$name: "}
-  if [ -f "$RUN/analysis/$name.json" ] && [ $KEEP = 1 ]; then echo "== $name: kept"; continue; fi
-  if [ "$why" = "up to date" ]; then echo "== $name: up to date, skipped"; continue; fi
-  echo "== $name (${why:-not checked})"
-  "$PYTHON" "$name.py" --run "$RUN" ${ANALYSIS[@]+"${ANALYSIS[@]}"}
-done
-echo "== optimizer_null"  # the run's optimizer on pure noise; a coordinate sample off the GPU
-NULL_ARGS=(--seeds 5); case " ${TRAIN[*]-} " in *" tiny "*) NULL_ARGS=(--seeds 3 --sample 256) ;; esac
-"$PYTHON" optimizer_null.py --run "$RUN" "${NULL_ARGS[@]}"
-"$PYTHON" claims.py --run "$RUN"
+# the analyses that are not up to date, the optimizer null and the claims: one Python process
+"$PYTHON" analyse_run.py --run "$RUN" ${KEEP[@]+"${KEEP[@]}"} -- ${ANALYSIS[@]+"${ANALYSIS[@]}"}
 echo "== done: $RUN"

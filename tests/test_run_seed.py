@@ -37,3 +37,46 @@ def test_run_seed_runs_each_analysis_then_skips_the_up_to_date_ones(tmp_path, mi
     assert r.returncode == 1 and r.stdout.splitlines() == [f"{s}: made by commit c0ffee, code is beef" for s in STAGES]
     kept = stages("--keep", env={**env, "SOURCE_COMMIT": "beef"})
     assert len(kept) == 4 and all(line.endswith(": kept") for line in kept.values())
+
+
+def _strip(doc):
+    """An analysis JSON without what differs between two runs of one computation (times, memory, command)."""
+    return {k: v for k, v in doc.items() if k not in ("provenance",)}
+
+
+def test_analyse_run_writes_what_each_script_writes_alone(tmp_path, micro, argv):
+    """The stages share one process: each must still record its own command and compute what it computes
+    as its own process (no state left by an earlier stage), the gradient replay included."""
+    over = micro(tmp_path, steps=40)
+    env = {**os.environ, "SOURCE_COMMIT": "c0ffee", "SOURCE_DIRTY": "0"}
+    run = os.path.join(over["out_dir"], "micro")
+    py = lambda *a: subprocess.run([sys.executable, *a], cwd=ROOT, env=env, capture_output=True,  # noqa: E731
+                                   text=True, timeout=600)
+    r = py("train.py", *argv({**over, "name": "micro"}))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = py("analyse_run.py", "--run", run)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [l for l in r.stdout.splitlines() if l.startswith("== ")] == [
+        *(f"== {s} (not made yet)" for s in STAGES), "== optimizer_null"]
+    together = {s: json.load(open(os.path.join(run, "analysis", f"{s}.json"))) for s in STAGES}
+    for s, doc in together.items():
+        assert doc["provenance"]["command"] == f"python {s}.py --run {run}"
+    os.remove(os.path.join(run, "analysis", "gradient_record.safetensors"))  # replayed again alone
+    for s in STAGES:
+        alone = str(tmp_path / f"{s}.json")
+        r = py(f"{s}.py", "--run", run, "--out", alone)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert _strip(json.load(open(alone))) == _strip(together[s]), s
+
+
+def test_analyse_run_stops_at_a_failing_stage_with_its_exit_code(tmp_path, micro, argv):
+    over = micro(tmp_path, steps=40)
+    run = os.path.join(over["out_dir"], "micro")
+    r = subprocess.run([sys.executable, "train.py", *argv({**over, "name": "micro"})], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "analyse_run.py", "--run", run, "--", "--anchor", "7"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert [l for l in r.stdout.splitlines() if l.startswith("== ")] == [f"== {STAGES[0]} (not made yet)"]
+    assert not os.path.exists(os.path.join(run, "analysis", f"{STAGES[0]}.json"))
