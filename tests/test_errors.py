@@ -13,8 +13,8 @@ import train
 # unfinished run folder, {missing} a path that does not exist, {empty} an empty folder, {micro} the overrides
 # of a micro run under {tmp}/new (never created), {file} a file of text, {empty_txt} an empty .txt
 # file,
-# {binary_txt} a .txt file of binary bytes. A case named defectN is issue 18's defect N (failed
-# before).
+# {binary_txt} a .txt file of binary bytes. A case with a fourth element "defectN" is issue 18's defect N
+# (failed before); its test id starts with it.
 CASES = [
     ("train", ["--no_such_field", "1"], "unrecognized arguments"),
     ("train", ["--steps", "1.5"], "expects int"),
@@ -71,30 +71,30 @@ CASES = [
     ("dataset", ["--preset", "huge"], "unknown preset"),
     ("bench", ["--preset", "huge"], "unknown preset"),
     # issue 18, defect 5: a meaningless value stops before anything is written
-    ("train", ["{micro}", "--d_model", "0"], "d_model, n_head and d_ff must be > 0"),
-    ("train", ["{micro}", "--n_head", "0"], "d_model, n_head and d_ff must be > 0"),
-    ("train", ["{micro}", "--n_head", "3"], "d_model (32) must be divisible by n_head (3)"),
-    ("train", ["{micro}", "--d_ff", "0"], "d_model, n_head and d_ff must be > 0"),
-    ("train", ["{micro}", "--lr", "inf"], "lr must be a finite number"),
-    ("train", ["{micro}", "--eps", "inf"], "eps must be a finite number"),
-    ("train", ["{micro}", "--lambda_probe", "nan"], "lambda_probe must be a finite number"),
-    ("train", ["{micro}", "--lambda_probe", "-1"], "lambda_probe, lambda_probe_late and"),
+    ("train", ["{micro}", "--d_model", "0"], "d_model, n_head and d_ff must be > 0", "defect5"),
+    ("train", ["{micro}", "--n_head", "0"], "d_model, n_head and d_ff must be > 0", "defect5"),
+    ("train", ["{micro}", "--n_head", "3"], "d_model (32) must be divisible by n_head (3)", "defect5"),
+    ("train", ["{micro}", "--d_ff", "0"], "d_model, n_head and d_ff must be > 0", "defect5"),
+    ("train", ["{micro}", "--lr", "inf"], "lr must be a finite number", "defect5"),
+    ("train", ["{micro}", "--eps", "inf"], "eps must be a finite number", "defect5"),
+    ("train", ["{micro}", "--lambda_probe", "nan"], "lambda_probe must be a finite number", "defect5"),
+    ("train", ["{micro}", "--lambda_probe", "-1"], "lambda_probe, lambda_probe_late and", "defect5"),
     # defect 8: a file where a folder is wanted
-    ("train", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder"),
-    ("dataset", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder"),
+    ("train", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder", "defect8"),
+    ("dataset", ["{micro}", "--cache_dir", "{file}"], "is a file, not a folder", "defect8"),
     # defect 9: --name stays inside out_dir
-    ("train", ["{micro}", "--name", "../escaped"], "name must be a plain folder name"),
-    ("train", ["{micro}", "--name", "{tmp}/absolute"], "name must be a plain folder name"),
+    ("train", ["{micro}", "--name", "../escaped"], "name must be a plain folder name", "defect9"),
+    ("train", ["{micro}", "--name", "{tmp}/absolute"], "name must be a plain folder name", "defect9"),
     # defect 10
-    ("train", ["{micro}", "--init_from", "{file}"], "cannot load"),
-    ("train", ["{micro}", "--init_from", "{run_snapshot}"], "cannot load"),
-    ("train", ["{micro}", "--n_val_stories", "1", "--cache_dir", "{tmp}/c1"], "too few for"),
-    ("train", ["{micro}", "--data", "{empty_txt}"], "is empty"),
-    ("train", ["{micro}", "--data", "{binary_txt}"], "is not UTF-8 text"),
-    ("make_results", ["--collect-only", "--results", "{file}"], "is a file, not a folder"),
-    ("collect_results", ["--runs", "{tmp}", "--version", "v2", "--date", "2026-13-01"], "a date"),
-    ("dataset", ["{micro}", "--sample", "-1"], "--sample must be >= 0"),
-    ("runs", ["--run", "{missing}", "--fresh", "backbone_update_analysis"], "run folder not found"),
+    ("train", ["{micro}", "--init_from", "{file}"], "cannot load", "defect10"),
+    ("train", ["{micro}", "--init_from", "{run_snapshot}"], "cannot load", "defect10"),
+    ("train", ["{micro}", "--n_val_stories", "1", "--cache_dir", "{tmp}/c1"], "too few for", "defect10"),
+    ("train", ["{micro}", "--data", "{empty_txt}"], "is empty", "defect10"),
+    ("train", ["{micro}", "--data", "{binary_txt}"], "is not UTF-8 text", "defect10"),
+    ("make_results", ["--collect-only", "--results", "{file}"], "is a file, not a folder", "defect10"),
+    ("collect_results", ["--runs", "{tmp}", "--version", "v2", "--date", "2026-13-01"], "a date", "defect10"),
+    ("dataset", ["{micro}", "--sample", "-1"], "--sample must be >= 0", "defect10"),
+    ("runs", ["--run", "{missing}", "--fresh", "backbone_update_analysis"], "run folder not found", "defect10"),
 ]
 
 
@@ -144,7 +144,13 @@ def tree(path):
     return sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
 
 
-@pytest.mark.parametrize("script,args,text", CASES, ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(CASES)])
+def case_id(i, case):
+    """script-index, prefixed with issue 18's defect (defectN-script-index) where the case is one."""
+    return "-".join([*case[3:], case[0], str(i)])
+
+
+@pytest.mark.parametrize("script,args,text", [c[:3] for c in CASES],
+                         ids=[case_id(i, c) for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line(script, args, text, world, usage_error):
     before = tree(world["tmp"])
     usage_error(importlib.import_module(script).main, expand(args, world), match=text)

@@ -380,7 +380,7 @@ def test_report_figures_draw_every_series_and_tables_have_their_numbers(tmp_path
     assert "Not yet run" in mpf.tab_mechanics(res) and "Not yet run" in mpf.tab_robust(res)
 
 
-def test_other_out_leaves_the_readme_alone_and_writes_are_atomic(tmp_path, monkeypatch):
+def test_defect2_other_out_leaves_the_readme_alone_and_writes_are_atomic(tmp_path, monkeypatch):
     """--out elsewhere never rewrites the repository's README (an explicit --readme does); a write that dies
     before its rename leaves the old file whole; a killed figure write's temp files are removed next run."""
     readme = os.path.join(ROOT, "README.md")
