@@ -16,7 +16,9 @@ Layout written (only what exists is copied; snapshots and optimizer states never
 Each experiment folder gets provenance.json: git commit and dirty flag, torch, CUDA and device of the runs
 (from their config.json), the date, the corpus, and the commands with their wall times (--stages: a JSON
 object {folder: [{"command": ..., "wall_s": ...}, ...]}, folder as in the layout, e.g. "seed42").
-An existing destination folder is replaced, so a re-collect after new runs gives the same layout.
+A seed's existing folder is replaced, so a re-collect after new runs gives the same layout; in a folder
+of several runs (sgd_control, beta2, reheat) only the runs and files collected again are replaced, and
+the runs of another part of the plan collected there earlier stay, their provenance under "earlier".
 """
 
 from __future__ import annotations
@@ -87,6 +89,41 @@ def provenance(folder: str, runs: list[str], files: list[str], stages: dict, dat
         "source_runs": [os.path.basename(r.rstrip("/")) for r in runs],
         "files": sorted(os.path.relpath(f, dest) for f in files),
     }
+
+
+def clear_for(out: str, spec: dict) -> list[dict]:
+    """Make room in the results folder `out` for a collect of `spec`; returns the provenance of the
+    earlier collects whose runs stay there.
+
+    A seed's folder holds one run: it is replaced whole. A folder of several runs (sgd_control,
+    beta2, reheat/seed<N>) is filled by several parts of the results plan (the controls and Table 9
+    both write sgd_control), which may run on different machines: only the run folders and the
+    experiment files that this collect copies again are replaced, and the other parts' runs and files
+    stay, their provenance kept under "earlier"."""
+    if not os.path.isdir(out):
+        return []
+    if spec.get("main"):
+        shutil.rmtree(out)
+        return []
+    new_runs = {os.path.basename(r.rstrip("/")) for r in spec["runs"]}
+    for name in new_runs:
+        if os.path.isdir(os.path.join(out, "runs", name)):
+            shutil.rmtree(os.path.join(out, "runs", name))
+    for f in spec["records"]:
+        if os.path.isfile(os.path.join(out, os.path.basename(f))):
+            os.remove(os.path.join(out, os.path.basename(f)))
+    try:
+        old = json.load(open(os.path.join(out, "provenance.json")))
+    except (OSError, ValueError):
+        return []
+    kept = [r for r in old.get("source_runs", []) if r not in new_runs]
+    first = {k: v for k, v in old.items() if k != "earlier"}
+    earlier = [dict(first, source_runs=kept)] if kept else []
+    for e in old.get("earlier", []):
+        kept = [r for r in e.get("source_runs", []) if r not in new_runs]
+        if kept:
+            earlier.append(dict(e, source_runs=kept))
+    return earlier
 
 
 def strip_preset(name: str) -> str:
@@ -182,14 +219,16 @@ def collect(
     stages, done = stages or {}, []
     for folder, spec in experiment_folders(runs_dir).items():
         out = os.path.join(dest, folder)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
+        earlier = clear_for(out, spec)
         files = copy_run(spec["main"], out) if spec.get("main") else []
         files += [p for p in (copy_small(f, out) for f in spec["records"]) if p]
         for r in spec["runs"]:
             files += copy_run(r, os.path.join(out, "runs", os.path.basename(r)))
         runs = ([spec["main"]] if spec.get("main") else []) + spec["runs"]
-        write_json(os.path.join(out, "provenance.json"), provenance(folder, runs, files, stages, date, out))
+        prov = provenance(folder, runs, files, stages, date, out)
+        if earlier:
+            prov["earlier"] = earlier
+        write_json(os.path.join(out, "provenance.json"), prov)
         done.append(folder)
     if bench_text is not None:
         out = os.path.join(dest, "bench")

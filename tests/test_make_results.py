@@ -84,3 +84,45 @@ def test_the_larger_models_run_only_when_named(tmp_path):
     assert scale[-1].cmd[:3] == ["optimizer_null.py", "--run", "{out_dir}/3x_seed42"]
     tiny = mr.select(mr.build_plan("tiny", "runs", "r", None), "scale8x")
     assert tiny[-2].cmd[:3] == ["trajectory_record.py", "--run", "{out_dir}/tiny_8x_seed42"]
+
+
+def _run(runs, name, commit, analysis=None):
+    """A finished run folder of commit `commit` (config, metrics; an analysis JSON if given)."""
+    import json
+    d = runs / name
+    (d / "analysis").mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": {}, "env": {"git_commit": commit}}))
+    (d / "metrics.jsonl").write_text('{"step": 0}\n')
+    if analysis:
+        (d / "analysis" / analysis).write_text("{}")
+
+
+def test_a_collect_keeps_the_runs_another_part_collected_into_the_same_folder(tmp_path):
+    """The controls and Table 9 both fill sgd_control, perhaps on two bare machines: collecting one must not
+    delete the other's runs (it did: the whole folder was replaced); a run collected again is replaced whole,
+    and provenance keeps the earlier collect's commit for the runs that stay."""
+    import json
+    import collect_results as cr
+    res = tmp_path / "results"
+    one, two, three = tmp_path / "m1", tmp_path / "m2", tmp_path / "m3"
+    _run(one, "sgd_D_seed42", "c1", analysis="old.json")
+    _run(one, "seed42", "c1", analysis="pca.json")
+    cr.collect(str(one), str(res))
+    _run(two, "sgd_A_seed42", "c2")
+    _run(two, "sgd_B_seed42", "c2")
+    (two / "sgd_control").mkdir()
+    (two / "sgd_control" / "sgd_control.json").write_text("{}")
+    _run(two, "seed42", "c2")  # retrained, not analysed yet
+    cr.collect(str(two), str(res))
+    sc = res / "sgd_control"
+    assert sorted(os.listdir(sc / "runs")) == ["sgd_A_seed42", "sgd_B_seed42", "sgd_D_seed42"]
+    assert (sc / "sgd_control.json").exists() and (sc / "runs" / "sgd_D_seed42" / "analysis" / "old.json").exists()
+    prov = json.load(open(sc / "provenance.json"))
+    assert prov["git_commit"] == "c2" and prov["source_runs"] == ["sgd_A_seed42", "sgd_B_seed42"]
+    assert [(e["git_commit"], e["source_runs"]) for e in prov["earlier"]] == [("c1", ["sgd_D_seed42"])]
+    assert not os.path.exists(res / "seed42" / "analysis" / "pca.json")  # one run's folder: replaced whole
+    _run(three, "sgd_D_seed42", "c3")  # D again: its old files go, the earlier collect of D is gone
+    cr.collect(str(three), str(res))
+    assert not (sc / "runs" / "sgd_D_seed42" / "analysis" / "old.json").exists()
+    prov = json.load(open(sc / "provenance.json"))
+    assert [(e["git_commit"], e["source_runs"]) for e in prov["earlier"]] == [("c2", ["sgd_A_seed42", "sgd_B_seed42"])]
