@@ -801,7 +801,7 @@ def rule_c14(res: Results) -> Verdict:
     ours = (
         f"beta2 {b2s}: PC1 {', '.join(f'{100 * p:.1f}' for p in pc1)}%; k95"
         f" {', '.join(map(str, k95))}; drift {', '.join(f'{x:.0f}' for x in drift)}"
-        + (f"; diverged: {', '.join(f'{b:g}' for b in diverged)}" if diverged else "")
+        + (f"; diverged: beta2 {', '.join(f'{b:g}' for b in diverged)}" if diverged else "")
     )
     null = "PC1 minus random-directions null: " + ", ".join(
         "-" if e is None else f"{100 * e:+.1f}" for e in exc
@@ -861,8 +861,8 @@ def rule_c15(res: Results, seed: int) -> Verdict:
             NOT,
             ours,
             null,
-            f"the peak at lr 6e-4 is not the paper's {lo:g}-{hi:g} (tolerance rule)"
-            + ("; a(t) does barely move" if a_still else ""),
+            f"the peak at lr 6e-4 is not the paper's {lo:g}{'' if hi == lo else f'-{hi:g}'}"
+            " (tolerance rule)" + ("; a(t) barely moves, as the paper says" if a_still else ""),
             nums,
         )
     return Verdict(ABOVE, ours, null, "re-entry, but not transient or a(t) moves", nums)
