@@ -1697,13 +1697,17 @@ def tex_cmd(cmd: str) -> str:
 
 
 def provenance_stages(res: Results) -> list[dict]:
-    """Every command that made results/<version>/: the stages of each provenance.json and the provenance a
-    result file carries inside it (bench.json), with their exit status and wall time, in date order."""
+    """Every command that made results/<version>/: the stages of each provenance.json (and of the earlier
+    collects it keeps) and the provenance a result file carries inside it (bench.json), with their exit
+    status and wall time, in date order."""
     out = []
     for f in sorted(glob.glob(os.path.join(res.dir, "**", "provenance.json"), recursive=True)):
         folder = os.path.relpath(os.path.dirname(f), res.dir)
-        for stg in (res.json(os.path.relpath(f, res.dir)) or {}).get("stages", []):
-            out.append(dict(folder=folder, **stg))
+        pv = res.json(os.path.relpath(f, res.dir)) or {}
+        # the earlier collects of a folder of several runs made the runs of theirs that are still there
+        for p in [pv, *pv.get("earlier", [])]:
+            for stg in p.get("stages", []):
+                out.append(dict(folder=folder, **stg))
     for rel in ("bench/bench.json",):
         pv = (res.json(rel) or {}).get("provenance")
         if pv and pv.get("command"):
@@ -2011,6 +2015,7 @@ def archive_numbers(res: Results, log=print) -> dict:
         m[name + "Version"] = src.version if have else "--"
         m[name + "Archived"] = "1" if have and src.version != res.version else "0"
         m[name + "Have"] = "1" if have else "0"
+        m[name + "Here"] = "1" if have and src.version == res.version else "0"  # this version's own
     try:
         sgd = archived(res, "sgd_control/sgd_control.json")
         if sgd is not res:

@@ -346,7 +346,7 @@ def test_report_figures_draw_every_series_and_tables_have_their_numbers(tmp_path
                             inspect=lambda n, f: seen.update({n: _series_of(f)}))
     assert set(made) == set(seen) and {"fig_fisher_split", "fig_windows", "fig4_reheat", "fig_controls"} <= set(made)
     stale_ft = mpf.finetune(res) is None  # the fine-tuning study's files predate its subspace file
-    assert len(made) == 15 - stale_ft, made  # every figure: v2's, and Tables 9-11's and Figure 4's from v1
+    assert len(made) == 15 - stale_ft, made  # every figure of v2, Tables 9-11's and Figure 4's included
     empty = [(n, what) for n, series in seen.items() for what, k in series if k == 0]
     assert not empty, empty
     assert any("mean $q(w_k)$" in what for what, _ in seen["fig_fisher_split"])
@@ -370,14 +370,25 @@ def test_report_figures_draw_every_series_and_tables_have_their_numbers(tmp_path
         ["C1 (s42)", "both nulls: walk; optimizer null only: n/m", "\\textbf{no}: optimizer null only"],
         ["C7 (s42)", "midpoint labels: optimizer; end labels: optimizer", "yes"]]
     prov = tabs["tab_provenance"]  # every stage of every provenance file, the failed ones with their exit status
-    assert prov.count("\\textbf{1}") == 3 and "bench.py" in prov and "seed271 &" in prov
+    # the two failed controls calls (their runs stay, under "earlier"); beta2's failed call was run again
+    assert prov.count("\\textbf{1}") == 2 and "bench.py" in prov and "seed271 &" in prov
     assert "-{}-" in prov and not re.search(r"\\texttt\{[^}]*[^{]--", prov)  # never an en dash in a command
     macros = (gen / "macros.tex").read_text()
-    assert "\\newcommand{\\sgdVersion}{v1}" in macros and "\\newcommand{\\sgdArchived}{1}" in macros
+    # Tables 9-11 and Figure 4 come from v2 itself now, not the v1 archive
+    for name in ("sgd", "matched", "betaTwoGeo", "reheat"):
+        assert f"\\newcommand{{\\{name}Version}}{{v2}}" in macros and f"\\newcommand{{\\{name}Archived}}{{0}}" in macros
+        assert f"\\newcommand{{\\{name}Here}}{{1}}" in macros
     os.remove(res_dir / "v2" / "claims_robust.json")
     shutil.rmtree(res_dir / "v2" / "nulls")
     res = cl.Results(str(res_dir), "v2")
     assert "Not yet run" in mpf.tab_mechanics(res) and "Not yet run" in mpf.tab_robust(res)
+    # without v2's own Table 9 and reheating, the report falls back to the v1 archive and says so
+    shutil.rmtree(res_dir / "v2" / "sgd_control")
+    shutil.rmtree(res_dir / "v2" / "reheat")
+    m = mpf.archive_numbers(cl.Results(str(res_dir), "v2"))
+    assert (m["sgdVersion"], m["sgdArchived"], m["sgdHere"]) == ("v1", "1", "0")
+    assert (m["reheatVersion"], m["reheatArchived"], m["reheatHere"]) == ("v1", "1", "0")
+    assert m["betaTwoGeoHere"] == "1" and "reheatPeakSixE" in m
 
 
 def test_defect2_other_out_leaves_the_readme_alone_and_writes_are_atomic(tmp_path, monkeypatch):
