@@ -25,6 +25,7 @@ import os
 import runpy
 import sys
 
+from common import environment
 from config import Parser, UsageError, fail
 from runs import analysis_freshness, read_record
 
@@ -59,13 +60,14 @@ def run_script(name: str, argv: list[str]):
 
 def plan(run_dir: str, keep: bool) -> list[tuple[str, str | None, str]]:
     """(analysis, why it runs or None when it does not, what its line says when it does not) for
-    the four analyses, from one freshness check made before any of them runs."""
-    out = []
+    the four analyses, from one freshness check made before any of them runs (one look at the
+    code's commit for all four, as `runs.py --fresh` does)."""
+    out, env = [], environment()
     for name in STAGES:
         if keep and os.path.exists(os.path.join(run_dir, "analysis", f"{name}.json")):
             out.append((name, None, "kept"))
             continue
-        why = analysis_freshness(run_dir, name)
+        why = analysis_freshness(run_dir, name, env)
         out.append((name, why, "up to date, skipped"))
     return out
 

@@ -452,11 +452,8 @@ def lambda_switch(s: Seed) -> tuple[float, float]:
     return get(s.fisher, "config.lambda_step", 4000 * steps / 10000), 400 * steps / 10000
 
 
-def rank1_snapshots(s: Seed, after: float | None = None) -> tuple[int, int]:
-    """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9); by default the end
-    of the window around the lambda switch (4,400 in the paper's run)."""
-    if after is None:
-        after = sum(lambda_switch(s))
+def rank1_snapshots(s: Seed, after: float) -> tuple[int, int]:
+    """(rank-1 snapshots, snapshots) after step `after` (lambda_1 / trace > 0.9)."""
     rows = [
         (st, x.get("lambda1_frac", (x["lambda1"] / x["trace"]) if x.get("trace") else None))
         for st, x in fisher_rows(s)
@@ -481,7 +478,7 @@ def rule_c9(s: Seed, alpha: str = "mean") -> Verdict:
     near = [a for st, a in al if abs(st - lam_step) <= width]
     rest = [a for st, a in al if abs(st - lam_step) > width]
     spike = max(near) / float(np.median(rest)) if near and rest else None
-    r1, n = rank1_snapshots(s)
+    r1, n = rank1_snapshots(s, lam_step + width)  # after the window (4,400 in the paper's run)
     ours = (
         f"q(v_b) late / early {late / q0:.1e} ({src}); alpha near step {lam_step:,.0f} / median"
         f" elsewhere {'-' if spike is None else f'{spike:.1f}'}"

@@ -116,10 +116,9 @@ def clear_for(out: str, spec: dict) -> list[dict]:
         old = json.load(open(os.path.join(out, "provenance.json")))
     except (OSError, ValueError):
         return []
-    kept = [r for r in old.get("source_runs", []) if r not in new_runs]
-    first = {k: v for k, v in old.items() if k != "earlier"}
-    earlier = [dict(first, source_runs=kept)] if kept else []
-    for e in old.get("earlier", []):
+    latest = {k: v for k, v in old.items() if k != "earlier"}
+    earlier = []
+    for e in [latest, *old.get("earlier", [])]:
         kept = [r for r in e.get("source_runs", []) if r not in new_runs]
         if kept:
             earlier.append(dict(e, source_runs=kept))
